@@ -323,14 +323,14 @@ impl Transport {
         let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
             .await
             .map_err(|_| Error::Timeout(addr))??;
-        if let Some(expected) = expected {
-            if conn.peer != expected {
-                return Err(Error::WrongPeer {
-                    addr,
-                    expected,
-                    got: conn.peer,
-                });
-            }
+        if let Some(expected) = expected
+            && conn.peer != expected
+        {
+            return Err(Error::WrongPeer {
+                addr,
+                expected,
+                got: conn.peer,
+            });
         }
         Ok(conn)
     }

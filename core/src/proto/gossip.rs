@@ -717,3 +717,283 @@ fn new_topic<R: Rng + SeedableRng>(
         dissemination,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::sim::{self, Scheduler, SimRng};
+    use crate::proto::wire;
+
+    const T0: Duration = Duration::ZERO;
+
+    fn info(i: u8) -> PeerInfo {
+        PeerInfo {
+            id: PeerId::from_bytes([i; 32]),
+            data: PeerData(vec![127, 0, 0, 1, i]),
+        }
+    }
+
+    fn node(i: u8) -> State<SimRng> {
+        State::new(info(i), Config::default(), sim::rng(11, i as u64))
+    }
+
+    fn join(topic: TopicId, strategy: Strategy, contact: Option<u8>) -> InEvent {
+        InEvent::Join {
+            topic,
+            strategy,
+            bootstrap: contact.map(info).into_iter().collect(),
+        }
+    }
+
+    /// What reaches a node: a message from a peer, or one of its timers.
+    type Arrival = Result<(PeerId, Message), Timer>;
+
+    /// Runs nodes 1..=n with a fixed latency and real timers.
+    struct Mini {
+        nodes: BTreeMap<PeerId, State<SimRng>>,
+        sched: Scheduler<(PeerId, Arrival)>,
+        received: Vec<(PeerId, MessageId)>,
+    }
+
+    impl Mini {
+        fn new(n: u8) -> Self {
+            let nodes = (1..=n).map(|i| (info(i).id, node(i))).collect();
+            Self {
+                nodes,
+                sched: Scheduler::new(),
+                received: Vec::new(),
+            }
+        }
+
+        fn apply(&mut self, me: PeerId, out: Vec<OutEvent>) {
+            for o in out {
+                match o {
+                    OutEvent::Send(to, m) => {
+                        // every message also goes through the wire codec
+                        let mut frame = Vec::new();
+                        wire::encode_frame(&wire::Message::Gossip(m), &mut frame).unwrap();
+                        let Ok(wire::Message::Gossip(m)) = wire::decode_exact_frame(&frame) else {
+                            panic!("gossip message did not round-trip");
+                        };
+                        self.sched
+                            .schedule(Duration::from_micros(500), (to, Ok((me, m))));
+                    }
+                    OutEvent::ScheduleTimer(d, t) => self.sched.schedule(d, (me, Err(t))),
+                    OutEvent::Emit(Event::Received { delivery, .. }) => {
+                        self.received.push((me, delivery.id))
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        fn input(&mut self, to: PeerId, ev: InEvent) {
+            let now = self.sched.now();
+            let out = self.nodes.get_mut(&to).unwrap().handle(now, ev);
+            self.apply(to, out);
+        }
+
+        fn run_until(&mut self, until: Duration) {
+            while let Some((_, (to, ev))) = self.sched.pop_until(until) {
+                let ev = match ev {
+                    Ok((from, message)) => InEvent::Message { from, message },
+                    Err(t) => InEvent::Timer(t),
+                };
+                self.input(to, ev);
+            }
+        }
+    }
+
+    #[test]
+    fn every_strategy_delivers_a_broadcast_to_all_members() {
+        let topic = TopicId::from_name("room");
+        for strategy in [Strategy::Plumtree, Strategy::Rumor, Strategy::Flood] {
+            let mut m = Mini::new(12);
+            for i in 1..=12u8 {
+                let contact = (i > 1).then_some(1 + i / 3);
+                m.input(info(i).id, join(topic, strategy, contact));
+                m.run_until(m.sched.now() + Duration::from_millis(50));
+            }
+            m.run_until(Duration::from_secs(5));
+            let me = info(5).id;
+            let now = m.sched.now();
+            let mut out = Vec::new();
+            let msg = Payload::from(b"hello room".to_vec());
+            let id = m
+                .nodes
+                .get_mut(&me)
+                .unwrap()
+                .broadcast(now, topic, msg, &mut out);
+            m.apply(me, out);
+            m.run_until(now + Duration::from_secs(2));
+            let got: BTreeSet<PeerId> = m
+                .received
+                .iter()
+                .filter(|(_, d)| Ok(*d) == id)
+                .map(|(p, _)| *p)
+                .collect();
+            assert_eq!(got.len(), 11, "{strategy:?}");
+            assert!(!got.contains(&me));
+        }
+    }
+
+    #[test]
+    fn topics_share_a_connection_and_release_it_when_none_needs_it() {
+        let (t1, t2) = (TopicId::from_name("a"), TopicId::from_name("b"));
+        let mut s = node(1);
+        let peer = info(2).id;
+        for t in [t1, t2] {
+            let out = s.handle(T0, join(t, Strategy::Plumtree, Some(2)));
+            assert!(out.contains(&OutEvent::Dial(peer, info(2).data)));
+        }
+        let out = s.handle(T0, InEvent::Leave(t1));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, OutEvent::Send(p, _) if *p == peer))
+        );
+        assert!(
+            !out.contains(&OutEvent::Disconnect(peer)),
+            "t2 still uses it"
+        );
+        let out = s.handle(T0, InEvent::Leave(t2));
+        assert!(out.contains(&OutEvent::Disconnect(peer)));
+        assert_eq!(s.connected_peers().count(), 0);
+    }
+
+    #[test]
+    fn peer_that_keeps_misbehaving_is_banned_and_disconnected() {
+        let topic = TopicId::from_name("room");
+        let mut s = node(1);
+        s.handle(T0, join(topic, Strategy::Plumtree, Some(2)));
+        let bad = info(2).id;
+        let graft = Message {
+            topic,
+            body: Body::Plumtree(plumtree::Message::Graft(Some(MessageId::of(b"?")))),
+        };
+        let mut banned_at = None;
+        for k in 1..=Config::default().max_strikes {
+            let out = s.handle(
+                T0,
+                InEvent::Message {
+                    from: bad,
+                    message: graft.clone(),
+                },
+            );
+            if out.contains(&OutEvent::Emit(Event::Banned(bad))) {
+                assert!(out.contains(&OutEvent::Disconnect(bad)));
+                banned_at = Some(k);
+            }
+        }
+        assert_eq!(banned_at, Some(Config::default().max_strikes));
+        assert!(s.neighbors(&topic).is_empty());
+        let out = s.handle(
+            T0,
+            InEvent::Message {
+                from: bad,
+                message: graft,
+            },
+        );
+        assert_eq!(out, [OutEvent::Disconnect(bad)]);
+        assert_eq!(s.stats().banned_dropped, 1);
+        assert_eq!(
+            s.topic_stats(&topic)
+                .unwrap()
+                .plumtree
+                .unwrap()
+                .graft_unknown,
+            16
+        );
+    }
+
+    #[test]
+    fn malformed_frames_count_as_strikes() {
+        let mut s = node(1);
+        for _ in 0..Config::default().max_strikes {
+            s.handle(T0, InEvent::Malformed(info(3).id));
+        }
+        assert_eq!(s.stats().malformed, 16);
+        assert!(s.is_banned(T0, &info(3).id));
+        // the ban ends
+        assert!(!s.is_banned(Duration::from_secs(3600), &info(3).id));
+    }
+
+    #[test]
+    fn messages_for_unknown_topics_or_strategies_are_counted_not_acted_on() {
+        let topic = TopicId::from_name("room");
+        let mut s = node(1);
+        s.handle(T0, join(topic, Strategy::Plumtree, Some(2)));
+        let rumor = Message {
+            topic,
+            body: Body::Rumor(rumor::Message::Known(MessageId::of(b"x"))),
+        };
+        assert!(
+            s.handle(
+                T0,
+                InEvent::Message {
+                    from: info(2).id,
+                    message: rumor
+                }
+            )
+            .is_empty()
+        );
+        let elsewhere = Message {
+            topic: TopicId::from_name("other"),
+            body: Body::Plumtree(plumtree::Message::Prune),
+        };
+        let out = s.handle(
+            T0,
+            InEvent::Message {
+                from: info(3).id,
+                message: elsewhere,
+            },
+        );
+        assert_eq!(out, [OutEvent::Disconnect(info(3).id)]);
+        assert_eq!((s.stats().wrong_strategy, s.stats().unknown_topic), (1, 1));
+    }
+
+    #[test]
+    fn broadcast_is_refused_outside_a_topic_or_over_the_size_cap() {
+        let topic = TopicId::from_name("room");
+        let mut s = node(1);
+        let mut out = Vec::new();
+        let p = Payload::from(b"x".to_vec());
+        assert_eq!(
+            s.broadcast(T0, topic, p.clone(), &mut out),
+            Err(BroadcastError::NotJoined(topic))
+        );
+        s.handle(T0, join(topic, Strategy::Flood, Some(2)));
+        let big = Payload::from(vec![0; plumtree::MAX_PAYLOAD_LEN + 1]);
+        assert!(matches!(
+            s.broadcast(T0, topic, big, &mut out),
+            Err(BroadcastError::TooLarge { .. })
+        ));
+        assert!(s.broadcast(T0, topic, p.clone(), &mut out).is_ok());
+        assert_eq!(
+            s.broadcast(T0, topic, p, &mut out),
+            Err(BroadcastError::Duplicate)
+        );
+    }
+
+    #[test]
+    fn gossip_from_a_peer_that_is_not_a_neighbour_is_answered_with_disconnect() {
+        let topic = TopicId::from_name("room");
+        let mut s = node(1);
+        s.handle(T0, join(topic, Strategy::Plumtree, Some(2)));
+        let stray = Message {
+            topic,
+            body: Body::Plumtree(plumtree::Message::Prune),
+        };
+        let out = s.handle(
+            T0,
+            InEvent::Message {
+                from: info(4).id,
+                message: stray,
+            },
+        );
+        let fix = Message {
+            topic,
+            body: Body::Membership(hyparview::Message::Disconnect { alive: true }),
+        };
+        assert!(out.contains(&OutEvent::Send(info(4).id, fix)));
+    }
+}

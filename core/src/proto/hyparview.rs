@@ -781,3 +781,408 @@ impl<R: Rng> State<R> {
         out.push(OutEvent::Misbehaving(from));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::proto::sim::{self, SimRng};
+
+    const T0: Duration = Duration::ZERO;
+
+    fn id(i: u8) -> PeerId {
+        PeerId::from_bytes([i; 32])
+    }
+
+    fn info(i: u8) -> PeerInfo {
+        PeerInfo {
+            id: id(i),
+            data: PeerData(vec![i]),
+        }
+    }
+
+    fn node(i: u8) -> State<SimRng> {
+        State::new(info(i), Config::default(), sim::rng(7, i as u64))
+    }
+
+    fn run(s: &mut State<SimRng>, ev: InEvent) -> Vec<OutEvent> {
+        let mut out = Vec::new();
+        s.handle(T0, ev, &mut out);
+        out
+    }
+
+    fn sends(out: &[OutEvent]) -> Vec<(PeerId, Message)> {
+        out.iter()
+            .filter_map(|o| match o {
+                OutEvent::Send(p, m) => Some((*p, m.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A node whose active view is exactly `active`, learnt through accepted
+    /// high-priority NEIGHBOR requests.
+    fn with_active(i: u8, active: &[u8]) -> State<SimRng> {
+        let mut s = node(i);
+        for &a in active {
+            let msg = Message::Neighbor {
+                priority: Priority::High,
+                data: PeerData(vec![a]),
+            };
+            run(&mut s, InEvent::Message(id(a), msg));
+        }
+        s
+    }
+
+    /// Delivers messages between states instantly, in order, until quiet
+    /// (timers are not run).
+    fn settle(
+        nodes: &mut BTreeMap<PeerId, State<SimRng>>,
+        mut queue: VecDeque<(PeerId, PeerId, Message)>,
+    ) {
+        for _ in 0..100_000 {
+            let Some((from, to, msg)) = queue.pop_front() else {
+                return;
+            };
+            let Some(s) = nodes.get_mut(&to) else {
+                continue;
+            };
+            for (p, m) in sends(&run(s, InEvent::Message(from, msg))) {
+                queue.push_back((to, p, m));
+            }
+        }
+        panic!("messages did not settle");
+    }
+
+    #[test]
+    fn join_makes_newcomer_and_contact_neighbours() {
+        let mut a = node(1);
+        let out = run(
+            &mut a,
+            InEvent::Join {
+                contact: info(2),
+                others: vec![info(3)],
+            },
+        );
+        assert!(out.contains(&OutEvent::Dial(id(2), PeerData(vec![2]))));
+        assert!(out.contains(&OutEvent::Emit(Event::NeighborUp(id(2)))));
+        assert_eq!(a.passive_view().copied().collect::<Vec<_>>(), [id(3)]);
+        let mut b = node(2);
+        let out = run(
+            &mut b,
+            InEvent::Message(
+                id(1),
+                Message::Join {
+                    data: PeerData(vec![1]),
+                },
+            ),
+        );
+        assert!(out.contains(&OutEvent::Emit(Event::NeighborUp(id(1)))));
+        assert!(a.is_active(&id(2)) && b.is_active(&id(1)));
+    }
+
+    #[test]
+    fn contact_starts_forward_join_walks_of_arwl_through_its_other_neighbours() {
+        let mut c = with_active(1, &[2, 3]);
+        let out = run(
+            &mut c,
+            InEvent::Message(
+                id(9),
+                Message::Join {
+                    data: PeerData(vec![9]),
+                },
+            ),
+        );
+        let walks: Vec<_> = sends(&out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, Message::ForwardJoin { .. }))
+            .collect();
+        assert_eq!(walks.len(), 2);
+        for (to, m) in walks {
+            assert!(to == id(2) || to == id(3));
+            assert_eq!(
+                m,
+                Message::ForwardJoin {
+                    peer: info(9),
+                    ttl: 6
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn forward_join_walks_on_with_one_less_hop_avoiding_the_sender() {
+        let mut p = with_active(1, &[2, 3]);
+        let fj = Message::ForwardJoin {
+            peer: info(9),
+            ttl: 5,
+        };
+        let out = sends(&run(&mut p, InEvent::Message(id(2), fj)));
+        assert_eq!(
+            out,
+            [(
+                id(3),
+                Message::ForwardJoin {
+                    peer: info(9),
+                    ttl: 4
+                }
+            )]
+        );
+        assert!(!p.passive_view().any(|x| *x == id(9)));
+    }
+
+    #[test]
+    fn forward_join_at_prwl_puts_newcomer_in_passive_view() {
+        let mut p = with_active(1, &[2, 3]);
+        let fj = Message::ForwardJoin {
+            peer: info(9),
+            ttl: 3,
+        };
+        run(&mut p, InEvent::Message(id(2), fj));
+        assert!(p.passive_view().any(|x| *x == id(9)));
+    }
+
+    #[test]
+    fn forward_join_ending_here_asks_newcomer_to_be_neighbour() {
+        for (ttl, active) in [(0, &[2u8, 3][..]), (4, &[2][..])] {
+            let mut p = with_active(1, active);
+            let fj = Message::ForwardJoin { peer: info(9), ttl };
+            let out = run(&mut p, InEvent::Message(id(2), fj));
+            assert!(out.contains(&OutEvent::Dial(id(9), PeerData(vec![9]))));
+            let req = Message::Neighbor {
+                priority: Priority::High,
+                data: PeerData(vec![1]),
+            };
+            assert!(sends(&out).contains(&(id(9), req)), "ttl {ttl}");
+            // the newcomer accepts, and only then is it a neighbour
+            assert!(!p.is_active(&id(9)));
+            let out = run(
+                &mut p,
+                InEvent::Message(id(9), Message::NeighborReply { accepted: true }),
+            );
+            assert!(out.contains(&OutEvent::Emit(Event::NeighborUp(id(9)))));
+        }
+    }
+
+    #[test]
+    fn overlay_of_joined_nodes_is_symmetric_and_bounded() {
+        let mut nodes: BTreeMap<PeerId, State<SimRng>> = BTreeMap::new();
+        let mut rng = sim::rng(3, 0);
+        for i in 1..=40u8 {
+            let mut s = node(i);
+            let mut queue = VecDeque::new();
+            if i > 1 {
+                let contact = rng.random_range(1..i);
+                let out = run(
+                    &mut s,
+                    InEvent::Join {
+                        contact: info(contact),
+                        others: vec![],
+                    },
+                );
+                queue.extend(sends(&out).into_iter().map(|(p, m)| (id(i), p, m)));
+            }
+            nodes.insert(id(i), s);
+            settle(&mut nodes, queue);
+        }
+        for (me, s) in &nodes {
+            let active: Vec<_> = s.active_view().copied().collect();
+            assert!(
+                !active.is_empty() && active.len() <= 5,
+                "{me:?}: {active:?}"
+            );
+            for p in active {
+                assert!(nodes[&p].is_active(me), "{me:?} -> {p:?} is one-way");
+            }
+        }
+    }
+
+    #[test]
+    fn low_priority_request_is_refused_when_full_and_high_priority_evicts() {
+        let mut s = with_active(1, &[2, 3, 4, 5, 6]);
+        let low = Message::Neighbor {
+            priority: Priority::Low,
+            data: PeerData(vec![7]),
+        };
+        let out = run(&mut s, InEvent::Message(id(7), low));
+        assert!(sends(&out).contains(&(id(7), Message::NeighborReply { accepted: false })));
+        assert!(out.contains(&OutEvent::Disconnect(id(7))));
+        assert!(!s.is_active(&id(7)));
+        let high = Message::Neighbor {
+            priority: Priority::High,
+            data: PeerData(vec![8]),
+        };
+        let out = run(&mut s, InEvent::Message(id(8), high));
+        assert!(s.is_active(&id(8)));
+        assert_eq!(s.active_view().count(), 5);
+        let evicted: Vec<_> = sends(&out)
+            .into_iter()
+            .filter(|(_, m)| *m == Message::Disconnect { alive: true })
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(evicted.len(), 1);
+        assert!(s.passive_view().any(|p| *p == evicted[0]));
+    }
+
+    #[test]
+    fn failed_neighbour_is_replaced_from_passive_view() {
+        let mut s = with_active(1, &[2]);
+        run(
+            &mut s,
+            InEvent::Join {
+                contact: info(2),
+                others: vec![info(3), info(4)],
+            },
+        );
+        let out = run(&mut s, InEvent::ConnectionLost(id(2)));
+        assert!(out.contains(&OutEvent::Emit(Event::NeighborDown(id(2)))));
+        let requests: Vec<_> = sends(&out)
+            .into_iter()
+            .filter(|(_, m)| {
+                matches!(
+                    m,
+                    Message::Neighbor {
+                        priority: Priority::High,
+                        ..
+                    }
+                )
+            })
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            requests.len(),
+            2,
+            "one request per free slot, while candidates last"
+        );
+        assert_eq!(s.stats().failures, 1);
+        // a refused request is retried elsewhere only when candidates remain;
+        // an accepted one fills the view
+        run(
+            &mut s,
+            InEvent::Message(id(3), Message::NeighborReply { accepted: true }),
+        );
+        assert!(s.is_active(&id(3)));
+        // the failed peer is not kept as a candidate
+        assert!(!s.passive_view().any(|p| *p == id(2)));
+    }
+
+    #[test]
+    fn neighbor_request_without_answer_times_out_and_drops_the_candidate() {
+        let mut s = node(1);
+        run(
+            &mut s,
+            InEvent::Join {
+                contact: info(2),
+                others: vec![info(3)],
+            },
+        );
+        run(&mut s, InEvent::ConnectionLost(id(2)));
+        let out = run(&mut s, InEvent::Timer(Timer::NeighborTimeout(id(3))));
+        assert!(out.contains(&OutEvent::Disconnect(id(3))));
+        assert_eq!(s.passive_view().count(), 0);
+        assert_eq!(s.stats().neighbor_failed, 1);
+    }
+
+    #[test]
+    fn disconnect_moves_neighbour_to_passive_view_unless_it_leaves() {
+        let mut s = with_active(1, &[2, 3]);
+        run(
+            &mut s,
+            InEvent::Message(id(2), Message::Disconnect { alive: true }),
+        );
+        assert!(!s.is_active(&id(2)));
+        assert!(s.passive_view().any(|p| *p == id(2)));
+        run(
+            &mut s,
+            InEvent::Message(id(3), Message::Disconnect { alive: false }),
+        );
+        assert!(!s.is_active(&id(3)) && !s.passive_view().any(|p| *p == id(3)));
+    }
+
+    #[test]
+    fn shuffle_refills_passive_view() {
+        let mut a = with_active(1, &[2]);
+        let mut b = with_active(2, &[1]);
+        let others: Vec<PeerInfo> = (10..30).map(info).collect();
+        run(
+            &mut b,
+            InEvent::Join {
+                contact: info(1),
+                others,
+            },
+        );
+        assert_eq!(a.passive_view().count(), 0);
+        let shuffle = sends(&run(&mut a, InEvent::Timer(Timer::Shuffle)));
+        let [(to, msg)] = &shuffle[..] else {
+            panic!("{shuffle:?}")
+        };
+        assert_eq!(*to, id(2));
+        let out = run(&mut b, InEvent::Message(id(1), msg.clone()));
+        // b has no other neighbour to walk to: it answers the origin
+        let reply = sends(&out);
+        let [(to, reply @ Message::ShuffleReply { nodes })] = &reply[..] else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(*to, id(1));
+        assert!(!nodes.is_empty());
+        run(&mut a, InEvent::Message(id(2), reply.clone()));
+        assert!(a.passive_view().count() >= nodes.len().min(30));
+        assert!(a.passive_view().all(|p| *p != id(1) && *p != id(2)));
+    }
+
+    #[test]
+    fn leave_tells_every_neighbour_and_releases_connections() {
+        let mut s = with_active(1, &[2, 3]);
+        let out = run(&mut s, InEvent::Leave);
+        for p in [id(2), id(3)] {
+            assert!(out.contains(&OutEvent::Send(p, Message::Disconnect { alive: false })));
+            assert!(out.contains(&OutEvent::Disconnect(p)));
+        }
+        assert_eq!(s.active_view().count(), 0);
+    }
+
+    #[test]
+    fn oversized_or_overlong_input_is_dropped_and_reported() {
+        let mut s = with_active(1, &[2, 3]);
+        let big = Message::Join {
+            data: PeerData(vec![0; MAX_PEER_DATA_LEN + 1]),
+        };
+        let out = run(&mut s, InEvent::Message(id(4), big));
+        assert_eq!(out, [OutEvent::Misbehaving(id(4))]);
+        let flood = Message::Shuffle {
+            origin: info(2),
+            nodes: (0..=MAX_SHUFFLE_NODES as u8).map(info).collect(),
+            ttl: 2,
+        };
+        assert_eq!(
+            run(&mut s, InEvent::Message(id(2), flood)),
+            [OutEvent::Misbehaving(id(2))]
+        );
+        let walk = Message::ForwardJoin {
+            peer: info(9),
+            ttl: MAX_TTL + 1,
+        };
+        assert_eq!(
+            run(&mut s, InEvent::Message(id(2), walk)),
+            [OutEvent::Misbehaving(id(2))]
+        );
+        assert_eq!(s.stats().invalid, 3);
+        assert!(!s.is_active(&id(4)));
+    }
+
+    #[test]
+    fn banned_peer_is_dropped_and_refused() {
+        let mut s = with_active(1, &[2, 3]);
+        let out = run(&mut s, InEvent::Ban(id(2)));
+        assert!(out.contains(&OutEvent::Emit(Event::NeighborDown(id(2)))));
+        assert!(out.contains(&OutEvent::Disconnect(id(2))));
+        let join = Message::Join {
+            data: PeerData(vec![2]),
+        };
+        let out = run(&mut s, InEvent::Message(id(2), join));
+        assert_eq!(out, [OutEvent::Disconnect(id(2))]);
+        assert!(!s.is_active(&id(2)));
+        assert_eq!(s.stats().banned_dropped, 1);
+    }
+}

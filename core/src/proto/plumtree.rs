@@ -703,3 +703,297 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: Duration = Duration::ZERO;
+
+    fn id(i: u8) -> PeerId {
+        PeerId::from_bytes([i; 32])
+    }
+
+    /// A node with eager neighbours `peers`.
+    fn node(peers: &[u8]) -> State {
+        let mut s = State::new(id(0), Config::default());
+        for &p in peers {
+            s.handle(T0, InEvent::NeighborUp(id(p)), &mut Vec::new());
+        }
+        s
+    }
+
+    fn run(s: &mut State, ev: InEvent) -> Vec<OutEvent> {
+        let mut out = Vec::new();
+        s.handle(T0, ev, &mut out);
+        out
+    }
+
+    fn gossip(text: &str, hops: u16) -> Message {
+        Message::Gossip {
+            payload: Payload::from(text.as_bytes().to_vec()),
+            hops,
+        }
+    }
+
+    fn mid(text: &str) -> MessageId {
+        MessageId::of(text.as_bytes())
+    }
+
+    fn sent_to(out: &[OutEvent], peer: u8) -> Vec<Message> {
+        out.iter()
+            .filter_map(|o| match o {
+                OutEvent::Send(p, m) if *p == id(peer) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_message_is_delivered_once_and_pushed_to_other_eager_peers() {
+        let mut s = node(&[1, 2, 3]);
+        let out = run(&mut s, InEvent::Message(id(1), gossip("hi", 1)));
+        let delivered: Vec<_> = out
+            .iter()
+            .filter(|o| matches!(o, OutEvent::Emit(Event::Received(d)) if d.id == mid("hi") && d.hops == 1))
+            .collect();
+        assert_eq!(delivered.len(), 1);
+        assert!(sent_to(&out, 1).is_empty(), "never back to the sender");
+        assert_eq!(sent_to(&out, 2), [gossip("hi", 2)]);
+        assert_eq!(sent_to(&out, 3), [gossip("hi", 2)]);
+    }
+
+    #[test]
+    fn duplicate_prunes_its_sender_to_lazy() {
+        let mut s = node(&[1, 2]);
+        run(&mut s, InEvent::Message(id(1), gossip("hi", 1)));
+        let out = run(&mut s, InEvent::Message(id(2), gossip("hi", 3)));
+        assert_eq!(sent_to(&out, 2), [Message::Prune]);
+        assert!(!out.iter().any(|o| matches!(o, OutEvent::Emit(_))));
+        assert_eq!(s.lazy_peers().copied().collect::<Vec<_>>(), [id(2)]);
+        assert_eq!(s.stats().duplicates, 1);
+    }
+
+    #[test]
+    fn prune_makes_link_lazy_and_lazy_peers_get_batched_ihave() {
+        let mut s = node(&[1, 2]);
+        run(&mut s, InEvent::Message(id(2), Message::Prune));
+        let out = run(&mut s, InEvent::Message(id(1), gossip("a", 1)));
+        assert!(sent_to(&out, 2).is_empty(), "batched, not sent at once");
+        assert!(out.contains(&OutEvent::ScheduleTimer(
+            Config::default().ihave_interval,
+            Timer::DispatchIHave
+        )));
+        let out2 = run(&mut s, InEvent::Message(id(1), gossip("b", 4)));
+        assert!(sent_to(&out2, 2).is_empty());
+        let out = run(&mut s, InEvent::Timer(Timer::DispatchIHave));
+        let ihave = vec![
+            IHave {
+                id: mid("a"),
+                hops: 2,
+            },
+            IHave {
+                id: mid("b"),
+                hops: 5,
+            },
+        ];
+        assert_eq!(sent_to(&out, 2), [Message::IHave(ihave)]);
+    }
+
+    #[test]
+    fn graft_after_timeout_when_announced_message_does_not_arrive() {
+        let mut s = node(&[1, 2]);
+        run(&mut s, InEvent::Message(id(2), Message::Prune));
+        let ihave = Message::IHave(vec![IHave {
+            id: mid("x"),
+            hops: 3,
+        }]);
+        let out = run(&mut s, InEvent::Message(id(2), ihave));
+        let timeout = Config::default().graft_timeout;
+        assert_eq!(
+            out,
+            [OutEvent::ScheduleTimer(timeout, Timer::Graft(mid("x")))]
+        );
+        let out = run(&mut s, InEvent::Timer(Timer::Graft(mid("x"))));
+        assert_eq!(sent_to(&out, 2), [Message::Graft(Some(mid("x")))]);
+        assert!(s.eager_peers().any(|p| *p == id(2)));
+        // the grafted peer answers: delivered, nothing owed any more
+        let out = run(&mut s, InEvent::Message(id(2), gossip("x", 4)));
+        assert!(out.iter().any(|o| matches!(o, OutEvent::Emit(_))));
+        assert!(run(&mut s, InEvent::Timer(Timer::Graft(mid("x")))).is_empty());
+    }
+
+    #[test]
+    fn no_graft_when_payload_arrives_in_time() {
+        let mut s = node(&[1, 2]);
+        run(&mut s, InEvent::Message(id(2), Message::Prune));
+        run(
+            &mut s,
+            InEvent::Message(
+                id(2),
+                Message::IHave(vec![IHave {
+                    id: mid("x"),
+                    hops: 3,
+                }]),
+            ),
+        );
+        run(&mut s, InEvent::Message(id(1), gossip("x", 2)));
+        assert!(run(&mut s, InEvent::Timer(Timer::Graft(mid("x")))).is_empty());
+        assert_eq!(s.stats().grafts_sent, 0);
+    }
+
+    #[test]
+    fn announcer_that_never_serves_is_reported_and_next_one_grafted() {
+        let mut s = node(&[1, 2, 3]);
+        for p in [2, 3] {
+            run(&mut s, InEvent::Message(id(p), Message::Prune));
+            let ihave = Message::IHave(vec![IHave {
+                id: mid("x"),
+                hops: 3,
+            }]);
+            run(&mut s, InEvent::Message(id(p), ihave));
+        }
+        run(&mut s, InEvent::Timer(Timer::Graft(mid("x"))));
+        let out = run(&mut s, InEvent::Timer(Timer::Graft(mid("x"))));
+        assert!(out.contains(&OutEvent::Misbehaving(id(2))));
+        assert_eq!(sent_to(&out, 3), [Message::Graft(Some(mid("x")))]);
+        assert_eq!(s.stats().graft_unanswered, 1);
+    }
+
+    #[test]
+    fn graft_is_answered_from_the_store_and_makes_link_eager() {
+        let mut s = node(&[1, 2]);
+        run(&mut s, InEvent::Message(id(2), Message::Prune));
+        run(&mut s, InEvent::Message(id(1), gossip("x", 1)));
+        let out = run(
+            &mut s,
+            InEvent::Message(id(2), Message::Graft(Some(mid("x")))),
+        );
+        assert_eq!(sent_to(&out, 2), [gossip("x", 2)]);
+        assert!(s.eager_peers().any(|p| *p == id(2)));
+    }
+
+    #[test]
+    fn graft_for_unknown_id_is_counted_and_reported() {
+        let mut s = node(&[1]);
+        let out = run(
+            &mut s,
+            InEvent::Message(id(1), Message::Graft(Some(mid("never")))),
+        );
+        assert_eq!(out, [OutEvent::Misbehaving(id(1))]);
+        assert_eq!(s.stats().graft_unknown, 1);
+    }
+
+    #[test]
+    fn shorter_lazy_path_replaces_tree_link() {
+        let mut s = node(&[1, 2]);
+        run(&mut s, InEvent::Message(id(2), Message::Prune));
+        run(&mut s, InEvent::Message(id(1), gossip("x", 9)));
+        let ihave = Message::IHave(vec![IHave {
+            id: mid("x"),
+            hops: 2,
+        }]);
+        let out = run(&mut s, InEvent::Message(id(2), ihave));
+        assert_eq!(sent_to(&out, 2), [Message::Graft(None)]);
+        assert_eq!(sent_to(&out, 1), [Message::Prune]);
+        assert_eq!(s.eager_peers().copied().collect::<Vec<_>>(), [id(2)]);
+        assert_eq!(s.stats().optimizations, 1);
+        // a path shorter by less than the threshold changes nothing
+        run(&mut s, InEvent::Message(id(2), gossip("y", 5)));
+        let ihave = Message::IHave(vec![IHave {
+            id: mid("y"),
+            hops: 3,
+        }]);
+        assert!(run(&mut s, InEvent::Message(id(1), ihave)).is_empty());
+    }
+
+    #[test]
+    fn oversized_payload_and_ihave_flood_are_dropped_and_reported() {
+        let mut s = node(&[1]);
+        let big = Message::Gossip {
+            payload: Payload::from(vec![0; MAX_PAYLOAD_LEN + 1]),
+            hops: 1,
+        };
+        assert_eq!(
+            run(&mut s, InEvent::Message(id(1), big)),
+            [OutEvent::Misbehaving(id(1))]
+        );
+        let flood = (0..=MAX_IHAVE_IDS as u32)
+            .map(|i| IHave {
+                id: MessageId::of(&i.to_le_bytes()),
+                hops: 1,
+            })
+            .collect();
+        let out = run(&mut s, InEvent::Message(id(1), Message::IHave(flood)));
+        assert_eq!(out, [OutEvent::Misbehaving(id(1))]);
+        assert_eq!(s.stats().oversized, 1);
+        assert_eq!(s.stats().delivered, 0);
+    }
+
+    #[test]
+    fn missing_announcements_are_capped() {
+        let config = Config {
+            max_missing: 10,
+            ..Config::default()
+        };
+        let mut s = State::new(id(0), config);
+        s.handle(T0, InEvent::NeighborUp(id(1)), &mut Vec::new());
+        let list = (0..50u32)
+            .map(|i| IHave {
+                id: MessageId::of(&i.to_le_bytes()),
+                hops: 1,
+            })
+            .collect();
+        let out = run(&mut s, InEvent::Message(id(1), Message::IHave(list)));
+        assert_eq!(out.len(), 10, "one graft timer per tracked id");
+        assert_eq!(s.stats().ihave_dropped, 40);
+    }
+
+    #[test]
+    fn broadcast_refuses_oversized_and_repeated_payloads() {
+        let mut s = node(&[1]);
+        let mut out = Vec::new();
+        let big = Payload::from(vec![0; MAX_PAYLOAD_LEN + 1]);
+        assert_eq!(s.broadcast(T0, big, &mut out), None);
+        let p = Payload::from(b"once".to_vec());
+        assert_eq!(s.broadcast(T0, p.clone(), &mut out), Some(mid("once")));
+        assert_eq!(s.broadcast(T0, p, &mut out), None);
+        assert_eq!(sent_to(&out, 1), [gossip("once", 1)]);
+    }
+
+    #[test]
+    fn caches_expire() {
+        let mut s = node(&[1]);
+        let mut out = Vec::new();
+        s.handle(T0, InEvent::Message(id(1), gossip("x", 1)), &mut out);
+        let later = Config::default().id_retention + Duration::from_secs(1);
+        s.handle(later, InEvent::Timer(Timer::Evict), &mut out);
+        assert!(!s.has_seen(&mid("x")));
+        assert_eq!(s.store_bytes, 0);
+    }
+
+    #[test]
+    fn payload_serializes_like_a_byte_vector() {
+        let p = Payload::from(vec![1, 2, 3]);
+        let a = postcard::to_stdvec(&p).unwrap();
+        assert_eq!(a, postcard::to_stdvec(&vec![1u8, 2, 3]).unwrap());
+        assert_eq!(postcard::from_bytes::<Payload>(&a).unwrap(), p);
+    }
+
+    proptest! {
+        #[test]
+        fn seen_cache_never_holds_more_than_its_maximum(
+            ids in proptest::collection::vec(any::<u8>(), 0..200),
+            max in 1usize..20,
+        ) {
+            let mut c = SeenCache::default();
+            for (t, i) in ids.iter().enumerate() {
+                c.insert(Duration::from_millis(t as u64), MessageId([*i; 32]), (), max);
+                prop_assert!(c.len() <= max);
+            }
+            c.expire(Duration::from_secs(3600), Duration::from_secs(1));
+            prop_assert_eq!(c.len(), 0);
+        }
+    }
+}

@@ -287,7 +287,7 @@ impl<R: Rng> State<R> {
             .iter()
             .filter(|p| Some(**p) != except)
             .copied()
-            .choose_multiple(&mut self.rng, self.config.fanout);
+            .choose_multiple(&mut self.rng, self.config.fanout.min(self.neighbors.len()));
         for peer in targets {
             self.stats.pushes += 1;
             let msg = Message::Rumor {
@@ -345,5 +345,175 @@ impl<R: Rng> State<R> {
                 Timer::Evict,
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::sim::{self, SimRng};
+
+    const T0: Duration = Duration::ZERO;
+
+    fn id(i: u8) -> PeerId {
+        PeerId::from_bytes([i; 32])
+    }
+
+    fn node(config: Config, peers: &[u8]) -> State<SimRng> {
+        let mut s = State::new(config, sim::rng(5, 0));
+        for &p in peers {
+            s.handle(T0, InEvent::NeighborUp(id(p)), &mut Vec::new());
+        }
+        s
+    }
+
+    fn run(s: &mut State<SimRng>, ev: InEvent) -> Vec<OutEvent> {
+        let mut out = Vec::new();
+        s.handle(T0, ev, &mut out);
+        out
+    }
+
+    fn rumor(text: &str, hops: u16) -> Message {
+        Message::Rumor {
+            payload: Payload::from(text.as_bytes().to_vec()),
+            hops,
+        }
+    }
+
+    fn targets(out: &[OutEvent]) -> Vec<PeerId> {
+        out.iter()
+            .filter_map(|o| match o {
+                OutEvent::Send(p, Message::Rumor { .. }) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_rumor_is_delivered_and_pushed_to_fanout_neighbours_but_not_back() {
+        let mut s = node(Config::default(), &[1, 2, 3, 4, 5]);
+        let out = run(&mut s, InEvent::Message(id(1), rumor("r", 1)));
+        assert_eq!(
+            out.iter()
+                .filter(|o| matches!(o, OutEvent::Emit(_)))
+                .count(),
+            1
+        );
+        let t = targets(&out);
+        assert_eq!(t.len(), 2);
+        assert!(!t.contains(&id(1)));
+        assert!(s.is_hot(&MessageId::of(b"r")));
+    }
+
+    #[test]
+    fn duplicate_is_answered_with_known() {
+        let mut s = node(Config::default(), &[1, 2]);
+        run(&mut s, InEvent::Message(id(1), rumor("r", 1)));
+        let out = run(&mut s, InEvent::Message(id(2), rumor("r", 1)));
+        assert_eq!(
+            out,
+            [OutEvent::Send(id(2), Message::Known(MessageId::of(b"r")))]
+        );
+        assert_eq!(s.stats().duplicates, 1);
+    }
+
+    #[test]
+    fn loss_of_interest_stops_pushing_a_rumor() {
+        let sure = Config {
+            stop_one_in: 1,
+            ..Config::default()
+        };
+        let mut s = node(sure, &[1, 2, 3]);
+        run(&mut s, InEvent::Message(id(1), rumor("r", 1)));
+        run(
+            &mut s,
+            InEvent::Message(id(2), Message::Known(MessageId::of(b"r"))),
+        );
+        assert!(!s.is_hot(&MessageId::of(b"r")));
+        assert_eq!(s.stats().lost_interest, 1);
+        assert!(targets(&run(&mut s, InEvent::Timer(Timer::Round))).is_empty());
+        // with k = 1000 one answer almost never stops it
+        let stubborn = Config {
+            stop_one_in: 1000,
+            ..Config::default()
+        };
+        let mut s = node(stubborn, &[1, 2, 3]);
+        run(&mut s, InEvent::Message(id(1), rumor("r", 1)));
+        run(
+            &mut s,
+            InEvent::Message(id(2), Message::Known(MessageId::of(b"r"))),
+        );
+        assert!(s.is_hot(&MessageId::of(b"r")));
+    }
+
+    #[test]
+    fn loss_of_interest_rate_is_about_one_in_k() {
+        let config = Config {
+            stop_one_in: 4,
+            max_hot: 10_000,
+            ..Config::default()
+        };
+        let mut s = node(config, &[1, 2]);
+        let n = 2000;
+        for i in 0..n {
+            let text = format!("r{i}");
+            run(&mut s, InEvent::Message(id(1), rumor(&text, 1)));
+            run(
+                &mut s,
+                InEvent::Message(id(2), Message::Known(MessageId::of(text.as_bytes()))),
+            );
+        }
+        let stopped = s.stats().lost_interest as f64 / n as f64;
+        assert!((0.2..0.3).contains(&stopped), "{stopped}");
+    }
+
+    #[test]
+    fn rounds_end_after_max_rounds() {
+        let config = Config {
+            max_rounds: 3,
+            ..Config::default()
+        };
+        let mut s = node(config, &[1, 2, 3]);
+        run(&mut s, InEvent::Message(id(1), rumor("r", 1)));
+        for round in 0..3 {
+            let out = run(&mut s, InEvent::Timer(Timer::Round));
+            assert_eq!(targets(&out).len(), 2, "round {round}");
+        }
+        assert!(!s.is_hot(&MessageId::of(b"r")));
+        assert!(run(&mut s, InEvent::Timer(Timer::Round)).is_empty());
+    }
+
+    #[test]
+    fn flood_pushes_to_every_other_neighbour_once_without_feedback() {
+        let mut s = node(Config::flood(), &[1, 2, 3, 4]);
+        let out = run(&mut s, InEvent::Message(id(1), rumor("r", 1)));
+        let mut t = targets(&out);
+        t.sort();
+        assert_eq!(t, [id(2), id(3), id(4)]);
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, OutEvent::ScheduleTimer(_, Timer::Round)))
+        );
+        let dup = run(&mut s, InEvent::Message(id(2), rumor("r", 1)));
+        assert!(dup.is_empty());
+    }
+
+    #[test]
+    fn made_up_known_and_oversized_rumors_are_reported() {
+        let mut s = node(Config::default(), &[1]);
+        let out = run(
+            &mut s,
+            InEvent::Message(id(1), Message::Known(MessageId::of(b"?"))),
+        );
+        assert_eq!(out, [OutEvent::Misbehaving(id(1))]);
+        let big = Message::Rumor {
+            payload: Payload::from(vec![0; MAX_PAYLOAD_LEN + 1]),
+            hops: 1,
+        };
+        assert_eq!(
+            run(&mut s, InEvent::Message(id(1), big)),
+            [OutEvent::Misbehaving(id(1))]
+        );
+        assert_eq!((s.stats().unsolicited_known, s.stats().oversized), (1, 1));
     }
 }

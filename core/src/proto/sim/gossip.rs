@@ -149,8 +149,10 @@ pub struct OverlayReport {
     pub live_nodes: usize,
     pub mean_active: f64,
     pub mean_passive: f64,
-    /// Active-view entries whose peer does not have us (or is dead).
+    /// Active-view entries naming a live peer that does not have us.
     pub asymmetric_links: usize,
+    /// Active-view entries naming a crashed peer.
+    pub dead_links: usize,
     pub isolated: usize,
     /// Size of the largest connected component of active links.
     pub largest_component: usize,
@@ -242,11 +244,12 @@ impl Report {
         ] {
             let _ = writeln!(
                 s,
-                "overlay {name}: {} live, active {:.2}, passive {:.2}, asymmetric {}, isolated {}, largest component {}",
+                "overlay {name}: {} live, active {:.2}, passive {:.2}, one-way links {}, links to crashed {}, isolated {}, largest component {}",
                 o.live_nodes,
                 o.mean_active,
                 o.mean_passive,
                 o.asymmetric_links,
+                o.dead_links,
                 o.isolated,
                 o.largest_component
             );
@@ -618,12 +621,23 @@ impl Sim<'_> {
             self.net.crash(v);
         }
         self.crashed = victims.len();
+        // The driver's keepalive covers every connection a node holds: the open
+        // connections, and (the same ones, counted from the protocol side) the
+        // active view.
+        let mut notices = BTreeSet::new();
         for &v in &victims {
-            let conns = std::mem::take(&mut self.nodes[v].conns);
-            for j in conns {
-                if !self.net.is_crashed(j as usize) {
-                    self.lost_later(j, v as u32);
-                }
+            for j in std::mem::take(&mut self.nodes[v].conns) {
+                notices.insert((j, v as u32));
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            for p in node.state.neighbors(&self.topic) {
+                notices.insert((i as u32, index(&p)));
+            }
+        }
+        for (node, peer) in notices {
+            if !self.net.is_crashed(node as usize) && self.net.is_crashed(peer as usize) {
+                self.lost_later(node, peer);
             }
         }
     }
@@ -637,7 +651,7 @@ impl Sim<'_> {
             .iter()
             .map(|n| n.state.neighbors(&self.topic).iter().map(index).collect())
             .collect();
-        let mut asymmetric = 0;
+        let (mut asymmetric, mut dead) = (0, 0);
         let mut isolated = 0;
         let (mut active, mut passive) = (0usize, 0usize);
         for &i in &live {
@@ -647,7 +661,9 @@ impl Sim<'_> {
                 isolated += 1;
             }
             for &j in &views[i] {
-                if self.net.is_crashed(j as usize) || !views[j as usize].contains(&(i as u32)) {
+                if self.net.is_crashed(j as usize) {
+                    dead += 1;
+                } else if !views[j as usize].contains(&(i as u32)) {
                     asymmetric += 1;
                 }
             }
@@ -680,6 +696,7 @@ impl Sim<'_> {
             mean_active: active as f64 / l,
             mean_passive: passive as f64 / l,
             asymmetric_links: asymmetric,
+            dead_links: dead,
             isolated,
             largest_component: largest,
         }
@@ -816,7 +833,36 @@ mod tests {
         let from = r.full_delivery_from_broadcast_after_crash;
         assert!(from.is_some_and(|i| i <= 3), "{}", r.table());
         let o = &r.overlay_at_end;
-        assert_eq!((o.asymmetric_links, o.isolated), (0, 0), "{o:?}");
+        assert_eq!(
+            (o.asymmetric_links, o.dead_links, o.isolated),
+            (0, 0, 0),
+            "{o:?}"
+        );
         assert_eq!(o.largest_component, o.live_nodes);
+    }
+
+    /// Measurement, not a check: `PEERCONNECT_SIM_NODES`, `PEERCONNECT_SIM_STRATEGY`
+    /// (plumtree, rumor, flood, all), `PEERCONNECT_SIM_SEED`; prints tables and JSON.
+    /// `cargo test --release -p peerconnect --lib measure_gossip -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn measure_gossip() {
+        let nodes = std::env::var("PEERCONNECT_SIM_NODES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10_000);
+        let which = std::env::var("PEERCONNECT_SIM_STRATEGY").unwrap_or_else(|_| "all".into());
+        let strategies = match which.as_str() {
+            "all" => vec![Strategy::Plumtree, Strategy::Rumor, Strategy::Flood],
+            s => vec![s.parse().unwrap()],
+        };
+        for strategy in strategies {
+            let seed = seed_from_env(1);
+            let started = std::time::Instant::now();
+            let report = run(&SimConfig::new(nodes, strategy, seed));
+            let took = started.elapsed();
+            println!("{}run time {:.2} s\n", report.table(), took.as_secs_f64());
+            println!("{}\n", serde_json::to_string(&report.phases).unwrap());
+        }
     }
 }

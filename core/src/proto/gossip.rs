@@ -75,6 +75,9 @@ pub enum Strategy {
     Rumor,
     /// Every neighbour but the sender, once.
     Flood,
+    /// Plumtree plus a digest of recent ids to each new neighbour
+    /// ([`plumtree::Config::lan`]): repairs messages sent while many nodes left.
+    Lan,
 }
 
 impl std::str::FromStr for Strategy {
@@ -84,7 +87,10 @@ impl std::str::FromStr for Strategy {
             "plumtree" => Ok(Self::Plumtree),
             "rumor" => Ok(Self::Rumor),
             "flood" => Ok(Self::Flood),
-            _ => Err(format!("unknown strategy {s:?} (plumtree, rumor, flood)")),
+            "lan" => Ok(Self::Lan),
+            _ => Err(format!(
+                "unknown strategy {s:?} (plumtree, rumor, flood, lan)"
+            )),
         }
     }
 }
@@ -93,6 +99,7 @@ impl std::str::FromStr for Strategy {
 pub struct Config {
     pub membership: hyparview::Config,
     pub plumtree: plumtree::Config,
+    pub lan: plumtree::Config,
     pub rumor: rumor::Config,
     pub flood: rumor::Config,
     pub max_strikes: u32,
@@ -106,6 +113,7 @@ impl Default for Config {
         Self {
             membership: hyparview::Config::default(),
             plumtree: plumtree::Config::default(),
+            lan: plumtree::Config::lan(),
             rumor: rumor::Config::default(),
             flood: rumor::Config::flood(),
             max_strikes: 16,
@@ -704,6 +712,7 @@ fn new_topic<R: Rng + SeedableRng>(
         Strategy::Plumtree => {
             Dissemination::Plumtree(plumtree::State::new(me.id, config.plumtree.clone()))
         }
+        Strategy::Lan => Dissemination::Plumtree(plumtree::State::new(me.id, config.lan.clone())),
         Strategy::Rumor => {
             Dissemination::Rumor(rumor::State::new(config.rumor.clone(), R::from_rng(rng)))
         }

@@ -138,6 +138,10 @@ pub struct Config {
     pub max_payload: usize,
     /// Period of cache expiry.
     pub evict_interval: Duration,
+    /// Send a new neighbour the ids of messages received this recently (zero:
+    /// never), so that a node cut off while a message went round grafts it
+    /// once its overlay heals. The LAN variant ([`Config::lan`]) turns it on.
+    pub new_neighbor_digest: Duration,
 }
 
 impl Default for Config {
@@ -156,6 +160,21 @@ impl Default for Config {
             max_announcers: 4,
             max_payload: MAX_PAYLOAD_LEN,
             evict_interval: Duration::from_secs(1),
+            new_neighbor_digest: Duration::ZERO,
+        }
+    }
+}
+
+impl Config {
+    /// The LAN variant: Plumtree plus a digest of recent ids to every new
+    /// neighbour. On a LAN, devices leave in bursts (a class ends, lids close);
+    /// a message sent during the burst misses the nodes that were cut off, and
+    /// plain Plumtree (like flooding and rumor mongering) never repairs that. New
+    /// links are rare in steady state, so this costs nearly nothing there.
+    pub fn lan() -> Self {
+        Self {
+            new_neighbor_digest: Duration::from_secs(10),
+            ..Self::default()
         }
     }
 }
@@ -289,6 +308,15 @@ impl<V> SeenCache<V> {
         evicted
     }
 
+    /// Entries inserted no earlier than `since`, newest first.
+    pub(crate) fn newer_than(&self, since: Duration) -> impl Iterator<Item = (&MessageId, &V)> {
+        self.order
+            .iter()
+            .rev()
+            .take_while(move |(at, _)| *at >= since)
+            .filter_map(|(_, id)| self.map.get_key_value(id))
+    }
+
     /// Forgets entries older than `retention`; returns them.
     pub(crate) fn expire(&mut self, now: Duration, retention: Duration) -> Vec<V> {
         let mut evicted = Vec::new();
@@ -406,6 +434,7 @@ impl State {
                 if peer != self.me {
                     self.lazy.remove(&peer);
                     self.eager.insert(peer);
+                    self.send_digest(now, peer, out);
                 }
             }
             InEvent::NeighborDown(peer) => {
@@ -437,6 +466,27 @@ impl State {
                     self.schedule_evict(out);
                 }
             }
+        }
+    }
+
+    /// Announces recently received messages to a new neighbour (LAN variant).
+    fn send_digest(&mut self, now: Duration, peer: PeerId, out: &mut Vec<OutEvent>) {
+        let window = self.config.new_neighbor_digest;
+        if window.is_zero() {
+            return;
+        }
+        let since = now.saturating_sub(window);
+        let list: Vec<IHave> = self
+            .store
+            .newer_than(since)
+            .take(self.config.max_ihave_batch.min(MAX_IHAVE_IDS))
+            .map(|(id, (_, hops))| IHave {
+                id: *id,
+                hops: hops.saturating_add(1),
+            })
+            .collect();
+        if !list.is_empty() {
+            out.push(OutEvent::Send(peer, Message::IHave(list)));
         }
     }
 
@@ -971,6 +1021,34 @@ mod tests {
         s.handle(later, InEvent::Timer(Timer::Evict), &mut out);
         assert!(!s.has_seen(&mid("x")));
         assert_eq!(s.store_bytes, 0);
+    }
+
+    #[test]
+    fn lan_variant_announces_recent_messages_to_a_new_neighbour() {
+        let mut s = State::new(id(0), Config::lan());
+        s.handle(T0, InEvent::NeighborUp(id(1)), &mut Vec::new());
+        run(&mut s, InEvent::Message(id(1), gossip("old", 1)));
+        let later = Duration::from_secs(20);
+        s.handle(
+            later,
+            InEvent::Message(id(1), gossip("new", 2)),
+            &mut Vec::new(),
+        );
+        let mut out = Vec::new();
+        s.handle(later, InEvent::NeighborUp(id(2)), &mut out);
+        let digest = vec![IHave {
+            id: mid("new"),
+            hops: 3,
+        }];
+        assert_eq!(
+            sent_to(&out, 2),
+            [Message::IHave(digest)],
+            "only the last 10 s"
+        );
+        // plain Plumtree says nothing to new neighbours
+        let mut s = node(&[1]);
+        run(&mut s, InEvent::Message(id(1), gossip("new", 2)));
+        assert!(run(&mut s, InEvent::NeighborUp(id(2))).is_empty());
     }
 
     #[test]

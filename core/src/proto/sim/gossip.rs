@@ -337,7 +337,11 @@ struct Sim<'a> {
     topic: TopicId,
     sched: Scheduler<Ev>,
     net: Network,
+    /// Detection delays and retransmissions.
     rng: SimRng,
+    /// Contacts, broadcast sources and crash victims: the same for every
+    /// strategy under one seed.
+    workload: SimRng,
     nodes: Vec<Node>,
     fifo: HashMap<(u32, u32), Duration>,
     tracks: Vec<Track>,
@@ -365,6 +369,7 @@ pub fn run(cfg: &SimConfig) -> Report {
         sched: Scheduler::new(),
         net: Network::lan(cfg.seed),
         rng: rng(cfg.seed, 0),
+        workload: rng(cfg.seed, u64::MAX - 1),
         nodes,
         fifo: HashMap::new(),
         tracks: Vec::new(),
@@ -420,11 +425,11 @@ impl Sim<'_> {
                     Vec::new()
                 } else {
                     let mut b: Vec<PeerInfo> = (0..self.joined as u32)
-                        .choose_multiple(&mut self.rng, 3)
+                        .choose_multiple(&mut self.workload, 3)
                         .into_iter()
                         .map(info)
                         .collect();
-                    b.sort_by_key(|_| self.rng.random::<u32>());
+                    b.sort_by_key(|_| self.workload.random::<u32>());
                     b
                 };
                 self.joined += 1;
@@ -573,7 +578,7 @@ impl Sim<'_> {
         let n = self.nodes.len();
         let Some(source) = (0..n)
             .filter(|i| !self.net.is_crashed(*i))
-            .choose(&mut self.rng)
+            .choose(&mut self.workload)
         else {
             return;
         };
@@ -616,7 +621,7 @@ impl Sim<'_> {
     fn crash(&mut self, _now: Duration) {
         let n = self.nodes.len();
         let count = ((self.cfg.crash.clamp(0.0, 1.0) * n as f64).round() as usize).min(n - 1);
-        let victims = (0..n).choose_multiple(&mut self.rng, count);
+        let victims = (0..n).choose_multiple(&mut self.workload, count);
         for &v in &victims {
             self.net.crash(v);
         }
@@ -841,6 +846,41 @@ mod tests {
         assert_eq!(o.largest_component, o.live_nodes);
     }
 
+    #[test]
+    fn lan_variant_also_delivers_the_message_sent_while_half_the_nodes_crash() {
+        let (r, _guard) = sim(1000, Strategy::Lan, 1);
+        let steady = r.phase(Phase::Steady).unwrap();
+        assert_eq!(steady.fully_delivered, steady.broadcasts);
+        assert!(steady.rmr < 0.1, "steady RMR {}", steady.rmr);
+        assert_eq!(
+            r.full_delivery_from_broadcast_after_crash,
+            Some(1),
+            "{}",
+            r.table()
+        );
+    }
+
+    #[test]
+    fn flood_and_rumor_spread_over_the_same_overlay() {
+        let (flood, _guard) = sim(300, Strategy::Flood, 2);
+        let steady = flood.phase(Phase::Steady).unwrap();
+        assert_eq!(steady.fully_delivered, steady.broadcasts);
+        // one copy per link direction but the one it came from: RMR ≈ degree - 2
+        assert!((2.0..4.0).contains(&steady.rmr), "{}", steady.rmr);
+        let (rumor, _guard) = sim(300, Strategy::Rumor, 2);
+        let steady = rumor.phase(Phase::Steady).unwrap();
+        assert!(steady.mean_delivery_ratio > 0.95, "{}", rumor.table());
+    }
+
+    #[test]
+    fn same_seed_replays_the_same_run() {
+        let mut cfg = SimConfig::new(200, Strategy::Plumtree, 9);
+        cfg.loss = 0.01;
+        let a = serde_json::to_string(&run(&cfg)).unwrap();
+        let b = serde_json::to_string(&run(&cfg)).unwrap();
+        assert_eq!(a, b);
+    }
+
     /// Measurement, not a check: `PEERCONNECT_SIM_NODES`, `PEERCONNECT_SIM_STRATEGY`
     /// (plumtree, rumor, flood, all), `PEERCONNECT_SIM_SEED`; prints tables and JSON.
     /// `cargo test --release -p peerconnect --lib measure_gossip -- --ignored --nocapture`
@@ -853,7 +893,12 @@ mod tests {
             .unwrap_or(10_000);
         let which = std::env::var("PEERCONNECT_SIM_STRATEGY").unwrap_or_else(|_| "all".into());
         let strategies = match which.as_str() {
-            "all" => vec![Strategy::Plumtree, Strategy::Rumor, Strategy::Flood],
+            "all" => vec![
+                Strategy::Plumtree,
+                Strategy::Rumor,
+                Strategy::Flood,
+                Strategy::Lan,
+            ],
             s => vec![s.parse().unwrap()],
         };
         for strategy in strategies {

@@ -4,8 +4,15 @@
 //! peers that joined it, and one way of spreading messages over that overlay,
 //! chosen per topic ([`Strategy`]): Plumtree epidemic broadcast trees
 //! ([`plumtree`], SRDS 2007), push rumor mongering with loss of interest
-//! ([`rumor`], PODC 1987), or flooding. [`State`] holds all topics of one node
-//! and is what the driver talks to.
+//! ([`rumor`], PODC 1987), flooding, or the LAN variant: Plumtree plus a digest
+//! of recently received ids to every new neighbour, so that a message sent while
+//! many devices leave at once still reaches the nodes that were cut off once the
+//! overlay heals (see `proto::sim::gossip` for the measurements that keep it).
+//! [`State`] holds all topics of one node and is what the driver talks to.
+//!
+//! All members of a topic should use the same strategy (the room's creator
+//! picks it): Plumtree and LAN interoperate, rumor and flood interoperate, and
+//! messages of the other family are dropped and counted (`wrong_strategy`).
 //!
 //! # Driving it
 //!

@@ -171,6 +171,9 @@ pub struct Report {
     pub full_delivery_from_broadcast_after_crash: Option<usize>,
     pub overlay_before_crash: OverlayReport,
     pub overlay_at_end: OverlayReport,
+    /// Strikes and bans among honest simulated nodes (should stay 0 bans).
+    pub strikes: u64,
+    pub bans: u64,
     pub events: u64,
     pub virtual_time_ms: f64,
 }
@@ -256,7 +259,9 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "{} events, {:.1} s virtual time",
+            "{} strikes, {} bans; {} events, {:.1} s virtual time",
+            self.strikes,
+            self.bans,
             self.events,
             self.virtual_time_ms / 1000.0
         );
@@ -735,6 +740,8 @@ impl Sim<'_> {
             broadcasts,
             overlay_before_crash: before,
             overlay_at_end: self.overlay(),
+            strikes: self.nodes.iter().map(|n| n.state.stats().strikes).sum(),
+            bans: self.nodes.iter().map(|n| n.state.stats().bans).sum(),
             events: self.events,
             virtual_time_ms: end.as_secs_f64() * 1000.0,
         }
@@ -844,6 +851,7 @@ mod tests {
             "{o:?}"
         );
         assert_eq!(o.largest_component, o.live_nodes);
+        assert_eq!(r.bans, 0, "honest nodes must not ban each other");
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! seed replays one run exactly.
 
 pub mod discovery;
+pub mod gossip;
+pub mod hyparview;
+pub mod plumtree;
+pub mod rumor;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod wire;

@@ -3,6 +3,7 @@
 
 mod node_args;
 mod print;
+mod sim;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -71,6 +72,9 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Run the simulator (virtual time, thousands of nodes, one seed).
+    #[command(subcommand)]
+    Sim(sim::SimCmd),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +131,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Trust { peer, node } => set_trust(node, &peer, Trust::Trusted).await,
         Cmd::Block { peer, node } => set_trust(node, &peer, Trust::Blocked).await,
         Cmd::Unblock { peer, node } => set_trust(node, &peer, Trust::Unknown).await,
+        Cmd::Sim(cmd) => {
+            tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

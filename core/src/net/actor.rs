@@ -565,6 +565,9 @@ impl Actor {
                         let _ = s.tx.try_send(Message::Pong(n));
                     }
                     Message::Pong(_) => {}
+                    Message::Gossip(_) => {
+                        tracing::debug!(%peer, "gossip message before the gossip driver exists; dropped");
+                    }
                 }
             }
             Input::BadFrame {

@@ -6,6 +6,7 @@
 
 pub(crate) mod actor;
 pub mod discovery;
+pub mod links;
 pub mod mux;
 pub mod transport;
 

@@ -95,6 +95,9 @@ pub struct Config {
     pub alpha: usize,
     /// How long to wait for an answer before counting the peer as failed.
     pub request_timeout: Duration,
+    /// Times a request is sent again after a timeout before the peer counts
+    /// as failed (one lost datagram should not drop a live peer).
+    pub retries: u32,
     /// Failures in a row after which a contact is stale (paper: 5; LAN
     /// timeouts are rarely congestion, so fewer suffice).
     pub stale_after: u32,
@@ -133,6 +136,7 @@ impl Default for Config {
             k: 20,
             alpha: 3,
             request_timeout: Duration::from_secs(1),
+            retries: 1,
             stale_after: 2,
             replacement_cache: 8,
             refresh_interval: Duration::from_secs(3600),
@@ -282,8 +286,10 @@ pub struct Stats {
     pub stored: u64,
     /// Valid records refused because the store is full.
     pub store_full: u64,
-    /// Requests that timed out.
+    /// Requests that timed out (each attempt counts).
     pub timeouts: u64,
+    /// Requests sent again after a timeout.
+    pub retries: u64,
     /// Commands refused because too many lookups were running.
     pub busy: u64,
 }
@@ -451,12 +457,7 @@ impl<R: Rng> State<R> {
 
     fn on_timer(&mut self, now: Duration, timer: Timer, out: &mut Vec<OutEvent>) {
         match timer {
-            Timer::Rpc(rpc) => {
-                if let Some(p) = self.pending.remove(&rpc) {
-                    self.stats.timeouts += 1;
-                    self.on_rpc_failed(now, &p, p.purpose, out);
-                }
-            }
+            Timer::Rpc(rpc) => self.on_rpc_timeout(now, rpc, out),
             Timer::Refresh => {
                 for b in self
                     .table

@@ -194,6 +194,11 @@ impl Query {
         true
     }
 
+    /// A request was sent again after a timeout (it costs a message).
+    pub fn note_retry(&mut self) {
+        self.stats.requests += 1;
+    }
+
     /// Ends the lookup early (a FIND_VALUE that has its answer).
     pub fn stop(&mut self) {
         self.stopped = true;

@@ -25,6 +25,9 @@ pub(super) struct Pending {
     pub(super) to: Contact,
     pub(super) key: Key,
     pub(super) purpose: Purpose,
+    /// Kept to send again after a timeout.
+    message: Message,
+    attempts: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -59,6 +62,8 @@ impl<R: Rng> State<R> {
                 to,
                 key: to.key(),
                 purpose,
+                message: message.clone(),
+                attempts: 1,
             },
         );
         self.send(to.addr, message, out);
@@ -352,6 +357,35 @@ impl<R: Rng> State<R> {
             *waiting -= 1;
             *acks += usize::from(accepted);
             self.drive(now, qid, out);
+        }
+    }
+
+    /// An attempt of request `rpc` went unanswered: send it again while
+    /// retries last, then count the peer as failed. A late answer to an
+    /// earlier attempt carries the same RPC id and is taken.
+    pub(super) fn on_rpc_timeout(&mut self, now: Duration, rpc: u64, out: &mut Vec<OutEvent>) {
+        let Some(p) = self.pending.get_mut(&rpc) else {
+            return;
+        };
+        self.stats.timeouts += 1;
+        if p.attempts <= self.config.retries {
+            p.attempts += 1;
+            let (to, message, purpose) = (p.to.addr, p.message.clone(), p.purpose);
+            self.stats.retries += 1;
+            if let Purpose::Lookup(qid) = purpose
+                && let Some(a) = self.queries.get_mut(&qid)
+            {
+                a.query.note_retry();
+            }
+            self.send(to, message, out);
+            out.push(OutEvent::ScheduleTimer(
+                self.config.request_timeout,
+                Timer::Rpc(rpc),
+            ));
+            return;
+        }
+        if let Some(p) = self.pending.remove(&rpc) {
+            self.on_rpc_failed(now, &p, p.purpose, out);
         }
     }
 
@@ -795,6 +829,23 @@ mod tests {
             n.routing_table().get(&identity(new).peer_id()).is_none(),
             "newcomer waits"
         );
+        // one silence is as likely a lost datagram as a dead peer: ask again
+        let out = n.handle(
+            T0 + Duration::from_secs(1),
+            InEvent::Timer(Timer::Rpc(ping)),
+        );
+        let me = n.id();
+        assert_eq!(
+            sent(&out),
+            vec![(
+                addr(old),
+                Message::Ping {
+                    from: me,
+                    rpc: ping
+                }
+            )]
+        );
+        assert!(n.routing_table().get(&identity(old).peer_id()).is_some());
         n.handle(
             T0 + Duration::from_secs(2),
             InEvent::Timer(Timer::Rpc(ping)),

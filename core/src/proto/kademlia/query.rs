@@ -15,8 +15,10 @@
 //! the caller deliver late replies without checking.
 //!
 //! A candidate's *depth* is how many answers it took to learn it (0 for our own
-//! table); the hop count of a lookup is one more than the depth of the nodes it
-//! needed, i.e. the length of the longest chain of requests that led to them.
+//! table). A lookup's hop count is the length of the request chain that reached
+//! its result: one more than the depth of the nearest node that answered (for a
+//! node's own key, the node itself). `hops_k` is the same for the farthest of the
+//! k nearest, i.e. the chain the whole result needed.
 
 use std::collections::BTreeMap;
 
@@ -43,8 +45,11 @@ struct Candidate {
 /// What a lookup cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LookupStats {
-    /// Length of the longest request chain the result needed.
+    /// Requests in the chain that reached the nearest node (FIND_VALUE: the
+    /// first node holding the value; 0 if we held it).
     pub hops: u32,
+    /// Requests in the longest chain the k nearest needed.
+    pub hops_k: u32,
     pub requests: u32,
     pub responses: u32,
     pub failures: u32,
@@ -241,18 +246,18 @@ impl Query {
             .map(|c| c.depth)
     }
 
-    /// Costs so far; `hops` is that of the result set (see the module docs).
+    /// Costs so far, with hops counted over the result (see the module docs).
     pub fn stats(&self) -> LookupStats {
-        let depth = self
+        let mut answered = self
             .candidates
             .values()
             .filter(|c| c.progress == Progress::Succeeded)
             .take(self.k)
-            .map(|c| c.depth + 1)
-            .max()
-            .unwrap_or(0);
+            .map(|c| c.depth + 1);
+        let hops = answered.next().unwrap_or(0);
         LookupStats {
-            hops: depth,
+            hops,
+            hops_k: answered.max().unwrap_or(hops).max(hops),
             ..self.stats
         }
     }
@@ -321,7 +326,8 @@ mod tests {
         assert!(q.is_finished());
         assert_eq!(q.closest(), nearest(&all, &target, k));
         let s = q.stats();
-        assert_eq!(s.hops, 2, "seeds, then the nearest they named");
+        assert_eq!(s.hops_k, 2, "seeds, then the nearest they named");
+        assert!(s.hops <= s.hops_k);
         assert_eq!(s.requests, s.responses);
     }
 

@@ -8,6 +8,7 @@
 //! - [`identity`]: the node's ed25519 key pair and [`PeerId`].
 
 pub mod identity;
+pub mod net;
 pub mod proto;
 
 pub use identity::{Identity, PeerId};

@@ -93,13 +93,15 @@ pub struct Config {
     pub k: usize,
     /// Requests in flight per lookup.
     pub alpha: usize,
-    /// How long to wait for an answer before counting the peer as failed.
+    /// How long to wait for an answer to one attempt of a request.
     pub request_timeout: Duration,
     /// Times a request is sent again after a timeout before the peer counts
     /// as failed (one lost datagram should not drop a live peer).
     pub retries: u32,
-    /// Failures in a row after which a contact is stale (paper: 5; LAN
-    /// timeouts are rarely congestion, so fewer suffice).
+    /// Failed requests in a row after which a contact is stale: left out of
+    /// lookups and answers, and replaced as soon as someone can take its place.
+    /// Each failure already means `1 + retries` silent attempts (the paper
+    /// counts 5 single attempts; on a LAN silence is rarely congestion).
     pub stale_after: u32,
     /// Size of each bucket's replacement cache.
     pub replacement_cache: usize,
@@ -137,7 +139,7 @@ impl Default for Config {
             alpha: 3,
             request_timeout: Duration::from_secs(1),
             retries: 1,
-            stale_after: 2,
+            stale_after: 1,
             replacement_cache: 8,
             refresh_interval: Duration::from_secs(3600),
             record_ttl: Duration::from_secs(3600),

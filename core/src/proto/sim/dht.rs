@@ -44,7 +44,7 @@ const EPOCH_MS: u64 = 1_700_000_000_000;
 const PORT: u16 = 4000;
 
 /// What to simulate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimConfig {
     pub nodes: usize,
     /// Fraction in [0, 1) of nodes that crash without warning before the lookups.
@@ -125,29 +125,6 @@ pub struct Report {
     pub unfinished: usize,
     /// A few failed lookups, for debugging: "source -> target: what went wrong".
     pub failures: Vec<String>,
-}
-
-impl PartialEq for SimConfig {
-    fn eq(&self, o: &Self) -> bool {
-        (
-            self.nodes,
-            self.lookups,
-            self.value_lookups,
-            self.seed,
-            self.k,
-            self.alpha,
-            self.wire,
-        ) == (
-            o.nodes,
-            o.lookups,
-            o.value_lookups,
-            o.seed,
-            o.k,
-            o.alpha,
-            o.wire,
-        ) && self.churn == o.churn
-            && self.loss == o.loss
-    }
 }
 
 impl Report {

@@ -43,6 +43,9 @@ pub struct Config {
     pub accept_all: bool,
     /// Accept offers from trusted peers without asking.
     pub auto_accept_trusted: bool,
+    /// Run the Kademlia DHT (UDP, same port number as `listen`), so peers
+    /// beyond multicast reach can be found through any peer both know.
+    pub dht: bool,
     /// How often connected peers are pinged; a peer silent for three intervals is
     /// considered gone.
     pub keepalive: Duration,
@@ -96,6 +99,7 @@ impl Config {
             auto_connect: 64,
             accept_all: false,
             auto_accept_trusted: true,
+            dht: true,
             keepalive: Duration::from_secs(10),
         }
     }

@@ -29,6 +29,8 @@ pub enum Request {
     Peers,
     /// Set the trust of a peer named by `peer` (id, prefix, name).
     SetTrust { peer: String, trust: Trust },
+    /// Find peers through the DHT by id or name.
+    Find { query: String },
 }
 
 /// One line of the node's answer.
@@ -103,6 +105,9 @@ async fn handle(node: &Node, req: Request) -> Reply {
                 let id = node.resolve(&peer).await?;
                 node.set_trust(id, trust).await?;
                 serde_json::json!({ "id": id, "trust": trust })
+            }
+            Request::Find { query } => {
+                serde_json::to_value(node.find(&query).await?).expect("records serialize")
             }
         })
     }

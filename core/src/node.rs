@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, PeerInfo, Trust};
 use crate::identity::{Identity, PeerId};
 use crate::net::actor::{Actor, Command, Stats};
+use crate::net::dht::{Dht, DhtHandle};
 use crate::net::links::{Links, Router};
 use crate::store::Store;
 
@@ -43,6 +44,7 @@ struct Inner {
     first_events: Mutex<Option<broadcast::Receiver<Event>>>,
     store: Arc<Store>,
     links: Arc<Links>,
+    dht: Option<DhtHandle>,
     listen_addrs: Vec<SocketAddr>,
     join: Mutex<Option<JoinHandle<()>>>,
     /// Front-end tasks tied to the node's life (control socket, web server).
@@ -110,6 +112,11 @@ impl Node {
             router,
         )
         .await?;
+        let (dht, dht_task) = if config.dht {
+            start_dht(&config, &identity, &started.listen_addrs).await?
+        } else {
+            (None, None)
+        };
         let node = Node {
             inner: Arc::new(Inner {
                 identity,
@@ -120,6 +127,7 @@ impl Node {
                 first_events: Mutex::new(Some(first)),
                 store,
                 links,
+                dht: dht.clone(),
                 listen_addrs: started.listen_addrs,
                 join: Mutex::new(Some(started.join)),
                 tasks: Mutex::new(Vec::new()),
@@ -129,6 +137,16 @@ impl Node {
         #[cfg(unix)]
         if let Some(t) = crate::control::serve(node.clone()) {
             node.own_task(t);
+        }
+        if let (Some(dht), Some(task)) = (dht, dht_task) {
+            node.own_task(task);
+            node.own_task(crate::net::dht::attach(
+                node.downgrade(),
+                dht,
+                EventStream::new(node.inner.events.subscribe()),
+                node.listen_addrs().to_vec(),
+                node.name().to_string(),
+            ));
         }
         Ok(node)
     }
@@ -244,6 +262,76 @@ impl Node {
         resolve_among(spec, candidates)
     }
 
+    /// The node's DHT, if enabled.
+    pub fn dht(&self) -> Option<&DhtHandle> {
+        self.inner.dht.as_ref()
+    }
+
+    /// Finds peers through the DHT by PeerId or device name, beyond multicast
+    /// reach. Found peers are remembered, so other commands accept them as PEER
+    /// (by name or id) and can dial them.
+    pub async fn find(&self, spec: &str) -> Result<Vec<crate::proto::kademlia::PeerRecord>> {
+        let dht = self
+            .dht()
+            .ok_or_else(|| Error::Invalid("the DHT is disabled on this node".into()))?;
+        let found = match spec.trim().parse::<PeerId>() {
+            Ok(id) => dht
+                .find_peer(id)
+                .await
+                .map_err(|e| Error::Invalid(e.to_string()))?
+                .into_iter()
+                .collect(),
+            Err(_) => dht
+                .find_by_name(spec.trim())
+                .await
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+        };
+        for r in &found {
+            if r.id != self.id() {
+                self.inner.store.upsert_peer(
+                    &r.id,
+                    &r.name,
+                    crate::proto::wire::DeviceKind::Other,
+                    &r.addrs,
+                    crate::store::now_ms(),
+                )?;
+            }
+        }
+        Ok(found.into_iter().filter(|r| r.id != self.id()).collect())
+    }
+
+    /// Resolves a user's `PEER` argument the way every command does: a PeerId, a
+    /// unique id prefix (≥ 6 characters) or a device name among known peers; then
+    /// through the DHT; or `HOST:PORT`, which is dialed to learn who answers.
+    pub async fn resolve_peer(&self, spec: &str) -> Result<PeerId> {
+        let spec = spec.trim();
+        if spec.parse::<PeerId>().is_err() && spec.contains(':') {
+            let addr = tokio::net::lookup_host(spec)
+                .await
+                .map_err(|e| Error::PeerNotFound(format!("{spec}: {e}")))?
+                .next()
+                .ok_or_else(|| Error::PeerNotFound(spec.to_string()))?;
+            return self.connect(addr, None).await;
+        }
+        match self.resolve(spec).await {
+            Err(Error::PeerNotFound(_)) if self.dht().is_some() => {
+                let found = self.find(spec).await?;
+                match found.as_slice() {
+                    [] => Err(Error::PeerNotFound(spec.to_string())),
+                    [one] => Ok(one.id),
+                    many => Err(Error::AmbiguousPeer(
+                        spec.to_string(),
+                        many.iter()
+                            .map(|r| format!("{} ({})", r.id.short(), r.name))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Stops the node: closes sessions and sockets, ends tasks, flushes the store.
     pub async fn shutdown(&self) -> Result<()> {
         for t in self
@@ -256,6 +344,9 @@ impl Node {
             t.abort();
         }
         let _ = std::fs::remove_file(crate::control::socket_path(self.data_dir()));
+        if let Some(d) = self.dht() {
+            d.shutdown().await;
+        }
         let _ = self.request(Command::Shutdown).await;
         let join = self
             .inner
@@ -273,6 +364,31 @@ impl Node {
             .take();
         Ok(())
     }
+}
+
+/// Binds the DHT's UDP socket on the TCP listener's port number (the convention
+/// that lets every known TCP address double as a DHT contact) and spawns it.
+async fn start_dht(
+    config: &Config,
+    identity: &Identity,
+    listen_addrs: &[SocketAddr],
+) -> Result<(Option<DhtHandle>, Option<JoinHandle<()>>)> {
+    let port = listen_addrs.first().map(|a| a.port()).unwrap_or(0);
+    let bind = SocketAddr::new(config.listen.ip(), port);
+    let socket = match tokio::net::UdpSocket::bind(bind).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%bind, error = %e, "DHT disabled: cannot bind its UDP port");
+            return Ok((None, None));
+        }
+    };
+    let (handle, task) = Dht::spawn(
+        identity.clone(),
+        socket,
+        crate::proto::kademlia::Config::default(),
+    )
+    .map_err(|e| Error::io("starting the DHT", e))?;
+    Ok((Some(handle), Some(task)))
 }
 
 /// Picks the one peer `spec` names: an exact id, a unique prefix of at least six
@@ -339,7 +455,7 @@ async fn next_event(
 }
 
 impl EventStream {
-    fn new(rx: broadcast::Receiver<Event>) -> Self {
+    pub(crate) fn new(rx: broadcast::Receiver<Event>) -> Self {
         Self {
             inner: tokio_util::sync::ReusableBoxFuture::new(next_event(rx)),
         }

@@ -5,11 +5,16 @@
 //! Safety rule: traffic only ever flows on loopback or inside namespaces made
 //! here; every [`Lan`] removes what it made when dropped.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// Polls `cond` until it returns `Some`, or fails after `timeout` with `what`.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut cond: F) -> T
@@ -195,11 +200,26 @@ impl Lan {
     /// Drops all IPv4 and IPv6 multicast in and out of every host (nftables), so
     /// only broadcast and unicast cross the LAN. Errs if `nft` is missing.
     pub fn drop_multicast(&self) -> Result<(), String> {
+        self.nft_drop("ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop;")
+    }
+
+    /// Drops multicast and broadcast (a Wi-Fi with client isolation, or a
+    /// filtering router): LAN discovery cannot work, only unicast crosses.
+    pub fn drop_multicast_and_broadcast(&self) -> Result<(), String> {
+        self.nft_drop(
+            "ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop; \
+             ip daddr 10.77.0.255 drop; ip daddr 255.255.255.255 drop;",
+        )
+    }
+
+    fn nft_drop(&self, rule: &str) -> Result<(), String> {
         for h in &self.hosts {
-            let rules = "table inet nomcast {
-  chain in { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop; }
-  chain out { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop; }
-}";
+            let rules = format!(
+                "table inet lanfilter {{
+  chain in {{ type filter hook input priority 0; {rule} }}
+  chain out {{ type filter hook output priority 0; {rule} }}
+}}"
+            );
             let path = std::env::temp_dir().join(format!("{}-nft.conf", self.prefix));
             std::fs::write(&path, rules).map_err(|e| e.to_string())?;
             let p = path.to_string_lossy().to_string();
@@ -253,4 +273,96 @@ where
 /// Prints why a test is skipped (visible with `--nocapture` and in CI logs).
 pub fn skip(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
+}
+
+/// A `peerconnect up --json` process in a namespace, its stdout parsed into events.
+pub struct UpProcess {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+}
+
+impl UpProcess {
+    /// Starts `peerconnect up --json --data-dir DIR ARGS…` in host `host`.
+    pub fn start(lan: &Lan, host: usize, dir: &std::path::Path, args: &[&str]) -> Self {
+        let mut child = lan
+            .command(host, &peerconnect_bin())
+            .args(["up", "--json", "--data-dir"])
+            .arg(dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn peerconnect up");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                assert!(v["event"].is_string(), "line without event field: {line}");
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads events until `done(seen so far)` holds, or panics after `timeout`.
+    pub fn until(&mut self, timeout: Duration, what: &str, done: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    pub fn id(&self) -> String {
+        self.seen
+            .iter()
+            .find(|v| v["event"] == "listening")
+            .and_then(|v| v["id"].as_str())
+            .expect("listening event")
+            .to_string()
+    }
+
+    /// Verification codes of connected peers, by peer id.
+    pub fn codes(&self) -> BTreeMap<String, String> {
+        self.seen
+            .iter()
+            .filter(|v| v["event"] == "peer_connected")
+            .map(|v| {
+                (
+                    v["peer"]["id"].as_str().unwrap().to_string(),
+                    v["verification_code"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn stop(mut self) {
+        // SAFETY: sending SIGTERM to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "peerconnect up exited with {status} on SIGTERM"
+        );
+    }
+}
+
+impl Drop for UpProcess {
+    fn drop(&mut self) {
+        // A failed test must not leave nodes running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -72,6 +72,16 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Find a peer by name or PeerId through the DHT (beyond multicast reach).
+    Find {
+        /// A device name or a PeerId.
+        query: String,
+        /// Seconds to wait for a first contact when no node runs on this data dir.
+        #[arg(long, default_value_t = 3.0)]
+        wait: f64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Run the simulator (virtual time, thousands of nodes, one seed).
     #[command(subcommand)]
     Sim(sim::SimCmd),
@@ -131,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Trust { peer, node } => set_trust(node, &peer, Trust::Trusted).await,
         Cmd::Block { peer, node } => set_trust(node, &peer, Trust::Blocked).await,
         Cmd::Unblock { peer, node } => set_trust(node, &peer, Trust::Unknown).await,
+        Cmd::Find { query, wait, node } => find(node, &query, wait).await,
         Cmd::Sim(cmd) => {
             tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
             Ok(ExitCode::SUCCESS)
@@ -186,6 +197,46 @@ async fn peers(args: NodeArgs, wait: f64) -> anyhow::Result<ExitCode> {
     let peers = node.peers().await?;
     node.shutdown().await?;
     printer.peers(&peers);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn find(args: NodeArgs, query: &str, wait: f64) -> anyhow::Result<ExitCode> {
+    args.init_logging();
+    let dir = args.data_dir();
+    let req = Request::Find {
+        query: query.to_string(),
+    };
+    let value = match control::call(&dir, &req, |_| {}).await? {
+        Some(reply) => reply.map_err(anyhow::Error::msg)?,
+        None => {
+            let node = Node::start(args.config(true)?).await?;
+            // Give discovery and --connect a moment to provide a first contact.
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_secs_f64(wait.clamp(0.0, 60.0));
+            while tokio::time::Instant::now() < deadline && node.links().connected().is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let found = node.find(query).await;
+            node.shutdown().await?;
+            serde_json::to_value(found?)?
+        }
+    };
+    let records: Vec<peerconnect::proto::kademlia::PeerRecord> = serde_json::from_value(value)?;
+    if records.is_empty() {
+        eprintln!("no peer named {query:?} found");
+        return Ok(ExitCode::from(exit::NOT_FOUND));
+    }
+    for r in &records {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "found", "peer": {"id": r.id, "name": r.name, "addrs": r.addrs}})
+            );
+        } else {
+            let addrs: Vec<String> = r.addrs.iter().map(|a| a.to_string()).collect();
+            println!("{}  {}  {}", r.id, r.name, addrs.join(" "));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,7 @@
 //! `peerconnect`: the command line of PeerConnect (see DESIGN.md's command-line
 //! contract). Every command is a thin adapter over the core's `Node` API.
 
+mod bench;
 mod node_args;
 mod print;
 mod sim;
@@ -85,6 +86,19 @@ enum Cmd {
     /// Run the simulator (virtual time, thousands of nodes, one seed).
     #[command(subcommand)]
     Sim(sim::SimCmd),
+    /// Run a benchmark: print a table, or one JSON object with --json.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// Real nodes in one process resolving each other through the DHT.
+    Dht(bench::dht::DhtArgs),
 }
 
 fn main() -> ExitCode {
@@ -142,6 +156,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Block { peer, node } => set_trust(node, &peer, Trust::Blocked).await,
         Cmd::Unblock { peer, node } => set_trust(node, &peer, Trust::Unknown).await,
         Cmd::Find { query, wait, node } => find(node, &query, wait).await,
+        Cmd::Bench { what, json } => match what {
+            BenchWhat::Dht(args) => bench::dht::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+        },
         Cmd::Sim(cmd) => {
             tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
             Ok(ExitCode::SUCCESS)

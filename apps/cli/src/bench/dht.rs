@@ -116,15 +116,10 @@ pub async fn run(args: DhtArgs, json: bool) -> anyhow::Result<()> {
             "DHT with {} real nodes on 127.0.0.1 (UDP, one process)",
             report.nodes
         );
+        println!("{:<28} {:.2} s", "nodes started in", report.start_seconds);
         println!(
-            "{:<28} {}",
-            "nodes started in",
-            format!("{:.2} s", report.start_seconds)
-        );
-        println!(
-            "{:<28} {}",
-            "all records findable after",
-            format!("{:.2} s", report.join_seconds)
+            "{:<28} {:.2} s",
+            "all records findable after", report.join_seconds
         );
         println!(
             "{:<28} {}/{} ({:.2} %)",

@@ -51,6 +51,8 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Released at shutdown, so the data dir can be reused in this process.
     lock: Mutex<Option<DataDirLock>>,
+    /// Cancelled at shutdown: ends every stream `events()` handed out.
+    closed: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for Inner {
@@ -132,6 +134,7 @@ impl Node {
                 join: Mutex::new(Some(started.join)),
                 tasks: Mutex::new(Vec::new()),
                 lock: Mutex::new(Some(lock)),
+                closed: tokio_util::sync::CancellationToken::new(),
             }),
         };
         #[cfg(unix)]
@@ -194,7 +197,8 @@ impl Node {
     /// The stream of [`Event`]s. The first caller receives every event since the
     /// node started (starting with `Listening`); later callers receive events from
     /// the moment they call. A subscriber that falls more than a few thousand
-    /// events behind skips the oldest ones.
+    /// events behind skips the oldest ones. The stream ends (after the events
+    /// already sent) when the node shuts down.
     pub fn events(&self) -> EventStream {
         let first = self
             .inner
@@ -202,7 +206,10 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        EventStream::new(first.unwrap_or_else(|| self.inner.events.subscribe()))
+        EventStream::until(
+            first.unwrap_or_else(|| self.inner.events.subscribe()),
+            self.inner.closed.clone(),
+        )
     }
 
     async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
@@ -362,6 +369,7 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        self.inner.closed.cancel();
         Ok(())
     }
 }
@@ -436,15 +444,28 @@ pub fn resolve_among(
 
 /// A stream of [`Event`]s (see [`Node::events`]).
 pub struct EventStream {
-    inner:
-        tokio_util::sync::ReusableBoxFuture<'static, (Option<Event>, broadcast::Receiver<Event>)>,
+    inner: tokio_util::sync::ReusableBoxFuture<'static, (Option<Event>, Receiver)>,
 }
 
-async fn next_event(
-    mut rx: broadcast::Receiver<Event>,
-) -> (Option<Event>, broadcast::Receiver<Event>) {
+type Receiver = (
+    broadcast::Receiver<Event>,
+    Option<tokio_util::sync::CancellationToken>,
+);
+
+async fn next_event(mut rx: Receiver) -> (Option<Event>, Receiver) {
     loop {
-        match rx.recv().await {
+        let recv = async {
+            match &rx.1 {
+                // biased: events sent before the node closed are delivered first
+                Some(closed) => tokio::select! {
+                    biased;
+                    r = rx.0.recv() => r,
+                    () = closed.cancelled() => Err(broadcast::error::RecvError::Closed),
+                },
+                None => rx.0.recv().await,
+            }
+        };
+        match recv.await {
             Ok(e) => return (Some(e), rx),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!("event subscriber fell behind and missed {n} events");
@@ -457,7 +478,14 @@ async fn next_event(
 impl EventStream {
     pub(crate) fn new(rx: broadcast::Receiver<Event>) -> Self {
         Self {
-            inner: tokio_util::sync::ReusableBoxFuture::new(next_event(rx)),
+            inner: tokio_util::sync::ReusableBoxFuture::new(next_event((rx, None))),
+        }
+    }
+
+    /// A stream that also ends when `closed` is cancelled.
+    fn until(rx: broadcast::Receiver<Event>, closed: tokio_util::sync::CancellationToken) -> Self {
+        Self {
+            inner: tokio_util::sync::ReusableBoxFuture::new(next_event((rx, Some(closed)))),
         }
     }
 
@@ -545,6 +573,32 @@ mod tests {
             resolve_among("x", vec![(a, "x".into()), (a, "x".into())]).unwrap(),
             a
         );
+    }
+
+    #[tokio::test]
+    async fn event_streams_end_at_shutdown_after_the_events_sent_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Node::start(Config::local(dir.path())).await.unwrap();
+        let first = a.events();
+        let later = a.events();
+        a.shutdown().await.unwrap();
+        let drain = |mut s: EventStream| async move {
+            let mut seen = Vec::new();
+            while let Some(e) = s.recv().await {
+                seen.push(e);
+            }
+            seen
+        };
+        let (first, _) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            (drain(first).await, drain(later).await)
+        })
+        .await
+        .expect("streams must end once the node is shut down");
+        assert!(
+            matches!(first.first(), Some(Event::Listening { .. })),
+            "{first:?}"
+        );
+        assert!(a.events().recv().await.is_none());
     }
 
     #[tokio::test]

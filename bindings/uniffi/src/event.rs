@@ -1,0 +1,195 @@
+//! [`Event`] and the records it carries, mirroring [`peerconnect::Event`] with
+//! plain types: ids are PeerId strings (52 base32 characters), addresses are
+//! `HOST:PORT` strings.
+
+/// How much we trust a peer (see [`peerconnect::Trust`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Trust {
+    Unknown,
+    Trusted,
+    Blocked,
+}
+
+/// What kind of device a peer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum DeviceKind {
+    Desktop,
+    Laptop,
+    Phone,
+    Tablet,
+    Server,
+    Browser,
+    Other,
+}
+
+/// A peer as a list shows it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Peer {
+    pub id: String,
+    pub name: String,
+    pub kind: DeviceKind,
+    /// Addresses to dial, best first.
+    pub addrs: Vec<String>,
+    pub trust: Trust,
+    /// Whether a session to this peer is up now.
+    pub connected: bool,
+    /// The 6-digit code both sides of this pair show; compare it out of band
+    /// before trusting the peer.
+    pub verification_code: String,
+}
+
+/// A peer found through the DHT.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct FoundPeer {
+    pub id: String,
+    pub name: String,
+    pub addrs: Vec<String>,
+}
+
+/// Everything that happens on the node, in the order it happens.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum Event {
+    /// The node is up: its id and the addresses others can dial.
+    Listening {
+        id: String,
+        name: String,
+        addrs: Vec<String>,
+        web: Option<String>,
+    },
+    /// A peer appeared (discovery, an incoming connection, or a dial).
+    PeerFound { peer: Peer },
+    /// A known peer changed name, addresses or trust.
+    PeerUpdated { peer: Peer },
+    /// A peer went silent or away.
+    PeerLost { id: String },
+    /// A session to the peer is up; both sides show the same code.
+    PeerConnected {
+        peer: Peer,
+        verification_code: String,
+    },
+    /// The last connection to the peer closed.
+    PeerDisconnected { id: String, reason: Option<String> },
+    /// Something failed that the user should know about.
+    Error { message: String },
+    /// An event this binding has no variant for yet: its name (`"offer"`, ...)
+    /// and its JSON form, as `peerconnect --json` prints it.
+    Other { event: String, json: String },
+}
+
+impl From<peerconnect::Trust> for Trust {
+    fn from(t: peerconnect::Trust) -> Self {
+        match t {
+            peerconnect::Trust::Unknown => Self::Unknown,
+            peerconnect::Trust::Trusted => Self::Trusted,
+            peerconnect::Trust::Blocked => Self::Blocked,
+        }
+    }
+}
+
+impl From<Trust> for peerconnect::Trust {
+    fn from(t: Trust) -> Self {
+        match t {
+            Trust::Unknown => Self::Unknown,
+            Trust::Trusted => Self::Trusted,
+            Trust::Blocked => Self::Blocked,
+        }
+    }
+}
+
+impl From<peerconnect::proto::wire::DeviceKind> for DeviceKind {
+    fn from(k: peerconnect::proto::wire::DeviceKind) -> Self {
+        use peerconnect::proto::wire::DeviceKind as K;
+        match k {
+            K::Desktop => Self::Desktop,
+            K::Laptop => Self::Laptop,
+            K::Phone => Self::Phone,
+            K::Tablet => Self::Tablet,
+            K::Server => Self::Server,
+            K::Browser => Self::Browser,
+            K::Other => Self::Other,
+        }
+    }
+}
+
+impl From<DeviceKind> for peerconnect::proto::wire::DeviceKind {
+    fn from(k: DeviceKind) -> Self {
+        match k {
+            DeviceKind::Desktop => Self::Desktop,
+            DeviceKind::Laptop => Self::Laptop,
+            DeviceKind::Phone => Self::Phone,
+            DeviceKind::Tablet => Self::Tablet,
+            DeviceKind::Server => Self::Server,
+            DeviceKind::Browser => Self::Browser,
+            DeviceKind::Other => Self::Other,
+        }
+    }
+}
+
+pub(crate) fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(T::to_string).collect()
+}
+
+impl From<peerconnect::PeerInfo> for Peer {
+    fn from(p: peerconnect::PeerInfo) -> Self {
+        Self {
+            id: p.id.to_string(),
+            name: p.name,
+            kind: p.kind.into(),
+            addrs: strings(&p.addrs),
+            trust: p.trust.into(),
+            connected: p.connected,
+            verification_code: p.verification_code,
+        }
+    }
+}
+
+impl From<peerconnect::proto::kademlia::PeerRecord> for FoundPeer {
+    fn from(r: peerconnect::proto::kademlia::PeerRecord) -> Self {
+        Self {
+            id: r.id.to_string(),
+            name: r.name,
+            addrs: strings(&r.addrs),
+        }
+    }
+}
+
+impl From<peerconnect::Event> for Event {
+    fn from(e: peerconnect::Event) -> Self {
+        use peerconnect::Event as E;
+        match e {
+            E::Listening {
+                id,
+                name,
+                addrs,
+                web,
+            } => Self::Listening {
+                id: id.to_string(),
+                name,
+                addrs: strings(&addrs),
+                web,
+            },
+            E::PeerFound { peer } => Self::PeerFound { peer: peer.into() },
+            E::PeerUpdated { peer } => Self::PeerUpdated { peer: peer.into() },
+            E::PeerLost { id } => Self::PeerLost { id: id.to_string() },
+            E::PeerConnected {
+                peer,
+                verification_code,
+            } => Self::PeerConnected {
+                peer: peer.into(),
+                verification_code,
+            },
+            E::PeerDisconnected { id, reason } => Self::PeerDisconnected {
+                id: id.to_string(),
+                reason,
+            },
+            E::Error { message } => Self::Error { message },
+            other => {
+                let json = serde_json::to_value(&other).unwrap_or_default();
+                Self::Other {
+                    event: json["event"].as_str().unwrap_or_default().to_string(),
+                    json: json.to_string(),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! PeerConnect for Kotlin, Swift and Python, through uniffi proc-macros.
+//!
+//! A thin adapter: every exported method is a few lines over the core's public
+//! API ([`peerconnect::Node`]); anything more belongs in the core. Foreign code
+//! sees one object, [`PeerConnect`], plain records and enums mirroring the core's
+//! ([`Event`], [`Peer`], [`Trust`], ...), and one flat [`ApiError`].
+//!
+//! # Layout
+//!
+//! - [`node`]: the [`PeerConnect`] object: start, shut down, events, peers, trust,
+//!   DHT lookups.
+//! - [`config`]: [`NodeConfig`], what a node starts from.
+//! - [`event`]: [`Event`] and the records it carries.
+//! - [`error`]: [`ApiError`], the core's errors folded into what a caller acts on.
+//!
+//! A feature (messaging, file transfer, rooms) adds its methods in its own file
+//! as another `#[uniffi::export] impl PeerConnect` block; uniffi merges them.
+//!
+//! Bindings are generated from the built library: see `generate.sh`.
+
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod node;
+
+pub use config::NodeConfig;
+pub use error::ApiError;
+pub use event::{DeviceKind, Event, FoundPeer, Peer, Trust};
+pub use node::PeerConnect;
+
+uniffi::setup_scaffolding!("peerconnect");

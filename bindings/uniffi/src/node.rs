@@ -1,0 +1,102 @@
+//! [`PeerConnect`]: the object foreign code holds, one per running node.
+
+use std::sync::Arc;
+
+use peerconnect::{EventStream, Node, PeerId};
+
+use crate::config::NodeConfig;
+use crate::error::ApiError;
+use crate::event::{Event, FoundPeer, Peer, Trust, strings};
+
+/// A running PeerConnect node. Start one per data dir with [`PeerConnect::start`],
+/// read [`PeerConnect::next_event`] in a loop, and [`PeerConnect::shutdown`] when
+/// done.
+#[derive(uniffi::Object)]
+pub struct PeerConnect {
+    pub(crate) node: Node,
+    events: tokio::sync::Mutex<EventStream>,
+}
+
+impl PeerConnect {
+    /// Resolves a `PEER` argument as the CLI does: a PeerId, a unique id prefix
+    /// (≥ 6 characters), a device name, or `HOST:PORT`.
+    pub(crate) async fn peer(&self, spec: &str) -> Result<PeerId, ApiError> {
+        Ok(self.node.resolve_peer(spec).await?)
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl PeerConnect {
+    /// Starts a node. Fails with `Io` if the data dir is in use by another node
+    /// or a port cannot be bound, `Invalid` for a bad address.
+    #[uniffi::constructor]
+    pub async fn start(config: NodeConfig) -> Result<Arc<Self>, ApiError> {
+        let node = Node::start(config.try_into()?).await?;
+        let events = tokio::sync::Mutex::new(node.events());
+        Ok(Arc::new(Self { node, events }))
+    }
+
+    /// This node's PeerId.
+    pub fn id(&self) -> String {
+        self.node.id().to_string()
+    }
+
+    pub fn name(&self) -> String {
+        self.node.name().to_string()
+    }
+
+    /// Addresses other nodes can dial (`HOST:PORT`).
+    pub fn listen_addrs(&self) -> Vec<String> {
+        strings(self.node.listen_addrs())
+    }
+
+    /// The next event; the first is `Listening`. Returns `None` once the node
+    /// has shut down and every earlier event was read.
+    pub async fn next_event(&self) -> Option<Event> {
+        self.events.lock().await.recv().await.map(Event::from)
+    }
+
+    /// Peers known now: discovered on the LAN or connected.
+    pub async fn peers(&self) -> Result<Vec<Peer>, ApiError> {
+        Ok(self
+            .node
+            .peers()
+            .await?
+            .into_iter()
+            .map(Peer::from)
+            .collect())
+    }
+
+    /// Dials `addr` (`IP:PORT`) and returns the PeerId that answered once the
+    /// session is up. `NotFound` if nobody answered.
+    pub async fn connect(&self, addr: String) -> Result<String, ApiError> {
+        let addr = addr
+            .parse()
+            .map_err(|e| ApiError::Invalid(format!("address {addr:?}: {e}")))?;
+        Ok(self.node.connect(addr, None).await?.to_string())
+    }
+
+    /// Trusts, blocks or resets `peer` (a PeerId, unique prefix or name).
+    pub async fn set_trust(&self, peer: String, trust: Trust) -> Result<(), ApiError> {
+        Ok(self
+            .node
+            .set_trust(self.peer(&peer).await?, trust.into())
+            .await?)
+    }
+
+    /// Looks a PeerId or device name up in the DHT, beyond multicast reach.
+    pub async fn find(&self, query: String) -> Result<Vec<FoundPeer>, ApiError> {
+        Ok(self
+            .node
+            .find(&query)
+            .await?
+            .into_iter()
+            .map(FoundPeer::from)
+            .collect())
+    }
+
+    /// Stops the node: closes sessions and sockets and ends the event stream.
+    pub async fn shutdown(&self) -> Result<(), ApiError> {
+        Ok(self.node.shutdown().await?)
+    }
+}

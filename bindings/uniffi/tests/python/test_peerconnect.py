@@ -1,0 +1,156 @@
+"""The Python binding against the real library: two nodes in one process on
+127.0.0.1 with discovery off.
+
+Run by bindings/uniffi/test.sh, which generates `peerconnect.py` next to the
+library and puts that folder on PYTHONPATH.
+"""
+
+import asyncio
+import os
+import tempfile
+import unittest
+
+from peerconnect import ApiError, Event, NodeConfig, PeerConnect, Trust
+
+# A deadline for things that happen in milliseconds on loopback; never a
+# measure of speed.
+DEADLINE = 20
+
+
+def local_config(data_dir, name):
+    return NodeConfig(
+        data_dir=data_dir,
+        name=name,
+        listen_addr="127.0.0.1:0",
+        discovery=False,
+        downloads_dir=os.path.join(data_dir, "downloads"),
+    )
+
+
+async def next_matching(node, what, pick):
+    """The first value `pick(event)` returns that is not None, within DEADLINE."""
+
+    async def scan():
+        while True:
+            event = await node.next_event()
+            if event is None:
+                raise AssertionError(f"event stream ended while waiting for {what}")
+            got = pick(event)
+            if got is not None:
+                return got
+
+    try:
+        return await asyncio.wait_for(scan(), DEADLINE)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no {what} within {DEADLINE}s") from None
+
+
+async def wait_until(what, check):
+    """Polls the async `check()` until it returns a value that is not None."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + DEADLINE
+    while loop.time() < end:
+        got = await check()
+        if got is not None:
+            return got
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not within {DEADLINE}s")
+
+
+class TwoNodes(unittest.IsolatedAsyncioTestCase):
+    async def asyncSetUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.a_dir = os.path.join(self.dir.name, "a")
+        self.a = await PeerConnect.start(local_config(self.a_dir, "alpha"))
+        self.b = await PeerConnect.start(local_config(os.path.join(self.dir.name, "b"), "beta"))
+
+    async def asyncTearDown(self):
+        await self.a.shutdown()
+        await self.b.shutdown()
+        self.dir.cleanup()
+
+    async def connect(self):
+        got = await self.b.connect(self.a.listen_addrs()[0])
+        self.assertEqual(got, self.a.id())
+
+    async def test_first_event_says_where_the_node_listens(self):
+        event = await self.a.next_event()
+        self.assertIsInstance(event, Event.LISTENING)
+        self.assertEqual(event.id, self.a.id())
+        self.assertEqual(event.name, "alpha")
+        self.assertEqual(event.addrs, self.a.listen_addrs())
+        self.assertTrue(event.addrs[0].startswith("127.0.0.1:"))
+        self.assertEqual(len(self.a.id()), 52)
+
+    async def test_connected_nodes_list_each_other_with_one_code(self):
+        await self.connect()
+
+        def connected_to(peer_id):
+            def pick(e):
+                if isinstance(e, Event.PEER_CONNECTED) and e.peer.id == peer_id:
+                    return e
+                return None
+
+            return pick
+
+        on_a = await next_matching(self.a, "a's PeerConnected for b", connected_to(self.b.id()))
+        on_b = await next_matching(self.b, "b's PeerConnected for a", connected_to(self.a.id()))
+        self.assertEqual(on_a.peer.name, "beta")
+        self.assertEqual(on_b.peer.name, "alpha")
+        self.assertEqual(on_a.verification_code, on_b.verification_code)
+        self.assertEqual(len(on_a.verification_code), 6)
+
+        peers = await self.b.peers()
+        self.assertEqual([(p.id, p.name, p.connected) for p in peers], [(self.a.id(), "alpha", True)])
+        self.assertEqual(peers[0].trust, Trust.UNKNOWN)
+
+    async def test_trust_set_by_name_shows_in_peers(self):
+        await self.connect()
+        await self.b.set_trust("alpha", Trust.TRUSTED)
+
+        async def trusted():
+            peers = await self.b.peers()
+            return True if [p.trust for p in peers] == [Trust.TRUSTED] else None
+
+        await wait_until("alpha trusted in b's peers", trusted)
+
+    async def test_dht_finds_a_peer_by_name(self):
+        await self.connect()
+
+        async def found():
+            got = await self.b.find("alpha")
+            return got or None
+
+        found = await wait_until("alpha found through the DHT", found)
+        self.assertEqual([(f.id, f.name) for f in found], [(self.a.id(), "alpha")])
+
+    async def test_errors_raise_api_error_by_kind(self):
+        with self.assertRaises(ApiError.Invalid):
+            await self.b.connect("not an address")
+        with self.assertRaises(ApiError.NotFound):
+            await self.b.set_trust("nobody-by-this-name", Trust.BLOCKED)
+        with self.assertRaises(ApiError.Io) as caught:
+            await PeerConnect.start(local_config(self.a_dir, "alpha-again"))
+        self.assertIn("in use", str(caught.exception))
+
+    async def test_shutdown_ends_events_and_later_calls_fail(self):
+        await self.connect()
+        await self.a.shutdown()
+
+        async def drain():
+            while await self.a.next_event() is not None:
+                pass
+
+        await asyncio.wait_for(drain(), DEADLINE)
+        with self.assertRaises(ApiError.Shutdown):
+            await self.a.peers()
+        a_id = self.a.id()
+        await next_matching(
+            self.b,
+            "b's PeerDisconnected for a",
+            lambda e: e if isinstance(e, Event.PEER_DISCONNECTED) and e.id == a_id else None,
+        )
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -19,7 +19,7 @@ pub struct PeerConnect {
 
 impl PeerConnect {
     /// Resolves a `PEER` argument as the CLI does: a PeerId, a unique id prefix
-    /// (≥ 6 characters), a device name, or `HOST:PORT`.
+    /// (at least 6 characters), a device name, or `HOST:PORT`.
     pub(crate) async fn peer(&self, spec: &str) -> Result<PeerId, ApiError> {
         Ok(self.node.resolve_peer(spec).await?)
     }

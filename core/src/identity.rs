@@ -23,8 +23,32 @@ pub const SHORT_LEN: usize = 8;
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// A peer's identity: its ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Serialized as 32 raw bytes in binary formats (postcard) and as the base32 text
+/// in human-readable ones (JSON).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId([u8; 32]);
+
+impl Serialize for PeerId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PeerId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 32]>::deserialize(d).map(Self)
+        }
+    }
+}
 
 impl PeerId {
     /// Wraps raw public-key bytes. Whether they are a valid curve point is checked
@@ -359,6 +383,17 @@ mod tests {
         assert!(a.peer_id().verify(b"hello", &sig));
         assert!(!a.peer_id().verify(b"hellO", &sig));
         assert!(!Identity::generate().peer_id().verify(b"hello", &sig));
+    }
+
+    #[test]
+    fn peer_id_is_text_in_json_and_bytes_in_postcard() {
+        let id = Identity::generate().peer_id();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<PeerId>(&json).unwrap(), id);
+        let bin = postcard::to_allocvec(&id).unwrap();
+        assert_eq!(bin.len(), 32);
+        assert_eq!(postcard::from_bytes::<PeerId>(&bin).unwrap(), id);
     }
 
     proptest! {

@@ -1,13 +1,39 @@
 //! PeerConnect: find devices on the LAN and exchange files and messages with
 //! them directly, with no cloud, account or server.
 //!
+//! ```no_run
+//! # async fn demo() -> peerconnect::Result<()> {
+//! let node = peerconnect::Node::start(peerconnect::Config::new("/tmp/pc")).await?;
+//! let mut events = node.events();
+//! while let Some(event) = events.recv().await {
+//!     println!("{}", serde_json::to_string(&event).unwrap());
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Layout
 //!
+//! - [`node`]: [`Node`], the public handle; starts every service, shuts down cleanly.
+//! - [`config`]: [`Config`] with defaults that work on a LAN out of the box.
+//! - [`event`]: [`Event`], the one stream every front end consumes.
+//! - [`identity`]: the node's ed25519 key pair and [`PeerId`].
+//! - [`store`]: SQLite: peers, trust (and messages, transfers as they land).
 //! - [`proto`]: sans-IO protocol state machines (wire format, discovery, ...),
 //!   driven by [`net`] in production and by `proto::sim` in simulations.
-//! - [`identity`]: the node's ed25519 key pair and [`PeerId`].
+//! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor.
 
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod event;
 pub mod identity;
+pub mod net;
+pub mod node;
 pub mod proto;
+pub mod store;
 
+pub use config::Config;
+pub use error::{Error, Result};
+pub use event::{Event, PeerInfo, Trust};
 pub use identity::{Identity, PeerId};
+pub use node::{EventStream, Node};

@@ -1,1 +1,235 @@
-fn main() {}
+//! `peerconnect`: the command line of PeerConnect (see DESIGN.md's command-line
+//! contract). Every command is a thin adapter over the core's `Node` API.
+
+mod node_args;
+mod print;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use peerconnect::control::{self, Request};
+use peerconnect::{Event, Identity, Node, Trust};
+
+use node_args::NodeArgs;
+use print::Printer;
+
+/// Exit codes of the command-line contract.
+mod exit {
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NOT_FOUND: u8 = 3;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "peerconnect",
+    version,
+    about = "Share files and messages with devices on your LAN, directly and encrypted"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print this node's PeerId.
+    Id {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Run a node until Ctrl-C or SIGTERM, printing every event.
+    Up {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Discover peers for a while, list them, exit.
+    Peers {
+        /// Seconds to discover before listing.
+        #[arg(long, default_value_t = 2.0)]
+        wait: f64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Trust a peer (after checking its verification code).
+    Trust {
+        peer: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Block a peer: its connections are refused.
+    Block {
+        peer: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Unblock a peer (back to unknown trust).
+    Unblock {
+        peer: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = match e.downcast_ref::<peerconnect::Error>() {
+                Some(
+                    peerconnect::Error::PeerNotFound(_) | peerconnect::Error::AmbiguousPeer(..),
+                ) => exit::NOT_FOUND,
+                Some(peerconnect::Error::Invalid(_)) => exit::USAGE,
+                _ => exit::FAILED,
+            };
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Id { node } => {
+            node.init_logging();
+            let dir = node.data_dir();
+            let id = Identity::load_or_create(&dir)
+                .with_context(|| format!("loading identity from {}", dir.display()))?
+                .peer_id();
+            if node.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "id", "id": id, "short": id.short()})
+                );
+            } else {
+                println!("{id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Up { node } => up(node).await,
+        Cmd::Peers { wait, node } => peers(node, wait).await,
+        Cmd::Trust { peer, node } => set_trust(node, &peer, Trust::Trusted).await,
+        Cmd::Block { peer, node } => set_trust(node, &peer, Trust::Blocked).await,
+        Cmd::Unblock { peer, node } => set_trust(node, &peer, Trust::Unknown).await,
+    }
+}
+
+async fn up(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    args.init_logging();
+    let config = args.config(false)?;
+    let node = Node::start(config).await?;
+    let printer = Printer::new(args.json);
+    let mut events = node.events();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Some(e) => printer.event(&e),
+                None => break,
+            },
+            _ = &mut stop => break,
+        }
+    }
+    node.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn peers(args: NodeArgs, wait: f64) -> anyhow::Result<ExitCode> {
+    args.init_logging();
+    let printer = Printer::new(args.json);
+    let dir = args.data_dir();
+    if let Some(reply) = control::call(&dir, &Request::Peers, |_| {}).await? {
+        let value = reply.map_err(anyhow::Error::msg)?;
+        let peers: Vec<peerconnect::PeerInfo> = serde_json::from_value(value)?;
+        printer.peers(&peers);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let node = Node::start(args.config(true)?).await?;
+    let wait = Duration::from_secs_f64(wait.clamp(0.0, 3600.0));
+    // Report problems (bad --connect, ...) while waiting.
+    let mut events = node.events();
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            Some(e) = events.recv() => if let Event::Error { message } = e {
+                eprintln!("warning: {message}");
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    let peers = node.peers().await?;
+    node.shutdown().await?;
+    printer.peers(&peers);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_trust(args: NodeArgs, peer: &str, trust: Trust) -> anyhow::Result<ExitCode> {
+    args.init_logging();
+    let dir = args.data_dir();
+    let req = Request::SetTrust {
+        peer: peer.to_string(),
+        trust,
+    };
+    let id = match control::call(&dir, &req, |_| {}).await? {
+        Some(reply) => {
+            let v = reply.map_err(|e| anyhow::anyhow!(e))?;
+            serde_json::from_value(v["id"].clone())?
+        }
+        None => {
+            // No node running: change the store directly.
+            std::fs::create_dir_all(&dir)?;
+            let store = peerconnect::store::Store::open(&dir)?;
+            let known = store.peers()?.into_iter().map(|p| (p.id, p.name));
+            let id = peerconnect::node::resolve_among(peer, known)?;
+            store.set_trust(&id, trust)?;
+            id
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "trust", "id": id, "trust": trust})
+        );
+    } else {
+        println!("{} is now {}", id.short(), trust.as_str());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -354,11 +354,12 @@ impl<R: Rng> State<R> {
             None => true,
             Some(e) => e.peer.instance != a.instance,
         };
-        if let Some(e) = self.peers.get(&a.id) {
-            if !is_new && a.timestamp_ms < e.last_timestamp_ms {
-                self.stats.stale += 1;
-                return;
-            }
+        if let Some(e) = self.peers.get(&a.id)
+            && !is_new
+            && a.timestamp_ms < e.last_timestamp_ms
+        {
+            self.stats.stale += 1;
+            return;
         }
         if is_new && !self.peers.contains_key(&a.id) && self.peers.len() >= self.config.max_peers {
             self.stats.table_full += 1;

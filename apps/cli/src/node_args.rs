@@ -1,0 +1,104 @@
+//! The options every node-running command shares, and the `Config` they make.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use peerconnect::Config;
+use peerconnect::config::{DEFAULT_PORT, default_data_dir, truncate_name};
+
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Where the identity key and store live.
+    #[arg(long, env = "PEERCONNECT_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Device name shown to others (default: host name).
+    #[arg(long, global = true)]
+    pub name: Option<String>,
+    /// Device kind shown to others: desktop, laptop, phone, tablet, server, other.
+    #[arg(long, global = true)]
+    pub kind: Option<String>,
+    /// TCP address to listen on (port 0 = any).
+    #[arg(long, global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Do not use LAN discovery (multicast/broadcast).
+    #[arg(long, global = true)]
+    pub no_discovery: bool,
+    /// UDP port of LAN discovery.
+    #[arg(long, global = true)]
+    pub discovery_port: Option<u16>,
+    /// Only discover on this interface (repeatable).
+    #[arg(long = "interface", global = true)]
+    pub interfaces: Vec<String>,
+    /// Dial this HOST:PORT (repeatable), for networks where discovery finds nobody.
+    #[arg(long, global = true)]
+    pub connect: Vec<String>,
+    /// Folder for received files.
+    #[arg(long, global = true)]
+    pub downloads: Option<PathBuf>,
+    /// Accept incoming offers without asking.
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// One JSON object per line on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logging (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl NodeArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    /// The node configuration. `ephemeral_port`: for short-lived helper nodes
+    /// (`peers`, `send`, ...) that must not fight a running node for the default port.
+    pub fn config(&self, ephemeral_port: bool) -> anyhow::Result<Config> {
+        let mut c = Config::new(self.data_dir());
+        if let Some(n) = &self.name {
+            let n = n.trim();
+            anyhow::ensure!(!n.is_empty(), "--name must not be empty");
+            c.name = truncate_name(n);
+        }
+        if let Some(k) = &self.kind {
+            c.kind = k.parse().map_err(anyhow::Error::msg)?;
+        }
+        c.listen = match self.listen {
+            Some(l) => l,
+            None if ephemeral_port => SocketAddr::from(([0, 0, 0, 0], 0)),
+            None => SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+        };
+        c.discovery.enabled = !self.no_discovery;
+        if let Some(p) = self.discovery_port {
+            c.discovery.port = p;
+        }
+        c.discovery.interfaces = self.interfaces.clone();
+        c.connect = self.connect.clone();
+        if let Some(d) = &self.downloads {
+            c.downloads = d.clone();
+        }
+        c.accept_all = self.yes;
+        Ok(c)
+    }
+
+    /// Logs to stderr: warnings by default, more with -v, errors only with -q;
+    /// `RUST_LOG` overrides.
+    pub fn init_logging(&self) {
+        let level = match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "info,peerconnect=debug",
+            (false, _) => "debug,peerconnect=trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}

@@ -1,0 +1,102 @@
+//! Turning events into lines for humans, or JSON lines for scripts.
+
+use peerconnect::{Event, PeerInfo};
+
+pub struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    pub fn event(&self, e: &Event) {
+        if self.json {
+            println!("{}", serde_json::to_string(e).expect("events serialize"));
+            return;
+        }
+        match e {
+            Event::Listening {
+                id,
+                name,
+                addrs,
+                web,
+            } => {
+                println!("PeerConnect node {name}");
+                println!("  id     {id}");
+                for a in addrs {
+                    println!("  listen {a}");
+                }
+                if let Some(w) = web {
+                    println!("  web    {w}");
+                }
+            }
+            Event::PeerFound { peer } => println!("+ found     {}", describe(peer)),
+            Event::PeerUpdated { peer } => println!("~ updated   {}", describe(peer)),
+            Event::PeerLost { id } => println!("- lost      {}", id.short()),
+            Event::PeerConnected {
+                peer,
+                verification_code,
+            } => println!(
+                "= connected {} (verification code {verification_code})",
+                describe(peer)
+            ),
+            Event::PeerDisconnected { id, reason } => println!(
+                "x disconnected {}{}",
+                id.short(),
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            Event::Error { message } => eprintln!("error: {message}"),
+            other => println!(
+                "{}",
+                serde_json::to_string(other).expect("events serialize")
+            ),
+        }
+    }
+
+    pub fn peers(&self, peers: &[PeerInfo]) {
+        if self.json {
+            println!("{}", serde_json::to_string(peers).expect("peers serialize"));
+            return;
+        }
+        if peers.is_empty() {
+            println!(
+                "no peers found (try --connect HOST:PORT if discovery is blocked on this network)"
+            );
+            return;
+        }
+        println!(
+            "{:<10} {:<20} {:<8} {:<8} {:<6} {:<10} ADDRESSES",
+            "ID", "NAME", "KIND", "TRUST", "CODE", "CONNECTED"
+        );
+        for p in peers {
+            println!(
+                "{:<10} {:<20} {:<8} {:<8} {:<6} {:<10} {}",
+                p.id.short(),
+                p.name,
+                p.kind.as_str(),
+                p.trust.as_str(),
+                p.verification_code,
+                if p.connected { "yes" } else { "no" },
+                p.addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+}
+
+fn describe(p: &PeerInfo) -> String {
+    let addr = p
+        .addrs
+        .first()
+        .map(|a| format!(" at {a}"))
+        .unwrap_or_default();
+    format!("{} ({}, {}){addr}", p.name, p.id.short(), p.kind.as_str())
+}

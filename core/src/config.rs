@@ -1,0 +1,183 @@
+//! Node configuration, with defaults that work on a LAN out of the box.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::proto::wire::DeviceKind;
+
+/// Default TCP port for peer connections.
+pub const DEFAULT_PORT: u16 = 47471;
+/// Default UDP port of LAN discovery.
+pub const DEFAULT_DISCOVERY_PORT: u16 = 47472;
+/// Default address of the web UI.
+pub const DEFAULT_WEB_PORT: u16 = 47480;
+/// IPv4 multicast group of discovery (administratively scoped, RFC 2365).
+pub const DEFAULT_GROUP_V4: Ipv4Addr = Ipv4Addr::new(239, 255, 71, 71);
+/// IPv6 link-local multicast group of discovery.
+pub const DEFAULT_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0x7063, 0x4747);
+
+/// Everything a node needs to start. `Config::new(data_dir)` gives LAN defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the identity key, the store and transfer state.
+    pub data_dir: PathBuf,
+    /// Device name shown to others.
+    pub name: String,
+    pub kind: DeviceKind,
+    /// TCP address to accept peer connections on (port 0: any).
+    pub listen: SocketAddr,
+    pub discovery: DiscoveryConfig,
+    /// Addresses (`HOST:PORT`) to dial at start, for networks where discovery
+    /// finds nobody.
+    pub connect: Vec<String>,
+    /// Re-dial peers remembered in the store at start.
+    pub reconnect_known: bool,
+    /// Cap on live TLS connections (all lanes of all sessions).
+    pub max_connections: usize,
+    /// Connect on discovery to at most this many peers; others on demand.
+    pub auto_connect: usize,
+    /// Where received files go.
+    pub downloads: PathBuf,
+    /// Accept every incoming offer without asking (`--yes`).
+    pub accept_all: bool,
+    /// Accept offers from trusted peers without asking.
+    pub auto_accept_trusted: bool,
+    /// How often connected peers are pinged; a peer silent for three intervals is
+    /// considered gone.
+    pub keepalive: Duration,
+}
+
+/// LAN discovery settings.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    pub enabled: bool,
+    pub port: u16,
+    pub group_v4: Ipv4Addr,
+    pub group_v6: Ipv6Addr,
+    /// Only these interfaces (by name); empty means every suitable one.
+    pub interfaces: Vec<String>,
+    pub multicast: bool,
+    pub broadcast: bool,
+    pub announce_interval: Duration,
+    pub expiry: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: DEFAULT_DISCOVERY_PORT,
+            group_v4: DEFAULT_GROUP_V4,
+            group_v6: DEFAULT_GROUP_V6,
+            interfaces: Vec::new(),
+            multicast: true,
+            broadcast: true,
+            announce_interval: Duration::from_secs(5),
+            expiry: Duration::from_secs(17),
+        }
+    }
+}
+
+impl Config {
+    /// LAN defaults for a node keeping its state in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            downloads: default_downloads(&data_dir),
+            data_dir,
+            name: default_name(),
+            kind: DeviceKind::Desktop,
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            discovery: DiscoveryConfig::default(),
+            connect: Vec::new(),
+            reconnect_known: true,
+            max_connections: 512,
+            auto_connect: 64,
+            accept_all: false,
+            auto_accept_trusted: true,
+            keepalive: Duration::from_secs(10),
+        }
+    }
+
+    /// A node for tests and benchmarks on one machine: listens on 127.0.0.1 with
+    /// a port chosen by the OS and never touches the LAN.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        let mut c = Self::new(data_dir);
+        c.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        c.discovery.enabled = false;
+        c.downloads = c.data_dir.join("downloads");
+        c
+    }
+}
+
+/// The data dir used when none is given: `PEERCONNECT_DATA_DIR`, else the
+/// platform's data dir for PeerConnect.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PEERCONNECT_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    directories::ProjectDirs::from("org", "PeerConnect", "peerconnect")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".peerconnect"))
+}
+
+fn default_downloads(data_dir: &Path) -> PathBuf {
+    directories::UserDirs::new()
+        .and_then(|u| u.download_dir().map(|d| d.join("PeerConnect")))
+        .unwrap_or_else(|| data_dir.join("downloads"))
+}
+
+/// The machine's host name, or "peerconnect" when it has none.
+pub fn default_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length and gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let name = truncate_name(name.trim());
+    if name.is_empty() {
+        "peerconnect".into()
+    } else {
+        name
+    }
+}
+
+/// Cuts a name to the wire limit on a character boundary.
+pub fn truncate_name(name: &str) -> String {
+    let max = crate::proto::wire::MAX_NAME_LEN;
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let mut end = max;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_cut_on_a_char_boundary() {
+        let s = "é".repeat(40); // 80 bytes
+        let t = truncate_name(&s);
+        assert!(t.len() <= crate::proto::wire::MAX_NAME_LEN);
+        assert!(s.starts_with(&t));
+    }
+
+    #[test]
+    fn local_config_never_touches_the_lan() {
+        let c = Config::local("/tmp/x");
+        assert!(!c.discovery.enabled);
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.listen.port(), 0);
+    }
+}

@@ -1,0 +1,12 @@
+//! Tokio drivers: the IO edge of the node.
+//!
+//! One actor per node ([`actor`]) owns the protocol state machines of
+//! [`crate::proto`] and feeds them real sockets and timers; per-connection tasks
+//! talk to it over bounded channels.
+
+pub(crate) mod actor;
+pub mod discovery;
+pub mod mux;
+pub mod transport;
+
+pub use actor::Stats;

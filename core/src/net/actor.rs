@@ -1,0 +1,1050 @@
+//! The node actor: one task that owns the node's protocol state and turns its
+//! outputs into IO.
+//!
+//! Everything that happens to a node arrives here as an [`Input`] over a bounded
+//! channel (a datagram, an authenticated connection, a message from a peer, a
+//! closed session, a command from the [`Node`](crate::Node) handle) or as a due
+//! timer, and is handled in one `select!` loop. Slow work (TLS handshakes,
+//! dialing, socket reads) runs in spawned tasks that report back as inputs, so
+//! the loop never waits on the network.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::event::{Event, PeerInfo, Trust};
+use crate::identity::{Identity, PeerId, verification_code};
+use crate::net::discovery::Sockets;
+use crate::net::mux::{MuxConfig, MuxSession, Side};
+use crate::net::transport::{self, Connection, Transport, read_frame};
+use crate::proto::discovery as disco;
+use crate::proto::wire::{self, DeviceKind, Hello, Message};
+use crate::store::Store;
+
+/// Capacity of the actor's input channel.
+const INPUT_CAPACITY: usize = 1024;
+/// Capacity of each peer's outgoing control-message queue.
+const PEER_QUEUE: usize = 256;
+/// When discovery finds a peer with a lower id than ours, we wait this long for
+/// it to dial us before dialing it ourselves (avoids two lanes from one race).
+const FALLBACK_DIAL_DELAY: Duration = Duration::from_secs(2);
+/// Longest wait between re-dials of a `--connect` address.
+const MAX_REDIAL: Duration = Duration::from_secs(60);
+
+/// Requests from the [`Node`](crate::Node) handle.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Connect {
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+        reply: oneshot::Sender<Result<PeerId, String>>,
+    },
+    SetTrust {
+        id: PeerId,
+        trust: Trust,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Stats(oneshot::Sender<Stats>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Counters a user or test can read.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub discovery: disco::Stats,
+    pub sessions: usize,
+    pub handshakes_failed: u64,
+    pub connections_refused_blocked: u64,
+    pub bad_frames: u64,
+}
+
+/// What tasks report to the actor.
+pub(crate) enum Input {
+    Datagram(SocketAddr, Vec<u8>),
+    Connected {
+        conn: Connection,
+        hello: Hello,
+        /// The address we dialed (None for accepted connections).
+        dialed: Option<SocketAddr>,
+    },
+    DialFailed {
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+        error: String,
+    },
+    HandshakeFailed,
+    FromPeer {
+        peer: PeerId,
+        session: u64,
+        msg: Message,
+    },
+    BadFrame {
+        peer: PeerId,
+        session: u64,
+        error: String,
+    },
+    SessionClosed {
+        peer: PeerId,
+        session: u64,
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Discovery(TimerKind),
+    FallbackDial(PeerId),
+    Redial(SocketAddr),
+    Keepalive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Announce,
+    Expire,
+}
+
+impl From<disco::Timer> for TimerKind {
+    fn from(t: disco::Timer) -> Self {
+        match t {
+            disco::Timer::Announce => Self::Announce,
+            disco::Timer::Expire => Self::Expire,
+        }
+    }
+}
+
+/// Due times of the actor's timers.
+#[derive(Debug, Default)]
+struct Timers {
+    queue: BTreeMap<(Instant, u64), Timer>,
+    seq: u64,
+}
+
+impl Timers {
+    fn schedule(&mut self, at: Instant, t: Timer) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), t);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.queue.keys().next().map(|(at, _)| *at)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        let (&key, _) = self.queue.iter().next()?;
+        if key.0 > now {
+            return None;
+        }
+        self.queue.remove(&key)
+    }
+}
+
+/// What we know about a peer right now.
+#[derive(Debug, Clone)]
+struct Peer {
+    name: String,
+    kind: DeviceKind,
+    addrs: Vec<SocketAddr>,
+    trust: Trust,
+    discovered: bool,
+}
+
+/// A live session to a peer.
+struct Session {
+    id: u64,
+    instance: u64,
+    mux: MuxSession,
+    tx: mpsc::Sender<Message>,
+    last_heard: Instant,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.mux.close();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Shared between the actor and the accept tasks: checked right after the TLS
+/// handshake so blocked peers never get further.
+pub(crate) type Blocklist = Arc<RwLock<HashSet<PeerId>>>;
+
+pub(crate) struct Actor {
+    identity: Identity,
+    instance: u64,
+    config: Config,
+    store: Arc<Store>,
+    transport: Transport,
+    events: broadcast::Sender<Event>,
+    listen_port: u16,
+    discovery: Option<(disco::State<StdRng>, Sockets)>,
+    peers: BTreeMap<PeerId, Peer>,
+    sessions: HashMap<PeerId, Session>,
+    dialing: HashSet<SocketAddr>,
+    /// `--connect` targets and how long to wait before the next attempt.
+    redial: BTreeMap<SocketAddr, Duration>,
+    timers: Timers,
+    start: Instant,
+    next_session: u64,
+    blocked: Blocklist,
+    stats: Stats,
+    cmd_rx: mpsc::Receiver<Command>,
+    input_rx: mpsc::Receiver<Input>,
+    input_tx: mpsc::Sender<Input>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What `Node::start` needs back from the actor's setup.
+pub(crate) struct Started {
+    pub listen_addrs: Vec<SocketAddr>,
+    pub join: JoinHandle<()>,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Addresses others can dial for a listener bound to `local`: the concrete
+/// interface addresses when bound to a wildcard, never `0.0.0.0`.
+fn dialable_addrs(local: SocketAddr) -> Vec<SocketAddr> {
+    if !local.ip().is_unspecified() {
+        return vec![local];
+    }
+    let mut out = Vec::new();
+    let mut loopback = Vec::new();
+    if let Ok(ifs) = if_addrs::get_if_addrs() {
+        for i in ifs {
+            let ip = i.ip();
+            if ip.is_ipv4() != local.is_ipv4() {
+                continue;
+            }
+            if let std::net::IpAddr::V6(v6) = ip
+                && (v6.segments()[0] & 0xffc0) == 0xfe80
+            {
+                continue; // link-local needs a scope; discovery supplies those
+            }
+            if ip.is_loopback() {
+                loopback.push(SocketAddr::new(ip, local.port()));
+            } else {
+                out.push(SocketAddr::new(ip, local.port()));
+            }
+        }
+    }
+    out.extend(loopback);
+    out.dedup();
+    out
+}
+
+impl Actor {
+    /// Binds the listener and discovery sockets and spawns the actor.
+    pub(crate) async fn spawn(
+        config: Config,
+        identity: Identity,
+        store: Arc<Store>,
+        events: broadcast::Sender<Event>,
+        cmd_rx: mpsc::Receiver<Command>,
+    ) -> crate::Result<Started> {
+        let transport = Transport::new(&identity, config.max_connections)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| crate::Error::io(format!("listening on {}", config.listen), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| crate::Error::io("listener address", e))?;
+        let listen_addrs = dialable_addrs(local);
+        let instance: u64 = rand::random();
+        let (input_tx, input_rx) = mpsc::channel(INPUT_CAPACITY);
+
+        let blocked: Blocklist = Arc::new(RwLock::new(
+            store
+                .peers()?
+                .into_iter()
+                .filter(|p| p.trust == Trust::Blocked)
+                .map(|p| p.id)
+                .collect(),
+        ));
+
+        let mut tasks = Vec::new();
+        let discovery = if config.discovery.enabled {
+            let sockets = Sockets::bind(&config.discovery).map_err(|e| {
+                crate::Error::io(format!("discovery port {}", config.discovery.port), e)
+            })?;
+            let (dtx, mut drx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(512);
+            tasks.extend(sockets.spawn_readers(dtx));
+            let itx = input_tx.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some((from, bytes)) = drx.recv().await {
+                    if itx.send(Input::Datagram(from, bytes)).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+            let dcfg = disco::Config {
+                announce_interval: config.discovery.announce_interval,
+                expiry: config.discovery.expiry,
+                ..disco::Config::default()
+            };
+            let state = disco::State::new(
+                dcfg,
+                identity.clone(),
+                instance,
+                config.name.clone(),
+                config.kind,
+                local.port(),
+                StdRng::from_os_rng(),
+            );
+            Some((state, sockets))
+        } else {
+            None
+        };
+
+        tasks.push(spawn_accept_loop(
+            listener,
+            transport.clone(),
+            input_tx.clone(),
+            blocked.clone(),
+            hello(&config, instance, local.port()),
+        ));
+
+        let actor = Actor {
+            identity,
+            instance,
+            listen_port: local.port(),
+            config,
+            store,
+            transport,
+            events,
+            discovery,
+            peers: BTreeMap::new(),
+            sessions: HashMap::new(),
+            dialing: HashSet::new(),
+            redial: BTreeMap::new(),
+            timers: Timers::default(),
+            start: Instant::now(),
+            next_session: 0,
+            blocked,
+            stats: Stats::default(),
+            cmd_rx,
+            input_rx,
+            input_tx,
+            tasks,
+        };
+        let addrs = listen_addrs.clone();
+        let join = tokio::spawn(actor.run(addrs));
+        Ok(Started { listen_addrs, join })
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn run(mut self, listen_addrs: Vec<SocketAddr>) {
+        self.emit(Event::Listening {
+            id: self.identity.peer_id(),
+            name: self.config.name.clone(),
+            addrs: listen_addrs,
+            web: None,
+        });
+        self.on_start().await;
+        loop {
+            let next = self.timers.next_due();
+            tokio::select! {
+                cmd = self.cmd_rx.recv() => match cmd {
+                    Some(Command::Shutdown(reply)) => {
+                        self.shutdown();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => {
+                        self.shutdown();
+                        return;
+                    }
+                },
+                Some(input) = self.input_rx.recv() => self.on_input(input).await,
+                _ = sleep_until_opt(next) => {
+                    let now = Instant::now();
+                    while let Some(t) = self.timers.pop_due(now) {
+                        self.on_timer(t).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for (_, s) in self.sessions.drain() {
+            drop(s);
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.timers = Timers::default();
+    }
+
+    async fn on_start(&mut self) {
+        if self.discovery.is_some() {
+            self.drive_discovery(disco::InEvent::Start).await;
+        }
+        // Fallback addresses given by the user.
+        let mut targets = Vec::new();
+        for spec in self.config.connect.clone() {
+            match tokio::net::lookup_host(spec.as_str()).await {
+                Ok(mut addrs) => {
+                    if let Some(a) = addrs.next() {
+                        targets.push(a);
+                    }
+                }
+                Err(e) => self.emit(Event::Error {
+                    message: format!("cannot resolve --connect {spec}: {e}"),
+                }),
+            }
+        }
+        for addr in targets {
+            self.redial.insert(addr, Duration::from_secs(1));
+            self.dial(addr, None);
+        }
+        // Peers met before: probe each once.
+        if self.config.reconnect_known {
+            let known = self.store.peers().unwrap_or_default();
+            for p in known
+                .into_iter()
+                .filter(|p| p.trust != Trust::Blocked && !p.addrs.is_empty())
+                .take(self.config.auto_connect)
+            {
+                if let Some(addr) = p.addrs.first() {
+                    self.dial(*addr, Some(p.id));
+                }
+            }
+        }
+        let at = Instant::now() + self.config.keepalive;
+        self.timers.schedule(at, Timer::Keepalive);
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peer_infos());
+            }
+            Command::Connect {
+                addr,
+                expected,
+                reply,
+            } => {
+                let t = self.transport.clone();
+                let tx = self.input_tx.clone();
+                let h = hello(&self.config, self.instance, self.listen_port);
+                tokio::spawn(async move {
+                    match dial_once(&t, addr, expected, &h).await {
+                        Ok((conn, hello)) => {
+                            let id = conn.peer;
+                            let _ = tx
+                                .send(Input::Connected {
+                                    conn,
+                                    hello,
+                                    dialed: Some(addr),
+                                })
+                                .await;
+                            let _ = reply.send(Ok(id));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
+                    }
+                });
+            }
+            Command::SetTrust { id, trust, reply } => {
+                let res = self.set_trust(id, trust);
+                let _ = reply.send(res.map_err(|e| e.to_string()));
+            }
+            Command::Stats(reply) => {
+                let mut s = self.stats.clone();
+                if let Some((d, _)) = &self.discovery {
+                    s.discovery = d.stats();
+                }
+                s.sessions = self.sessions.len();
+                let _ = reply.send(s);
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    fn set_trust(&mut self, id: PeerId, trust: Trust) -> Result<(), crate::store::StoreError> {
+        self.store.set_trust(&id, trust)?;
+        {
+            let mut b = self.blocked.write().unwrap_or_else(|p| p.into_inner());
+            if trust == Trust::Blocked {
+                b.insert(id);
+            } else {
+                b.remove(&id);
+            }
+        }
+        if trust == Trust::Blocked && self.sessions.remove(&id).is_some() {
+            self.emit(Event::PeerDisconnected {
+                id,
+                reason: Some("blocked".into()),
+            });
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.trust = trust;
+            let info = self.peer_info(&id);
+            if let Some(info) = info {
+                self.emit(Event::PeerUpdated { peer: info });
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Datagram(from, bytes) => {
+                self.drive_discovery(disco::InEvent::Datagram {
+                    from,
+                    bytes,
+                    wall_ms: wall_ms(),
+                })
+                .await;
+            }
+            Input::Connected {
+                conn,
+                hello,
+                dialed,
+            } => self.on_connected(conn, hello, dialed),
+            Input::DialFailed {
+                addr,
+                expected,
+                error,
+            } => {
+                self.dialing.remove(&addr);
+                tracing::debug!(%addr, ?expected, %error, "dial failed");
+                if let Some(backoff) = self.redial.get_mut(&addr) {
+                    let wait = *backoff;
+                    *backoff = (*backoff * 2).min(MAX_REDIAL);
+                    if wait == Duration::from_secs(1) {
+                        self.emit(Event::Error {
+                            message: format!("cannot connect to {addr}: {error} (retrying)"),
+                        });
+                    }
+                    self.timers
+                        .schedule(Instant::now() + wait, Timer::Redial(addr));
+                }
+            }
+            Input::HandshakeFailed => self.stats.handshakes_failed += 1,
+            Input::FromPeer { peer, session, msg } => {
+                let Some(s) = self.sessions.get_mut(&peer) else {
+                    return;
+                };
+                if s.id != session {
+                    return;
+                }
+                s.last_heard = Instant::now();
+                match msg {
+                    Message::Ping(n) => {
+                        let _ = s.tx.try_send(Message::Pong(n));
+                    }
+                    Message::Pong(_) => {}
+                }
+            }
+            Input::BadFrame {
+                peer,
+                session,
+                error,
+            } => {
+                self.stats.bad_frames += 1;
+                tracing::debug!(%peer, %error, "dropping session after a bad frame");
+                if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
+                    self.close_session(peer, Some(format!("protocol error: {error}")));
+                }
+            }
+            Input::SessionClosed {
+                peer,
+                session,
+                reason,
+            } => {
+                if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
+                    self.close_session(peer, reason);
+                }
+            }
+        }
+    }
+
+    fn close_session(&mut self, peer: PeerId, reason: Option<String>) {
+        let Some(s) = self.sessions.remove(&peer) else {
+            return;
+        };
+        drop(s);
+        self.emit(Event::PeerDisconnected { id: peer, reason });
+        let discovered = self.peers.get(&peer).is_some_and(|p| p.discovered);
+        if !discovered {
+            self.peers.remove(&peer);
+            self.emit(Event::PeerLost { id: peer });
+        }
+        // A --connect target that dropped: try again.
+        let targets: Vec<SocketAddr> = self.redial.keys().copied().collect();
+        for addr in targets {
+            if !self.is_connected_to_addr(addr) {
+                self.redial.insert(addr, Duration::from_secs(1));
+                self.timers
+                    .schedule(Instant::now() + Duration::from_secs(1), Timer::Redial(addr));
+            }
+        }
+    }
+
+    fn is_connected_to_addr(&self, addr: SocketAddr) -> bool {
+        self.peers
+            .iter()
+            .any(|(id, p)| p.addrs.contains(&addr) && self.sessions.contains_key(id))
+    }
+
+    fn on_connected(&mut self, conn: Connection, hello: Hello, dialed: Option<SocketAddr>) {
+        let peer = conn.peer;
+        if let Some(addr) = dialed {
+            self.dialing.remove(&addr);
+        }
+        if peer == self.identity.peer_id() {
+            tracing::debug!("dropping a connection to ourselves");
+            return;
+        }
+        if self.is_blocked(&peer) {
+            self.stats.connections_refused_blocked += 1;
+            return;
+        }
+        // The address to reach this peer again: what we dialed, or the address it
+        // connected from with the port it listens on.
+        let addr = dialed.unwrap_or_else(|| SocketAddr::new(conn.remote.ip(), hello.listen_port));
+        if let Some(s) = self.sessions.get(&peer) {
+            if s.instance == hello.instance {
+                let mux = s.mux.clone();
+                tokio::spawn(async move { mux.add_lane(conn).await });
+                return;
+            }
+            // The peer restarted: its old session is void.
+            self.close_session(peer, Some("peer restarted".into()));
+        }
+        let trust = self.store.trust(&peer).unwrap_or_default();
+        let is_new = !self.peers.contains_key(&peer);
+        let entry = self.peers.entry(peer).or_insert_with(|| Peer {
+            name: hello.name.clone(),
+            kind: hello.kind,
+            addrs: Vec::new(),
+            trust,
+            discovered: false,
+        });
+        entry.name = hello.name.clone();
+        entry.kind = hello.kind;
+        if hello.listen_port != 0 && !entry.addrs.contains(&addr) {
+            entry.addrs.insert(0, addr);
+            entry.addrs.truncate(8);
+        }
+        let addrs = entry.addrs.clone();
+        if let Err(e) = self
+            .store
+            .upsert_peer(&peer, &hello.name, hello.kind, &addrs, wall_ms())
+        {
+            tracing::warn!(error = %e, "cannot remember peer");
+        }
+        self.start_session(peer, hello.instance, conn);
+        let info = self.peer_info(&peer).expect("peer inserted above");
+        if is_new {
+            self.emit(Event::PeerFound { peer: info.clone() });
+        }
+        let code = info.verification_code.clone();
+        self.emit(Event::PeerConnected {
+            peer: info,
+            verification_code: code,
+        });
+    }
+
+    fn start_session(&mut self, peer: PeerId, instance: u64, conn: Connection) {
+        self.next_session += 1;
+        let id = self.next_session;
+        let side = if self.identity.peer_id() < peer {
+            Side::Low
+        } else {
+            Side::High
+        };
+        let mux = MuxSession::new(MuxConfig::default(), side);
+        let (tx, mut rx) = mpsc::channel::<Message>(PEER_QUEUE);
+        let input = self.input_tx.clone();
+        let m = mux.clone();
+        let session_task = tokio::spawn(async move {
+            m.add_lane(conn).await;
+            let Some(control) = m.control().await else {
+                return;
+            };
+            let (mut r, mut w) = tokio::io::split(control);
+            let reader_input = input.clone();
+            let reader = async move {
+                loop {
+                    match read_frame::<Message, _>(&mut r).await {
+                        Ok(Ok(msg)) => {
+                            if reader_input
+                                .send(Input::FromPeer {
+                                    peer,
+                                    session: id,
+                                    msg,
+                                })
+                                .await
+                                .is_err()
+                            {
+                                return None;
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            let _ = reader_input
+                                .send(Input::BadFrame {
+                                    peer,
+                                    session: id,
+                                    error: e.to_string(),
+                                })
+                                .await;
+                            return None;
+                        }
+                        Err(e) => return Some(e.to_string()),
+                    }
+                }
+            };
+            let writer = async move {
+                use tokio::io::AsyncWriteExt;
+                let mut buf = Vec::new();
+                while let Some(msg) = rx.recv().await {
+                    buf.clear();
+                    if let Err(e) = wire::encode_frame(&msg, &mut buf) {
+                        tracing::warn!(error = %e, "dropping unencodable message");
+                        continue;
+                    }
+                    if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let reason = tokio::select! {
+                r = reader => r,
+                _ = writer => None,
+                _ = m.closed() => Some("connection closed".to_string()),
+            };
+            let _ = input
+                .send(Input::SessionClosed {
+                    peer,
+                    session: id,
+                    reason,
+                })
+                .await;
+        });
+        self.sessions.insert(
+            peer,
+            Session {
+                id,
+                instance,
+                mux,
+                tx,
+                last_heard: Instant::now(),
+                tasks: vec![session_task],
+            },
+        );
+    }
+
+    fn is_blocked(&self, id: &PeerId) -> bool {
+        self.blocked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
+    /// Dials `addr` in the background, once at a time per address.
+    fn dial(&mut self, addr: SocketAddr, expected: Option<PeerId>) {
+        if let Some(id) = expected
+            && (self.sessions.contains_key(&id) || self.is_blocked(&id))
+        {
+            return;
+        }
+        if !self.dialing.insert(addr) {
+            return;
+        }
+        let t = self.transport.clone();
+        let tx = self.input_tx.clone();
+        let h = hello(&self.config, self.instance, self.listen_port);
+        tokio::spawn(async move {
+            let input = match dial_once(&t, addr, expected, &h).await {
+                Ok((conn, hello)) => Input::Connected {
+                    conn,
+                    hello,
+                    dialed: Some(addr),
+                },
+                Err(e) => Input::DialFailed {
+                    addr,
+                    expected,
+                    error: e.to_string(),
+                },
+            };
+            let _ = tx.send(input).await;
+        });
+    }
+
+    async fn on_timer(&mut self, t: Timer) {
+        match t {
+            Timer::Discovery(kind) => {
+                if kind == TimerKind::Announce
+                    && let Some((_, sockets)) = &mut self.discovery
+                {
+                    sockets.refresh_interfaces();
+                }
+                let t = match kind {
+                    TimerKind::Announce => disco::Timer::Announce,
+                    TimerKind::Expire => disco::Timer::Expire,
+                };
+                self.drive_discovery(disco::InEvent::Timer(t)).await;
+            }
+            Timer::FallbackDial(peer) => {
+                if !self.sessions.contains_key(&peer)
+                    && let Some(addr) = self.peers.get(&peer).and_then(|p| best_addr(&p.addrs))
+                {
+                    self.dial(addr, Some(peer));
+                }
+            }
+            Timer::Redial(addr) => {
+                if !self.is_connected_to_addr(addr) {
+                    self.dial(addr, None);
+                }
+            }
+            Timer::Keepalive => {
+                let now = Instant::now();
+                let dead: Vec<PeerId> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| now.duration_since(s.last_heard) > self.config.keepalive * 3)
+                    .map(|(p, _)| *p)
+                    .collect();
+                for p in dead {
+                    self.close_session(p, Some("peer stopped answering".into()));
+                }
+                let nonce = self.now().as_millis() as u64;
+                for s in self.sessions.values() {
+                    let _ = s.tx.try_send(Message::Ping(nonce));
+                }
+                self.timers
+                    .schedule(now + self.config.keepalive, Timer::Keepalive);
+            }
+        }
+    }
+
+    async fn drive_discovery(&mut self, input: disco::InEvent) {
+        let now = self.now();
+        let Some((state, _)) = &mut self.discovery else {
+            return;
+        };
+        let outs = state.handle(now, wall_ms(), input);
+        for out in outs {
+            match out {
+                disco::OutEvent::Broadcast(bytes) => {
+                    if let Some((_, sockets)) = &self.discovery {
+                        sockets.send_to_lan(&bytes).await;
+                    }
+                }
+                disco::OutEvent::Unicast(to, bytes) => {
+                    if let Some((_, sockets)) = &self.discovery {
+                        sockets.send_to(to, &bytes).await;
+                    }
+                }
+                disco::OutEvent::ScheduleTimer(delay, t) => {
+                    self.timers
+                        .schedule(Instant::now() + delay, Timer::Discovery(t.into()));
+                }
+                disco::OutEvent::Emit(e) => self.on_discovery_event(e),
+            }
+        }
+    }
+
+    fn on_discovery_event(&mut self, e: disco::Event) {
+        match e {
+            disco::Event::Discovered(d) | disco::Event::Updated(d) => {
+                if self.is_blocked(&d.id) {
+                    return;
+                }
+                let trust = self.store.trust(&d.id).unwrap_or_default();
+                let is_new = !self.peers.contains_key(&d.id);
+                let p = self.peers.entry(d.id).or_insert_with(|| Peer {
+                    name: d.name.clone(),
+                    kind: d.kind,
+                    addrs: Vec::new(),
+                    trust,
+                    discovered: true,
+                });
+                p.discovered = true;
+                p.name = d.name.clone();
+                p.kind = d.kind;
+                for a in d.addrs.iter().rev() {
+                    p.addrs.retain(|x| x != a);
+                    p.addrs.insert(0, *a);
+                }
+                p.addrs.truncate(8);
+                let addrs = p.addrs.clone();
+                if let Err(e) = self
+                    .store
+                    .upsert_peer(&d.id, &d.name, d.kind, &addrs, wall_ms())
+                {
+                    tracing::warn!(error = %e, "cannot remember peer");
+                }
+                let info = self.peer_info(&d.id).expect("inserted above");
+                if is_new {
+                    self.emit(Event::PeerFound { peer: info });
+                } else {
+                    self.emit(Event::PeerUpdated { peer: info });
+                }
+                if !self.sessions.contains_key(&d.id)
+                    && self.sessions.len() < self.config.auto_connect
+                {
+                    if self.identity.peer_id() < d.id {
+                        if let Some(addr) = best_addr(&addrs) {
+                            self.dial(addr, Some(d.id));
+                        }
+                    } else {
+                        self.timers.schedule(
+                            Instant::now() + FALLBACK_DIAL_DELAY,
+                            Timer::FallbackDial(d.id),
+                        );
+                    }
+                }
+            }
+            disco::Event::Expired(id) => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.discovered = false;
+                }
+                if !self.sessions.contains_key(&id) {
+                    self.peers.remove(&id);
+                    self.emit(Event::PeerLost { id });
+                }
+            }
+        }
+    }
+
+    fn peer_info(&self, id: &PeerId) -> Option<PeerInfo> {
+        let p = self.peers.get(id)?;
+        Some(PeerInfo {
+            id: *id,
+            name: p.name.clone(),
+            kind: p.kind,
+            addrs: p.addrs.clone(),
+            trust: p.trust,
+            connected: self.sessions.contains_key(id),
+            verification_code: verification_code(&self.identity.peer_id(), id),
+        })
+    }
+
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        self.peers
+            .keys()
+            .filter_map(|id| self.peer_info(id))
+            .collect()
+    }
+}
+
+/// IPv4 first: on most LANs it is the address that works without a scope id.
+fn best_addr(addrs: &[SocketAddr]) -> Option<SocketAddr> {
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+}
+
+fn hello(config: &Config, instance: u64, listen_port: u16) -> Hello {
+    Hello {
+        instance,
+        name: config.name.clone(),
+        kind: config.kind,
+        listen_port,
+    }
+}
+
+async fn dial_once(
+    t: &Transport,
+    addr: SocketAddr,
+    expected: Option<PeerId>,
+    ours: &Hello,
+) -> Result<(Connection, Hello), transport::Error> {
+    let mut conn = t.connect(addr, expected).await?;
+    let theirs = conn.exchange_hello(ours).await?;
+    Ok((conn, theirs))
+}
+
+fn spawn_accept_loop(
+    listener: TcpListener,
+    transport: Transport,
+    input: mpsc::Sender<Input>,
+    blocked: Blocklist,
+    ours: Hello,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let (tcp, from) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let transport = transport.clone();
+            let input = input.clone();
+            let blocked = blocked.clone();
+            let ours = ours.clone();
+            tokio::spawn(async move {
+                let res = async {
+                    let mut conn = transport.accept(tcp, from).await?;
+                    if blocked
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&conn.peer)
+                    {
+                        return Ok(None);
+                    }
+                    let theirs = conn.exchange_hello(&ours).await?;
+                    Ok::<_, transport::Error>(Some((conn, theirs)))
+                }
+                .await;
+                let msg = match res {
+                    Ok(Some((conn, hello))) => Input::Connected {
+                        conn,
+                        hello,
+                        dialed: None,
+                    },
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(%from, error = %e, "incoming handshake failed");
+                        Input::HandshakeFailed
+                    }
+                };
+                let _ = input.send(msg).await;
+            });
+        }
+    })
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

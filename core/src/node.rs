@@ -1,0 +1,419 @@
+//! [`Node`]: the public handle to a running PeerConnect node.
+//!
+//! `Node::start(config)` loads (or creates) the identity, opens the store, binds
+//! the listener and discovery sockets and spawns the node actor. The handle is
+//! cheap to clone; every clone talks to the same actor. `shutdown()` closes every
+//! socket, ends every task and flushes the store; dropping the last handle does the
+//! same in the background.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event::{Event, PeerInfo, Trust};
+use crate::identity::{Identity, PeerId};
+use crate::net::actor::{Actor, Command, Stats};
+use crate::store::Store;
+
+/// How many events a slow subscriber may fall behind before it misses some.
+const EVENT_BUFFER: usize = 4096;
+
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    identity: Identity,
+    name: String,
+    data_dir: std::path::PathBuf,
+    cmd: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    /// Receives every event since start; handed to the first `events()` caller.
+    first_events: Mutex<Option<broadcast::Receiver<Event>>>,
+    store: Arc<Store>,
+    listen_addrs: Vec<SocketAddr>,
+    join: Mutex<Option<JoinHandle<()>>>,
+    /// Front-end tasks tied to the node's life (control socket, web server).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    _lock: DataDirLock,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
+/// A handle that does not keep the node alive (for tasks the node owns).
+#[derive(Clone)]
+pub(crate) struct WeakNode(std::sync::Weak<Inner>);
+
+impl WeakNode {
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.inner.identity.peer_id())
+            .field("listen", &self.inner.listen_addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts a node. Fails if the data dir is used by another running node, or
+    /// the listening or discovery port cannot be bound.
+    pub async fn start(config: Config) -> Result<Node> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::io(
+                format!("creating data dir {}", config.data_dir.display()),
+                e,
+            )
+        })?;
+        let lock = DataDirLock::acquire(&config.data_dir)?;
+        let identity = Identity::load_or_create(&config.data_dir)?;
+        let store = Arc::new(Store::open(&config.data_dir)?);
+        let (events, first) = broadcast::channel(EVENT_BUFFER);
+        let (cmd, cmd_rx) = mpsc::channel(64);
+        let started = Actor::spawn(
+            config.clone(),
+            identity.clone(),
+            store.clone(),
+            events.clone(),
+            cmd_rx,
+        )
+        .await?;
+        let node = Node {
+            inner: Arc::new(Inner {
+                identity,
+                name: config.name.clone(),
+                data_dir: config.data_dir.clone(),
+                cmd,
+                events,
+                first_events: Mutex::new(Some(first)),
+                store,
+                listen_addrs: started.listen_addrs,
+                join: Mutex::new(Some(started.join)),
+                tasks: Mutex::new(Vec::new()),
+                _lock: lock,
+            }),
+        };
+        #[cfg(unix)]
+        if let Some(t) = crate::control::serve(node.clone()) {
+            node.own_task(t);
+        }
+        Ok(node)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
+    }
+
+    /// Ties a task's life to the node: aborted at shutdown.
+    pub(crate) fn own_task(&self, t: JoinHandle<()>) {
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(t);
+    }
+
+    pub fn id(&self) -> PeerId {
+        self.inner.identity.peer_id()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Addresses other nodes can dial (concrete, never a wildcard).
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.inner.listen_addrs
+    }
+
+    /// The stream of [`Event`]s. The first caller receives every event since the
+    /// node started (starting with `Listening`); later callers receive events from
+    /// the moment they call. A subscriber that falls more than a few thousand
+    /// events behind skips the oldest ones.
+    pub fn events(&self) -> EventStream {
+        let first = self
+            .inner
+            .first_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        EventStream::new(first.unwrap_or_else(|| self.inner.events.subscribe()))
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Peers currently known: discovered on the LAN or connected.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
+        self.request(Command::Peers).await
+    }
+
+    /// Dials `addr` (optionally requiring it to be `expected`) and returns the
+    /// PeerId that answered once the session is up.
+    pub async fn connect(&self, addr: SocketAddr, expected: Option<PeerId>) -> Result<PeerId> {
+        self.request(|reply| Command::Connect {
+            addr,
+            expected,
+            reply,
+        })
+        .await?
+        .map_err(|e| Error::PeerNotFound(format!("{addr}: {e}")))
+    }
+
+    /// Trusts, blocks or resets a peer. Blocking closes its session at once and
+    /// refuses its connections from then on.
+    pub async fn set_trust(&self, id: PeerId, trust: Trust) -> Result<()> {
+        self.request(|reply| Command::SetTrust { id, trust, reply })
+            .await?
+            .map_err(Error::Invalid)
+    }
+
+    /// Counters (discovery drops, handshake failures, ...).
+    pub async fn stats(&self) -> Result<Stats> {
+        self.request(Command::Stats).await
+    }
+
+    /// Peers remembered in the store, online or not.
+    pub fn known_peers(&self) -> Result<Vec<crate::store::StoredPeer>> {
+        Ok(self.inner.store.peers()?)
+    }
+
+    /// Finds a peer by full id, unique id prefix (≥ 6 characters) or device name,
+    /// among live and remembered peers.
+    pub async fn resolve(&self, spec: &str) -> Result<PeerId> {
+        let live = self.peers().await?;
+        let stored = self.known_peers()?;
+        let candidates = live
+            .iter()
+            .map(|p| (p.id, p.name.clone()))
+            .chain(stored.iter().map(|p| (p.id, p.name.clone())));
+        resolve_among(spec, candidates)
+    }
+
+    /// Stops the node: closes sessions and sockets, ends tasks, flushes the store.
+    pub async fn shutdown(&self) -> Result<()> {
+        for t in self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(crate::control::socket_path(self.data_dir()));
+        let _ = self.request(Command::Shutdown).await;
+        let join = self
+            .inner
+            .join
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(j) = join {
+            let _ = j.await;
+        }
+        Ok(())
+    }
+}
+
+/// Picks the one peer `spec` names: an exact id, a unique prefix of at least six
+/// characters, or a unique device name (case-insensitive).
+pub fn resolve_among(
+    spec: &str,
+    candidates: impl IntoIterator<Item = (PeerId, String)>,
+) -> Result<PeerId> {
+    let spec = spec.trim();
+    if let Ok(id) = spec.parse::<PeerId>() {
+        return Ok(id);
+    }
+    let mut by_prefix = Vec::new();
+    let mut by_name = Vec::new();
+    let lower = spec.to_lowercase();
+    for (id, name) in candidates {
+        if spec.len() >= 6
+            && id.to_string().starts_with(&lower)
+            && !by_prefix.contains(&(id, name.clone()))
+        {
+            by_prefix.push((id, name.clone()));
+        }
+        if name.to_lowercase() == lower && !by_name.iter().any(|(i, _)| *i == id) {
+            by_name.push((id, name));
+        }
+    }
+    by_prefix.dedup_by_key(|(id, _)| *id);
+    let pick = if !by_prefix.is_empty() {
+        by_prefix
+    } else {
+        by_name
+    };
+    match pick.as_slice() {
+        [] => Err(Error::PeerNotFound(spec.to_string())),
+        [(id, _)] => Ok(*id),
+        many => Err(Error::AmbiguousPeer(
+            spec.to_string(),
+            many.iter()
+                .map(|(id, n)| format!("{} ({n})", id.short()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+/// A stream of [`Event`]s (see [`Node::events`]).
+pub struct EventStream {
+    inner:
+        tokio_util::sync::ReusableBoxFuture<'static, (Option<Event>, broadcast::Receiver<Event>)>,
+}
+
+async fn next_event(
+    mut rx: broadcast::Receiver<Event>,
+) -> (Option<Event>, broadcast::Receiver<Event>) {
+    loop {
+        match rx.recv().await {
+            Ok(e) => return (Some(e), rx),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("event subscriber fell behind and missed {n} events");
+            }
+            Err(broadcast::error::RecvError::Closed) => return (None, rx),
+        }
+    }
+}
+
+impl EventStream {
+    fn new(rx: broadcast::Receiver<Event>) -> Self {
+        Self {
+            inner: tokio_util::sync::ReusableBoxFuture::new(next_event(rx)),
+        }
+    }
+
+    /// The next event, or `None` once the node has shut down.
+    pub async fn recv(&mut self) -> Option<Event> {
+        futures::StreamExt::next(self).await
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let (e, rx) = futures::ready!(self.inner.poll(cx));
+        self.inner.set(next_event(rx));
+        Poll::Ready(e)
+    }
+}
+
+/// An exclusive lock on the data dir, held for the node's lifetime, so two nodes
+/// never share one identity and store by accident.
+struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    fn acquire(dir: &Path) -> Result<Self> {
+        let path = dir.join("node.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a file descriptor we own; no memory is involved.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc != 0 {
+                return Err(Error::DataDirInUse(dir.display().to_string()));
+            }
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+/// Whether another process holds the data dir lock (a node is running there).
+pub fn data_dir_in_use(dir: &Path) -> bool {
+    match DataDirLock::acquire(dir) {
+        Ok(_) => false,
+        Err(Error::DataDirInUse(_)) => true,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> PeerId {
+        Identity::from_secret([n; 32]).peer_id()
+    }
+
+    #[test]
+    fn resolve_by_prefix_name_and_full_id() {
+        let (a, b) = (id(1), id(2));
+        let cands = || vec![(a, "Laptop".to_string()), (b, "phone".to_string())];
+        assert_eq!(resolve_among(&a.to_string(), cands()).unwrap(), a);
+        assert_eq!(resolve_among(&b.to_string()[..6], cands()).unwrap(), b);
+        assert_eq!(resolve_among("laptop", cands()).unwrap(), a);
+        assert!(matches!(
+            resolve_among("tablet", cands()),
+            Err(Error::PeerNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn short_prefixes_do_not_match_and_duplicates_are_ambiguous() {
+        let (a, b) = (id(1), id(2));
+        assert!(resolve_among(&a.to_string()[..5], vec![(a, "x".into())]).is_err());
+        let r = resolve_among("same", vec![(a, "same".into()), (b, "same".into())]);
+        assert!(matches!(r, Err(Error::AmbiguousPeer(..))));
+        // the same peer listed twice (live and stored) is not ambiguous
+        assert_eq!(
+            resolve_among("x", vec![(a, "x".into()), (a, "x".into())]).unwrap(),
+            a
+        );
+    }
+
+    #[tokio::test]
+    async fn second_node_on_one_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Node::start(Config::local(dir.path())).await.unwrap();
+        let err = Node::start(Config::local(dir.path())).await.unwrap_err();
+        assert!(matches!(err, Error::DataDirInUse(_)), "{err}");
+        a.shutdown().await.unwrap();
+    }
+}

@@ -1,0 +1,313 @@
+//! Durable state in SQLite: known peers and trust (and, as features land,
+//! messages, transfers and rooms).
+//!
+//! One file `peerconnect.db` in the data dir, WAL mode, `synchronous=NORMAL`
+//! (durable across process crashes; an OS crash may lose the last transactions but
+//! never corrupts). The schema is versioned with `PRAGMA user_version`: migration
+//! *n* runs once, in order, inside a transaction, and old databases upgrade on open.
+//!
+//! The connection sits behind a mutex: calls are short, and the store is not
+//! protocol state (that lives in the actors).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::event::Trust;
+use crate::identity::PeerId;
+use crate::proto::wire::DeviceKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "store at {path} was written by a newer PeerConnect (schema {found}, this build knows {known})"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("corrupt value in store: {0}")]
+    Corrupt(String),
+}
+
+/// The schema, one migration per entry; never edit a released entry, append.
+const MIGRATIONS: &[&str] = &[
+    // 1: known peers and trust
+    "CREATE TABLE peers (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL DEFAULT 'other',
+        addrs TEXT NOT NULL DEFAULT '[]',
+        last_seen_ms INTEGER NOT NULL DEFAULT 0,
+        trust TEXT NOT NULL DEFAULT 'unknown'
+    );",
+];
+
+/// A peer as remembered across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPeer {
+    pub id: PeerId,
+    pub name: String,
+    pub kind: DeviceKind,
+    pub addrs: Vec<SocketAddr>,
+    pub last_seen_ms: u64,
+    pub trust: Trust,
+}
+
+/// Most addresses remembered per peer.
+const MAX_STORED_ADDRS: usize = 8;
+
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("peerconnect.db");
+        let conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Small page cache: many nodes may share one process in tests and benches.
+        conn.pragma_update(None, "cache_size", -512)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Self {
+            conn: Mutex::new(conn),
+        };
+        store.migrate(&path.display().to_string())?;
+        Ok(store)
+    }
+
+    /// A throwaway in-memory store (tests, benchmarks of many nodes).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let store = Self {
+            conn: Mutex::new(Connection::open_in_memory()?),
+        };
+        store.migrate(":memory:")?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (every
+        // write is a transaction), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn migrate(&self, path: &str) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: path.into(),
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Schema version after migrations.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .lock()
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// Records that we saw `id` now: name, kind and (merged, newest first) addresses.
+    pub fn upsert_peer(
+        &self,
+        id: &PeerId,
+        name: &str,
+        kind: DeviceKind,
+        addrs: &[SocketAddr],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock();
+        let old: Option<String> = conn
+            .query_row(
+                "SELECT addrs FROM peers WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut merged: Vec<SocketAddr> = addrs.to_vec();
+        if let Some(old) = old {
+            for a in parse_addrs(&old) {
+                if !merged.contains(&a) {
+                    merged.push(a);
+                }
+            }
+        }
+        merged.truncate(MAX_STORED_ADDRS);
+        let addrs_json = serde_json::to_string(&merged).expect("addresses serialize");
+        conn.execute(
+            "INSERT INTO peers (id, name, kind, addrs, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET name = ?2, kind = ?3, addrs = ?4, last_seen_ms = ?5",
+            params![
+                id.to_string(),
+                name,
+                kind.as_str(),
+                addrs_json,
+                now_ms as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn peer(&self, id: &PeerId) -> Result<Option<StoredPeer>, StoreError> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT id, name, kind, addrs, last_seen_ms, trust FROM peers WHERE id = ?1",
+            [id.to_string()],
+            row_to_peer,
+        )
+        .optional()?
+        .transpose()
+    }
+
+    /// Every remembered peer, most recently seen first.
+    pub fn peers(&self) -> Result<Vec<StoredPeer>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, name, kind, addrs, last_seen_ms, trust FROM peers ORDER BY last_seen_ms DESC",
+        )?;
+        let rows = stmt.query_map([], row_to_peer)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+
+    /// Sets the trust of a peer, remembering it if it was not known yet.
+    pub fn set_trust(&self, id: &PeerId, trust: Trust) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO peers (id, trust) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET trust = ?2",
+            params![id.to_string(), trust.as_str()],
+        )?;
+        Ok(())
+    }
+
+    pub fn trust(&self, id: &PeerId) -> Result<Trust, StoreError> {
+        let t: Option<String> = self
+            .lock()
+            .query_row(
+                "SELECT trust FROM peers WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match t {
+            None => Ok(Trust::Unknown),
+            Some(t) => t.parse().map_err(StoreError::Corrupt),
+        }
+    }
+}
+
+fn parse_addrs(json: &str) -> Vec<SocketAddr> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+type PeerRow = Result<StoredPeer, StoreError>;
+
+fn row_to_peer(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerRow> {
+    let id: String = r.get(0)?;
+    let name: String = r.get(1)?;
+    let kind: String = r.get(2)?;
+    let addrs: String = r.get(3)?;
+    let last_seen: i64 = r.get(4)?;
+    let trust: String = r.get(5)?;
+    Ok((|| {
+        Ok(StoredPeer {
+            id: id
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("peer id {id:?}: {e}")))?,
+            name,
+            kind: kind.parse().unwrap_or(DeviceKind::Other),
+            addrs: parse_addrs(&addrs),
+            last_seen_ms: last_seen.max(0) as u64,
+            trust: trust.parse().map_err(StoreError::Corrupt)?,
+        })
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    fn addr(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    #[test]
+    fn peers_survive_reopening_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Identity::generate().peer_id();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.upsert_peer(&id, "laptop", DeviceKind::Laptop, &[addr(1)], 10)
+                .unwrap();
+            s.set_trust(&id, Trust::Trusted).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let p = s.peer(&id).unwrap().unwrap();
+        assert_eq!(p.name, "laptop");
+        assert_eq!(p.kind, DeviceKind::Laptop);
+        assert_eq!(p.addrs, vec![addr(1)]);
+        assert_eq!(p.trust, Trust::Trusted);
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn addresses_merge_newest_first_and_trust_is_kept() {
+        let s = Store::in_memory().unwrap();
+        let id = Identity::generate().peer_id();
+        s.set_trust(&id, Trust::Blocked).unwrap();
+        s.upsert_peer(&id, "a", DeviceKind::Phone, &[addr(1)], 1)
+            .unwrap();
+        s.upsert_peer(&id, "b", DeviceKind::Phone, &[addr(2)], 2)
+            .unwrap();
+        let p = s.peer(&id).unwrap().unwrap();
+        assert_eq!(p.addrs, vec![addr(2), addr(1)]);
+        assert_eq!(p.name, "b");
+        assert_eq!(s.trust(&id).unwrap(), Trust::Blocked);
+    }
+
+    #[test]
+    fn unknown_peer_has_unknown_trust() {
+        let s = Store::in_memory().unwrap();
+        assert_eq!(
+            s.trust(&Identity::generate().peer_id()).unwrap(),
+            Trust::Unknown
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_not_clobbered() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let c = Connection::open(dir.path().join("peerconnect.db")).unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+        drop(c);
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::TooNew { .. })
+        ));
+    }
+}

@@ -11,6 +11,7 @@
 //! seed replays one run exactly.
 
 pub mod discovery;
+pub mod mux;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod wire;

@@ -229,6 +229,9 @@ pub enum InEvent {
         stream: StreamId,
         bytes: u64,
     },
+    /// The application will not read the stream any more (it finished writing
+    /// and let go of it): what arrives is consumed and dropped.
+    Discard(StreamId),
     /// The driver has no input waiting: acknowledge what was received.
     Flush,
     /// The time of [`State::poll_timeout`] has come.
@@ -262,6 +265,8 @@ pub enum Event {
     Released { stream: StreamId, bytes: u64 },
     /// The stream was reset (by the peer, or locally by [`InEvent::Reset`]).
     StreamReset { stream: StreamId, code: u32 },
+    /// Both directions of the stream completed; its id is not used again.
+    StreamClosed(StreamId),
     /// The session is over; every stream with it.
     Closed(Error),
 }
@@ -334,6 +339,7 @@ struct RecvSide {
     final_size: Option<u64>,
     max_received: u64,
     window_queued: bool,
+    discard: bool,
 }
 
 #[derive(Debug)]

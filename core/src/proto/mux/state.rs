@@ -124,6 +124,13 @@ impl State {
                 self.on_consumed(stream, bytes);
                 Ok(())
             }
+            InEvent::Discard(stream) => {
+                if let Some(r) = self.streams.get_mut(&stream).and_then(|s| s.recv.as_mut()) {
+                    r.discard = true;
+                    self.drain_discarded(stream);
+                }
+                Ok(())
+            }
             InEvent::Flush => {
                 self.flush_acks();
                 Ok(())
@@ -246,6 +253,7 @@ impl State {
             final_size: None,
             max_received: 0,
             window_queued: false,
+            discard: false,
         };
         self.session_credit.outstanding += self.cap_share(id, &recv.credit);
         self.streams.insert(
@@ -299,6 +307,21 @@ impl State {
             && s.send.is_none()
         {
             self.remove_stream(id);
+            self.emit(Event::StreamClosed(id));
+        }
+    }
+
+    /// Consumes everything readable of a stream nobody reads any more.
+    fn drain_discarded(&mut self, id: StreamId) {
+        let mut n = 0;
+        while let Some(chunk) = self.read(id) {
+            match chunk {
+                Chunk::Data(b) => n += b.len() as u64,
+                Chunk::Fin => return,
+            }
+        }
+        if n > 0 {
+            self.on_consumed(id, n);
         }
     }
 
@@ -661,7 +684,11 @@ impl State {
             });
         }
         if moved || (fin && r.final_size == Some(r.asm.contiguous_end())) {
-            self.emit(Event::Readable(id));
+            if r.discard {
+                self.drain_discarded(id);
+            } else {
+                self.emit(Event::Readable(id));
+            }
         }
         if bulk {
             self.maybe_grant(id);

@@ -1,6 +1,7 @@
 //! `peerconnect`: the command line of PeerConnect (see DESIGN.md's command-line
 //! contract). Every command is a thin adapter over the core's `Node` API.
 
+mod bench;
 mod node_args;
 mod print;
 
@@ -71,6 +72,19 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Run a benchmark: print a table, or one JSON object with --json.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// Multiplexer throughput beside raw TCP and TLS.
+    Mux(bench::mux::MuxArgs),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +141,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Trust { peer, node } => set_trust(node, &peer, Trust::Trusted).await,
         Cmd::Block { peer, node } => set_trust(node, &peer, Trust::Blocked).await,
         Cmd::Unblock { peer, node } => set_trust(node, &peer, Trust::Unknown).await,
+        Cmd::Bench { what, json } => match what {
+            BenchWhat::Mux(args) => bench::mux::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+        },
     }
 }
 

@@ -1,0 +1,3 @@
+//! `peerconnect bench <what>`: benchmarks that print a table (JSON with `--json`).
+
+pub mod mux;

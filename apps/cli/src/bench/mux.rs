@@ -58,6 +58,9 @@ pub struct MuxArgs {
     /// Run shaped measurements against a `--server` at this address.
     #[arg(long)]
     client: Option<SocketAddr>,
+    /// Receive window of the bulk stream, MiB (default: the library's).
+    #[arg(long)]
+    bulk_window_mib: Option<u64>,
 }
 
 /// One measured case.
@@ -90,7 +93,7 @@ impl Row {
 
 pub async fn run(args: MuxArgs, json: bool) -> anyhow::Result<()> {
     if let Some(addr) = args.server {
-        return serve(addr).await;
+        return serve(addr, args.bulk_window_mib).await;
     }
     if let Some(addr) = args.client {
         let rows = client(&args, addr).await?;
@@ -126,7 +129,12 @@ async fn loopback(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
         .await?,
     );
     for &n in &lanes {
-        rows.push(best(args.runs, || mux_loopback(&ta, &tb, n, bytes)).await?);
+        rows.push(
+            best(args.runs, || {
+                mux_loopback(&ta, &tb, n, bytes, args.bulk_window_mib)
+            })
+            .await?,
+        );
     }
     report("loopback TLS (127.0.0.1)", &rows, json, None);
     Ok(())
@@ -239,8 +247,9 @@ async fn mux_loopback(
     tb: &Transport,
     lanes: usize,
     bytes: u64,
+    window: Option<u64>,
 ) -> anyhow::Result<Row> {
-    let config = mux_config(lanes);
+    let config = mux_config(lanes, window);
     let a = MuxSession::new(config.clone(), Side::Low);
     let b = MuxSession::new(config, Side::High);
     for _ in 0..lanes {
@@ -267,12 +276,17 @@ async fn mux_loopback(
     Ok(Row::new("mux", lanes, bytes, took, stats.resent_frames))
 }
 
-fn mux_config(lanes: usize) -> MuxConfig {
+fn mux_config(lanes: usize, bulk_window_mib: Option<u64>) -> MuxConfig {
+    let mut mux = Config {
+        max_lanes: lanes,
+        ..Config::default()
+    };
+    if let Some(w) = bulk_window_mib {
+        mux.bulk_window = w << 20;
+        mux.session_window = mux.session_window.max(4 * mux.bulk_window);
+    }
     MuxConfig {
-        mux: Config {
-            max_lanes: lanes,
-            ..Config::default()
-        },
+        mux,
         ..MuxConfig::default()
     }
 }
@@ -284,7 +298,7 @@ fn mux_config(lanes: usize) -> MuxConfig {
 /// accepted there form one session).
 const MAX_LANES: u16 = 8;
 
-async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
+async fn serve(addr: SocketAddr, window: Option<u64>) -> anyhow::Result<()> {
     let transport = Arc::new(Transport::new(&Identity::generate(), 1024)?);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(serve_tcp(TcpListener::bind(addr).await?));
@@ -294,7 +308,7 @@ async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     ));
     for lanes in 1..=MAX_LANES {
         let l = TcpListener::bind(port(addr, 1 + lanes)).await?;
-        tasks.spawn(serve_mux(l, transport.clone(), usize::from(lanes)));
+        tasks.spawn(serve_mux(l, transport.clone(), usize::from(lanes), window));
     }
     eprintln!("bench mux server on {addr}");
     while let Some(res) = tasks.join_next().await {
@@ -322,12 +336,24 @@ async fn serve_tls(l: TcpListener, t: Arc<Transport>) -> anyhow::Result<()> {
     }
 }
 
-async fn serve_mux(l: TcpListener, t: Arc<Transport>, lanes: usize) -> anyhow::Result<()> {
+async fn serve_mux(
+    l: TcpListener,
+    t: Arc<Transport>,
+    lanes: usize,
+    window: Option<u64>,
+) -> anyhow::Result<()> {
     loop {
-        let session = MuxSession::new(mux_config(lanes), Side::High);
-        for _ in 0..lanes {
+        let session = MuxSession::new(mux_config(lanes, window), Side::High);
+        let mut added = 0;
+        while added < lanes {
             let (c, from) = l.accept().await?;
-            session.add_lane(t.accept(c, from).await?).await;
+            match t.accept(c, from).await {
+                Ok(c) => {
+                    session.add_lane(c).await;
+                    added += 1;
+                }
+                Err(e) => eprintln!("bench mux server: {e}"),
+            }
         }
         tokio::spawn(async move {
             let mut s = session.accept_stream().await.context("no stream")?;
@@ -374,7 +400,7 @@ async fn client(args: &MuxArgs, addr: SocketAddr) -> anyhow::Result<Vec<Row>> {
         );
         rows.push(
             best(args.runs, || async {
-                let session = MuxSession::new(mux_config(n), Side::Low);
+                let session = MuxSession::new(mux_config(n, args.bulk_window_mib), Side::Low);
                 for _ in 0..n {
                     let c = transport.connect(port(addr, 1 + n as u16), None).await?;
                     session.add_lane(c).await;
@@ -524,7 +550,7 @@ async fn shaped_client(args: &MuxArgs, exe: &str, server: &str) -> anyhow::Resul
                 NS_A,
                 "bash",
                 "-c",
-                &format!("exec 3<>/dev/tcp/{IP_B}/{}", 47499 + 1 + MAX_LANES),
+                &format!("exec 3<>/dev/tcp/{IP_B}/47499"),
             ])
             .stderr(Stdio::null())
             .status()?;
@@ -549,6 +575,9 @@ async fn shaped_client(args: &MuxArgs, exe: &str, server: &str) -> anyhow::Resul
     ];
     if let Some(b) = args.bytes {
         cmd.extend(["--bytes".into(), b.to_string()]);
+    }
+    if let Some(w) = args.bulk_window_mib {
+        cmd.push(format!("--bulk-window-mib={w}"));
     }
     if let Some(l) = &args.lanes {
         cmd.extend([

@@ -6,10 +6,14 @@
 //! copy (see [`frame`](crate::proto::mux::frame) for the exception of small
 //! payloads). Frames of one read travel to the session task as one batch.
 //!
-//! The writer encodes frames into one buffer until it holds [`WRITE_BATCH`]
-//! bytes or no more frames wait, writes it with one call, reports the bytes
-//! written (the scheduler's measure of a lane's queue), and flushes the
-//! connection once nothing is waiting, so TLS never sits on a partial record.
+//! The writer gathers frames until they hold [`WRITE_BATCH`] bytes or no more
+//! wait, and writes them with one call: vectored (headers from a small buffer,
+//! payloads from where they lie) when the connection supports it, else encoded
+//! into one buffer. It then reports the bytes written (the scheduler's measure
+//! of a lane's queue) and flushes the connection once nothing is waiting, so
+//! TLS never sits on a partial record.
+
+use std::io::IoSlice;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -22,6 +26,9 @@ use super::BoxedLane;
 
 /// Bytes gathered into one write call.
 pub(super) const WRITE_BATCH: usize = 256 * 1024;
+
+/// At most this many frames per write call (two slices each, under IOV_MAX).
+const MAX_FRAMES_PER_WRITE: usize = 256;
 
 /// Room kept free in the read buffer before each read.
 const READ_CHUNK: usize = 256 * 1024;
@@ -102,42 +109,55 @@ pub(super) async fn write_lane(
     mut rx: mpsc::UnboundedReceiver<WriterMsg>,
     events: mpsc::Sender<LaneEvent>,
 ) {
-    let mut buf = BytesMut::with_capacity(WRITE_BATCH + 64 * 1024);
+    let vectored = io.is_write_vectored();
+    let mut batch: Vec<Message> = Vec::with_capacity(64);
+    let mut buf = BytesMut::with_capacity(if vectored {
+        4096
+    } else {
+        WRITE_BATCH + 64 * 1024
+    });
     let mut closing = false;
-    'run: loop {
+    loop {
         let Some(first) = rx.recv().await else {
             break;
         };
         let mut next = Some(first);
+        let mut bytes = 0;
         while let Some(msg) = next.take() {
             match msg {
-                WriterMsg::Frame(m) => m.encode(&mut buf),
+                WriterMsg::Frame(m) => {
+                    bytes += m.encoded_len();
+                    batch.push(m);
+                }
                 WriterMsg::Close => {
                     closing = true;
                     break;
                 }
             }
-            if buf.len() >= WRITE_BATCH {
+            if bytes >= WRITE_BATCH || batch.len() >= MAX_FRAMES_PER_WRITE {
                 break;
             }
             next = rx.try_recv().ok();
         }
-        let written = buf.len() as u64;
-        if io.write_all(&buf).await.is_err() {
-            break 'run;
-        }
-        buf.clear();
-        if closing {
+        let res = if vectored {
+            write_vectored(&mut io, &batch, &mut buf).await
+        } else {
+            buf.clear();
+            batch.iter().for_each(|m| m.encode(&mut buf));
+            io.write_all(&buf).await
+        };
+        batch.clear();
+        if res.is_err() || closing {
             break;
         }
         if rx.is_empty() && io.flush().await.is_err() {
             break;
         }
-        if written > 0
+        if bytes > 0
             && events
                 .send(LaneEvent::Written {
                     lane,
-                    bytes: written,
+                    bytes: bytes as u64,
                 })
                 .await
                 .is_err()
@@ -149,6 +169,39 @@ pub(super) async fn write_lane(
         let _ = io.shutdown().await;
     }
     let _ = events.send(LaneEvent::Closed { lane }).await;
+}
+
+/// Writes frames with their payloads in place: headers go into `heads`, the
+/// payloads are handed to the connection as they are (TLS copies them once,
+/// into its records, which it must do anyway).
+async fn write_vectored(
+    io: &mut WriteHalf<BoxedLane>,
+    batch: &[Message],
+    heads: &mut BytesMut,
+) -> std::io::Result<()> {
+    heads.clear();
+    let mut spans = Vec::with_capacity(batch.len());
+    for m in batch {
+        let start = heads.len();
+        m.encode_head(heads);
+        spans.push((start, heads.len(), m.payload()));
+    }
+    let mut slices = Vec::with_capacity(2 * batch.len());
+    for (start, end, payload) in spans {
+        slices.push(IoSlice::new(&heads[start..end]));
+        if let Some(p) = payload.filter(|p| !p.is_empty()) {
+            slices.push(IoSlice::new(p));
+        }
+    }
+    let mut bufs = &mut slices[..];
+    while !bufs.is_empty() {
+        let n = io.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
 }
 
 /// Keeps `AsyncRead`/`AsyncWrite` object-safe for [`BoxedLane`].

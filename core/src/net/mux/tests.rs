@@ -481,3 +481,37 @@ async fn a_bulk_stream_dials_lanes_up_to_the_maximum() {
     assert_same(&sink.await.unwrap(), &data);
     assert_eq!(a.lane_count(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_stream_over_tls_lanes_arrives_intact() {
+    use crate::identity::Identity;
+    use crate::net::transport::Transport;
+    let (ia, ib) = (Identity::generate(), Identity::generate());
+    let (ta, tb) = (
+        Transport::new(&ia, 16).unwrap(),
+        Transport::new(&ib, 16).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let a = MuxSession::new(test_config(), Side::Low);
+    let b = MuxSession::new(test_config(), Side::High);
+    for _ in 0..3 {
+        let accept = async {
+            let (tcp, from) = listener.accept().await.unwrap();
+            tb.accept(tcp, from).await.unwrap()
+        };
+        let (x, y) = tokio::join!(ta.connect(addr, Some(ib.peer_id())), accept);
+        a.add_lane(x.unwrap()).await;
+        b.add_lane(y).await;
+    }
+    let data = pattern(4 << 20, 6);
+    let d = data.clone();
+    let reader = tokio::spawn(async move {
+        let mut t = b.accept_stream().await.unwrap();
+        assert_same(&read_to_end(&mut t).await, &d);
+    });
+    let mut s = a.open_bulk_stream().await.unwrap();
+    send_all(&mut s, &data).await;
+    reader.await.unwrap();
+    assert_eq!(a.lane_count(), 3);
+}

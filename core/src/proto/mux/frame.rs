@@ -130,6 +130,23 @@ impl Message {
     /// Appends the frame to `out`. Panics only if a DATA payload exceeds
     /// [`MAX_PAYLOAD`], which the state machine never produces.
     pub fn encode(&self, out: &mut impl BufMut) {
+        self.encode_head(out);
+        if let Some(p) = self.payload() {
+            out.put_slice(p);
+        }
+    }
+
+    /// The DATA payload, which [`Message::encode_head`] leaves out.
+    pub fn payload(&self) -> Option<&Bytes> {
+        match self {
+            Self::Data { payload, .. } => Some(payload),
+            _ => None,
+        }
+    }
+
+    /// Appends the frame without its DATA payload (for vectored writes that send
+    /// the payload from where it lies).
+    pub fn encode_head(&self, out: &mut impl BufMut) {
         let len = self.body_len();
         assert!(
             len <= MAX_FRAME_LEN,
@@ -147,13 +164,12 @@ impl Message {
                 offset,
                 fin,
                 bulk,
-                payload,
+                ..
             } => {
                 out.put_u8(DATA);
                 out.put_u32(*stream);
                 out.put_u64(*offset);
                 out.put_u8((u8::from(*fin) * FLAG_FIN) | (u8::from(*bulk) * FLAG_BULK));
-                out.put_slice(payload);
             }
             Self::Window { stream, max_offset } => {
                 out.put_u8(WINDOW);

@@ -24,11 +24,14 @@
 //! - **Reliability across lanes**: every counted frame a lane carries stays in the
 //!   lane's `unacked` list until the peer's cumulative per-lane ACK covers it.
 //!   When a lane dies its unacknowledged frames are resent on the others; the
-//!   receiver drops what it already has. When a stream is blocked on credit and
-//!   the frame holding its lowest unacknowledged byte has waited on a lane for
-//!   much longer than the others answer, a copy goes out on another lane
-//!   ("hedging", like MPTCP's opportunistic retransmission), so one stalled TCP
-//!   connection does not stall the stream.
+//!   receiver drops what it already has. When a stream waits on the network
+//!   (out of credit, or all sent and the tail unacknowledged) and the frame
+//!   holding its lowest unacknowledged byte has sat on a lane for three times the
+//!   slowest lane RTT (at least [`Config::hedge_floor`]), that lane is marked
+//!   stalled and its unacknowledged data is copied onto the others ("hedging",
+//!   like MPTCP's opportunistic retransmission), so one stalled TCP connection
+//!   does not stall the stream. Grants and control-stream frames a lane sits on
+//!   are copied one by one the same way.
 //! - **Lane liveness**: each lane pings every [`Config::ping_interval`]; the RTTs
 //!   break scheduling ties. A lane with no input for [`Config::lane_timeout`] is
 //!   dead. The session ends when its last lane dies, on [`InEvent::Close`], or on
@@ -119,7 +122,7 @@ impl Default for Config {
             ack_every: 256 * 1024,
             ping_interval: Duration::from_secs(1),
             lane_timeout: Duration::from_secs(10),
-            hedge_floor: Duration::from_millis(10),
+            hedge_floor: Duration::from_millis(50),
         }
     }
 }

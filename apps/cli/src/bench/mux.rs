@@ -58,6 +58,10 @@ pub struct MuxArgs {
     /// Run shaped measurements against a `--server` at this address.
     #[arg(long)]
     client: Option<SocketAddr>,
+    /// Shaped mode: set net.ipv4.tcp_notsent_lowat to this many bytes in both
+    /// namespaces (what a lane socket's TCP_NOTSENT_LOWAT would do).
+    #[arg(long)]
+    notsent_lowat: Option<u64>,
     /// Receive window of the bulk stream, MiB (default: the library's).
     #[arg(long)]
     bulk_window_mib: Option<u64>,
@@ -452,7 +456,7 @@ impl Drop for Namespaces {
     }
 }
 
-fn make_namespaces(rate: &str, loss: f64) -> anyhow::Result<Namespaces> {
+fn make_namespaces(rate: &str, loss: f64, lowat: Option<u64>) -> anyhow::Result<Namespaces> {
     for ns in [NS_A, NS_B] {
         let _ = Command::new("ip")
             .args(["netns", "del", ns])
@@ -478,6 +482,17 @@ fn make_namespaces(rate: &str, loss: f64) -> anyhow::Result<Namespaces> {
             "eth0",
         ])?;
         sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        if let Some(b) = lowat {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-q",
+                &format!("net.ipv4.tcp_notsent_lowat={b}"),
+            ])?;
+        }
         sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
         sh(&[
             "ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate",
@@ -506,7 +521,7 @@ fn make_namespaces(rate: &str, loss: f64) -> anyhow::Result<Namespaces> {
 }
 
 async fn shaped(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
-    let _ns = make_namespaces(&args.rate, args.loss)
+    let _ns = make_namespaces(&args.rate, args.loss, args.notsent_lowat)
         .context("creating network namespaces (needs root, iproute2 and nftables)")?;
     let exe = std::env::current_exe()?;
     let exe = exe.to_str().context("executable path is not UTF-8")?;
@@ -528,8 +543,8 @@ async fn shaped(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     let _ = server.kill();
     let _ = server.wait();
     let mut rows = res?;
-    if let Some(row) = iperf3(args.bytes.unwrap_or(128 << 20)) {
-        rows.push(row);
+    for streams in [1, 4] {
+        rows.extend(iperf3(args.bytes.unwrap_or(128 << 20), streams));
     }
     let title = format!(
         "shaped link {} with {} % loss (two namespaces)",
@@ -620,8 +635,8 @@ impl RowIn {
     }
 }
 
-/// One iperf3 TCP stream on the same link, if iperf3 is installed.
-fn iperf3(bytes: u64) -> Option<Row> {
+/// iperf3 with `streams` TCP streams on the same link, if iperf3 is installed.
+fn iperf3(bytes: u64, streams: usize) -> Option<Row> {
     Command::new("iperf3").arg("--version").output().ok()?;
     let mut server = Command::new("ip")
         .args(["netns", "exec", NS_B, "iperf3", "-s", "-1"])
@@ -641,6 +656,8 @@ fn iperf3(bytes: u64) -> Option<Row> {
             "-n",
             &bytes.to_string(),
             "-J",
+            "-P",
+            &streams.to_string(),
         ])
         .output()
         .ok();
@@ -652,7 +669,7 @@ fn iperf3(bytes: u64) -> Option<Row> {
     let got = end["bytes"].as_u64()?;
     Some(Row::new(
         "iperf3 TCP",
-        1,
+        streams,
         got,
         Duration::from_secs_f64(secs),
         0,

@@ -479,6 +479,13 @@ async fn a_bulk_stream_dials_lanes_up_to_the_maximum() {
     });
     send_all(&mut bulk, &data).await;
     assert_same(&sink.await.unwrap(), &data);
+    // Dials complete in the background: wait for them, with a deadline.
+    for _ in 0..500 {
+        if a.lane_count() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(a.lane_count(), 4);
 }
 
@@ -509,9 +516,11 @@ async fn a_bulk_stream_over_tls_lanes_arrives_intact() {
     let reader = tokio::spawn(async move {
         let mut t = b.accept_stream().await.unwrap();
         assert_same(&read_to_end(&mut t).await, &d);
+        b
     });
     let mut s = a.open_bulk_stream().await.unwrap();
     send_all(&mut s, &data).await;
-    reader.await.unwrap();
+    let b = reader.await.unwrap();
     assert_eq!(a.lane_count(), 3);
+    assert_eq!(b.lane_count(), 3);
 }

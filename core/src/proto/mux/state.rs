@@ -9,7 +9,7 @@ use crate::proto::wire::DecodeError;
 
 use super::credit::{Overflow, RecvCredit, SendCredit, SessionCredit};
 use super::reassembly::Reassembly;
-use super::scheduler::{Lane, Sent, hedge_delay, pick};
+use super::scheduler::{Lane, Sent, hedge_delay};
 use super::send_buffer::SendBuffer;
 use super::{
     CONTROL, Chunk, Config, Ctl, Error, Event, Fin, InEvent, LaneId, Message, OpenError, OutEvent,
@@ -424,14 +424,18 @@ impl State {
         }
     }
 
-    /// Recomputes whether a stream has a frame to send now or waits on credit.
-    fn refresh(&mut self, id: StreamId) {
+    /// Recomputes whether a stream has a frame to send now, or waits on the
+    /// network (then it is in `blocked`, and hedging may help it).
+    pub(super) fn refresh(&mut self, id: StreamId) {
         let (sendable, blocked) = match self.streams.get(&id).and_then(|s| s.send.as_ref()) {
             Some(s) => {
                 let room = s.buf.sent() < s.credit.max_offset;
                 let unsent = s.buf.unsent() > 0;
                 let fin = s.fin == Fin::Pending && !unsent;
-                ((unsent && room) || fin, unsent && !room)
+                // Waiting on the network: out of credit, or everything sent and
+                // the tail not yet acknowledged (the reader cannot finish).
+                let waiting = (unsent && !room) || (!unsent && s.buf.buffered() > 0);
+                ((unsent && room) || fin, waiting)
             }
             None => (false, false),
         };
@@ -736,6 +740,7 @@ impl State {
         }
         if let Some(at) = newest {
             l.on_rtt_sample(now.saturating_sub(at));
+            l.stalled = false;
         }
         let mut released: Option<(StreamId, u64)> = None;
         for sent in done {
@@ -759,6 +764,9 @@ impl State {
             if finished {
                 self.streams.get_mut(&stream).expect("found above").send = None;
                 self.maybe_remove(stream);
+            }
+            if bytes > 0 || finished {
+                self.refresh(stream);
             }
             match &mut released {
                 Some((s, b)) if *s == stream => *b += bytes,
@@ -788,16 +796,16 @@ impl State {
 
     // ----- output -------------------------------------------------------------
 
-    fn emit(&mut self, event: Event) {
+    pub(super) fn emit(&mut self, event: Event) {
         self.out.push_back(OutEvent::Emit(event));
     }
 
     /// Transmits a lane-local frame (not counted, not resent).
-    fn send_local(&mut self, lane: LaneId, message: Message) {
+    pub(super) fn send_local(&mut self, lane: LaneId, message: Message) {
         self.transmit(lane, message, None);
     }
 
-    fn transmit(&mut self, lane: LaneId, message: Message, sent: Option<Sent>) {
+    pub(super) fn transmit(&mut self, lane: LaneId, message: Message, sent: Option<Sent>) {
         let now = self.now;
         let l = self.lanes.get_mut(&lane).expect("transmit on a known lane");
         let len = message.encoded_len() as u64;
@@ -831,242 +839,6 @@ impl State {
         self.control.clear();
         self.closed = Some(error.clone());
         self.emit(Event::Closed(error));
-    }
-
-    /// Moves queued work onto lanes: control frames, resends, the control
-    /// stream, then the other streams round-robin, then hedges.
-    fn schedule(&mut self) {
-        if self.closed.is_some() || self.lanes.is_empty() {
-            return;
-        }
-        while let Some(ctl) = self.control.pop_front() {
-            let lane = pick(&self.lanes, None, None).expect("a lane exists");
-            match ctl {
-                Ctl::Window(stream) => {
-                    let Some(r) = self.streams.get_mut(&stream).and_then(|s| s.recv.as_mut())
-                    else {
-                        continue;
-                    };
-                    r.window_queued = false;
-                    let max_offset = r.credit.granted;
-                    self.transmit(
-                        lane,
-                        Message::Window { stream, max_offset },
-                        Some(Sent::Window { stream }),
-                    );
-                }
-                Ctl::Reset { stream, code } => {
-                    self.transmit(
-                        lane,
-                        Message::Reset { stream, code },
-                        Some(Sent::Reset { stream, code }),
-                    );
-                }
-            }
-        }
-        let limit = Some(self.config.lane_queue);
-        while let Some(sent) = self.resend.front().cloned() {
-            let Sent::Data {
-                stream,
-                offset,
-                len,
-                fin,
-            } = sent
-            else {
-                self.resend.pop_front();
-                continue;
-            };
-            let Some(payload) = self.resend_bytes(stream, offset, len, fin) else {
-                self.resend.pop_front();
-                continue;
-            };
-            let Some(lane) = pick(&self.lanes, limit, None) else {
-                break;
-            };
-            self.resend.pop_front();
-            self.send_again(lane, stream, offset, fin, payload, false);
-        }
-        while self.sendable.contains(&CONTROL) {
-            let lane = pick(&self.lanes, None, None).expect("a lane exists");
-            self.send_new(lane, CONTROL);
-        }
-        while let Some(lane) = pick(&self.lanes, limit, None) {
-            let next = self
-                .sendable
-                .range(self.rr..)
-                .next()
-                .or_else(|| self.sendable.iter().next())
-                .copied();
-            let Some(id) = next else {
-                break;
-            };
-            self.rr = id.wrapping_add(1);
-            self.send_new(lane, id);
-        }
-        self.hedge();
-    }
-
-    /// The bytes of an unacknowledged frame to send again, or `None` if every
-    /// part of it (FIN included) is acknowledged or the stream is gone.
-    fn resend_bytes(&self, stream: StreamId, offset: u64, len: u32, fin: bool) -> Option<Bytes> {
-        let send = self.streams.get(&stream)?.send.as_ref()?;
-        if len == 0 {
-            return (fin && send.fin != Fin::Acked).then(Bytes::new);
-        }
-        send.buf.resend(offset, len as usize)
-    }
-
-    fn send_again(
-        &mut self,
-        lane: LaneId,
-        stream: StreamId,
-        offset: u64,
-        fin: bool,
-        payload: Bytes,
-        hedge: bool,
-    ) {
-        let bulk = self.streams.get(&stream).is_some_and(|s| s.bulk);
-        let len = payload.len();
-        self.stats.resent_frames += 1;
-        self.stats.resent_bytes += len as u64;
-        self.stats.hedged_frames += u64::from(hedge);
-        if let Some(l) = self.lanes.get_mut(&lane) {
-            l.stats.resent_frames += 1;
-        }
-        let sent = Sent::Data {
-            stream,
-            offset,
-            len: len as u32,
-            fin,
-        };
-        let message = Message::Data {
-            stream,
-            offset,
-            fin,
-            bulk,
-            payload,
-        };
-        self.transmit(lane, message, Some(sent));
-    }
-
-    /// Cuts and transmits the next new frame of a sendable stream.
-    fn send_new(&mut self, lane: LaneId, id: StreamId) {
-        let max = self.config.max_payload;
-        let Some(s) = self.streams.get_mut(&id) else {
-            self.sendable.remove(&id);
-            return;
-        };
-        let bulk = s.bulk;
-        let Some(send) = s.send.as_mut() else {
-            self.sendable.remove(&id);
-            return;
-        };
-        let frame = match send.buf.next_frame(max, send.credit.max_offset) {
-            Some((offset, payload)) => Some((offset, payload)),
-            None if send.fin == Fin::Pending && send.buf.unsent() == 0 => {
-                Some((send.buf.written(), Bytes::new()))
-            }
-            None => None,
-        };
-        if let Some((offset, payload)) = frame {
-            let fin = send.fin == Fin::Pending && send.buf.unsent() == 0;
-            if fin {
-                send.fin = Fin::Sent;
-            }
-            let sent = Sent::Data {
-                stream: id,
-                offset,
-                len: payload.len() as u32,
-                fin,
-            };
-            let message = Message::Data {
-                stream: id,
-                offset,
-                fin,
-                bulk,
-                payload,
-            };
-            self.transmit(lane, message, Some(sent));
-        }
-        self.refresh(id);
-    }
-
-    /// The oldest frame on `lane` worth a copy on another lane if the lane
-    /// sits on it: a grant (the peer may be waiting for it), control-stream
-    /// data (it must stay responsive), or the frame holding the lowest
-    /// unacknowledged byte of a credit-blocked stream. With its index and time.
-    fn hedge_candidate(&self, lane: &Lane) -> Option<(usize, Sent, Duration)> {
-        lane.unhedged()
-            .find(|(_, sent, _)| match sent {
-                Sent::Window { .. } => true,
-                Sent::Data { stream, offset, .. } => {
-                    let una = self
-                        .streams
-                        .get(stream)
-                        .and_then(|s| s.send.as_ref())
-                        .map(|s| s.buf.una());
-                    una.is_some_and(|u| u <= *offset)
-                        && (*stream == CONTROL
-                            || (self.blocked.contains(stream) && una == Some(*offset)))
-                }
-                _ => false,
-            })
-            .map(|(i, sent, at)| (i, sent.clone(), at))
-    }
-
-    /// Copies frames that a lane has sat on for much longer than the lanes
-    /// answer onto the best other lane (see [`State::hedge_candidate`]).
-    fn hedge(&mut self) {
-        if self.lanes.len() < 2 {
-            return;
-        }
-        let delay = hedge_delay(&self.lanes, self.config.hedge_floor);
-        let now = self.now;
-        let candidates: Vec<(LaneId, usize, Sent)> = self
-            .lanes
-            .iter()
-            .filter_map(|(id, l)| {
-                let (i, sent, at) = self.hedge_candidate(l)?;
-                (now >= at + delay).then_some((*id, i, sent))
-            })
-            .collect();
-        for (from, index, sent) in candidates {
-            let Some(to) = pick(&self.lanes, Some(self.config.lane_queue), Some(from)) else {
-                continue;
-            };
-            match sent {
-                Sent::Window { stream } => {
-                    let Some(r) = self.streams.get(&stream).and_then(|s| s.recv.as_ref()) else {
-                        continue;
-                    };
-                    let max_offset = r.credit.granted;
-                    self.transmit(
-                        to,
-                        Message::Window { stream, max_offset },
-                        Some(Sent::Window { stream }),
-                    );
-                }
-                Sent::Data {
-                    stream,
-                    offset,
-                    len,
-                    fin,
-                } => {
-                    let Some(payload) = self.resend_bytes(stream, offset, len, fin) else {
-                        continue;
-                    };
-                    self.send_again(to, stream, offset, fin, payload, true);
-                }
-                _ => continue,
-            }
-            if let Some(entry) = self
-                .lanes
-                .get_mut(&from)
-                .and_then(|l| l.unacked.get_mut(index))
-            {
-                entry.2 = true;
-            }
-        }
     }
 }
 

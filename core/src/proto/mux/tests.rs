@@ -540,7 +540,8 @@ fn a_silent_lane_times_out_and_its_frames_go_elsewhere() {
     let mut rng = rng(2, 0);
     for _ in 0..100_000 {
         p.read_all(B, s, &mut got);
-        if got.len() == 50_000 {
+        // Hedging delivers the bytes early; the lane still has to time out.
+        if got.len() == 50_000 && p.peers[A].stats().lanes_closed >= 1 {
             break;
         }
         p.step(&mut rng);

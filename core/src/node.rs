@@ -45,7 +45,8 @@ struct Inner {
     join: Mutex<Option<JoinHandle<()>>>,
     /// Front-end tasks tied to the node's life (control socket, web server).
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    _lock: DataDirLock,
+    /// Released at shutdown, so the data dir can be reused in this process.
+    lock: Mutex<Option<DataDirLock>>,
 }
 
 impl Drop for Inner {
@@ -115,7 +116,7 @@ impl Node {
                 listen_addrs: started.listen_addrs,
                 join: Mutex::new(Some(started.join)),
                 tasks: Mutex::new(Vec::new()),
-                _lock: lock,
+                lock: Mutex::new(Some(lock)),
             }),
         };
         #[cfg(unix)]
@@ -248,6 +249,11 @@ impl Node {
         if let Some(j) = join {
             let _ = j.await;
         }
+        self.inner
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         Ok(())
     }
 }

@@ -11,7 +11,11 @@
 //! seed replays one run exactly.
 
 pub mod discovery;
+pub mod gossip;
+pub mod hyparview;
 pub mod mux;
+pub mod plumtree;
+pub mod rumor;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod wire;

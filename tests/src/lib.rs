@@ -1,1 +1,256 @@
+//! Test harness for multi-node PeerConnect tests: private virtual LANs of
+//! network namespaces, running code inside a namespace, waiting on conditions,
+//! and the `peerconnect` binary.
+//!
+//! Safety rule: traffic only ever flows on loopback or inside namespaces made
+//! here; every [`Lan`] removes what it made when dropped.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Polls `cond` until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the first event matching `pick` on `events`, failing after `timeout`.
+pub async fn next_matching<T>(
+    events: &mut peerconnect::EventStream,
+    timeout: Duration,
+    what: &str,
+    mut pick: impl FnMut(&peerconnect::Event) -> Option<T>,
+) -> T {
+    let fut = async {
+        loop {
+            match events.recv().await {
+                Some(e) => {
+                    if let Some(v) = pick(&e) {
+                        return v;
+                    }
+                }
+                None => panic!("event stream ended while waiting for {what}"),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Path of the `peerconnect` binary of this workspace's build (built by the test
+/// command before the tests run: `cargo build -p peerconnect-cli`).
+pub fn peerconnect_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PEERCONNECT_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let p = target.join(profile).join("peerconnect");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p peerconnect-cli` first (the README's test command does)",
+        p.display()
+    );
+    p
+}
+
+/// Why namespaces cannot be used here, or `None` if they can.
+pub fn netns_unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("network namespaces need root".into());
+    }
+    match Command::new("ip").args(["netns", "list"]).output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "`ip netns` fails: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!("`ip` (iproute2) is not available: {e}")),
+    }
+}
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+static LAN_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A private LAN: `n` hosts (namespaces) on one bridge, addresses
+/// 10.77.0.1..n/24, each host with multicast and broadcast routes on eth0.
+/// Removed on drop.
+#[derive(Debug)]
+pub struct Lan {
+    prefix: String,
+    hosts: Vec<String>,
+    bridge: String,
+}
+
+impl Lan {
+    /// Makes the LAN, or returns why it cannot be made here (the caller skips
+    /// with that reason).
+    pub fn up(n: usize) -> Result<Lan, String> {
+        if let Some(why) = netns_unavailable() {
+            return Err(why);
+        }
+        let seq = LAN_SEQ.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!(
+            "pc{}{}",
+            std::process::id() % 100_000,
+            (b'a' + (seq % 26) as u8) as char
+        );
+        let bridge = format!("{prefix}-br");
+        let mut lan = Lan {
+            prefix: prefix.clone(),
+            hosts: Vec::new(),
+            bridge: bridge.clone(),
+        };
+        sh(&["ip", "netns", "add", &bridge])?;
+        sh(&["ip", "-n", &bridge, "link", "add", "br0", "type", "bridge"])?;
+        sh(&["ip", "-n", &bridge, "link", "set", "br0", "up"])?;
+        for i in 1..=n {
+            let h = format!("{prefix}-h{i}");
+            sh(&["ip", "netns", "add", &h])?;
+            lan.hosts.push(h.clone());
+            let v = format!("{prefix}v{i}");
+            let b = format!("{prefix}b{i}");
+            sh(&["ip", "link", "add", &v, "type", "veth", "peer", "name", &b])?;
+            sh(&["ip", "link", "set", &v, "netns", &h])?;
+            sh(&["ip", "link", "set", &b, "netns", &bridge])?;
+            sh(&[
+                "ip", "-n", &bridge, "link", "set", &b, "master", "br0", "up",
+            ])?;
+            sh(&["ip", "-n", &h, "link", "set", &v, "name", "eth0"])?;
+            let addr = format!("10.77.0.{i}/24");
+            sh(&["ip", "-n", &h, "addr", "add", &addr, "dev", "eth0"])?;
+            sh(&["ip", "-n", &h, "link", "set", "lo", "up"])?;
+            sh(&["ip", "-n", &h, "link", "set", "eth0", "up"])?;
+            sh(&["ip", "-n", &h, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+            sh(&[
+                "ip",
+                "-n",
+                &h,
+                "route",
+                "add",
+                "255.255.255.255/32",
+                "dev",
+                "eth0",
+            ])?;
+        }
+        Ok(lan)
+    }
+
+    /// Namespace name of host `i` (1-based).
+    pub fn ns(&self, i: usize) -> &str {
+        &self.hosts[i - 1]
+    }
+
+    pub fn ip(&self, i: usize) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, 77, 0, i as u8)
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Drops all IPv4 and IPv6 multicast in and out of every host (nftables), so
+    /// only broadcast and unicast cross the LAN. Errs if `nft` is missing.
+    pub fn drop_multicast(&self) -> Result<(), String> {
+        for h in &self.hosts {
+            let rules = "table inet nomcast {
+  chain in { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop; }
+  chain out { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop; }
+}";
+            let path = std::env::temp_dir().join(format!("{}-nft.conf", self.prefix));
+            std::fs::write(&path, rules).map_err(|e| e.to_string())?;
+            let p = path.to_string_lossy().to_string();
+            sh(&["ip", "netns", "exec", h, "nft", "-f", &p])?;
+        }
+        Ok(())
+    }
+
+    /// A `Command` that runs `program` inside host `i`.
+    pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.ns(i)]).arg(program);
+        c
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            let _ = sh(&["ip", "netns", "del", h]);
+        }
+        let _ = sh(&["ip", "netns", "del", &self.bridge]);
+    }
+}
+
+/// Runs `make()`'s future to completion on a new thread that has entered network
+/// namespace `ns`, with its own current-thread tokio runtime. Sockets made inside
+/// live in that namespace.
+pub fn in_netns<T, F, Fut>(ns: &str, make: F) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+{
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a valid namespace fd changes only this thread's network
+        // namespace.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(make())
+    })
+}
+
+/// Prints why a test is skipped (visible with `--nocapture` and in CI logs).
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}

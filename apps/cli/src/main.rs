@@ -4,6 +4,7 @@
 mod bench;
 mod node_args;
 mod print;
+mod sim;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -72,6 +73,9 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Run the simulator (virtual time, thousands of nodes, one seed).
+    #[command(subcommand)]
+    Sim(sim::SimCmd),
     /// Run a benchmark: print a table, or one JSON object with --json.
     Bench {
         #[command(subcommand)]
@@ -146,6 +150,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS),
         },
+        Cmd::Sim(cmd) => {
+            tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -83,6 +83,7 @@ pub(crate) enum Input {
         error: String,
     },
     HandshakeFailed,
+    RefusedBlocked,
     FromPeer {
         peer: PeerId,
         session: u64,
@@ -550,6 +551,7 @@ impl Actor {
                 }
             }
             Input::HandshakeFailed => self.stats.handshakes_failed += 1,
+            Input::RefusedBlocked => self.stats.connections_refused_blocked += 1,
             Input::FromPeer { peer, session, msg } => {
                 let Some(s) = self.sessions.get_mut(&peer) else {
                     return;
@@ -563,6 +565,9 @@ impl Actor {
                         let _ = s.tx.try_send(Message::Pong(n));
                     }
                     Message::Pong(_) => {}
+                    Message::Gossip(_) => {
+                        tracing::debug!(%peer, "gossip message before the gossip driver exists; dropped");
+                    }
                 }
             }
             Input::BadFrame {
@@ -1030,7 +1035,7 @@ fn spawn_accept_loop(
                         hello,
                         dialed: None,
                     },
-                    Ok(None) => return,
+                    Ok(None) => Input::RefusedBlocked,
                     Err(e) => {
                         tracing::debug!(%from, error = %e, "incoming handshake failed");
                         Input::HandshakeFailed

@@ -69,7 +69,11 @@ pub fn interfaces(only: &[String]) -> io::Result<Vec<Iface>> {
         match i.addr {
             if_addrs::IfAddr::V4(a) => {
                 if out[pos].v4.is_none() {
-                    out[pos].v4 = Some((a.ip, a.broadcast));
+                    // Computed rather than read: an interface configured without
+                    // `brd` reports its own address (or 0.0.0.0) as broadcast, yet
+                    // the subnet's broadcast address works on the wire.
+                    let bcast = subnet_broadcast(a.ip, a.prefixlen);
+                    out[pos].v4 = Some((a.ip, bcast));
                 }
             }
             if_addrs::IfAddr::V6(_) => out[pos].has_v6 = true,
@@ -77,6 +81,15 @@ pub fn interfaces(only: &[String]) -> io::Result<Vec<Iface>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The directed broadcast address of `ip/prefix`, if the subnet has one.
+fn subnet_broadcast(ip: Ipv4Addr, prefix: u8) -> Option<Ipv4Addr> {
+    if prefix >= 31 {
+        return None;
+    }
+    let host_bits = u32::MAX >> prefix;
+    Some(Ipv4Addr::from(u32::from(ip) | host_bits))
 }
 
 /// Reads an interface flag word from sysfs (Linux); `None` elsewhere.
@@ -310,6 +323,7 @@ impl Sockets {
                     loop {
                         match s.recv_from(&mut buf).await {
                             Ok((n, from)) => {
+                                tracing::trace!(%from, n, "discovery: datagram");
                                 if tx.try_send((from, buf[..n].to_vec())).is_err() && tx.is_closed()
                                 {
                                     return;
@@ -332,7 +346,30 @@ impl Sockets {
 
 fn log_send(iface: &str, what: &str, res: io::Result<()>, sent: &mut usize) {
     match res {
-        Ok(()) => *sent += 1,
+        Ok(()) => {
+            tracing::trace!(%iface, "discovery: {what} sent");
+            *sent += 1
+        }
         Err(e) => tracing::debug!(%iface, error = %e, "discovery: {what} send failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_broadcast_sets_host_bits() {
+        let ip = Ipv4Addr::new(10, 123, 0, 7);
+        assert_eq!(
+            subnet_broadcast(ip, 24),
+            Some(Ipv4Addr::new(10, 123, 0, 255))
+        );
+        assert_eq!(
+            subnet_broadcast(ip, 16),
+            Some(Ipv4Addr::new(10, 123, 255, 255))
+        );
+        assert_eq!(subnet_broadcast(ip, 31), None);
+        assert_eq!(subnet_broadcast(ip, 32), None);
     }
 }

@@ -580,6 +580,51 @@ mod tests {
         ta.connect(addr, None).await.unwrap();
     }
 
+    /// Serves `cert` while signing the handshake with someone else's key.
+    #[derive(Debug)]
+    struct StolenCert(Arc<rustls::sign::CertifiedKey>);
+
+    impl rustls::server::ResolvesServerCert for StolenCert {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn impostor_presenting_a_stolen_certificate_is_refused() {
+        let (a, b, c) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        let (b_cert, _) = self_signed(&b).unwrap();
+        let (_, c_key) = self_signed(&c).unwrap();
+        let PrivateKeyDer::Pkcs8(c_pkcs8) = c_key else {
+            unreachable!()
+        };
+        let signer = rustls::crypto::ring::sign::any_eddsa_type(&c_pkcs8).unwrap();
+        let certified = rustls::sign::CertifiedKey::new(vec![b_cert], signer);
+        let mut server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(StolenCert(Arc::new(certified))));
+        server.alpn_protocols = vec![ALPN.to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(server));
+        let (l, addr) = listener().await;
+        tokio::spawn(async move {
+            let (tcp, _) = l.accept().await.unwrap();
+            let _ = acceptor.accept(tcp).await;
+        });
+        let ta = Transport::new(&a, 8).unwrap();
+        // a meant to reach b, and the certificate says b: only the signature tells
+        let err = ta.connect(addr, Some(b.peer_id())).await.unwrap_err();
+        assert!(matches!(err, Error::Tls(_)), "{err}");
+    }
+
     #[test]
     fn certificate_key_is_the_peer_id() {
         let id = Identity::generate();

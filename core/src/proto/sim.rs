@@ -268,3 +268,5 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), None);
     }
 }
+
+pub mod gossip;

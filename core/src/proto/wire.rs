@@ -252,6 +252,8 @@ pub enum Message {
     /// Liveness probe; answered with `Pong` carrying the same nonce.
     Ping(u64),
     Pong(u64),
+    /// Gossip (membership and dissemination) for one topic.
+    Gossip(crate::proto::gossip::Message),
 }
 
 /// Messages carried in UDP datagrams.

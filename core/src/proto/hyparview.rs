@@ -1,0 +1,1188 @@
+//! HyParView membership: the overlay that gossip runs on.
+//!
+//! Follows Leitão, Pereira and Rodrigues, "HyParView: a membership protocol for
+//! reliable gossip-based broadcast" (DSN 2007). Each node keeps
+//!
+//! - a small *active view* (default 5): the peers it holds a connection to and
+//!   gossips with. Links are symmetric: if `a` has `b` active, `b` has `a`, which
+//!   every transition below preserves (an accept is always answered, an eviction
+//!   always announced with DISCONNECT);
+//! - a larger *passive view* (default 30): peers known to exist, with the
+//!   [`PeerData`] needed to dial them, used to refill the active view when a
+//!   neighbour fails.
+//!
+//! A newcomer sends JOIN to a contact, which takes it as a neighbour and starts
+//! random walks (FORWARD_JOIN) of length ARWL (6) through the overlay: the walk
+//! ends in a node that takes the newcomer as a neighbour, and the node at hop PRWL
+//! (3) puts it in its passive view. A lost connection means a failed peer: it is
+//! dropped and the active view is refilled from the passive view with NEIGHBOR
+//! requests, of high priority (always accepted) when the active view is empty and
+//! of low priority (accepted only where there is room) otherwise. A periodic
+//! SHUFFLE walk exchanges samples of both views, so passive views stay fresh.
+//!
+//! Sans-IO: the driver feeds [`InEvent`]s and acts on [`OutEvent`]s. Connections
+//! are the driver's: [`OutEvent::Dial`] means "hold a connection to this peer",
+//! [`OutEvent::Disconnect`] means "this state no longer needs it" (flush queued
+//! sends, then close). Input from peers is bounded ([`MAX_PEER_DATA_LEN`],
+//! [`MAX_SHUFFLE_NODES`], [`MAX_TTL`]); violations are dropped, counted in
+//! [`Stats`] and reported as [`OutEvent::Misbehaving`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use rand::Rng;
+use rand::seq::IteratorRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::PeerId;
+
+/// Longest [`PeerData`] accepted from a peer.
+pub const MAX_PEER_DATA_LEN: usize = 512;
+/// Most peers accepted in one SHUFFLE or SHUFFLE_REPLY.
+pub const MAX_SHUFFLE_NODES: usize = 64;
+/// Largest random-walk length accepted from a peer.
+pub const MAX_TTL: u8 = 16;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Size of the active view (paper: log(n) + c; 5 covers 10,000 nodes).
+    pub active_view_capacity: usize,
+    /// Size of the passive view.
+    pub passive_view_capacity: usize,
+    /// Active random walk length (ARWL): hops a FORWARD_JOIN travels.
+    pub active_random_walk_length: u8,
+    /// Passive random walk length (PRWL): the hop at which the newcomer is put in
+    /// a passive view.
+    pub passive_random_walk_length: u8,
+    /// Time between shuffles (each draws ±25 % jitter).
+    pub shuffle_interval: Duration,
+    /// Active-view peers in a shuffle (ka).
+    pub shuffle_active_count: usize,
+    /// Passive-view peers in a shuffle (kp).
+    pub shuffle_passive_count: usize,
+    /// Hops a SHUFFLE walks before it is answered.
+    pub shuffle_random_walk_length: u8,
+    /// A NEIGHBOR request unanswered for this long has failed.
+    pub neighbor_timeout: Duration,
+    /// How long a banned peer is refused.
+    pub ban_duration: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            active_view_capacity: 5,
+            passive_view_capacity: 30,
+            active_random_walk_length: 6,
+            passive_random_walk_length: 3,
+            shuffle_interval: Duration::from_secs(10),
+            shuffle_active_count: 3,
+            shuffle_passive_count: 4,
+            shuffle_random_walk_length: 6,
+            neighbor_timeout: Duration::from_millis(500),
+            ban_duration: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Opaque dialling information (the driver encodes addresses into it), carried
+/// with peer ids so that a node can dial a peer it only heard of.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerData(pub Vec<u8>);
+
+/// A peer and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    pub data: PeerData,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Priority {
+    /// The requester has no neighbour left: always accepted.
+    High,
+    /// Accepted only if the receiver's active view has room.
+    Low,
+}
+
+/// HyParView messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A newcomer asks the receiver (its contact) to take it as a neighbour.
+    Join {
+        data: PeerData,
+    },
+    /// A random walk announcing a newcomer; `ttl` counts down to 0.
+    ForwardJoin {
+        peer: PeerInfo,
+        ttl: u8,
+    },
+    /// Asks the receiver to become a neighbour; answered by `NeighborReply`.
+    Neighbor {
+        priority: Priority,
+        data: PeerData,
+    },
+    NeighborReply {
+        accepted: bool,
+    },
+    /// The sender dropped the receiver from its active view; `alive` is false
+    /// when the sender is leaving the overlay.
+    Disconnect {
+        alive: bool,
+    },
+    /// A random walk carrying a sample of `origin`'s views.
+    Shuffle {
+        origin: PeerInfo,
+        nodes: Vec<PeerInfo>,
+        ttl: u8,
+    },
+    /// The answer to a shuffle, sent to its origin: a sample of our passive view.
+    ShuffleReply {
+        nodes: Vec<PeerInfo>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    Shuffle,
+    NeighborTimeout(PeerId),
+}
+
+/// What the driver (or the gossip topic) feeds in.
+#[derive(Debug, Clone)]
+pub enum InEvent {
+    /// Join the overlay through `contact`; further known peers seed the passive
+    /// view and are tried if the contact fails.
+    Join {
+        contact: PeerInfo,
+        others: Vec<PeerInfo>,
+    },
+    Message(PeerId, Message),
+    /// The connection to a peer failed or could not be opened: the peer failed.
+    ConnectionLost(PeerId),
+    Timer(Timer),
+    /// Drop a misbehaving peer from both views and refuse it for a while.
+    Ban(PeerId),
+    /// Our dialling information changed.
+    UpdateData(PeerData),
+    /// Leave the overlay: tell every neighbour, release every connection.
+    Leave,
+}
+
+/// What the state asks of the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutEvent {
+    Send(PeerId, Message),
+    /// Hold a connection to this peer (dial `PeerData` unless already connected).
+    Dial(PeerId, PeerData),
+    /// This state no longer needs the connection: flush queued sends, then close.
+    Disconnect(PeerId),
+    ScheduleTimer(Duration, Timer),
+    Emit(Event),
+    /// The peer sent input that breaks the protocol's limits (already dropped).
+    Misbehaving(PeerId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The peer entered the active view: gossip with it.
+    NeighborUp(PeerId),
+    /// The peer left the active view.
+    NeighborDown(PeerId),
+}
+
+/// Cumulative counters; `invalid` counts messages dropped for breaking limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub joins: u64,
+    pub forward_joins: u64,
+    pub neighbor_accepted: u64,
+    pub neighbor_rejected: u64,
+    pub neighbor_failed: u64,
+    pub shuffles: u64,
+    pub failures: u64,
+    pub evictions: u64,
+    pub invalid: u64,
+    pub banned_dropped: u64,
+}
+
+/// The membership state of one node in one overlay.
+#[derive(Debug)]
+pub struct State<R> {
+    me: PeerInfo,
+    config: Config,
+    rng: R,
+    active: BTreeMap<PeerId, PeerData>,
+    passive: BTreeMap<PeerId, PeerData>,
+    /// Outstanding NEIGHBOR requests we sent.
+    pending: BTreeSet<PeerId>,
+    /// Peers we sent in our last shuffle: evicted first when the reply arrives.
+    last_shuffle: Vec<PeerId>,
+    banned: BTreeMap<PeerId, Duration>,
+    shuffle_scheduled: bool,
+    stats: Stats,
+}
+
+impl<R: Rng> State<R> {
+    pub fn new(me: PeerInfo, config: Config, rng: R) -> Self {
+        Self {
+            me,
+            config,
+            rng,
+            active: BTreeMap::new(),
+            passive: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            last_shuffle: Vec::new(),
+            banned: BTreeMap::new(),
+            shuffle_scheduled: false,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn me(&self) -> PeerId {
+        self.me.id
+    }
+
+    pub fn active_view(&self) -> impl Iterator<Item = &PeerId> {
+        self.active.keys()
+    }
+
+    pub fn passive_view(&self) -> impl Iterator<Item = &PeerId> {
+        self.passive.keys()
+    }
+
+    pub fn is_active(&self, peer: &PeerId) -> bool {
+        self.active.contains_key(peer)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Feeds one input; appends what to do to `out`.
+    pub fn handle(&mut self, now: Duration, event: InEvent, out: &mut Vec<OutEvent>) {
+        match event {
+            InEvent::Join { contact, others } => self.join(contact, others, out),
+            InEvent::Message(from, msg) => {
+                if self.is_banned(now, &from) {
+                    self.stats.banned_dropped += 1;
+                    out.push(OutEvent::Disconnect(from));
+                    return;
+                }
+                self.on_message(now, from, msg, out);
+            }
+            InEvent::ConnectionLost(peer) => self.on_connection_lost(peer, out),
+            InEvent::Timer(Timer::Shuffle) => {
+                self.shuffle_scheduled = false;
+                self.send_shuffle(out);
+                self.refill(out);
+                self.schedule_shuffle(out);
+            }
+            InEvent::Timer(Timer::NeighborTimeout(peer)) => {
+                if self.pending.remove(&peer) {
+                    self.stats.neighbor_failed += 1;
+                    self.passive.remove(&peer);
+                    self.release(peer, out);
+                    self.refill(out);
+                }
+            }
+            InEvent::Ban(peer) => self.ban(now, peer, out),
+            InEvent::UpdateData(data) => self.me.data = data,
+            InEvent::Leave => {
+                for peer in std::mem::take(&mut self.active).into_keys() {
+                    out.push(OutEvent::Send(peer, Message::Disconnect { alive: false }));
+                    out.push(OutEvent::Disconnect(peer));
+                    out.push(OutEvent::Emit(Event::NeighborDown(peer)));
+                }
+                for peer in std::mem::take(&mut self.pending) {
+                    out.push(OutEvent::Disconnect(peer));
+                }
+            }
+        }
+    }
+
+    fn join(&mut self, contact: PeerInfo, others: Vec<PeerInfo>, out: &mut Vec<OutEvent>) {
+        for p in others {
+            self.add_passive(p.id, p.data);
+        }
+        if contact.id == self.me.id {
+            return;
+        }
+        self.passive.remove(&contact.id);
+        out.push(OutEvent::Dial(contact.id, contact.data.clone()));
+        out.push(OutEvent::Send(
+            contact.id,
+            Message::Join {
+                data: self.me.data.clone(),
+            },
+        ));
+        // The contact always accepts a JOIN, so the link is ours from now on; if
+        // the contact is dead, ConnectionLost makes us try the passive view.
+        self.add_active(contact.id, contact.data, out);
+        self.schedule_shuffle(out);
+    }
+
+    fn on_message(&mut self, now: Duration, from: PeerId, msg: Message, out: &mut Vec<OutEvent>) {
+        if from == self.me.id {
+            return self.misbehaving(from, out);
+        }
+        match msg {
+            Message::Join { data } => self.on_join(from, data, out),
+            Message::ForwardJoin { peer, ttl } => self.on_forward_join(now, from, peer, ttl, out),
+            Message::Neighbor { priority, data } => self.on_neighbor(from, priority, data, out),
+            Message::NeighborReply { accepted } => self.on_neighbor_reply(from, accepted, out),
+            Message::Disconnect { alive } => self.on_disconnect(from, alive, out),
+            Message::Shuffle { origin, nodes, ttl } => {
+                self.on_shuffle(now, from, origin, nodes, ttl, out)
+            }
+            Message::ShuffleReply { nodes } => self.on_shuffle_reply(now, from, nodes, out),
+        }
+    }
+
+    fn on_join(&mut self, from: PeerId, data: PeerData, out: &mut Vec<OutEvent>) {
+        if data.0.len() > MAX_PEER_DATA_LEN {
+            return self.misbehaving(from, out);
+        }
+        self.stats.joins += 1;
+        self.passive.remove(&from);
+        self.add_active(from, data.clone(), out);
+        let peer = PeerInfo { id: from, data };
+        let ttl = self.config.active_random_walk_length;
+        let others: Vec<PeerId> = self
+            .active
+            .keys()
+            .filter(|p| **p != from)
+            .copied()
+            .collect();
+        for p in others {
+            let msg = Message::ForwardJoin {
+                peer: peer.clone(),
+                ttl,
+            };
+            out.push(OutEvent::Send(p, msg));
+        }
+        self.schedule_shuffle(out);
+    }
+
+    fn on_forward_join(
+        &mut self,
+        now: Duration,
+        from: PeerId,
+        peer: PeerInfo,
+        ttl: u8,
+        out: &mut Vec<OutEvent>,
+    ) {
+        if ttl > MAX_TTL || peer.data.0.len() > MAX_PEER_DATA_LEN {
+            return self.misbehaving(from, out);
+        }
+        self.stats.forward_joins += 1;
+        if peer.id == self.me.id || self.is_banned(now, &peer.id) {
+            return;
+        }
+        let only_sender = self.active.len() == 1 && self.active.contains_key(&from);
+        if ttl == 0 || only_sender || self.active.is_empty() {
+            if !self.active.contains_key(&peer.id) {
+                self.send_neighbor(peer.id, peer.data, Priority::High, out);
+            }
+            return;
+        }
+        if ttl == self.config.passive_random_walk_length {
+            self.add_passive(peer.id, peer.data.clone());
+        }
+        let next = self
+            .active
+            .keys()
+            .filter(|p| **p != from && **p != peer.id)
+            .choose(&mut self.rng)
+            .copied();
+        match next {
+            Some(next) => out.push(OutEvent::Send(
+                next,
+                Message::ForwardJoin { peer, ttl: ttl - 1 },
+            )),
+            None if !self.active.contains_key(&peer.id) => {
+                self.send_neighbor(peer.id, peer.data, Priority::High, out)
+            }
+            None => {}
+        }
+    }
+
+    fn on_neighbor(
+        &mut self,
+        from: PeerId,
+        priority: Priority,
+        data: PeerData,
+        out: &mut Vec<OutEvent>,
+    ) {
+        if data.0.len() > MAX_PEER_DATA_LEN {
+            return self.misbehaving(from, out);
+        }
+        let room = self.active.len() < self.config.active_view_capacity;
+        let accept = priority == Priority::High || room || self.active.contains_key(&from);
+        out.push(OutEvent::Send(
+            from,
+            Message::NeighborReply { accepted: accept },
+        ));
+        if accept {
+            self.stats.neighbor_accepted += 1;
+            self.passive.remove(&from);
+            // Our own request to the same peer crossed this one: this accept
+            // settles both.
+            self.pending.remove(&from);
+            self.add_active(from, data, out);
+        } else {
+            self.stats.neighbor_rejected += 1;
+            self.add_passive(from, data);
+            self.release(from, out);
+        }
+    }
+
+    fn on_neighbor_reply(&mut self, from: PeerId, accepted: bool, out: &mut Vec<OutEvent>) {
+        if !self.pending.remove(&from) {
+            if accepted && !self.active.contains_key(&from) {
+                // The request timed out here but was accepted there: undo it there.
+                out.push(OutEvent::Send(from, Message::Disconnect { alive: true }));
+                out.push(OutEvent::Disconnect(from));
+            }
+            return;
+        }
+        if accepted {
+            let data = self.passive.remove(&from).unwrap_or_default();
+            self.add_active(from, data, out);
+        } else {
+            self.release(from, out);
+            self.refill(out);
+        }
+    }
+
+    fn on_disconnect(&mut self, from: PeerId, alive: bool, out: &mut Vec<OutEvent>) {
+        if let Some(data) = self.remove_active(from, out) {
+            if alive {
+                self.add_passive(from, data);
+            }
+        } else if !alive {
+            self.passive.remove(&from);
+        }
+        if self.pending.remove(&from) {
+            self.release(from, out);
+        }
+        // An empty view cannot wait for the next shuffle tick.
+        if self.active.is_empty() {
+            self.refill(out);
+        }
+    }
+
+    fn on_connection_lost(&mut self, peer: PeerId, out: &mut Vec<OutEvent>) {
+        self.passive.remove(&peer);
+        let was_pending = self.pending.remove(&peer);
+        if was_pending {
+            self.stats.neighbor_failed += 1;
+        }
+        if self.active.contains_key(&peer) {
+            self.stats.failures += 1;
+            self.remove_active(peer, out);
+        } else if !was_pending {
+            return;
+        }
+        self.refill(out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_shuffle(
+        &mut self,
+        now: Duration,
+        from: PeerId,
+        origin: PeerInfo,
+        nodes: Vec<PeerInfo>,
+        ttl: u8,
+        out: &mut Vec<OutEvent>,
+    ) {
+        if ttl > MAX_TTL || !self.valid_sample(&nodes) || origin.data.0.len() > MAX_PEER_DATA_LEN {
+            return self.misbehaving(from, out);
+        }
+        if origin.id == self.me.id {
+            return;
+        }
+        let next = (ttl > 1)
+            .then(|| {
+                self.active
+                    .keys()
+                    .filter(|p| **p != from && **p != origin.id)
+                    .choose(&mut self.rng)
+                    .copied()
+            })
+            .flatten();
+        if let Some(next) = next {
+            let msg = Message::Shuffle {
+                origin,
+                nodes,
+                ttl: ttl - 1,
+            };
+            out.push(OutEvent::Send(next, msg));
+            return;
+        }
+        self.stats.shuffles += 1;
+        let reply: Vec<PeerInfo> = self
+            .passive
+            .iter()
+            .choose_multiple(&mut self.rng, nodes.len().max(1))
+            .into_iter()
+            .map(|(id, data)| PeerInfo {
+                id: *id,
+                data: data.clone(),
+            })
+            .collect();
+        let sent: Vec<PeerId> = reply.iter().map(|p| p.id).collect();
+        if !self.active.contains_key(&origin.id) {
+            out.push(OutEvent::Dial(origin.id, origin.data.clone()));
+        }
+        out.push(OutEvent::Send(
+            origin.id,
+            Message::ShuffleReply { nodes: reply },
+        ));
+        self.release(origin.id, out);
+        let incoming = std::iter::once(origin).chain(nodes);
+        self.integrate(now, incoming, &sent);
+    }
+
+    fn on_shuffle_reply(
+        &mut self,
+        now: Duration,
+        from: PeerId,
+        nodes: Vec<PeerInfo>,
+        out: &mut Vec<OutEvent>,
+    ) {
+        if !self.valid_sample(&nodes) {
+            return self.misbehaving(from, out);
+        }
+        let sent = std::mem::take(&mut self.last_shuffle);
+        self.integrate(now, nodes.into_iter(), &sent);
+        self.release(from, out);
+    }
+
+    fn valid_sample(&self, nodes: &[PeerInfo]) -> bool {
+        nodes.len() <= MAX_SHUFFLE_NODES
+            && nodes.iter().all(|p| p.data.0.len() <= MAX_PEER_DATA_LEN)
+    }
+
+    /// Adds shuffled peers to the passive view, evicting first the peers we just
+    /// sent away (the paper's rule: they now live in the other node's view).
+    fn integrate(&mut self, now: Duration, nodes: impl Iterator<Item = PeerInfo>, sent: &[PeerId]) {
+        let mut evictable = sent.iter().copied();
+        for p in nodes {
+            if p.id == self.me.id
+                || self.active.contains_key(&p.id)
+                || self.pending.contains(&p.id)
+                || self.is_banned(now, &p.id)
+            {
+                continue;
+            }
+            if let Some(data) = self.passive.get_mut(&p.id) {
+                *data = p.data;
+                continue;
+            }
+            if self.passive.len() >= self.config.passive_view_capacity {
+                let sent_away = evictable.find(|old| self.passive.contains_key(old));
+                match sent_away {
+                    Some(old) => {
+                        self.passive.remove(&old);
+                    }
+                    None => self.evict_random_passive(),
+                }
+            }
+            self.passive.insert(p.id, p.data);
+        }
+    }
+
+    fn send_shuffle(&mut self, out: &mut Vec<OutEvent>) {
+        let Some(target) = self.active.keys().choose(&mut self.rng).copied() else {
+            return;
+        };
+        let mut nodes: Vec<PeerInfo> = Vec::new();
+        let active = self
+            .active
+            .iter()
+            .filter(|(id, _)| **id != target)
+            .choose_multiple(&mut self.rng, self.config.shuffle_active_count);
+        let passive = self
+            .passive
+            .iter()
+            .choose_multiple(&mut self.rng, self.config.shuffle_passive_count);
+        for (id, data) in active.into_iter().chain(passive) {
+            nodes.push(PeerInfo {
+                id: *id,
+                data: data.clone(),
+            });
+        }
+        nodes.truncate(MAX_SHUFFLE_NODES);
+        self.last_shuffle = nodes.iter().map(|p| p.id).collect();
+        let msg = Message::Shuffle {
+            origin: self.me.clone(),
+            nodes,
+            ttl: self.config.shuffle_random_walk_length,
+        };
+        out.push(OutEvent::Send(target, msg));
+    }
+
+    /// Asks passive peers to fill the free slots of the active view (one request
+    /// per free slot, all at once, so that a mass failure heals in one round).
+    fn refill(&mut self, out: &mut Vec<OutEvent>) {
+        let cap = self.config.active_view_capacity;
+        let mut free = cap.saturating_sub(self.active.len() + self.pending.len());
+        // bounded: every iteration removes a peer from the candidates
+        while free > 0 {
+            let Some(peer) = self
+                .passive
+                .keys()
+                .filter(|p| !self.pending.contains(p))
+                .choose(&mut self.rng)
+                .copied()
+            else {
+                break;
+            };
+            let priority = if self.active.is_empty() {
+                Priority::High
+            } else {
+                Priority::Low
+            };
+            let data = self.passive.get(&peer).cloned().unwrap_or_default();
+            self.send_neighbor(peer, data, priority, out);
+            free -= 1;
+        }
+    }
+
+    fn send_neighbor(
+        &mut self,
+        peer: PeerId,
+        data: PeerData,
+        priority: Priority,
+        out: &mut Vec<OutEvent>,
+    ) {
+        if !self.pending.insert(peer) {
+            return;
+        }
+        // Keep the data to add the peer once it accepts.
+        self.add_passive(peer, data.clone());
+        out.push(OutEvent::Dial(peer, data));
+        out.push(OutEvent::Send(
+            peer,
+            Message::Neighbor {
+                priority,
+                data: self.me.data.clone(),
+            },
+        ));
+        out.push(OutEvent::ScheduleTimer(
+            self.config.neighbor_timeout,
+            Timer::NeighborTimeout(peer),
+        ));
+    }
+
+    fn add_active(&mut self, peer: PeerId, data: PeerData, out: &mut Vec<OutEvent>) {
+        if peer == self.me.id {
+            return;
+        }
+        if let Some(old) = self.active.get_mut(&peer) {
+            if !data.0.is_empty() {
+                *old = data;
+            }
+            return;
+        }
+        if self.active.len() >= self.config.active_view_capacity {
+            let victim = self
+                .active
+                .keys()
+                .choose(&mut self.rng)
+                .copied()
+                .expect("a full view is not empty");
+            self.stats.evictions += 1;
+            out.push(OutEvent::Send(victim, Message::Disconnect { alive: true }));
+            if let Some(data) = self.remove_active(victim, out) {
+                self.add_passive(victim, data);
+            }
+        }
+        self.passive.remove(&peer);
+        self.active.insert(peer, data.clone());
+        out.push(OutEvent::Dial(peer, data));
+        out.push(OutEvent::Emit(Event::NeighborUp(peer)));
+    }
+
+    /// Lets go of the connection to `peer` unless a view still needs it.
+    fn release(&self, peer: PeerId, out: &mut Vec<OutEvent>) {
+        if !self.active.contains_key(&peer) && !self.pending.contains(&peer) {
+            out.push(OutEvent::Disconnect(peer));
+        }
+    }
+
+    fn remove_active(&mut self, peer: PeerId, out: &mut Vec<OutEvent>) -> Option<PeerData> {
+        let data = self.active.remove(&peer)?;
+        self.release(peer, out);
+        out.push(OutEvent::Emit(Event::NeighborDown(peer)));
+        Some(data)
+    }
+
+    fn add_passive(&mut self, peer: PeerId, data: PeerData) {
+        if peer == self.me.id || self.active.contains_key(&peer) {
+            return;
+        }
+        if !self.passive.contains_key(&peer)
+            && self.passive.len() >= self.config.passive_view_capacity
+        {
+            self.evict_random_passive();
+        }
+        self.passive.insert(peer, data);
+    }
+
+    fn evict_random_passive(&mut self) {
+        let victim = self
+            .passive
+            .keys()
+            .filter(|p| !self.pending.contains(p))
+            .choose(&mut self.rng)
+            .copied();
+        if let Some(v) = victim {
+            self.passive.remove(&v);
+        }
+    }
+
+    fn schedule_shuffle(&mut self, out: &mut Vec<OutEvent>) {
+        if self.shuffle_scheduled {
+            return;
+        }
+        self.shuffle_scheduled = true;
+        let base = self.config.shuffle_interval.as_secs_f64();
+        let delay = base * self.rng.random_range(0.75..=1.25);
+        out.push(OutEvent::ScheduleTimer(
+            Duration::from_secs_f64(delay),
+            Timer::Shuffle,
+        ));
+    }
+
+    fn ban(&mut self, now: Duration, peer: PeerId, out: &mut Vec<OutEvent>) {
+        if self.banned.len() >= 1024 {
+            self.banned.retain(|_, until| *until > now);
+            if self.banned.len() >= 1024 {
+                self.banned.pop_first();
+            }
+        }
+        self.banned.insert(peer, now + self.config.ban_duration);
+        self.passive.remove(&peer);
+        self.pending.remove(&peer);
+        self.remove_active(peer, out);
+        out.push(OutEvent::Disconnect(peer));
+        self.refill(out);
+    }
+
+    fn is_banned(&self, now: Duration, peer: &PeerId) -> bool {
+        self.banned.get(peer).is_some_and(|until| *until > now)
+    }
+
+    fn misbehaving(&mut self, from: PeerId, out: &mut Vec<OutEvent>) {
+        self.stats.invalid += 1;
+        out.push(OutEvent::Misbehaving(from));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::proto::sim::{self, SimRng};
+
+    const T0: Duration = Duration::ZERO;
+
+    fn id(i: u8) -> PeerId {
+        PeerId::from_bytes([i; 32])
+    }
+
+    fn info(i: u8) -> PeerInfo {
+        PeerInfo {
+            id: id(i),
+            data: PeerData(vec![i]),
+        }
+    }
+
+    fn node(i: u8) -> State<SimRng> {
+        State::new(info(i), Config::default(), sim::rng(7, i as u64))
+    }
+
+    fn run(s: &mut State<SimRng>, ev: InEvent) -> Vec<OutEvent> {
+        let mut out = Vec::new();
+        s.handle(T0, ev, &mut out);
+        out
+    }
+
+    fn sends(out: &[OutEvent]) -> Vec<(PeerId, Message)> {
+        out.iter()
+            .filter_map(|o| match o {
+                OutEvent::Send(p, m) => Some((*p, m.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A node whose active view is exactly `active`, learnt through accepted
+    /// high-priority NEIGHBOR requests.
+    fn with_active(i: u8, active: &[u8]) -> State<SimRng> {
+        let mut s = node(i);
+        for &a in active {
+            let msg = Message::Neighbor {
+                priority: Priority::High,
+                data: PeerData(vec![a]),
+            };
+            run(&mut s, InEvent::Message(id(a), msg));
+        }
+        s
+    }
+
+    /// Delivers messages between states instantly, in order, until quiet
+    /// (timers are not run).
+    fn settle(
+        nodes: &mut BTreeMap<PeerId, State<SimRng>>,
+        mut queue: VecDeque<(PeerId, PeerId, Message)>,
+    ) {
+        for _ in 0..100_000 {
+            let Some((from, to, msg)) = queue.pop_front() else {
+                return;
+            };
+            let Some(s) = nodes.get_mut(&to) else {
+                continue;
+            };
+            for (p, m) in sends(&run(s, InEvent::Message(from, msg))) {
+                queue.push_back((to, p, m));
+            }
+        }
+        panic!("messages did not settle");
+    }
+
+    #[test]
+    fn join_makes_newcomer_and_contact_neighbours() {
+        let mut a = node(1);
+        let out = run(
+            &mut a,
+            InEvent::Join {
+                contact: info(2),
+                others: vec![info(3)],
+            },
+        );
+        assert!(out.contains(&OutEvent::Dial(id(2), PeerData(vec![2]))));
+        assert!(out.contains(&OutEvent::Emit(Event::NeighborUp(id(2)))));
+        assert_eq!(a.passive_view().copied().collect::<Vec<_>>(), [id(3)]);
+        let mut b = node(2);
+        let out = run(
+            &mut b,
+            InEvent::Message(
+                id(1),
+                Message::Join {
+                    data: PeerData(vec![1]),
+                },
+            ),
+        );
+        assert!(out.contains(&OutEvent::Emit(Event::NeighborUp(id(1)))));
+        assert!(a.is_active(&id(2)) && b.is_active(&id(1)));
+    }
+
+    #[test]
+    fn contact_starts_forward_join_walks_of_arwl_through_its_other_neighbours() {
+        let mut c = with_active(1, &[2, 3]);
+        let out = run(
+            &mut c,
+            InEvent::Message(
+                id(9),
+                Message::Join {
+                    data: PeerData(vec![9]),
+                },
+            ),
+        );
+        let walks: Vec<_> = sends(&out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, Message::ForwardJoin { .. }))
+            .collect();
+        assert_eq!(walks.len(), 2);
+        for (to, m) in walks {
+            assert!(to == id(2) || to == id(3));
+            assert_eq!(
+                m,
+                Message::ForwardJoin {
+                    peer: info(9),
+                    ttl: 6
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn forward_join_walks_on_with_one_less_hop_avoiding_the_sender() {
+        let mut p = with_active(1, &[2, 3]);
+        let fj = Message::ForwardJoin {
+            peer: info(9),
+            ttl: 5,
+        };
+        let out = sends(&run(&mut p, InEvent::Message(id(2), fj)));
+        assert_eq!(
+            out,
+            [(
+                id(3),
+                Message::ForwardJoin {
+                    peer: info(9),
+                    ttl: 4
+                }
+            )]
+        );
+        assert!(!p.passive_view().any(|x| *x == id(9)));
+    }
+
+    #[test]
+    fn forward_join_at_prwl_puts_newcomer_in_passive_view() {
+        let mut p = with_active(1, &[2, 3]);
+        let fj = Message::ForwardJoin {
+            peer: info(9),
+            ttl: 3,
+        };
+        run(&mut p, InEvent::Message(id(2), fj));
+        assert!(p.passive_view().any(|x| *x == id(9)));
+    }
+
+    #[test]
+    fn forward_join_ending_here_asks_newcomer_to_be_neighbour() {
+        for (ttl, active) in [(0, &[2u8, 3][..]), (4, &[2][..])] {
+            let mut p = with_active(1, active);
+            let fj = Message::ForwardJoin { peer: info(9), ttl };
+            let out = run(&mut p, InEvent::Message(id(2), fj));
+            assert!(out.contains(&OutEvent::Dial(id(9), PeerData(vec![9]))));
+            let req = Message::Neighbor {
+                priority: Priority::High,
+                data: PeerData(vec![1]),
+            };
+            assert!(sends(&out).contains(&(id(9), req)), "ttl {ttl}");
+            // the newcomer accepts, and only then is it a neighbour
+            assert!(!p.is_active(&id(9)));
+            let out = run(
+                &mut p,
+                InEvent::Message(id(9), Message::NeighborReply { accepted: true }),
+            );
+            assert!(out.contains(&OutEvent::Emit(Event::NeighborUp(id(9)))));
+        }
+    }
+
+    #[test]
+    fn overlay_of_joined_nodes_is_symmetric_and_bounded() {
+        let mut nodes: BTreeMap<PeerId, State<SimRng>> = BTreeMap::new();
+        let mut rng = sim::rng(3, 0);
+        for i in 1..=40u8 {
+            let mut s = node(i);
+            let mut queue = VecDeque::new();
+            if i > 1 {
+                let contact = rng.random_range(1..i);
+                let out = run(
+                    &mut s,
+                    InEvent::Join {
+                        contact: info(contact),
+                        others: vec![],
+                    },
+                );
+                queue.extend(sends(&out).into_iter().map(|(p, m)| (id(i), p, m)));
+            }
+            nodes.insert(id(i), s);
+            settle(&mut nodes, queue);
+        }
+        for (me, s) in &nodes {
+            let active: Vec<_> = s.active_view().copied().collect();
+            assert!(
+                !active.is_empty() && active.len() <= 5,
+                "{me:?}: {active:?}"
+            );
+            for p in active {
+                assert!(nodes[&p].is_active(me), "{me:?} -> {p:?} is one-way");
+            }
+        }
+    }
+
+    #[test]
+    fn low_priority_request_is_refused_when_full_and_high_priority_evicts() {
+        let mut s = with_active(1, &[2, 3, 4, 5, 6]);
+        let low = Message::Neighbor {
+            priority: Priority::Low,
+            data: PeerData(vec![7]),
+        };
+        let out = run(&mut s, InEvent::Message(id(7), low));
+        assert!(sends(&out).contains(&(id(7), Message::NeighborReply { accepted: false })));
+        assert!(out.contains(&OutEvent::Disconnect(id(7))));
+        assert!(!s.is_active(&id(7)));
+        let high = Message::Neighbor {
+            priority: Priority::High,
+            data: PeerData(vec![8]),
+        };
+        let out = run(&mut s, InEvent::Message(id(8), high));
+        assert!(s.is_active(&id(8)));
+        assert_eq!(s.active_view().count(), 5);
+        let evicted: Vec<_> = sends(&out)
+            .into_iter()
+            .filter(|(_, m)| *m == Message::Disconnect { alive: true })
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(evicted.len(), 1);
+        assert!(s.passive_view().any(|p| *p == evicted[0]));
+    }
+
+    #[test]
+    fn failed_neighbour_is_replaced_from_passive_view() {
+        let mut s = with_active(1, &[2]);
+        run(
+            &mut s,
+            InEvent::Join {
+                contact: info(2),
+                others: vec![info(3), info(4)],
+            },
+        );
+        let out = run(&mut s, InEvent::ConnectionLost(id(2)));
+        assert!(out.contains(&OutEvent::Emit(Event::NeighborDown(id(2)))));
+        let requests: Vec<_> = sends(&out)
+            .into_iter()
+            .filter(|(_, m)| {
+                matches!(
+                    m,
+                    Message::Neighbor {
+                        priority: Priority::High,
+                        ..
+                    }
+                )
+            })
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            requests.len(),
+            2,
+            "one request per free slot, while candidates last"
+        );
+        assert_eq!(s.stats().failures, 1);
+        // a refused request is retried elsewhere only when candidates remain;
+        // an accepted one fills the view
+        run(
+            &mut s,
+            InEvent::Message(id(3), Message::NeighborReply { accepted: true }),
+        );
+        assert!(s.is_active(&id(3)));
+        // the failed peer is not kept as a candidate
+        assert!(!s.passive_view().any(|p| *p == id(2)));
+    }
+
+    #[test]
+    fn neighbor_request_without_answer_times_out_and_drops_the_candidate() {
+        let mut s = node(1);
+        run(
+            &mut s,
+            InEvent::Join {
+                contact: info(2),
+                others: vec![info(3)],
+            },
+        );
+        run(&mut s, InEvent::ConnectionLost(id(2)));
+        let out = run(&mut s, InEvent::Timer(Timer::NeighborTimeout(id(3))));
+        assert!(out.contains(&OutEvent::Disconnect(id(3))));
+        assert_eq!(s.passive_view().count(), 0);
+        assert_eq!(s.stats().neighbor_failed, 1);
+    }
+
+    #[test]
+    fn disconnect_moves_neighbour_to_passive_view_unless_it_leaves() {
+        let mut s = with_active(1, &[2, 3]);
+        run(
+            &mut s,
+            InEvent::Message(id(2), Message::Disconnect { alive: true }),
+        );
+        assert!(!s.is_active(&id(2)));
+        assert!(s.passive_view().any(|p| *p == id(2)));
+        run(
+            &mut s,
+            InEvent::Message(id(3), Message::Disconnect { alive: false }),
+        );
+        assert!(!s.is_active(&id(3)) && !s.passive_view().any(|p| *p == id(3)));
+    }
+
+    #[test]
+    fn shuffle_refills_passive_view() {
+        let mut a = with_active(1, &[2]);
+        let mut b = with_active(2, &[1]);
+        let others: Vec<PeerInfo> = (10..30).map(info).collect();
+        run(
+            &mut b,
+            InEvent::Join {
+                contact: info(1),
+                others,
+            },
+        );
+        assert_eq!(a.passive_view().count(), 0);
+        let shuffle = sends(&run(&mut a, InEvent::Timer(Timer::Shuffle)));
+        let [(to, msg)] = &shuffle[..] else {
+            panic!("{shuffle:?}")
+        };
+        assert_eq!(*to, id(2));
+        let out = run(&mut b, InEvent::Message(id(1), msg.clone()));
+        // b has no other neighbour to walk to: it answers the origin
+        let reply = sends(&out);
+        let [(to, reply @ Message::ShuffleReply { nodes })] = &reply[..] else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(*to, id(1));
+        assert!(!nodes.is_empty());
+        run(&mut a, InEvent::Message(id(2), reply.clone()));
+        assert!(a.passive_view().count() >= nodes.len().min(30));
+        assert!(a.passive_view().all(|p| *p != id(1) && *p != id(2)));
+    }
+
+    #[test]
+    fn leave_tells_every_neighbour_and_releases_connections() {
+        let mut s = with_active(1, &[2, 3]);
+        let out = run(&mut s, InEvent::Leave);
+        for p in [id(2), id(3)] {
+            assert!(out.contains(&OutEvent::Send(p, Message::Disconnect { alive: false })));
+            assert!(out.contains(&OutEvent::Disconnect(p)));
+        }
+        assert_eq!(s.active_view().count(), 0);
+    }
+
+    #[test]
+    fn oversized_or_overlong_input_is_dropped_and_reported() {
+        let mut s = with_active(1, &[2, 3]);
+        let big = Message::Join {
+            data: PeerData(vec![0; MAX_PEER_DATA_LEN + 1]),
+        };
+        let out = run(&mut s, InEvent::Message(id(4), big));
+        assert_eq!(out, [OutEvent::Misbehaving(id(4))]);
+        let flood = Message::Shuffle {
+            origin: info(2),
+            nodes: (0..=MAX_SHUFFLE_NODES as u8).map(info).collect(),
+            ttl: 2,
+        };
+        assert_eq!(
+            run(&mut s, InEvent::Message(id(2), flood)),
+            [OutEvent::Misbehaving(id(2))]
+        );
+        let walk = Message::ForwardJoin {
+            peer: info(9),
+            ttl: MAX_TTL + 1,
+        };
+        assert_eq!(
+            run(&mut s, InEvent::Message(id(2), walk)),
+            [OutEvent::Misbehaving(id(2))]
+        );
+        assert_eq!(s.stats().invalid, 3);
+        assert!(!s.is_active(&id(4)));
+    }
+
+    #[test]
+    fn banned_peer_is_dropped_and_refused() {
+        let mut s = with_active(1, &[2, 3]);
+        let out = run(&mut s, InEvent::Ban(id(2)));
+        assert!(out.contains(&OutEvent::Emit(Event::NeighborDown(id(2)))));
+        assert!(out.contains(&OutEvent::Disconnect(id(2))));
+        let join = Message::Join {
+            data: PeerData(vec![2]),
+        };
+        let out = run(&mut s, InEvent::Message(id(2), join));
+        assert_eq!(out, [OutEvent::Disconnect(id(2))]);
+        assert!(!s.is_active(&id(2)));
+        assert_eq!(s.stats().banned_dropped, 1);
+    }
+}

@@ -3,8 +3,9 @@
 //! acknowledged.
 //!
 //! Choice of lane: the one with the fewest queued bytes (handed to its writer and
-//! not yet written to the socket); ties go to the lower smoothed RTT, then the
-//! lower lane id so that runs are deterministic. A lane whose socket stalls stops
+//! not yet written to the socket, counted in whole frames of [`QUEUE_QUANTUM`]);
+//! ties go to the lower smoothed RTT, then the lower lane id so that runs are
+//! deterministic. A lane whose socket stalls stops
 //! draining, its queue stays full, and the scheduler sends elsewhere: this is what
 //! makes several TCP connections on a lossy link add up.
 //!
@@ -21,6 +22,11 @@ use bytes::Bytes;
 
 use super::frame::{Message, StreamId};
 use super::{CONTROL, Ctl, Fin, LaneId, LaneStats, State};
+
+/// Queues are compared in units of this many bytes (one full frame), so lanes
+/// that are all nearly idle tie and the fastest one takes the frame: on a fast
+/// link the data stays on few lanes and writes batch better.
+pub const QUEUE_QUANTUM: u64 = 64 * 1024;
 
 /// How deep into a lane's unacknowledged frames a hedge looks.
 const HEDGE_SCAN: usize = 16;
@@ -122,7 +128,13 @@ pub fn pick(
                     && !(skip_stalled && l.stalled)
                     && limit.is_none_or(|m| l.queued < m)
             })
-            .min_by_key(|(id, l)| (l.queued, l.srtt.unwrap_or(Duration::MAX), **id))
+            .min_by_key(|(id, l)| {
+                (
+                    l.queued / QUEUE_QUANTUM,
+                    l.srtt.unwrap_or(Duration::MAX),
+                    **id,
+                )
+            })
             .map(|(id, _)| *id)
     };
     // Stalled lanes only when no other lane can take the frame.
@@ -439,13 +451,14 @@ mod tests {
 
     #[test]
     fn least_queued_lane_wins() {
-        let l = lanes(&[(500, Some(1)), (100, Some(9)), (300, None)]);
+        let q = QUEUE_QUANTUM;
+        let l = lanes(&[(5 * q, Some(1)), (q, Some(9)), (3 * q, None)]);
         assert_eq!(pick(&l, None, None), Some(1));
     }
 
     #[test]
     fn ties_go_to_the_lower_rtt_then_the_lower_id() {
-        let l = lanes(&[(100, Some(5)), (100, Some(2)), (100, Some(2)), (100, None)]);
+        let l = lanes(&[(100, Some(5)), (9000, Some(2)), (100, Some(2)), (100, None)]);
         assert_eq!(pick(&l, None, None), Some(1));
         assert_eq!(pick(&l, None, Some(1)), Some(2));
     }
@@ -455,15 +468,16 @@ mod tests {
         let l = lanes(&[(1000, None), (2000, None)]);
         assert_eq!(pick(&l, Some(1000), None), None);
         assert_eq!(pick(&l, Some(1001), None), Some(0));
+        assert_eq!(pick(&l, Some(2001), None), Some(0));
         assert_eq!(pick(&l, None, None), Some(0));
     }
 
     #[test]
     fn stalled_lanes_are_a_last_resort() {
-        let mut l = lanes(&[(0, None), (500, None)]);
+        let mut l = lanes(&[(0, None), (5 * QUEUE_QUANTUM, None)]);
         l.get_mut(&0).unwrap().stalled = true;
         assert_eq!(pick(&l, None, None), Some(1));
-        assert_eq!(pick(&l, Some(400), None), Some(0));
+        assert_eq!(pick(&l, Some(QUEUE_QUANTUM), None), Some(0));
     }
 
     #[test]

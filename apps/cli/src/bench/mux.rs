@@ -3,7 +3,7 @@
 //!
 //! - Loopback (default): one process sends `--bytes` over raw TCP, one raw TLS
 //!   connection (the node's transport), and a mux session of 1, 2, 4 and 8 TLS
-//!   lanes, all on 127.0.0.1, best of `--runs`.
+//!   lanes, all on 127.0.0.1, the median of `--runs`.
 //! - Shaped (`--shaped`, root): two network namespaces joined by a veth pair,
 //!   each side's egress shaped with `tbf` to `--rate` and `--loss` % of the
 //!   packets dropped on arrival (nftables), like `shared/lan up 2 --rate 200mbit
@@ -37,7 +37,7 @@ pub struct MuxArgs {
     /// Bytes per measurement (default 2 GiB on loopback, 128 MiB shaped).
     #[arg(long)]
     bytes: Option<u64>,
-    /// Measurements per case; the best is reported.
+    /// Measurements per case; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Lane counts to measure.
@@ -82,6 +82,8 @@ struct Row {
     /// that shared the machine is not a clean measurement.
     #[serde(skip_serializing_if = "Option::is_none")]
     other_cores: Option<f64>,
+    /// Throughput of every run, MB/s (the row shows the median run).
+    runs_mbytes_per_s: Vec<f64>,
 }
 
 impl Row {
@@ -96,6 +98,7 @@ impl Row {
             mbits_per_s: bytes as f64 * 8.0 / s / 1e6,
             resent_frames: resent,
             other_cores: None,
+            runs_mbytes_per_s: Vec::new(),
         }
     }
 }
@@ -124,14 +127,14 @@ async fn loopback(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     let (ta, tb) = (Transport::new(&a, 256)?, Transport::new(&b, 256)?);
     let mut rows = Vec::new();
     rows.push(
-        best(args.runs, || async {
+        median(args.runs, || async {
             let (mut x, mut y) = tcp_pair().await?;
             timed("raw TCP", 1, bytes, &mut x, &mut y).await
         })
         .await?,
     );
     rows.push(
-        best(args.runs, || async {
+        median(args.runs, || async {
             let (mut x, mut y) = tls_pair(&ta, &tb).await?;
             timed("raw TLS", 1, bytes, &mut x, &mut y).await
         })
@@ -139,7 +142,7 @@ async fn loopback(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     );
     for &n in &lanes {
         rows.push(
-            best(args.runs, || {
+            median(args.runs, || {
                 mux_loopback(&ta, &tb, n, bytes, args.bulk_window_mib)
             })
             .await?,
@@ -149,12 +152,15 @@ async fn loopback(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn best<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<Row>
+/// Runs a case `runs` times and reports the median run (links and a shared
+/// machine are noisy; the median is the honest middle), with every run's
+/// throughput alongside.
+async fn median<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<Row>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Row>>,
 {
-    let mut best: Option<Row> = None;
+    let mut all = Vec::new();
     for _ in 0..runs.max(1) {
         let before = cpu_ticks();
         let start = Instant::now();
@@ -166,11 +172,13 @@ where
                 .saturating_sub(own1.saturating_sub(own0));
             row.other_cores = Some(others as f64 / CLOCK_TICKS / wall);
         }
-        if best.as_ref().is_none_or(|b| row.seconds < b.seconds) {
-            best = Some(row);
-        }
+        all.push(row);
     }
-    Ok(best.expect("at least one run"))
+    let runs: Vec<f64> = all.iter().map(|r| r.mbytes_per_s).collect();
+    all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let mut mid = all.swap_remove(all.len() / 2);
+    mid.runs_mbytes_per_s = runs;
+    Ok(mid)
 }
 
 /// `sysconf(_SC_CLK_TCK)` on Linux.
@@ -415,7 +423,7 @@ async fn client(args: &MuxArgs, addr: SocketAddr) -> anyhow::Result<Vec<Row>> {
     let transport = Transport::new(&Identity::generate(), 1024)?;
     let mut rows = Vec::new();
     rows.push(
-        best(args.runs, || async {
+        median(args.runs, || async {
             let mut tcp = TcpStream::connect(addr).await?;
             tcp.set_nodelay(true)?;
             let start = Instant::now();
@@ -425,7 +433,7 @@ async fn client(args: &MuxArgs, addr: SocketAddr) -> anyhow::Result<Vec<Row>> {
         .await?,
     );
     rows.push(
-        best(args.runs, || async {
+        median(args.runs, || async {
             let mut c = transport.connect(port(addr, 1), None).await?;
             let start = Instant::now();
             send_then_wait(&mut c, bytes).await?;
@@ -439,7 +447,7 @@ async fn client(args: &MuxArgs, addr: SocketAddr) -> anyhow::Result<Vec<Row>> {
             "lanes must be 1..={MAX_LANES}"
         );
         rows.push(
-            best(args.runs, || async {
+            median(args.runs, || async {
                 let session = MuxSession::new(mux_config(n, args.bulk_window_mib), Side::Low);
                 for _ in 0..n {
                     let c = transport.connect(port(addr, 1 + n as u16), None).await?;
@@ -657,17 +665,21 @@ struct RowIn {
     bytes: u64,
     seconds: f64,
     resent_frames: u64,
+    #[serde(default)]
+    runs_mbytes_per_s: Vec<f64>,
 }
 
 impl RowIn {
     fn into_row(self) -> Row {
-        Row::new(
+        let mut row = Row::new(
             &self.case,
             self.lanes,
             self.bytes,
             Duration::from_secs_f64(self.seconds),
             self.resent_frames,
-        )
+        );
+        row.runs_mbytes_per_s = self.runs_mbytes_per_s;
+        row
     }
 }
 

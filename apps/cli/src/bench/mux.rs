@@ -62,6 +62,10 @@ pub struct MuxArgs {
     /// namespaces (what a lane socket's TCP_NOTSENT_LOWAT would do).
     #[arg(long)]
     notsent_lowat: Option<u64>,
+    /// Bytes queued per lane before the scheduler looks elsewhere, KiB
+    /// (default: the library's).
+    #[arg(long)]
+    lane_queue_kib: Option<u64>,
     /// Receive window of the bulk stream, MiB (default: the library's).
     #[arg(long)]
     bulk_window_mib: Option<u64>,
@@ -105,7 +109,7 @@ impl Row {
 
 pub async fn run(args: MuxArgs, json: bool) -> anyhow::Result<()> {
     if let Some(addr) = args.server {
-        return serve(addr, args.bulk_window_mib).await;
+        return serve(addr, (args.bulk_window_mib, args.lane_queue_kib)).await;
     }
     if let Some(addr) = args.client {
         let rows = client(&args, addr).await?;
@@ -143,7 +147,13 @@ async fn loopback(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     for &n in &lanes {
         rows.push(
             median(args.runs, || {
-                mux_loopback(&ta, &tb, n, bytes, args.bulk_window_mib)
+                mux_loopback(
+                    &ta,
+                    &tb,
+                    n,
+                    bytes,
+                    (args.bulk_window_mib, args.lane_queue_kib),
+                )
             })
             .await?,
         );
@@ -295,7 +305,7 @@ async fn mux_loopback(
     tb: &Transport,
     lanes: usize,
     bytes: u64,
-    window: Option<u64>,
+    window: Tuning,
 ) -> anyhow::Result<Row> {
     let config = mux_config(lanes, window);
     let a = MuxSession::new(config.clone(), Side::Low);
@@ -324,11 +334,17 @@ async fn mux_loopback(
     Ok(Row::new("mux", lanes, bytes, took, stats.resent_frames))
 }
 
-fn mux_config(lanes: usize, bulk_window_mib: Option<u64>) -> MuxConfig {
+/// The bulk window (MiB) and lane queue (KiB) overrides of a run.
+type Tuning = (Option<u64>, Option<u64>);
+
+fn mux_config(lanes: usize, (bulk_window_mib, lane_queue_kib): Tuning) -> MuxConfig {
     let mut mux = Config {
         max_lanes: lanes,
         ..Config::default()
     };
+    if let Some(q) = lane_queue_kib {
+        mux.lane_queue = q << 10;
+    }
     if let Some(w) = bulk_window_mib {
         mux.bulk_window = w << 20;
         mux.session_window = mux.session_window.max(4 * mux.bulk_window);
@@ -346,7 +362,7 @@ fn mux_config(lanes: usize, bulk_window_mib: Option<u64>) -> MuxConfig {
 /// accepted there form one session).
 const MAX_LANES: u16 = 8;
 
-async fn serve(addr: SocketAddr, window: Option<u64>) -> anyhow::Result<()> {
+async fn serve(addr: SocketAddr, window: Tuning) -> anyhow::Result<()> {
     let transport = Arc::new(Transport::new(&Identity::generate(), 1024)?);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(serve_tcp(TcpListener::bind(addr).await?));
@@ -388,7 +404,7 @@ async fn serve_mux(
     l: TcpListener,
     t: Arc<Transport>,
     lanes: usize,
-    window: Option<u64>,
+    window: Tuning,
 ) -> anyhow::Result<()> {
     loop {
         let session = MuxSession::new(mux_config(lanes, window), Side::High);
@@ -448,7 +464,10 @@ async fn client(args: &MuxArgs, addr: SocketAddr) -> anyhow::Result<Vec<Row>> {
         );
         rows.push(
             median(args.runs, || async {
-                let session = MuxSession::new(mux_config(n, args.bulk_window_mib), Side::Low);
+                let session = MuxSession::new(
+                    mux_config(n, (args.bulk_window_mib, args.lane_queue_kib)),
+                    Side::Low,
+                );
                 for _ in 0..n {
                     let c = transport.connect(port(addr, 1 + n as u16), None).await?;
                     session.add_lane(c).await;
@@ -637,6 +656,9 @@ async fn shaped_client(args: &MuxArgs, exe: &str, server: &str) -> anyhow::Resul
     }
     if let Some(w) = args.bulk_window_mib {
         cmd.push(format!("--bulk-window-mib={w}"));
+    }
+    if let Some(q) = args.lane_queue_kib {
+        cmd.push(format!("--lane-queue-kib={q}"));
     }
     if let Some(l) = &args.lanes {
         cmd.extend([

@@ -609,10 +609,16 @@ async fn shaped(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     for streams in [1, 4] {
         rows.extend(iperf3(args.bytes.unwrap_or(128 << 20), streams));
     }
-    let title = format!(
+    let mut title = format!(
         "shaped link {} with {} % loss (two namespaces)",
         args.rate, args.loss
     );
+    if let Some(b) = args.notsent_lowat {
+        title += &format!(", tcp_notsent_lowat {b}");
+    }
+    if let Some(q) = args.lane_queue_kib {
+        title += &format!(", lane queue {q} KiB");
+    }
     report(&title, &rows, json, Some(rate_mbit(&args.rate)));
     Ok(())
 }

@@ -44,6 +44,7 @@ struct Inner {
     store: Arc<Store>,
     links: Arc<Links>,
     listen_addrs: Vec<SocketAddr>,
+    messaging: crate::net::messaging::Handle,
     join: Mutex<Option<JoinHandle<()>>>,
     /// Front-end tasks tied to the node's life (control socket, web server).
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -99,7 +100,9 @@ impl Node {
         let (events, first) = broadcast::channel(EVENT_BUFFER);
         let (cmd, cmd_rx) = mpsc::channel(64);
         let links = Links::new(cmd.clone());
-        let router = Router::default();
+        let mut router = Router::default();
+        let (messaging, messaging_service) =
+            crate::net::messaging::prepare(&mut router, &links, identity.peer_id(), events.clone());
         let started = Actor::spawn(
             config.clone(),
             identity.clone(),
@@ -121,11 +124,13 @@ impl Node {
                 store,
                 links,
                 listen_addrs: started.listen_addrs,
+                messaging,
                 join: Mutex::new(Some(started.join)),
                 tasks: Mutex::new(Vec::new()),
                 lock: Mutex::new(Some(lock)),
             }),
         };
+        node.own_task(messaging_service.spawn(node.store().clone(), node.links().clone()));
         #[cfg(unix)]
         if let Some(t) = crate::control::serve(node.clone()) {
             node.own_task(t);
@@ -166,6 +171,16 @@ impl Node {
     /// The node's store.
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
+    }
+
+    pub(crate) fn messaging(&self) -> &crate::net::messaging::Handle {
+        &self.inner.messaging
+    }
+
+    /// Events from now on (unlike [`events`](Self::events), never the backlog
+    /// since start), for requests that watch the node for a while.
+    pub fn subscribe(&self) -> EventStream {
+        EventStream::new(self.inner.events.subscribe())
     }
 
     /// Addresses other nodes can dial (concrete, never a wildcard).
@@ -242,6 +257,26 @@ impl Node {
             .map(|p| (p.id, p.name.clone()))
             .chain(stored.iter().map(|p| (p.id, p.name.clone())));
         resolve_among(spec, candidates)
+    }
+
+    /// Like [`resolve`](Self::resolve), and also accepts `HOST:PORT`: dials that
+    /// address and returns the PeerId that answers.
+    pub async fn resolve_or_dial(&self, spec: &str) -> Result<PeerId> {
+        let spec = spec.trim();
+        if let Ok(addr) = spec.parse::<SocketAddr>() {
+            return self.connect(addr, None).await;
+        }
+        match self.resolve(spec).await {
+            Err(Error::PeerNotFound(_)) if spec.contains(':') => {
+                let addr = tokio::net::lookup_host(spec)
+                    .await
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| Error::PeerNotFound(spec.to_string()))?;
+                self.connect(addr, None).await
+            }
+            other => other,
+        }
     }
 
     /// Stops the node: closes sessions and sockets, ends tasks, flushes the store.

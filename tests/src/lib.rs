@@ -250,6 +250,113 @@ where
     })
 }
 
+/// A `peerconnect up --json` child process (or any `peerconnect … --json` that
+/// keeps running), its stdout parsed into JSON events by a reader thread.
+/// Killed on drop, so a failed test leaves no node running.
+#[derive(Debug)]
+pub struct UpProcess {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Every event read so far, in order.
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl UpProcess {
+    /// Spawns `cmd` (a `peerconnect up --json …` command) with stdout captured
+    /// (pipe its stdin first to write to it with [`take_stdin`](Self::take_stdin)).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn peerconnect up");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads events until `done(seen so far)` holds, or panics after `timeout`.
+    pub fn until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// The `listening` event (`id`, `name`, `addrs`), waiting for it if needed.
+    pub fn listening(&mut self, timeout: Duration) -> serde_json::Value {
+        self.until(timeout, "the listening event", |s| {
+            s.iter().any(|v| v["event"] == "listening")
+        });
+        self.seen
+            .iter()
+            .find(|v| v["event"] == "listening")
+            .cloned()
+            .expect("listening event")
+    }
+
+    /// The child's stdin, if it was piped.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the node with SIGTERM and checks it exits cleanly.
+    pub fn stop(mut self) {
+        // SAFETY: sending SIGTERM to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "peerconnect up exited with {status} on SIGTERM"
+        );
+    }
+}
+
+impl Drop for UpProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Prints why a test is skipped (visible with `--nocapture` and in CI logs).
 pub fn skip(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");

@@ -110,6 +110,8 @@ async fn a_message_to_a_peer_that_is_down_survives_a_restart_and_arrives_once() 
         })
         .await;
     }
+    let counts = b.message_counts(a_id).unwrap();
+    assert_eq!((counts.incoming, counts.outgoing), (3, 0), "exactly once");
     let got = history(&b, a_id);
     assert_eq!(texts(&got), ["m0", "m1", "m2"], "in order");
     assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), sent);

@@ -26,8 +26,6 @@ use crate::net::dht::{Dht, DhtHandle};
 use crate::net::links::{Links, Router};
 use crate::store::Store;
 
-/// How many events a slow subscriber may fall behind before it misses some.
-const EVENT_BUFFER: usize = 4096;
 
 #[derive(Clone)]
 pub struct Node {
@@ -99,7 +97,7 @@ impl Node {
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let identity = Identity::load_or_create(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir)?);
-        let (events, first) = broadcast::channel(EVENT_BUFFER);
+        let (events, first) = broadcast::channel(config.event_buffer.max(16));
         let (cmd, cmd_rx) = mpsc::channel(64);
         let links = Links::new(cmd.clone());
         let mut router = Router::default();

@@ -13,6 +13,8 @@
 pub mod discovery;
 pub mod gossip;
 pub mod hyparview;
+pub mod kademlia;
+pub mod messaging;
 pub mod mux;
 pub mod plumtree;
 pub mod rumor;

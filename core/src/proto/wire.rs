@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::discovery::SignedAnnounce;
+use crate::proto::kademlia;
 
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;
@@ -254,12 +255,15 @@ pub enum Message {
     Pong(u64),
     /// Gossip (membership and dissemination) for one topic.
     Gossip(crate::proto::gossip::Message),
+    /// Direct messages: deliveries, acks, read receipts.
+    Dm(crate::proto::messaging::Message),
 }
 
 /// Messages carried in UDP datagrams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Datagram {
     Announce(SignedAnnounce),
+    Dht(kademlia::Message),
 }
 
 #[cfg(test)]

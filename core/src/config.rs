@@ -46,6 +46,10 @@ pub struct Config {
     /// Run the Kademlia DHT (UDP, same port number as `listen`), so peers
     /// beyond multicast reach can be found through any peer both know.
     pub dht: bool,
+    /// How many events a slow subscriber may fall behind before it misses the
+    /// oldest ones. The ring holds this many events whether or not anyone reads
+    /// (a message event carries its text), so it bounds memory too.
+    pub event_buffer: usize,
     /// How often connected peers are pinged; a peer silent for three intervals is
     /// considered gone.
     pub keepalive: Duration,
@@ -100,6 +104,7 @@ impl Config {
             accept_all: false,
             auto_accept_trusted: true,
             dht: true,
+            event_buffer: 1024,
             keepalive: Duration::from_secs(10),
         }
     }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerId;
+use crate::proto::messaging::{MessageId, MessageInfo, Status};
 use crate::proto::wire::DeviceKind;
 
 /// How much we trust a peer. New peers are `Unknown` until the user checks the
@@ -92,6 +93,14 @@ pub enum Event {
     },
     /// Something failed that the user should know about.
     Error { message: String },
+    /// A direct message arrived (each message once, however often it was sent).
+    MessageReceived { message: MessageInfo },
+    /// A message we sent moved to `status` (pending, sent, delivered, read).
+    MessageStatus {
+        id: MessageId,
+        peer: PeerId,
+        status: Status,
+    },
 }
 
 #[cfg(test)]

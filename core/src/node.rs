@@ -26,9 +26,6 @@ use crate::net::dht::{Dht, DhtHandle};
 use crate::net::links::{Links, Router};
 use crate::store::Store;
 
-/// How many events a slow subscriber may fall behind before it misses some.
-const EVENT_BUFFER: usize = 4096;
-
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<Inner>,
@@ -46,6 +43,7 @@ struct Inner {
     links: Arc<Links>,
     dht: Option<DhtHandle>,
     listen_addrs: Vec<SocketAddr>,
+    messaging: crate::net::messaging::Handle,
     join: Mutex<Option<JoinHandle<()>>>,
     /// Front-end tasks tied to the node's life (control socket, web server).
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -100,10 +98,12 @@ impl Node {
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let identity = Identity::load_or_create(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir)?);
-        let (events, first) = broadcast::channel(EVENT_BUFFER);
+        let (events, first) = broadcast::channel(config.event_buffer.max(16));
         let (cmd, cmd_rx) = mpsc::channel(64);
         let links = Links::new(cmd.clone());
-        let router = Router::default();
+        let mut router = Router::default();
+        let (messaging, messaging_service) =
+            crate::net::messaging::prepare(&mut router, &links, identity.peer_id(), events.clone());
         let started = Actor::spawn(
             config.clone(),
             identity.clone(),
@@ -131,12 +131,14 @@ impl Node {
                 links,
                 dht: dht.clone(),
                 listen_addrs: started.listen_addrs,
+                messaging,
                 join: Mutex::new(Some(started.join)),
                 tasks: Mutex::new(Vec::new()),
                 lock: Mutex::new(Some(lock)),
                 closed: tokio_util::sync::CancellationToken::new(),
             }),
         };
+        node.own_task(messaging_service.spawn(node.store().clone(), node.links().clone()));
         #[cfg(unix)]
         if let Some(t) = crate::control::serve(node.clone()) {
             node.own_task(t);
@@ -187,6 +189,16 @@ impl Node {
     /// The node's store.
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
+    }
+
+    pub(crate) fn messaging(&self) -> &crate::net::messaging::Handle {
+        &self.inner.messaging
+    }
+
+    /// Events from now on (unlike [`events`](Self::events), never the backlog
+    /// since start), for requests that watch the node for a while.
+    pub fn subscribe(&self) -> EventStream {
+        EventStream::new(self.inner.events.subscribe())
     }
 
     /// Addresses other nodes can dial (concrete, never a wildcard).
@@ -308,19 +320,22 @@ impl Node {
     }
 
     /// Resolves a user's `PEER` argument the way every command does: a PeerId, a
-    /// unique id prefix (≥ 6 characters) or a device name among known peers; then
-    /// through the DHT; or `HOST:PORT`, which is dialed to learn who answers.
-    pub async fn resolve_peer(&self, spec: &str) -> Result<PeerId> {
+    /// unique id prefix (≥ 6 characters) or a device name among known peers;
+    /// `HOST:PORT`, which is dialed to learn who answers; else through the DHT.
+    pub async fn resolve_or_dial(&self, spec: &str) -> Result<PeerId> {
         let spec = spec.trim();
-        if spec.parse::<PeerId>().is_err() && spec.contains(':') {
-            let addr = tokio::net::lookup_host(spec)
-                .await
-                .map_err(|e| Error::PeerNotFound(format!("{spec}: {e}")))?
-                .next()
-                .ok_or_else(|| Error::PeerNotFound(spec.to_string()))?;
+        if let Ok(addr) = spec.parse::<SocketAddr>() {
             return self.connect(addr, None).await;
         }
         match self.resolve(spec).await {
+            Err(Error::PeerNotFound(_)) if spec.contains(':') => {
+                let addr = tokio::net::lookup_host(spec)
+                    .await
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| Error::PeerNotFound(spec.to_string()))?;
+                self.connect(addr, None).await
+            }
             Err(Error::PeerNotFound(_)) if self.dht().is_some() => {
                 let found = self.find(spec).await?;
                 match found.as_slice() {

@@ -36,10 +36,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+mod messages;
+
+pub use messages::MessageCounts;
+
 /// The schema, one named migration per entry; never edit a released entry, append.
-pub(crate) const MIGRATIONS: &[(&str, &str)] = &[(
-    "peers_1",
-    "CREATE TABLE peers (
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "peers_1",
+        "CREATE TABLE peers (
         id TEXT PRIMARY KEY NOT NULL,
         name TEXT NOT NULL DEFAULT '',
         kind TEXT NOT NULL DEFAULT 'other',
@@ -47,7 +52,9 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[(
         last_seen_ms INTEGER NOT NULL DEFAULT 0,
         trust TEXT NOT NULL DEFAULT 'unknown'
     );",
-)];
+    ),
+    messages::MIGRATION,
+];
 
 /// A peer as remembered across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,14 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 /// Polls `cond` until it returns `Some`, or fails after `timeout` with `what`.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut cond: F) -> T
@@ -270,37 +266,33 @@ where
     })
 }
 
-/// Prints why a test is skipped (visible with `--nocapture` and in CI logs).
-pub fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
-}
-
-/// A `peerconnect up --json` process in a namespace, its stdout parsed into events.
+/// A `peerconnect up --json` child process (or any `peerconnect … --json` that
+/// keeps running), its stdout parsed into JSON events by a reader thread.
+/// Killed on drop, so a failed test leaves no node running.
+#[derive(Debug)]
 pub struct UpProcess {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    pub seen: Vec<Value>,
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Every event read so far, in order.
+    pub seen: Vec<serde_json::Value>,
 }
 
 impl UpProcess {
-    /// Starts `peerconnect up --json --data-dir DIR ARGS…` in host `host`.
-    pub fn start(lan: &Lan, host: usize, dir: &std::path::Path, args: &[&str]) -> Self {
-        let mut child = lan
-            .command(host, &peerconnect_bin())
-            .args(["up", "--json", "--data-dir"])
-            .arg(dir)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+    /// Spawns `cmd` (a `peerconnect up --json …` command) with stdout captured
+    /// (pipe its stdin first to write to it with [`take_stdin`](Self::take_stdin)).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("spawn peerconnect up");
         let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
+        let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line)
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                assert!(v["event"].is_string(), "line without event field: {line}");
                 if tx.send(v).is_err() {
                     return;
                 }
@@ -314,7 +306,12 @@ impl UpProcess {
     }
 
     /// Reads events until `done(seen so far)` holds, or panics after `timeout`.
-    pub fn until(&mut self, timeout: Duration, what: &str, done: impl Fn(&[Value]) -> bool) {
+    pub fn until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         while !done(&self.seen) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -325,6 +322,14 @@ impl UpProcess {
         }
     }
 
+    /// Starts `peerconnect up --json --data-dir DIR ARGS…` inside host `host` of `lan`.
+    pub fn start(lan: &Lan, host: usize, dir: &std::path::Path, args: &[&str]) -> Self {
+        let mut cmd = lan.command(host, &peerconnect_bin());
+        cmd.args(["up", "--json", "--data-dir"]).arg(dir).args(args);
+        Self::spawn(cmd)
+    }
+
+    /// The node's PeerId from its `listening` event (which must have been read).
     pub fn id(&self) -> String {
         self.seen
             .iter()
@@ -334,20 +339,56 @@ impl UpProcess {
             .to_string()
     }
 
-    /// Verification codes of connected peers, by peer id.
+    /// Verification codes shown for connected peers, by peer id.
     pub fn codes(&self) -> BTreeMap<String, String> {
         self.seen
             .iter()
             .filter(|v| v["event"] == "peer_connected")
             .map(|v| {
                 (
-                    v["peer"]["id"].as_str().unwrap().to_string(),
-                    v["verification_code"].as_str().unwrap().to_string(),
+                    v["peer"]["id"].as_str().unwrap_or_default().to_string(),
+                    v["verification_code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                 )
             })
             .collect()
     }
 
+    /// The `listening` event (`id`, `name`, `addrs`), waiting for it if needed.
+    pub fn listening(&mut self, timeout: Duration) -> serde_json::Value {
+        self.until(timeout, "the listening event", |s| {
+            s.iter().any(|v| v["event"] == "listening")
+        });
+        self.seen
+            .iter()
+            .find(|v| v["event"] == "listening")
+            .cloned()
+            .expect("listening event")
+    }
+
+    /// The child's stdin, if it was piped.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the node with SIGTERM and checks it exits cleanly.
     pub fn stop(mut self) {
         // SAFETY: sending SIGTERM to our own child process.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -361,8 +402,12 @@ impl UpProcess {
 
 impl Drop for UpProcess {
     fn drop(&mut self) {
-        // A failed test must not leave nodes running.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Prints why a test is skipped (visible with `--nocapture` and in CI logs).
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
 }

@@ -2,6 +2,7 @@
 //! contract). Every command is a thin adapter over the core's `Node` API.
 
 mod bench;
+mod messages;
 mod node_args;
 mod print;
 mod sim;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use peerconnect::control::{self, Request};
+use peerconnect::proto::messaging::Error as MessagingError;
 use peerconnect::{Event, Identity, Node, Trust};
 
 use node_args::NodeArgs;
@@ -83,6 +85,30 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Send a direct message; exits once the peer has it, or says it is queued.
+    Msg {
+        /// PeerId, unique prefix (≥ 6 characters), device name, or HOST:PORT.
+        peer: String,
+        /// The message (UTF-8, at most 64 KiB).
+        text: String,
+        /// Seconds to wait for the peer to acknowledge before leaving the
+        /// message queued.
+        #[arg(long, default_value_t = 5.0)]
+        wait: f64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Chat with a peer: recent history, then live messages both ways. Each
+    /// line read from stdin is sent; Ctrl-D leaves.
+    Chat {
+        /// PeerId, unique prefix (≥ 6 characters), device name, or HOST:PORT.
+        peer: String,
+        /// How many earlier messages to show first.
+        #[arg(long, default_value_t = 20)]
+        history: usize,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Run the simulator (virtual time, thousands of nodes, one seed).
     #[command(subcommand)]
     Sim(sim::SimCmd),
@@ -99,6 +125,8 @@ enum Cmd {
 enum BenchWhat {
     /// Real nodes in one process resolving each other through the DHT.
     Dht(bench::dht::DhtArgs),
+    /// Multiplexer throughput beside raw TCP and TLS.
+    Mux(bench::mux::MuxArgs),
 }
 
 fn main() -> ExitCode {
@@ -121,9 +149,13 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = match e.downcast_ref::<peerconnect::Error>() {
                 Some(
-                    peerconnect::Error::PeerNotFound(_) | peerconnect::Error::AmbiguousPeer(..),
+                    peerconnect::Error::PeerNotFound(_)
+                    | peerconnect::Error::AmbiguousPeer(..)
+                    | peerconnect::Error::Messaging(MessagingError::Blocked(_)),
                 ) => exit::NOT_FOUND,
-                Some(peerconnect::Error::Invalid(_)) => exit::USAGE,
+                Some(peerconnect::Error::Invalid(_) | peerconnect::Error::Messaging(_)) => {
+                    exit::USAGE
+                }
                 _ => exit::FAILED,
             };
             eprintln!("error: {e:#}");
@@ -160,7 +192,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             BenchWhat::Dht(args) => bench::dht::run(args, json)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            BenchWhat::Mux(args) => bench::mux::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         },
+        Cmd::Msg {
+            peer,
+            text,
+            wait,
+            node,
+        } => messages::msg(node, &peer, text, wait).await,
+        Cmd::Chat {
+            peer,
+            history,
+            node,
+        } => messages::chat(node, &peer, history).await,
         Cmd::Sim(cmd) => {
             tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
             Ok(ExitCode::SUCCESS)

@@ -51,6 +51,16 @@ impl Printer {
                     .unwrap_or_default()
             ),
             Event::Error { message } => eprintln!("error: {message}"),
+            Event::MessageReceived { message } => {
+                println!(
+                    "< message   from {}: {}",
+                    message.from.short(),
+                    message.text
+                )
+            }
+            Event::MessageStatus { id, peer, status } => {
+                println!("· message   {id} to {}: {status}", peer.short())
+            }
             other => println!(
                 "{}",
                 serde_json::to_string(other).expect("events serialize")

@@ -766,6 +766,10 @@ impl Actor {
                                     Some(tx) => tx.send((peer, m)).await.is_ok(),
                                     None => true,
                                 },
+                                Message::Dm(m) => match &router.dm {
+                                    Some(tx) => tx.send((peer, m)).await.is_ok(),
+                                    None => true,
+                                },
                             };
                             if !delivered {
                                 return None;

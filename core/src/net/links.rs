@@ -17,8 +17,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::identity::PeerId;
 use crate::net::actor::Command;
 use crate::net::mux::MuxSession;
-use crate::proto::gossip;
 use crate::proto::wire::Message;
+use crate::proto::{gossip, messaging};
 
 /// A connected peer as services see it.
 #[derive(Debug, Clone)]
@@ -150,4 +150,5 @@ impl Links {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Router {
     pub gossip: Option<mpsc::Sender<(PeerId, gossip::Message)>>,
+    pub dm: Option<mpsc::Sender<(PeerId, messaging::Message)>>,
 }

@@ -13,7 +13,9 @@
 use std::sync::Arc;
 
 use flutter_rust_bridge::frb;
-pub use peerconnect_ffi::{ApiError, DeviceKind, Event, FoundPeer, NodeConfig, Peer, Trust};
+pub use peerconnect_ffi::{
+    ApiError, DeliveryStatus, DeviceKind, Event, FoundPeer, Message, NodeConfig, Peer, Trust,
+};
 
 use crate::frb_generated::StreamSink;
 
@@ -82,6 +84,28 @@ impl PeerConnect {
     /// Stops the node and closes the event stream.
     pub async fn shutdown(&self) -> Result<(), ApiError> {
         self.inner.shutdown().await
+    }
+
+    // Direct messages
+
+    /// Sends `text` to `peer`; delivered when a session is up.
+    pub async fn send_message(&self, peer: String, text: String) -> Result<Message, ApiError> {
+        self.inner.send_message(peer, text).await
+    }
+
+    /// Up to `limit` messages with `peer` older than `before`; oldest first.
+    pub async fn conversation(
+        &self,
+        peer: String,
+        before: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Message>, ApiError> {
+        self.inner.conversation(peer, before, limit).await
+    }
+
+    /// Marks `peer`'s messages up to `up_to` read; returns how many.
+    pub async fn mark_read(&self, peer: String, up_to: String) -> Result<u64, ApiError> {
+        self.inner.mark_read(peer, up_to).await
     }
 }
 
@@ -161,10 +185,38 @@ pub enum _Event {
     Error {
         message: String,
     },
+    MessageReceived {
+        message: Message,
+    },
+    MessageStatus {
+        id: String,
+        peer: String,
+        status: DeliveryStatus,
+    },
     Other {
         event: String,
         json: String,
     },
+}
+
+#[frb(mirror(Message))]
+pub struct _Message {
+    pub id: String,
+    pub sender: String,
+    pub recipient: String,
+    pub outgoing: bool,
+    pub sent_ms: u64,
+    pub text: String,
+    pub reply_to: Option<String>,
+    pub status: DeliveryStatus,
+}
+
+#[frb(mirror(DeliveryStatus))]
+pub enum _DeliveryStatus {
+    Pending,
+    Sent,
+    Delivered,
+    Read,
 }
 
 #[frb(mirror(ApiError))]

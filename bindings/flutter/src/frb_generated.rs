@@ -40,7 +40,7 @@ flutter_rust_bridge::frb_generated_boilerplate!(
     default_rust_auto_opaque = RustAutoOpaqueMoi,
 );
 pub(crate) const FLUTTER_RUST_BRIDGE_CODEGEN_VERSION: &str = "2.13.0";
-pub(crate) const FLUTTER_RUST_BRIDGE_CODEGEN_CONTENT_HASH: i32 = -1822253387;
+pub(crate) const FLUTTER_RUST_BRIDGE_CODEGEN_CONTENT_HASH: i32 = -1309762623;
 
 // Section: executor
 
@@ -97,6 +97,70 @@ fn wire__crate__api__PeerConnect_connect_impl(
                         let api_that_guard = api_that_guard.unwrap();
                         let output_ok =
                             crate::api::PeerConnect::connect(&*api_that_guard, api_addr).await?;
+                        std::result::Result::Ok(output_ok)
+                    })()
+                    .await,
+                )
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_conversation_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_async::<flutter_rust_bridge::for_generated::SseCodec, _, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_conversation",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_peer = <String>::sse_decode(&mut deserializer);
+            let api_before = <Option<String>>::sse_decode(&mut deserializer);
+            let api_limit = <u32>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| async move {
+                transform_result_sse::<_, crate::api::ApiError>(
+                    (move || async move {
+                        let mut api_that_guard = None;
+                        let decode_indices_ =
+                            flutter_rust_bridge::for_generated::lockable_compute_decode_order(
+                                vec![flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                    &api_that, 0, false,
+                                )],
+                            );
+                        for i in decode_indices_ {
+                            match i {
+                                0 => {
+                                    api_that_guard =
+                                        Some(api_that.lockable_decode_async_ref().await)
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                        let api_that_guard = api_that_guard.unwrap();
+                        let output_ok = crate::api::PeerConnect::conversation(
+                            &*api_that_guard,
+                            api_peer,
+                            api_before,
+                            api_limit,
+                        )
+                        .await?;
                         std::result::Result::Ok(output_ok)
                     })()
                     .await,
@@ -316,6 +380,68 @@ fn wire__crate__api__PeerConnect_listen_addrs_impl(
         },
     )
 }
+fn wire__crate__api__PeerConnect_mark_read_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_async::<flutter_rust_bridge::for_generated::SseCodec, _, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_mark_read",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_peer = <String>::sse_decode(&mut deserializer);
+            let api_up_to = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| async move {
+                transform_result_sse::<_, crate::api::ApiError>(
+                    (move || async move {
+                        let mut api_that_guard = None;
+                        let decode_indices_ =
+                            flutter_rust_bridge::for_generated::lockable_compute_decode_order(
+                                vec![flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                    &api_that, 0, false,
+                                )],
+                            );
+                        for i in decode_indices_ {
+                            match i {
+                                0 => {
+                                    api_that_guard =
+                                        Some(api_that.lockable_decode_async_ref().await)
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                        let api_that_guard = api_that_guard.unwrap();
+                        let output_ok = crate::api::PeerConnect::mark_read(
+                            &*api_that_guard,
+                            api_peer,
+                            api_up_to,
+                        )
+                        .await?;
+                        std::result::Result::Ok(output_ok)
+                    })()
+                    .await,
+                )
+            }
+        },
+    )
+}
 fn wire__crate__api__PeerConnect_name_impl(
     ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
     rust_vec_len_: i32,
@@ -409,6 +535,68 @@ fn wire__crate__api__PeerConnect_peers_impl(
                         }
                         let api_that_guard = api_that_guard.unwrap();
                         let output_ok = crate::api::PeerConnect::peers(&*api_that_guard).await?;
+                        std::result::Result::Ok(output_ok)
+                    })()
+                    .await,
+                )
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_send_message_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_async::<flutter_rust_bridge::for_generated::SseCodec, _, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_send_message",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_peer = <String>::sse_decode(&mut deserializer);
+            let api_text = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| async move {
+                transform_result_sse::<_, crate::api::ApiError>(
+                    (move || async move {
+                        let mut api_that_guard = None;
+                        let decode_indices_ =
+                            flutter_rust_bridge::for_generated::lockable_compute_decode_order(
+                                vec![flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                    &api_that, 0, false,
+                                )],
+                            );
+                        for i in decode_indices_ {
+                            match i {
+                                0 => {
+                                    api_that_guard =
+                                        Some(api_that.lockable_decode_async_ref().await)
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                        let api_that_guard = api_that_guard.unwrap();
+                        let output_ok = crate::api::PeerConnect::send_message(
+                            &*api_that_guard,
+                            api_peer,
+                            api_text,
+                        )
+                        .await?;
                         std::result::Result::Ok(output_ok)
                     })()
                     .await,
@@ -625,6 +813,14 @@ const _: fn() = || {
         crate::api::Event::Error { message } => {
             let _: String = message;
         }
+        crate::api::Event::MessageReceived { message } => {
+            let _: crate::api::Message = message;
+        }
+        crate::api::Event::MessageStatus { id, peer, status } => {
+            let _: String = id;
+            let _: String = peer;
+            let _: crate::api::DeliveryStatus = status;
+        }
         crate::api::Event::Other { event, json } => {
             let _: String = event;
             let _: String = json;
@@ -635,6 +831,17 @@ const _: fn() = || {
         let _: String = FoundPeer.id;
         let _: String = FoundPeer.name;
         let _: Vec<String> = FoundPeer.addrs;
+    }
+    {
+        let Message = None::<crate::api::Message>.unwrap();
+        let _: String = Message.id;
+        let _: String = Message.sender;
+        let _: String = Message.recipient;
+        let _: bool = Message.outgoing;
+        let _: u64 = Message.sent_ms;
+        let _: String = Message.text;
+        let _: Option<String> = Message.reply_to;
+        let _: crate::api::DeliveryStatus = Message.status;
     }
     {
         let NodeConfig = None::<crate::api::NodeConfig>.unwrap();
@@ -749,6 +956,20 @@ impl SseDecode for bool {
     }
 }
 
+impl SseDecode for crate::api::DeliveryStatus {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut inner = <i32>::sse_decode(deserializer);
+        return match inner {
+            0 => crate::api::DeliveryStatus::Pending,
+            1 => crate::api::DeliveryStatus::Sent,
+            2 => crate::api::DeliveryStatus::Delivered,
+            3 => crate::api::DeliveryStatus::Read,
+            _ => unreachable!("Invalid variant for DeliveryStatus: {}", inner),
+        };
+    }
+}
+
 impl SseDecode for crate::api::DeviceKind {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
@@ -818,6 +1039,22 @@ impl SseDecode for crate::api::Event {
                 };
             }
             7 => {
+                let mut var_message = <crate::api::Message>::sse_decode(deserializer);
+                return crate::api::Event::MessageReceived {
+                    message: var_message,
+                };
+            }
+            8 => {
+                let mut var_id = <String>::sse_decode(deserializer);
+                let mut var_peer = <String>::sse_decode(deserializer);
+                let mut var_status = <crate::api::DeliveryStatus>::sse_decode(deserializer);
+                return crate::api::Event::MessageStatus {
+                    id: var_id,
+                    peer: var_peer,
+                    status: var_status,
+                };
+            }
+            9 => {
                 let mut var_event = <String>::sse_decode(deserializer);
                 let mut var_json = <String>::sse_decode(deserializer);
                 return crate::api::Event::Other {
@@ -877,6 +1114,18 @@ impl SseDecode for Vec<crate::api::FoundPeer> {
     }
 }
 
+impl SseDecode for Vec<crate::api::Message> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut len_ = <i32>::sse_decode(deserializer);
+        let mut ans_ = Vec::with_capacity(len_ as usize);
+        for idx_ in 0..len_ {
+            ans_.push(<crate::api::Message>::sse_decode(deserializer));
+        }
+        return ans_;
+    }
+}
+
 impl SseDecode for Vec<crate::api::Peer> {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
@@ -898,6 +1147,30 @@ impl SseDecode for Vec<u8> {
             ans_.push(<u8>::sse_decode(deserializer));
         }
         return ans_;
+    }
+}
+
+impl SseDecode for crate::api::Message {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut var_id = <String>::sse_decode(deserializer);
+        let mut var_sender = <String>::sse_decode(deserializer);
+        let mut var_recipient = <String>::sse_decode(deserializer);
+        let mut var_outgoing = <bool>::sse_decode(deserializer);
+        let mut var_sentMs = <u64>::sse_decode(deserializer);
+        let mut var_text = <String>::sse_decode(deserializer);
+        let mut var_replyTo = <Option<String>>::sse_decode(deserializer);
+        let mut var_status = <crate::api::DeliveryStatus>::sse_decode(deserializer);
+        return crate::api::Message {
+            id: var_id,
+            sender: var_sender,
+            recipient: var_recipient,
+            outgoing: var_outgoing,
+            sent_ms: var_sentMs,
+            text: var_text,
+            reply_to: var_replyTo,
+            status: var_status,
+        };
     }
 }
 
@@ -982,6 +1255,20 @@ impl SseDecode for crate::api::Trust {
     }
 }
 
+impl SseDecode for u32 {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        deserializer.cursor.read_u32::<NativeEndian>().unwrap()
+    }
+}
+
+impl SseDecode for u64 {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        deserializer.cursor.read_u64::<NativeEndian>().unwrap()
+    }
+}
+
 impl SseDecode for u8 {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
@@ -1011,12 +1298,15 @@ fn pde_ffi_dispatcher_primary_impl(
     // Codec=Pde (Serialization + dispatch), see doc to use other codecs
     match func_id {
         1 => wire__crate__api__PeerConnect_connect_impl(port, ptr, rust_vec_len, data_len),
-        2 => wire__crate__api__PeerConnect_events_impl(port, ptr, rust_vec_len, data_len),
-        3 => wire__crate__api__PeerConnect_find_impl(port, ptr, rust_vec_len, data_len),
-        7 => wire__crate__api__PeerConnect_peers_impl(port, ptr, rust_vec_len, data_len),
-        8 => wire__crate__api__PeerConnect_set_trust_impl(port, ptr, rust_vec_len, data_len),
-        9 => wire__crate__api__PeerConnect_shutdown_impl(port, ptr, rust_vec_len, data_len),
-        10 => wire__crate__api__PeerConnect_start_impl(port, ptr, rust_vec_len, data_len),
+        2 => wire__crate__api__PeerConnect_conversation_impl(port, ptr, rust_vec_len, data_len),
+        3 => wire__crate__api__PeerConnect_events_impl(port, ptr, rust_vec_len, data_len),
+        4 => wire__crate__api__PeerConnect_find_impl(port, ptr, rust_vec_len, data_len),
+        7 => wire__crate__api__PeerConnect_mark_read_impl(port, ptr, rust_vec_len, data_len),
+        9 => wire__crate__api__PeerConnect_peers_impl(port, ptr, rust_vec_len, data_len),
+        10 => wire__crate__api__PeerConnect_send_message_impl(port, ptr, rust_vec_len, data_len),
+        11 => wire__crate__api__PeerConnect_set_trust_impl(port, ptr, rust_vec_len, data_len),
+        12 => wire__crate__api__PeerConnect_shutdown_impl(port, ptr, rust_vec_len, data_len),
+        13 => wire__crate__api__PeerConnect_start_impl(port, ptr, rust_vec_len, data_len),
         _ => unreachable!(),
     }
 }
@@ -1029,9 +1319,9 @@ fn pde_ffi_dispatcher_sync_impl(
 ) -> flutter_rust_bridge::for_generated::WireSyncRust2DartSse {
     // Codec=Pde (Serialization + dispatch), see doc to use other codecs
     match func_id {
-        4 => wire__crate__api__PeerConnect_id_impl(ptr, rust_vec_len, data_len),
-        5 => wire__crate__api__PeerConnect_listen_addrs_impl(ptr, rust_vec_len, data_len),
-        6 => wire__crate__api__PeerConnect_name_impl(ptr, rust_vec_len, data_len),
+        5 => wire__crate__api__PeerConnect_id_impl(ptr, rust_vec_len, data_len),
+        6 => wire__crate__api__PeerConnect_listen_addrs_impl(ptr, rust_vec_len, data_len),
+        8 => wire__crate__api__PeerConnect_name_impl(ptr, rust_vec_len, data_len),
         _ => unreachable!(),
     }
 }
@@ -1082,6 +1372,29 @@ impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
 }
 impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::ApiError>> for crate::api::ApiError {
     fn into_into_dart(self) -> FrbWrapper<crate::api::ApiError> {
+        self.into()
+    }
+}
+// Codec=Dco (DartCObject based), see doc to use other codecs
+impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::DeliveryStatus> {
+    fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
+        match self.0 {
+            crate::api::DeliveryStatus::Pending => 0.into_dart(),
+            crate::api::DeliveryStatus::Sent => 1.into_dart(),
+            crate::api::DeliveryStatus::Delivered => 2.into_dart(),
+            crate::api::DeliveryStatus::Read => 3.into_dart(),
+            _ => unreachable!(),
+        }
+    }
+}
+impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
+    for FrbWrapper<crate::api::DeliveryStatus>
+{
+}
+impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::DeliveryStatus>>
+    for crate::api::DeliveryStatus
+{
+    fn into_into_dart(self) -> FrbWrapper<crate::api::DeliveryStatus> {
         self.into()
     }
 }
@@ -1155,8 +1468,18 @@ impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::Event> {
             crate::api::Event::Error { message } => {
                 [6.into_dart(), message.into_into_dart().into_dart()].into_dart()
             }
+            crate::api::Event::MessageReceived { message } => {
+                [7.into_dart(), message.into_into_dart().into_dart()].into_dart()
+            }
+            crate::api::Event::MessageStatus { id, peer, status } => [
+                8.into_dart(),
+                id.into_into_dart().into_dart(),
+                peer.into_into_dart().into_dart(),
+                status.into_into_dart().into_dart(),
+            ]
+            .into_dart(),
             crate::api::Event::Other { event, json } => [
-                7.into_dart(),
+                9.into_dart(),
                 event.into_into_dart().into_dart(),
                 json.into_into_dart().into_dart(),
             ]
@@ -1192,6 +1515,31 @@ impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::FoundPeer>>
     for crate::api::FoundPeer
 {
     fn into_into_dart(self) -> FrbWrapper<crate::api::FoundPeer> {
+        self.into()
+    }
+}
+// Codec=Dco (DartCObject based), see doc to use other codecs
+impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::Message> {
+    fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
+        [
+            self.0.id.into_into_dart().into_dart(),
+            self.0.sender.into_into_dart().into_dart(),
+            self.0.recipient.into_into_dart().into_dart(),
+            self.0.outgoing.into_into_dart().into_dart(),
+            self.0.sent_ms.into_into_dart().into_dart(),
+            self.0.text.into_into_dart().into_dart(),
+            self.0.reply_to.into_into_dart().into_dart(),
+            self.0.status.into_into_dart().into_dart(),
+        ]
+        .into_dart()
+    }
+}
+impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
+    for FrbWrapper<crate::api::Message>
+{
+}
+impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::Message>> for crate::api::Message {
+    fn into_into_dart(self) -> FrbWrapper<crate::api::Message> {
         self.into()
     }
 }
@@ -1337,6 +1685,24 @@ impl SseEncode for bool {
     }
 }
 
+impl SseEncode for crate::api::DeliveryStatus {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <i32>::sse_encode(
+            match self {
+                crate::api::DeliveryStatus::Pending => 0,
+                crate::api::DeliveryStatus::Sent => 1,
+                crate::api::DeliveryStatus::Delivered => 2,
+                crate::api::DeliveryStatus::Read => 3,
+                _ => {
+                    unimplemented!("");
+                }
+            },
+            serializer,
+        );
+    }
+}
+
 impl SseEncode for crate::api::DeviceKind {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
@@ -1403,8 +1769,18 @@ impl SseEncode for crate::api::Event {
                 <i32>::sse_encode(6, serializer);
                 <String>::sse_encode(message, serializer);
             }
-            crate::api::Event::Other { event, json } => {
+            crate::api::Event::MessageReceived { message } => {
                 <i32>::sse_encode(7, serializer);
+                <crate::api::Message>::sse_encode(message, serializer);
+            }
+            crate::api::Event::MessageStatus { id, peer, status } => {
+                <i32>::sse_encode(8, serializer);
+                <String>::sse_encode(id, serializer);
+                <String>::sse_encode(peer, serializer);
+                <crate::api::DeliveryStatus>::sse_encode(status, serializer);
+            }
+            crate::api::Event::Other { event, json } => {
+                <i32>::sse_encode(9, serializer);
                 <String>::sse_encode(event, serializer);
                 <String>::sse_encode(json, serializer);
             }
@@ -1451,6 +1827,16 @@ impl SseEncode for Vec<crate::api::FoundPeer> {
     }
 }
 
+impl SseEncode for Vec<crate::api::Message> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <i32>::sse_encode(self.len() as _, serializer);
+        for item in self {
+            <crate::api::Message>::sse_encode(item, serializer);
+        }
+    }
+}
+
 impl SseEncode for Vec<crate::api::Peer> {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
@@ -1468,6 +1854,20 @@ impl SseEncode for Vec<u8> {
         for item in self {
             <u8>::sse_encode(item, serializer);
         }
+    }
+}
+
+impl SseEncode for crate::api::Message {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <String>::sse_encode(self.id, serializer);
+        <String>::sse_encode(self.sender, serializer);
+        <String>::sse_encode(self.recipient, serializer);
+        <bool>::sse_encode(self.outgoing, serializer);
+        <u64>::sse_encode(self.sent_ms, serializer);
+        <String>::sse_encode(self.text, serializer);
+        <Option<String>>::sse_encode(self.reply_to, serializer);
+        <crate::api::DeliveryStatus>::sse_encode(self.status, serializer);
     }
 }
 
@@ -1532,6 +1932,20 @@ impl SseEncode for crate::api::Trust {
             },
             serializer,
         );
+    }
+}
+
+impl SseEncode for u32 {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        serializer.cursor.write_u32::<NativeEndian>(self).unwrap();
+    }
+}
+
+impl SseEncode for u64 {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        serializer.cursor.write_u64::<NativeEndian>(self).unwrap();
     }
 }
 

@@ -33,6 +33,10 @@ impl From<peerconnect::Error> for ApiError {
             E::Io { .. } | E::DataDirInUse(_) | E::Store(_) | E::Identity(_) => {
                 Self::Io(e.to_string())
             }
+            E::Messaging(peerconnect::proto::messaging::Error::UnknownMessage(..)) => {
+                Self::NotFound(e.to_string())
+            }
+            E::Messaging(_) => Self::Invalid(e.to_string()),
             E::Shutdown => Self::Shutdown,
             _ => Self::Other(e.to_string()),
         }

@@ -2,6 +2,8 @@
 //! plain types: ids are PeerId strings (52 base32 characters), addresses are
 //! `HOST:PORT` strings.
 
+use crate::messaging::{DeliveryStatus, Message};
+
 /// How much we trust a peer (see [`peerconnect::Trust`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum Trust {
@@ -71,6 +73,14 @@ pub enum Event {
     PeerDisconnected { id: String, reason: Option<String> },
     /// Something failed that the user should know about.
     Error { message: String },
+    /// A direct message arrived (each message once).
+    MessageReceived { message: Message },
+    /// A message we sent moved on (pending, sent, delivered, read).
+    MessageStatus {
+        id: String,
+        peer: String,
+        status: DeliveryStatus,
+    },
     /// An event this binding has no variant for yet: its name (`"offer"`, ...)
     /// and its JSON form, as `peerconnect --json` prints it.
     Other { event: String, json: String },
@@ -183,6 +193,14 @@ impl From<peerconnect::Event> for Event {
                 reason,
             },
             E::Error { message } => Self::Error { message },
+            E::MessageReceived { message } => Self::MessageReceived {
+                message: message.into(),
+            },
+            E::MessageStatus { id, peer, status } => Self::MessageStatus {
+                id: id.to_string(),
+                peer: peer.to_string(),
+                status: status.into(),
+            },
             other => {
                 let json = serde_json::to_value(&other).unwrap_or_default();
                 Self::Other {

@@ -12,6 +12,7 @@
 //! - [`config`]: [`NodeConfig`], what a node starts from.
 //! - [`event`]: [`Event`] and the records it carries.
 //! - [`error`]: [`ApiError`], the core's errors folded into what a caller acts on.
+//! - [`messaging`]: direct messages ([`Message`]).
 //!
 //! A feature (messaging, file transfer, rooms) adds its methods in its own file
 //! as another `#[uniffi::export] impl PeerConnect` block; uniffi merges them.
@@ -21,11 +22,13 @@
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod messaging;
 pub mod node;
 
 pub use config::NodeConfig;
 pub use error::ApiError;
 pub use event::{DeviceKind, Event, FoundPeer, Peer, Trust};
+pub use messaging::{DeliveryStatus, Message};
 pub use node::PeerConnect;
 
 uniffi::setup_scaffolding!("peerconnect");

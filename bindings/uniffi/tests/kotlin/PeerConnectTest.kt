@@ -9,6 +9,7 @@ import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 import kotlinx.coroutines.withTimeoutOrNull
 import uniffi.peerconnect.ApiException
+import uniffi.peerconnect.DeliveryStatus
 import uniffi.peerconnect.Event
 import uniffi.peerconnect.NodeConfig
 import uniffi.peerconnect.PeerConnect
@@ -126,6 +127,27 @@ val tests: List<Pair<String, suspend () -> Unit>> = listOf(
             connect()
             val found = waitUntil("alpha found through the DHT") { b.find("alpha").ifEmpty { null } }
             check(found.map { it.id to it.name } == listOf(a.id() to "alpha")) { "found $found" }
+        }
+    },
+    "a message arrives and is acknowledged" to suspend {
+        twoNodes {
+            connect()
+            val sent = a.sendMessage(b.id(), "hello from kotlin")
+            check(sent.outgoing && sent.sender == a.id() && sent.recipient == b.id()) { "sent $sent" }
+            val got = b.nextMatching("b's MessageReceived") { e -> (e as? Event.MessageReceived)?.message }
+            check(got.id == sent.id && got.sender == a.id() && got.text == "hello from kotlin" && !got.outgoing) {
+                "received $got"
+            }
+            val delivered = a.nextMatching("a's MessageStatus delivered") { e ->
+                (e as? Event.MessageStatus)?.takeIf { it.id == sent.id && it.status == DeliveryStatus.DELIVERED }
+            }
+            check(delivered.peer == b.id()) { "status $delivered" }
+            val history = b.conversation("alpha", null, 50u)
+            check(history.map { it.text } == listOf("hello from kotlin")) { "history $history" }
+            check(b.markRead(a.id(), got.id) == 1uL) { "mark read" }
+            assertThrows<ApiException.Invalid>("text over 64 KiB") {
+                runBlocking { a.sendMessage(b.id(), "x".repeat(64 * 1024 + 1)) }
+            }
         }
     },
     "errors raise ApiException by kind" to suspend {

@@ -10,7 +10,7 @@ import os
 import tempfile
 import unittest
 
-from peerconnect import ApiError, Event, NodeConfig, PeerConnect, Trust
+from peerconnect import ApiError, DeliveryStatus, Event, NodeConfig, PeerConnect, Trust
 
 # A deadline for things that happen in milliseconds on loopback; never a
 # measure of speed.
@@ -123,6 +123,31 @@ class TwoNodes(unittest.IsolatedAsyncioTestCase):
 
         found = await wait_until("alpha found through the DHT", found)
         self.assertEqual([(f.id, f.name) for f in found], [(self.a.id(), "alpha")])
+
+    async def test_message_arrives_and_is_acknowledged(self):
+        await self.connect()
+        sent = await self.a.send_message(self.b.id(), "hello from python")
+        self.assertTrue(sent.outgoing)
+        self.assertEqual((sent.sender, sent.recipient, sent.text), (self.a.id(), self.b.id(), "hello from python"))
+
+        got = await next_matching(
+            self.b,
+            "b's MessageReceived",
+            lambda e: e.message if isinstance(e, Event.MESSAGE_RECEIVED) else None,
+        )
+        self.assertEqual((got.id, got.sender, got.text, got.outgoing), (sent.id, self.a.id(), sent.text, False))
+        await next_matching(
+            self.a,
+            "a's MessageStatus delivered",
+            lambda e: e
+            if isinstance(e, Event.MESSAGE_STATUS) and e.id == sent.id and e.status == DeliveryStatus.DELIVERED
+            else None,
+        )
+        history = await self.b.conversation("alpha", None, 50)
+        self.assertEqual([m.text for m in history], ["hello from python"])
+        self.assertEqual(await self.b.mark_read(self.a.id(), got.id), 1)
+        with self.assertRaises(ApiError.Invalid):
+            await self.a.send_message(self.b.id(), "x" * (64 * 1024 + 1))
 
     async def test_errors_raise_api_error_by_kind(self):
         with self.assertRaises(ApiError.Invalid):

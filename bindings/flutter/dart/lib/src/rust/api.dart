@@ -19,6 +19,10 @@ part 'api.freezed.dart';
  Future<String>  connect({required String addr });
 
 
+/// Up to `limit` messages with `peer` older than `before`; oldest first.
+ Future<List<Message>>  conversation({required String peer , String? before , required int limit });
+
+
 /// Every event, starting with `Listening`, as a Dart stream that closes
 /// when the node shuts down. Listen once per node.
  Stream<Event>  events();
@@ -36,11 +40,19 @@ part 'api.freezed.dart';
  List<String>  listenAddrs();
 
 
+/// Marks `peer`'s messages up to `up_to` read; returns how many.
+ Future<BigInt>  markRead({required String peer , required String upTo });
+
+
  String  name();
 
 
 /// Peers known now: discovered on the LAN or connected.
  Future<List<Peer>>  peers();
+
+
+/// Sends `text` to `peer`; delivered when a session is up.
+ Future<Message>  sendMessage({required String peer , required String text });
 
 
 /// Trusts, blocks or resets `peer` (a PeerId, unique prefix or name).
@@ -76,6 +88,15 @@ static Future<PeerConnect>  start({required NodeConfig config })=>RustLib.instan
                     
                 }
 
+enum DeliveryStatus {
+                    pending,
+sent,
+delivered,
+read,
+                    ;
+                    
+                }
+
 enum DeviceKind {
                     desktop,
 laptop,
@@ -99,6 +120,8 @@ other,
  const factory Event.peerConnected({   required Peer peer ,  required String verificationCode , }) = Event_PeerConnected;
  const factory Event.peerDisconnected({   required String id ,  String? reason , }) = Event_PeerDisconnected;
  const factory Event.error({   required String message , }) = Event_Error;
+ const factory Event.messageReceived({   required Message message , }) = Event_MessageReceived;
+ const factory Event.messageStatus({   required String id ,  required String peer ,  required DeliveryStatus status , }) = Event_MessageStatus;
  const factory Event.other({   required String event ,  required String json , }) = Event_Other;
 
                     
@@ -128,6 +151,36 @@ final List<String> addrs;
             other is FoundPeer &&
                 runtimeType == other.runtimeType
                 && id == other.id&& name == other.name&& addrs == other.addrs;
+
+            }
+
+class Message  {
+                final String id;
+final String sender;
+final String recipient;
+final bool outgoing;
+final BigInt sentMs;
+final String text;
+final String? replyTo;
+final DeliveryStatus status;
+
+                const Message({required this.id ,required this.sender ,required this.recipient ,required this.outgoing ,required this.sentMs ,required this.text ,this.replyTo ,required this.status ,});
+
+
+
+
+
+        @override
+        int get hashCode => id.hashCode^sender.hashCode^recipient.hashCode^outgoing.hashCode^sentMs.hashCode^text.hashCode^replyTo.hashCode^status.hashCode;
+
+
+
+        @override
+        bool operator ==(Object other) =>
+            identical(this, other) ||
+            other is Message &&
+                runtimeType == other.runtimeType
+                && id == other.id&& sender == other.sender&& recipient == other.recipient&& outgoing == other.outgoing&& sentMs == other.sentMs&& text == other.text&& replyTo == other.replyTo&& status == other.status;
 
             }
 

@@ -68,7 +68,7 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated.dart';
                   String get codegenVersion => '2.13.0';
 
                   @override
-                  int get rustContentHash => -1822253387;
+                  int get rustContentHash => -1309762623;
 
                   static const kDefaultExternalLibraryLoaderConfig = ExternalLibraryLoaderConfig(
                     stem: 'peerconnect_flutter',
@@ -82,6 +82,8 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated.dart';
                 abstract class RustLibApi extends BaseApi {
                   Future<String> crateApiPeerConnectConnect({required PeerConnect that , required String addr });
 
+Future<List<Message>> crateApiPeerConnectConversation({required PeerConnect that , required String peer , String? before , required int limit });
+
 Stream<Event> crateApiPeerConnectEvents({required PeerConnect that });
 
 Future<List<FoundPeer>> crateApiPeerConnectFind({required PeerConnect that , required String query });
@@ -90,9 +92,13 @@ String crateApiPeerConnectId({required PeerConnect that });
 
 List<String> crateApiPeerConnectListenAddrs({required PeerConnect that });
 
+Future<BigInt> crateApiPeerConnectMarkRead({required PeerConnect that , required String peer , required String upTo });
+
 String crateApiPeerConnectName({required PeerConnect that });
 
 Future<List<Peer>> crateApiPeerConnectPeers({required PeerConnect that });
+
+Future<Message> crateApiPeerConnectSendMessage({required PeerConnect that , required String peer , required String text });
 
 Future<void> crateApiPeerConnectSetTrust({required PeerConnect that , required String peer , required Trust trust });
 
@@ -144,6 +150,34 @@ sse_encode_String(addr, serializer);
         );
         
 
+@override Future<List<Message>> crateApiPeerConnectConversation({required PeerConnect that , required String peer , String? before , required int limit })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_opt_String(before, serializer);
+sse_encode_u_32(limit, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 2, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_list_message,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectConversationConstMeta,
+            argValues: [that, peer, before, limit],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectConversationConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_conversation",
+            argNames: ["that", "peer", "before", "limit"],
+        );
+        
+
 @override Stream<Event> crateApiPeerConnectEvents({required PeerConnect that })  { 
             final sink = RustStreamSink<Event>();
             unawaited(handler.executeNormal(NormalTask(
@@ -151,7 +185,7 @@ sse_encode_String(addr, serializer);
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
 sse_encode_StreamSink_event_Sse(sink, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 2, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 3, port: port_);
             
             },
             codec: 
@@ -179,7 +213,7 @@ sse_encode_StreamSink_event_Sse(sink, serializer);
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
 sse_encode_String(query, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 3, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 4, port: port_);
             
             },
             codec: 
@@ -204,7 +238,7 @@ sse_encode_String(query, serializer);
             callFfi: () {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 4)!;
+            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 5)!;
             
             },
             codec: 
@@ -229,7 +263,7 @@ sse_encode_String(query, serializer);
             callFfi: () {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 5)!;
+            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 6)!;
             
             },
             codec: 
@@ -250,11 +284,38 @@ sse_encode_String(query, serializer);
         );
         
 
+@override Future<BigInt> crateApiPeerConnectMarkRead({required PeerConnect that , required String peer , required String upTo })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_String(upTo, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 7, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_u_64,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectMarkReadConstMeta,
+            argValues: [that, peer, upTo],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectMarkReadConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_mark_read",
+            argNames: ["that", "peer", "upTo"],
+        );
+        
+
 @override String crateApiPeerConnectName({required PeerConnect that })  { return handler.executeSync(SyncTask(
             callFfi: () {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 6)!;
+            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 8)!;
             
             },
             codec: 
@@ -279,7 +340,7 @@ sse_encode_String(query, serializer);
             callFfi: (port_) {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 7, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 9, port: port_);
             
             },
             codec: 
@@ -300,13 +361,40 @@ sse_encode_String(query, serializer);
         );
         
 
+@override Future<Message> crateApiPeerConnectSendMessage({required PeerConnect that , required String peer , required String text })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_String(text, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 10, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_message,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectSendMessageConstMeta,
+            argValues: [that, peer, text],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectSendMessageConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_send_message",
+            argNames: ["that", "peer", "text"],
+        );
+        
+
 @override Future<void> crateApiPeerConnectSetTrust({required PeerConnect that , required String peer , required Trust trust })  { return handler.executeNormal(NormalTask(
             callFfi: (port_) {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
 sse_encode_String(peer, serializer);
 sse_encode_trust(trust, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 8, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 11, port: port_);
             
             },
             codec: 
@@ -331,7 +419,7 @@ sse_encode_trust(trust, serializer);
             callFfi: (port_) {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 9, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 12, port: port_);
             
             },
             codec: 
@@ -356,7 +444,7 @@ sse_encode_trust(trust, serializer);
             callFfi: (port_) {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_box_autoadd_node_config(config, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 10, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 13, port: port_);
             
             },
             codec: 
@@ -417,11 +505,17 @@ return raw as bool; }
 @protected DeviceKind dco_decode_box_autoadd_device_kind(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return dco_decode_device_kind(raw); }
 
+@protected Message dco_decode_box_autoadd_message(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return dco_decode_message(raw); }
+
 @protected NodeConfig dco_decode_box_autoadd_node_config(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return dco_decode_node_config(raw); }
 
 @protected Peer dco_decode_box_autoadd_peer(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return dco_decode_peer(raw); }
+
+@protected DeliveryStatus dco_decode_delivery_status(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return DeliveryStatus.values[raw as int]; }
 
 @protected DeviceKind dco_decode_device_kind(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return DeviceKind.values[raw as int]; }
@@ -435,7 +529,9 @@ case 3: return Event_PeerLost(id: dco_decode_String(raw[1]),);
 case 4: return Event_PeerConnected(peer: dco_decode_box_autoadd_peer(raw[1]),verificationCode: dco_decode_String(raw[2]),);
 case 5: return Event_PeerDisconnected(id: dco_decode_String(raw[1]),reason: dco_decode_opt_String(raw[2]),);
 case 6: return Event_Error(message: dco_decode_String(raw[1]),);
-case 7: return Event_Other(event: dco_decode_String(raw[1]),json: dco_decode_String(raw[2]),);
+case 7: return Event_MessageReceived(message: dco_decode_box_autoadd_message(raw[1]),);
+case 8: return Event_MessageStatus(id: dco_decode_String(raw[1]),peer: dco_decode_String(raw[2]),status: dco_decode_delivery_status(raw[3]),);
+case 9: return Event_Other(event: dco_decode_String(raw[1]),json: dco_decode_String(raw[2]),);
                 default: throw Exception("unreachable");
             } }
 
@@ -455,11 +551,26 @@ return (raw as List<dynamic>).map(dco_decode_String).toList(); }
 @protected List<FoundPeer> dco_decode_list_found_peer(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return (raw as List<dynamic>).map(dco_decode_found_peer).toList(); }
 
+@protected List<Message> dco_decode_list_message(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return (raw as List<dynamic>).map(dco_decode_message).toList(); }
+
 @protected List<Peer> dco_decode_list_peer(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return (raw as List<dynamic>).map(dco_decode_peer).toList(); }
 
 @protected Uint8List dco_decode_list_prim_u_8_strict(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return raw as Uint8List; }
+
+@protected Message dco_decode_message(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+final arr = raw as List<dynamic>;
+                if (arr.length != 8) throw Exception('unexpected arr length: expect 8 but see ${arr.length}');
+                return Message(id: dco_decode_String(arr[0]),
+sender: dco_decode_String(arr[1]),
+recipient: dco_decode_String(arr[2]),
+outgoing: dco_decode_bool(arr[3]),
+sentMs: dco_decode_u_64(arr[4]),
+text: dco_decode_String(arr[5]),
+replyTo: dco_decode_opt_String(arr[6]),
+status: dco_decode_delivery_status(arr[7]),); }
 
 @protected NodeConfig dco_decode_node_config(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 final arr = raw as List<dynamic>;
@@ -492,6 +603,12 @@ verificationCode: dco_decode_String(arr[6]),); }
 
 @protected Trust dco_decode_trust(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return Trust.values[raw as int]; }
+
+@protected int dco_decode_u_32(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return raw as int; }
+
+@protected BigInt dco_decode_u_64(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return dcoDecodeU64(raw); }
 
 @protected int dco_decode_u_8(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return raw as int; }
@@ -538,11 +655,18 @@ return deserializer.buffer.getUint8() != 0; }
 @protected DeviceKind sse_decode_box_autoadd_device_kind(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 return (sse_decode_device_kind(deserializer)); }
 
+@protected Message sse_decode_box_autoadd_message(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+return (sse_decode_message(deserializer)); }
+
 @protected NodeConfig sse_decode_box_autoadd_node_config(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 return (sse_decode_node_config(deserializer)); }
 
 @protected Peer sse_decode_box_autoadd_peer(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 return (sse_decode_peer(deserializer)); }
+
+@protected DeliveryStatus sse_decode_delivery_status(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+var inner = sse_decode_i_32(deserializer);
+        return DeliveryStatus.values[inner]; }
 
 @protected DeviceKind sse_decode_device_kind(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 var inner = sse_decode_i_32(deserializer);
@@ -563,7 +687,11 @@ var var_verificationCode = sse_decode_String(deserializer);
 return Event_PeerConnected(peer: var_peer, verificationCode: var_verificationCode);case 5: var var_id = sse_decode_String(deserializer);
 var var_reason = sse_decode_opt_String(deserializer);
 return Event_PeerDisconnected(id: var_id, reason: var_reason);case 6: var var_message = sse_decode_String(deserializer);
-return Event_Error(message: var_message);case 7: var var_event = sse_decode_String(deserializer);
+return Event_Error(message: var_message);case 7: var var_message = sse_decode_box_autoadd_message(deserializer);
+return Event_MessageReceived(message: var_message);case 8: var var_id = sse_decode_String(deserializer);
+var var_peer = sse_decode_String(deserializer);
+var var_status = sse_decode_delivery_status(deserializer);
+return Event_MessageStatus(id: var_id, peer: var_peer, status: var_status);case 9: var var_event = sse_decode_String(deserializer);
 var var_json = sse_decode_String(deserializer);
 return Event_Other(event: var_event, json: var_json); default: throw UnimplementedError(''); }
              }
@@ -593,6 +721,14 @@ return deserializer.buffer.getInt32(); }
         return ans_;
          }
 
+@protected List<Message> sse_decode_list_message(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+
+        var len_ = sse_decode_i_32(deserializer);
+        var ans_ = <Message>[];
+        for (var idx_ = 0; idx_ < len_; ++idx_) { ans_.add(sse_decode_message(deserializer)); }
+        return ans_;
+         }
+
 @protected List<Peer> sse_decode_list_peer(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 
         var len_ = sse_decode_i_32(deserializer);
@@ -604,6 +740,17 @@ return deserializer.buffer.getInt32(); }
 @protected Uint8List sse_decode_list_prim_u_8_strict(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 var len_ = sse_decode_i_32(deserializer);
                 return deserializer.buffer.getUint8List(len_); }
+
+@protected Message sse_decode_message(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+var var_id = sse_decode_String(deserializer);
+var var_sender = sse_decode_String(deserializer);
+var var_recipient = sse_decode_String(deserializer);
+var var_outgoing = sse_decode_bool(deserializer);
+var var_sentMs = sse_decode_u_64(deserializer);
+var var_text = sse_decode_String(deserializer);
+var var_replyTo = sse_decode_opt_String(deserializer);
+var var_status = sse_decode_delivery_status(deserializer);
+return Message(id: var_id, sender: var_sender, recipient: var_recipient, outgoing: var_outgoing, sentMs: var_sentMs, text: var_text, replyTo: var_replyTo, status: var_status); }
 
 @protected NodeConfig sse_decode_node_config(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 var var_dataDir = sse_decode_String(deserializer);
@@ -648,6 +795,12 @@ return Peer(id: var_id, name: var_name, kind: var_kind, addrs: var_addrs, trust:
 var inner = sse_decode_i_32(deserializer);
         return Trust.values[inner]; }
 
+@protected int sse_decode_u_32(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+return deserializer.buffer.getUint32(); }
+
+@protected BigInt sse_decode_u_64(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+return deserializer.buffer.getBigUint64(); }
+
 @protected int sse_decode_u_8(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 return deserializer.buffer.getUint8(); }
 
@@ -691,11 +844,17 @@ serializer.buffer.putUint8(self ? 1 : 0); }
 @protected void sse_encode_box_autoadd_device_kind(DeviceKind self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_device_kind(self, serializer); }
 
+@protected void sse_encode_box_autoadd_message(Message self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_message(self, serializer); }
+
 @protected void sse_encode_box_autoadd_node_config(NodeConfig self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_node_config(self, serializer); }
 
 @protected void sse_encode_box_autoadd_peer(Peer self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_peer(self, serializer); }
+
+@protected void sse_encode_delivery_status(DeliveryStatus self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_i_32(self.index, serializer); }
 
 @protected void sse_encode_device_kind(DeviceKind self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_i_32(self.index, serializer); }
@@ -713,7 +872,11 @@ sse_encode_String(verificationCode, serializer);
 case Event_PeerDisconnected(id: final id,reason: final reason): sse_encode_i_32(5, serializer); sse_encode_String(id, serializer);
 sse_encode_opt_String(reason, serializer);
 case Event_Error(message: final message): sse_encode_i_32(6, serializer); sse_encode_String(message, serializer);
-case Event_Other(event: final event,json: final json): sse_encode_i_32(7, serializer); sse_encode_String(event, serializer);
+case Event_MessageReceived(message: final message): sse_encode_i_32(7, serializer); sse_encode_box_autoadd_message(message, serializer);
+case Event_MessageStatus(id: final id,peer: final peer,status: final status): sse_encode_i_32(8, serializer); sse_encode_String(id, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_delivery_status(status, serializer);
+case Event_Other(event: final event,json: final json): sse_encode_i_32(9, serializer); sse_encode_String(event, serializer);
 sse_encode_String(json, serializer);
   } }
 
@@ -734,6 +897,10 @@ sse_encode_i_32(self.length, serializer);
 sse_encode_i_32(self.length, serializer);
         for (final item in self) { sse_encode_found_peer(item, serializer); } }
 
+@protected void sse_encode_list_message(List<Message> self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_i_32(self.length, serializer);
+        for (final item in self) { sse_encode_message(item, serializer); } }
+
 @protected void sse_encode_list_peer(List<Peer> self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_i_32(self.length, serializer);
         for (final item in self) { sse_encode_peer(item, serializer); } }
@@ -741,6 +908,17 @@ sse_encode_i_32(self.length, serializer);
 @protected void sse_encode_list_prim_u_8_strict(Uint8List self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_i_32(self.length, serializer);
                     serializer.buffer.putUint8List(self); }
+
+@protected void sse_encode_message(Message self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_String(self.id, serializer);
+sse_encode_String(self.sender, serializer);
+sse_encode_String(self.recipient, serializer);
+sse_encode_bool(self.outgoing, serializer);
+sse_encode_u_64(self.sentMs, serializer);
+sse_encode_String(self.text, serializer);
+sse_encode_opt_String(self.replyTo, serializer);
+sse_encode_delivery_status(self.status, serializer);
+ }
 
 @protected void sse_encode_node_config(NodeConfig self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_String(self.dataDir, serializer);
@@ -782,6 +960,12 @@ sse_encode_String(self.verificationCode, serializer);
 @protected void sse_encode_trust(Trust self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_i_32(self.index, serializer); }
 
+@protected void sse_encode_u_32(int self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+serializer.buffer.putUint32(self); }
+
+@protected void sse_encode_u_64(BigInt self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+serializer.buffer.putBigUint64(self); }
+
 @protected void sse_encode_u_8(int self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 serializer.buffer.putUint8(self); }
 
@@ -812,6 +996,10 @@ serializer.buffer.putBigUint64(self); }
  Future<String>  connect({required String addr })=>RustLib.instance.api.crateApiPeerConnectConnect(that: this, addr: addr);
 
 
+/// Up to `limit` messages with `peer` older than `before`; oldest first.
+ Future<List<Message>>  conversation({required String peer , String? before , required int limit })=>RustLib.instance.api.crateApiPeerConnectConversation(that: this, peer: peer, before: before, limit: limit);
+
+
 /// Every event, starting with `Listening`, as a Dart stream that closes
 /// when the node shuts down. Listen once per node.
  Stream<Event>  events()=>RustLib.instance.api.crateApiPeerConnectEvents(that: this, );
@@ -829,11 +1017,19 @@ serializer.buffer.putBigUint64(self); }
  List<String>  listenAddrs()=>RustLib.instance.api.crateApiPeerConnectListenAddrs(that: this, );
 
 
+/// Marks `peer`'s messages up to `up_to` read; returns how many.
+ Future<BigInt>  markRead({required String peer , required String upTo })=>RustLib.instance.api.crateApiPeerConnectMarkRead(that: this, peer: peer, upTo: upTo);
+
+
  String  name()=>RustLib.instance.api.crateApiPeerConnectName(that: this, );
 
 
 /// Peers known now: discovered on the LAN or connected.
  Future<List<Peer>>  peers()=>RustLib.instance.api.crateApiPeerConnectPeers(that: this, );
+
+
+/// Sends `text` to `peer`; delivered when a session is up.
+ Future<Message>  sendMessage({required String peer , required String text })=>RustLib.instance.api.crateApiPeerConnectSendMessage(that: this, peer: peer, text: text);
 
 
 /// Trusts, blocks or resets `peer` (a PeerId, unique prefix or name).

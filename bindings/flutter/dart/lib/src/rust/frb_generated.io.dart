@@ -43,9 +43,13 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected DeviceKind dco_decode_box_autoadd_device_kind(dynamic raw);
 
+@protected Message dco_decode_box_autoadd_message(dynamic raw);
+
 @protected NodeConfig dco_decode_box_autoadd_node_config(dynamic raw);
 
 @protected Peer dco_decode_box_autoadd_peer(dynamic raw);
+
+@protected DeliveryStatus dco_decode_delivery_status(dynamic raw);
 
 @protected DeviceKind dco_decode_device_kind(dynamic raw);
 
@@ -59,9 +63,13 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected List<FoundPeer> dco_decode_list_found_peer(dynamic raw);
 
+@protected List<Message> dco_decode_list_message(dynamic raw);
+
 @protected List<Peer> dco_decode_list_peer(dynamic raw);
 
 @protected Uint8List dco_decode_list_prim_u_8_strict(dynamic raw);
+
+@protected Message dco_decode_message(dynamic raw);
 
 @protected NodeConfig dco_decode_node_config(dynamic raw);
 
@@ -72,6 +80,10 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 @protected Peer dco_decode_peer(dynamic raw);
 
 @protected Trust dco_decode_trust(dynamic raw);
+
+@protected int dco_decode_u_32(dynamic raw);
+
+@protected BigInt dco_decode_u_64(dynamic raw);
 
 @protected int dco_decode_u_8(dynamic raw);
 
@@ -97,9 +109,13 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected DeviceKind sse_decode_box_autoadd_device_kind(SseDeserializer deserializer);
 
+@protected Message sse_decode_box_autoadd_message(SseDeserializer deserializer);
+
 @protected NodeConfig sse_decode_box_autoadd_node_config(SseDeserializer deserializer);
 
 @protected Peer sse_decode_box_autoadd_peer(SseDeserializer deserializer);
+
+@protected DeliveryStatus sse_decode_delivery_status(SseDeserializer deserializer);
 
 @protected DeviceKind sse_decode_device_kind(SseDeserializer deserializer);
 
@@ -113,9 +129,13 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected List<FoundPeer> sse_decode_list_found_peer(SseDeserializer deserializer);
 
+@protected List<Message> sse_decode_list_message(SseDeserializer deserializer);
+
 @protected List<Peer> sse_decode_list_peer(SseDeserializer deserializer);
 
 @protected Uint8List sse_decode_list_prim_u_8_strict(SseDeserializer deserializer);
+
+@protected Message sse_decode_message(SseDeserializer deserializer);
 
 @protected NodeConfig sse_decode_node_config(SseDeserializer deserializer);
 
@@ -126,6 +146,10 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 @protected Peer sse_decode_peer(SseDeserializer deserializer);
 
 @protected Trust sse_decode_trust(SseDeserializer deserializer);
+
+@protected int sse_decode_u_32(SseDeserializer deserializer);
+
+@protected BigInt sse_decode_u_64(SseDeserializer deserializer);
 
 @protected int sse_decode_u_8(SseDeserializer deserializer);
 
@@ -151,9 +175,13 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected void sse_encode_box_autoadd_device_kind(DeviceKind self, SseSerializer serializer);
 
+@protected void sse_encode_box_autoadd_message(Message self, SseSerializer serializer);
+
 @protected void sse_encode_box_autoadd_node_config(NodeConfig self, SseSerializer serializer);
 
 @protected void sse_encode_box_autoadd_peer(Peer self, SseSerializer serializer);
+
+@protected void sse_encode_delivery_status(DeliveryStatus self, SseSerializer serializer);
 
 @protected void sse_encode_device_kind(DeviceKind self, SseSerializer serializer);
 
@@ -167,9 +195,13 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected void sse_encode_list_found_peer(List<FoundPeer> self, SseSerializer serializer);
 
+@protected void sse_encode_list_message(List<Message> self, SseSerializer serializer);
+
 @protected void sse_encode_list_peer(List<Peer> self, SseSerializer serializer);
 
 @protected void sse_encode_list_prim_u_8_strict(Uint8List self, SseSerializer serializer);
+
+@protected void sse_encode_message(Message self, SseSerializer serializer);
 
 @protected void sse_encode_node_config(NodeConfig self, SseSerializer serializer);
 
@@ -180,6 +212,10 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 @protected void sse_encode_peer(Peer self, SseSerializer serializer);
 
 @protected void sse_encode_trust(Trust self, SseSerializer serializer);
+
+@protected void sse_encode_u_32(int self, SseSerializer serializer);
+
+@protected void sse_encode_u_64(BigInt self, SseSerializer serializer);
 
 @protected void sse_encode_u_8(int self, SseSerializer serializer);
 

@@ -115,9 +115,12 @@ pub struct _NodeConfig {
     pub name: Option<String>,
     pub kind: Option<DeviceKind>,
     pub listen_addr: Option<String>,
+    #[frb(default = true)]
     pub discovery: bool,
+    #[frb(default = [])]
     pub connect: Vec<String>,
     pub downloads_dir: Option<String>,
+    #[frb(default = true)]
     pub dht: bool,
 }
 

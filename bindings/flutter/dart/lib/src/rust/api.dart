@@ -194,7 +194,7 @@ final List<String> connect;
 final String? downloadsDir;
 final bool dht;
 
-                const NodeConfig({required this.dataDir ,this.name ,this.kind ,this.listenAddr ,required this.discovery ,required this.connect ,this.downloadsDir ,required this.dht ,});
+                const NodeConfig({required this.dataDir ,this.name ,this.kind ,this.listenAddr ,this.discovery = true,this.connect = const [],this.downloadsDir ,this.dht = true,});
 
 
 

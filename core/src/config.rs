@@ -46,6 +46,32 @@ pub struct Config {
     /// How often connected peers are pinged; a peer silent for three intervals is
     /// considered gone.
     pub keepalive: Duration,
+    /// Where the identity and the store live.
+    pub storage: Storage,
+    /// How many events a slow [`Node::events`](crate::Node::events) subscriber
+    /// may fall behind before it misses some. The buffer is allocated up front
+    /// (a few hundred bytes per slot), so nodes run by the thousand in one
+    /// process want it small. Services' link up/down stream gets the same, at
+    /// most 1024.
+    pub event_buffer: usize,
+    /// Gossip (HyParView, Plumtree, rumor mongering) settings for every topic,
+    /// rooms included.
+    pub gossip: crate::proto::gossip::Config,
+}
+
+/// Where a node keeps its identity key, store and control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// In `data_dir`: the key persists, the store is a SQLite file, the control
+    /// socket lets the CLI use the running node, and a lock keeps a second node
+    /// off the same dir.
+    #[default]
+    DataDir,
+    /// Nothing on disk and `data_dir` unused: a fresh identity each start, an
+    /// in-memory store (peers, trust and room history are lost at shutdown), no
+    /// control socket, no lock. For tests and benchmarks that run many nodes in
+    /// one process.
+    Memory,
 }
 
 /// LAN discovery settings.
@@ -97,6 +123,9 @@ impl Config {
             accept_all: false,
             auto_accept_trusted: true,
             keepalive: Duration::from_secs(10),
+            storage: Storage::DataDir,
+            event_buffer: 4096,
+            gossip: crate::proto::gossip::Config::default(),
         }
     }
 

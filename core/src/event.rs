@@ -92,6 +92,16 @@ pub enum Event {
     },
     /// Something failed that the user should know about.
     Error { message: String },
+    /// A message in a room we are in (ours included); its author's signature
+    /// was checked.
+    RoomMessage {
+        room: String,
+        message: crate::proto::rooms::RoomMessage,
+    },
+    /// We joined a room.
+    RoomJoined { room: String },
+    /// We left a room.
+    RoomLeft { room: String },
 }
 
 #[cfg(test)]

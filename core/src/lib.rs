@@ -20,7 +20,9 @@
 //! - [`store`]: SQLite: peers, trust (and messages, transfers as they land).
 //! - [`proto`]: sans-IO protocol state machines (wire format, discovery, ...),
 //!   driven by [`net`] in production and by `proto::sim` in simulations.
-//! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor.
+//! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor,
+//!   the gossip service.
+//! - [`rooms`]: group chat rooms on gossip (signed messages, history).
 
 pub mod config;
 pub mod control;
@@ -30,6 +32,7 @@ pub mod identity;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod rooms;
 pub mod store;
 
 pub use config::Config;
@@ -37,3 +40,4 @@ pub use error::{Error, Result};
 pub use event::{Event, PeerInfo, Trust};
 pub use identity::{Identity, PeerId};
 pub use node::{EventStream, Node};
+pub use proto::rooms::RoomMessage;

@@ -15,6 +15,7 @@ pub mod gossip;
 pub mod hyparview;
 pub mod kademlia;
 pub mod plumtree;
+pub mod rooms;
 pub mod rumor;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

@@ -1,5 +1,5 @@
-//! Durable state in SQLite: known peers and trust (and, as features land,
-//! messages, transfers and rooms).
+//! Durable state in SQLite: known peers and trust, room history (and, as
+//! features land, messages and transfers).
 //!
 //! One file `peerconnect.db` in the data dir, WAL mode, `synchronous=NORMAL`
 //! (durable across process crashes; an OS crash may lose the last transactions but
@@ -24,6 +24,8 @@ use crate::event::Trust;
 use crate::identity::PeerId;
 use crate::proto::wire::DeviceKind;
 
+mod rooms;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store error: {0}")]
@@ -37,9 +39,10 @@ pub enum StoreError {
 }
 
 /// The schema, one named migration per entry; never edit a released entry, append.
-pub(crate) const MIGRATIONS: &[(&str, &str)] = &[(
-    "peers_1",
-    "CREATE TABLE peers (
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "peers_1",
+        "CREATE TABLE peers (
         id TEXT PRIMARY KEY NOT NULL,
         name TEXT NOT NULL DEFAULT '',
         kind TEXT NOT NULL DEFAULT 'other',
@@ -47,7 +50,9 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[(
         last_seen_ms INTEGER NOT NULL DEFAULT 0,
         trust TEXT NOT NULL DEFAULT 'unknown'
     );",
-)];
+    ),
+    ("rooms_1", rooms::MIGRATION),
+];
 
 /// A peer as remembered across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +145,7 @@ impl Store {
     }
 
     /// Runs `f` inside one transaction (all or nothing).
-    #[allow(dead_code)] // for the feature stores (messages, transfers, rooms)
+    #[allow(dead_code)] // for the feature stores (messages, transfers)
     pub(crate) fn with_tx<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
@@ -153,7 +158,6 @@ impl Store {
     }
 
     /// Runs `f` with the connection (single statements, reads).
-    #[allow(dead_code)] // for the feature stores (messages, transfers, rooms)
     pub(crate) fn with_conn<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,

@@ -110,6 +110,10 @@ impl Counters {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn bump(a: &AtomicU64) {
     a.fetch_add(1, Ordering::Relaxed);
 }
@@ -126,6 +130,9 @@ pub(crate) struct Rooms {
     /// Joined rooms by topic. Not protocol state (that is the gossip task's):
     /// the names the API and the receiver need.
     joined: Arc<Mutex<BTreeMap<TopicId, String>>>,
+    /// Active-view size per topic, from the gossip events (so the lonely-room
+    /// check asks the gossip task nothing).
+    neighbors: Arc<Mutex<BTreeMap<TopicId, usize>>>,
     counters: Arc<Counters>,
 }
 
@@ -157,6 +164,7 @@ impl Rooms {
             store,
             events,
             joined: Arc::default(),
+            neighbors: Arc::default(),
             counters: Arc::default(),
         }
     }
@@ -295,19 +303,27 @@ impl Rooms {
     /// the gossip service (which waits on it: see `Gossip::spawn`).
     pub(crate) fn spawn_receiver(&self, mut rx: mpsc::Receiver<gossip::Event>) -> JoinHandle<()> {
         let joined = self.joined.clone();
+        let neighbors = self.neighbors.clone();
         let counters = self.counters.clone();
         let store = self.store.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                let gossip::Event::Received { topic, delivery } = ev else {
-                    continue;
+                let (topic, delivery) = match ev {
+                    gossip::Event::Received { topic, delivery } => (topic, delivery),
+                    gossip::Event::NeighborUp { topic, .. } => {
+                        *lock(&neighbors).entry(topic).or_default() += 1;
+                        continue;
+                    }
+                    gossip::Event::NeighborDown { topic, .. } => {
+                        let mut n = lock(&neighbors);
+                        let k = n.entry(topic).or_default();
+                        *k = k.saturating_sub(1);
+                        continue;
+                    }
+                    gossip::Event::Banned(_) => continue,
                 };
-                let room = joined
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&topic)
-                    .cloned();
+                let room = lock(&joined).get(&topic).cloned();
                 let Some(room) = room else {
                     continue; // a topic of another service, or a room just left
                 };
@@ -408,10 +424,7 @@ pub(crate) fn spawn_lonely_rooms(node: WeakNode) -> Option<JoinHandle<()>> {
             retry.retain(|t, _| joined.contains(t));
             let now = tokio::time::Instant::now();
             for topic in joined {
-                let Ok(views) = rooms.gossip.views(topic).await else {
-                    return;
-                };
-                if !views.active.is_empty() {
+                if lock(&rooms.neighbors).get(&topic).is_some_and(|n| *n > 0) {
                     retry.remove(&topic);
                     continue;
                 }

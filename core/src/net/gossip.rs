@@ -12,7 +12,8 @@
 //!   is reported back as `ConnectionLost`.
 //! - `Dial(peer, data)` → [`Links::dial`] with the addresses encoded in `data`
 //!   ([`peer_data`]), in a spawned task; failure comes back as `ConnectionLost`.
-//! - [`LinkEvent::Down`] → `ConnectionLost`.
+//! - [`LinkEvent::Down`] of a session some topic holds → `ConnectionLost`
+//!   (other sessions come and go for reasons that say nothing about the peer).
 //! - `Disconnect(peer)`: sessions are shared with the node's other services
 //!   (messaging, transfers) and with the node itself (discovery, `--connect`),
 //!   so gossip never tears down a session it did not open. A session it opened
@@ -35,6 +36,22 @@
 //!   newcomer knows its contact really is a member. [`Gossip::neighbors`]
 //!   lists only neighbours that have proven membership this way (any message
 //!   in the topic but DISCONNECT counts).
+//!
+//! With those answers a join *probes* its bootstrap peers one at a time: JOIN
+//! goes to the first; if it refuses, fails or stays silent for
+//! [`JOIN_PROBE_TIMEOUT`], to the next. Handing HyParView all of them at once
+//! (contact plus fallbacks) would, when the contact is not a member, join
+//! through NEIGHBOR requests to the fallbacks instead, which start no random
+//! walks: the newcomer would hang by one link, and a burst of such joins
+//! leaves the overlay in pieces (seen with 500 real nodes). Plumtree topics
+//! only; rumor topics get the whole list, as the state expects.
+//!
+//! Known limit: newcomers that join *at the same moment* and can reach only
+//! each other may take each other as contacts and form an island, and
+//! HyParView has no way to merge islands whose members all have full active
+//! views (their low-priority NEIGHBOR requests are refused everywhere).
+//! Members arriving one after another (each finds a settled member) do not
+//! have this problem; see `docs/benchmarks.md`.
 //!
 //! Frames from a banned peer are dropped before the state sees them.
 
@@ -59,8 +76,12 @@ use crate::proto::hyparview::{self, MAX_PEER_DATA_LEN, PeerData, PeerInfo};
 use crate::proto::plumtree::{self, MessageId, Payload};
 use crate::proto::wire;
 
-/// A session gossip opened is closed once unused by every topic this long.
-pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
+/// A session gossip opened is closed once unused by every topic this long
+/// (long enough for what was queued to reach the peer; short, because each
+/// shuffle and each refused NEIGHBOR request opens one).
+pub const IDLE_CLOSE: Duration = Duration::from_secs(3);
+/// A join contact that neither acknowledges nor refuses within this is skipped.
+pub const JOIN_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Frames waiting for a dial, per peer, at most.
 const MAX_QUEUED_PER_PEER: usize = 64;
 /// Requests waiting for the task, at most.
@@ -213,6 +234,7 @@ impl Gossip {
             opened: HashMap::new(),
             closing: HashSet::new(),
             strategies: BTreeMap::new(),
+            probes: BTreeMap::new(),
             confirmed: BTreeMap::new(),
             events,
             emitted: Vec::new(),
@@ -285,6 +307,15 @@ enum DriverTimer {
     Gossip(Timer),
     /// Close the session to this peer if gossip still does not need it.
     IdleClose(PeerId),
+    /// Give up on this join contact if it is still the one being probed.
+    JoinProbe(TopicId, PeerId),
+}
+
+/// A join in progress: the contact asked last and the ones left to ask.
+struct Probe {
+    strategy: Strategy,
+    contact: PeerId,
+    rest: VecDeque<PeerInfo>,
 }
 
 struct Actor {
@@ -306,6 +337,7 @@ struct Actor {
     /// Sessions we asked the node to close: their `Down` is not a failure.
     closing: HashSet<(PeerId, u64)>,
     strategies: BTreeMap<TopicId, Strategy>,
+    probes: BTreeMap<TopicId, Probe>,
     /// Per topic, peers that sent us something in it while active.
     confirmed: BTreeMap<TopicId, BTreeSet<PeerId>>,
     events: mpsc::Sender<Event>,
@@ -350,18 +382,27 @@ impl Actor {
                 bootstrap,
                 reply,
             } => {
-                let bootstrap = bootstrap
+                let me = self.state.me();
+                let mut bootstrap: VecDeque<PeerInfo> = bootstrap
                     .into_iter()
+                    .filter(|(id, _)| *id != me)
                     .map(|(id, addrs)| PeerInfo {
                         id,
                         data: peer_data(&addrs),
                     })
                     .collect();
-                self.drive(InEvent::Join {
-                    topic,
-                    strategy,
-                    bootstrap,
-                });
+                let strategy = self.strategies.get(&topic).copied().unwrap_or(strategy);
+                if is_tree(strategy)
+                    && let Some(contact) = bootstrap.pop_front()
+                {
+                    self.probe(topic, strategy, contact, bootstrap);
+                } else {
+                    self.drive(InEvent::Join {
+                        topic,
+                        strategy,
+                        bootstrap: bootstrap.into(),
+                    });
+                }
                 if self.state.is_joined(&topic) {
                     self.strategies.entry(topic).or_insert(strategy);
                     let _ = reply.send(Ok(()));
@@ -372,6 +413,7 @@ impl Actor {
             Request::Leave { topic, reply } => {
                 self.drive(InEvent::Leave(topic));
                 self.strategies.remove(&topic);
+                self.probes.remove(&topic);
                 self.confirmed.remove(&topic);
                 let _ = reply.send(());
             }
@@ -434,24 +476,31 @@ impl Actor {
             };
             self.send(from, m);
         }
+        let is_ack = matches!(
+            &msg.body,
+            Body::Plumtree(plumtree::Message::IHave(ids)) if ids.is_empty()
+        );
         self.drive(InEvent::Message { from, message: msg });
-        if !joined || is_disconnect {
+        if !joined {
+            return;
+        }
+        if self.probes.get(&topic).is_some_and(|p| p.contact == from) {
+            if is_disconnect {
+                self.next_probe(topic); // not (or no longer) a member
+            } else if is_ack {
+                self.settle(topic); // a member that is itself settled
+            }
+        }
+        if is_disconnect {
             return;
         }
         if !self.state.neighbors(&topic).contains(&from) {
             return;
         }
         self.confirmed.entry(topic).or_default().insert(from);
-        let tree = matches!(
-            self.strategies.get(&topic),
-            Some(Strategy::Plumtree | Strategy::Lan)
-        );
+        let tree = self.strategies.get(&topic).is_some_and(|s| is_tree(*s));
         if is_join && tree {
-            let ack = Message {
-                topic,
-                body: Body::Plumtree(plumtree::Message::IHave(Vec::new())),
-            };
-            self.send(from, ack);
+            self.send(from, join_ack(topic));
         }
     }
 
@@ -465,7 +514,14 @@ impl Actor {
                 if self.closing.remove(&(peer, session)) {
                     return; // we closed it on purpose; the peer is fine
                 }
-                self.drive(InEvent::ConnectionLost(peer));
+                // Only a session some topic uses tells us the peer failed. The
+                // others close for many reasons (the peer closed a session it
+                // opened for a shuffle, the user blocked it, ...), and reading
+                // those as failures would empty passive views; a dead passive
+                // peer is found out when a dial to it fails.
+                if self.state.connected_peers().any(|p| *p == peer) {
+                    self.lost(peer);
+                }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 // Missed some downs: every peer a topic holds without a session
@@ -493,12 +549,17 @@ impl Actor {
                 for m in queued {
                     self.send(peer, m);
                 }
+                // Often the state let go of the peer before the dial finished
+                // (a SHUFFLE_REPLY is Dial, Send, Disconnect in one step).
+                if !self.state.connected_peers().any(|p| *p == peer) {
+                    self.schedule(IDLE_CLOSE, DriverTimer::IdleClose(peer));
+                }
             }
             Err(error) => {
                 tracing::debug!(%peer, %error, "gossip dial failed");
                 self.stats.dials_failed += 1;
                 self.stats.queued_dropped += queued.len() as u64;
-                self.drive(InEvent::ConnectionLost(peer));
+                self.lost(peer);
             }
         }
     }
@@ -512,6 +573,15 @@ impl Actor {
             match entry.remove() {
                 DriverTimer::Gossip(t) => self.drive(InEvent::Timer(t)),
                 DriverTimer::IdleClose(peer) => self.close_if_unused(peer),
+                DriverTimer::JoinProbe(topic, contact) => {
+                    if self
+                        .probes
+                        .get(&topic)
+                        .is_some_and(|p| p.contact == contact)
+                    {
+                        self.next_probe(topic);
+                    }
+                }
             }
         }
     }
@@ -545,6 +615,61 @@ impl Actor {
         self.state.handle_into(now, input, &mut out);
         let lost = self.apply(out);
         self.feed_lost(lost);
+    }
+
+    /// Joins `topic` through `contact`, keeping `rest` to try next.
+    fn probe(
+        &mut self,
+        topic: TopicId,
+        strategy: Strategy,
+        contact: PeerInfo,
+        rest: VecDeque<PeerInfo>,
+    ) {
+        let id = contact.id;
+        self.probes.insert(
+            topic,
+            Probe {
+                strategy,
+                contact: id,
+                rest,
+            },
+        );
+        self.schedule(JOIN_PROBE_TIMEOUT, DriverTimer::JoinProbe(topic, id));
+        self.drive(InEvent::Join {
+            topic,
+            strategy,
+            bootstrap: vec![contact],
+        });
+    }
+
+    /// The join contact of `topic` is not a member: try the next one.
+    fn next_probe(&mut self, topic: TopicId) {
+        let Some(mut p) = self.probes.remove(&topic) else {
+            return;
+        };
+        match p.rest.pop_front() {
+            Some(next) => self.probe(topic, p.strategy, next, p.rest),
+            None => self.settle(topic), // first in the topic, as far as we know
+        }
+    }
+
+    /// Our join of `topic` is over.
+    fn settle(&mut self, topic: TopicId) {
+        self.probes.remove(&topic);
+    }
+
+    /// A peer failed: tell the state, and move on from it as a join contact.
+    fn lost(&mut self, peer: PeerId) {
+        self.drive(InEvent::ConnectionLost(peer));
+        let probing: Vec<TopicId> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.contact == peer)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in probing {
+            self.next_probe(t);
+        }
     }
 
     fn feed_lost(&mut self, lost: Vec<PeerId>) {
@@ -634,6 +759,18 @@ impl Actor {
             let _ = done.send((peer, res)).await;
         });
     }
+}
+
+/// A member's answer to a JOIN (see the module docs).
+fn join_ack(topic: TopicId) -> Message {
+    Message {
+        topic,
+        body: Body::Plumtree(plumtree::Message::IHave(Vec::new())),
+    }
+}
+
+fn is_tree(s: Strategy) -> bool {
+    matches!(s, Strategy::Plumtree | Strategy::Lan)
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

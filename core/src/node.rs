@@ -294,6 +294,12 @@ impl Node {
         EventStream::new(first.unwrap_or_else(|| self.inner.events.subscribe()))
     }
 
+    /// Events from now on (never the backlog since start that the first
+    /// [`Node::events`] caller gets).
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
     async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.inner

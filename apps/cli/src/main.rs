@@ -1,8 +1,10 @@
 //! `peerconnect`: the command line of PeerConnect (see DESIGN.md's command-line
 //! contract). Every command is a thin adapter over the core's `Node` API.
 
+mod bench;
 mod node_args;
 mod print;
+mod room;
 mod sim;
 
 use std::process::ExitCode;
@@ -17,7 +19,7 @@ use node_args::NodeArgs;
 use print::Printer;
 
 /// Exit codes of the command-line contract.
-mod exit {
+pub(crate) mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const NOT_FOUND: u8 = 3;
@@ -75,6 +77,12 @@ enum Cmd {
     /// Run the simulator (virtual time, thousands of nodes, one seed).
     #[command(subcommand)]
     Sim(sim::SimCmd),
+    /// Chat rooms: everyone on the LAN who joins the same name.
+    #[command(subcommand)]
+    Room(room::RoomCmd),
+    /// Benchmarks on real nodes (tables; JSON with --json).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 fn main() -> ExitCode {
@@ -135,6 +143,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Room(cmd) => room::run(cmd).await,
+        Cmd::Bench(cmd) => bench::run(cmd).await,
     }
 }
 
@@ -223,7 +233,7 @@ async fn set_trust(args: NodeArgs, peer: &str, trust: Trust) -> anyhow::Result<E
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -18,8 +18,8 @@
 //! dropped and the active view is refilled from the passive view with NEIGHBOR
 //! requests, of high priority (always accepted) when at most half the active
 //! view is left (the paper: when it is empty) and of low priority (accepted only
-//! where there is room) otherwise; a peer that refuses is not asked again
-//! before the next shuffle. An eviction (DISCONNECT) is replaced at once, too.
+//! where there is room) otherwise; after a refusal the next attempt waits for
+//! the next shuffle tick, and the refusing peer is not asked again before it. An eviction (DISCONNECT) is replaced at once, too.
 //! A periodic SHUFFLE walk exchanges samples of both views, so passive views
 //! stay fresh.
 //!
@@ -462,9 +462,12 @@ impl<R: Rng> State<R> {
             if self.refused.len() >= self.config.passive_view_capacity {
                 self.refused.clear();
             }
+            // Try again at the next shuffle tick, not now: asking the next
+            // passive peer at once, and the next, makes every node short of a
+            // neighbour open a connection per passive peer per round (with
+            // 2,000 real nodes in one process that ran out of descriptors).
             self.refused.insert(from);
             self.release(from, out);
-            self.refill(out);
         }
     }
 

@@ -30,7 +30,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -188,7 +187,7 @@ impl Rooms {
         if self.lock().contains_key(&topic) {
             return Ok(());
         }
-        let bootstrap = bootstrap_candidates(node, None).await?;
+        let bootstrap = bootstrap_candidates(node, topic, None).await?;
         self.gossip
             .join(topic, Strategy::Lan, bootstrap)
             .await
@@ -358,12 +357,13 @@ impl Rooms {
     }
 }
 
-/// Peers to join a room through: connected ones first, then those discovered
-/// on the LAN, each group shuffled, at most [`MAX_BOOTSTRAP`]. With `only`,
-/// just that peer. When the node runs a DHT, the room's members found there
+/// Peers to join a room through: connected and discovered ones, in the
+/// room's rendezvous order ([`rooms::rendezvous_rank`]), at most
+/// [`MAX_BOOTSTRAP`]. With `only`, just that peer. When the node runs a DHT, the room's members found there
 /// (a provider record under the topic id) belong first in this list.
 async fn bootstrap_candidates(
     node: &Node,
+    topic: TopicId,
     only: Option<PeerId>,
 ) -> Result<Vec<(PeerId, Vec<SocketAddr>)>> {
     let peers = node.peers().await?;
@@ -377,19 +377,24 @@ async fn bootstrap_candidates(
     if let Some(id) = only {
         return Ok(vec![(id, addrs_of(&id))]);
     }
-    let mut connected = node.links().connected();
-    let mut discovered: Vec<PeerId> = peers
+    let connected = node.links().connected();
+    let mut candidates: Vec<PeerId> = connected
         .iter()
-        .filter(|p| !connected.contains(&p.id))
-        .map(|p| p.id)
-        .collect();
-    let mut rng = rand::rng();
-    connected.shuffle(&mut rng);
-    discovered.shuffle(&mut rng);
-    Ok(connected
-        .into_iter()
-        .chain(discovered)
+        .copied()
+        .chain(
+            peers
+                .iter()
+                .map(|p| p.id)
+                .filter(|id| !connected.contains(id)),
+        )
         .filter(|id| *id != node.id())
+        .collect();
+    // Rendezvous order: everyone who knows the same peers asks them in the
+    // same order, so devices joining the room at the same moment meet at the
+    // same contact instead of forming islands through each other.
+    candidates.sort_by_cached_key(|id| rooms::rendezvous_rank(topic, id));
+    Ok(candidates
+        .into_iter()
         .take(MAX_BOOTSTRAP)
         .map(|id| {
             let addrs = addrs_of(&id);
@@ -440,7 +445,7 @@ pub(crate) fn spawn_lonely_rooms(node: WeakNode) -> Option<JoinHandle<()>> {
                     }
                     None => continue,
                 };
-                let Ok(bootstrap) = bootstrap_candidates(&node, only).await else {
+                let Ok(bootstrap) = bootstrap_candidates(&node, topic, only).await else {
                     return;
                 };
                 if bootstrap.is_empty() {

@@ -38,6 +38,14 @@ pub struct GossipArgs {
     /// Seeds the choice of bootstrap peers and of the sender.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Broadcasts timed, one second apart (the first runs over a tree whose
+    /// links are all still eager; later ones show the tree after pruning).
+    #[arg(long, default_value_t = 3)]
+    broadcasts: usize,
+    /// Join all nodes at once instead of one after another (shows the
+    /// islands simultaneous joins can form; see `net::gossip`).
+    #[arg(long)]
+    all_at_once: bool,
     /// Wait at least this many seconds after the join before broadcasting.
     #[arg(long, default_value_t = 0.0)]
     quiet: f64,
@@ -77,7 +85,7 @@ struct Report {
     active_view_mean: f64,
     sessions_per_node: f64,
     frames_per_node_join: f64,
-    /// The first broadcast (every tree link still eager) and the second.
+    /// One per broadcast, in order.
     rounds: Vec<Round>,
     rss_before_mib: f64,
     rss_started_mib: f64,
@@ -213,7 +221,7 @@ async fn gossip(a: GossipArgs) -> anyhow::Result<ExitCode> {
     for (i, n) in nodes.iter().enumerate() {
         let started = Instant::now();
         n.join_room(ROOM).await?;
-        if i > 0 {
+        if i > 0 && !a.all_at_once {
             while n.room_neighbors(ROOM).await?.is_empty() {
                 if t.elapsed() > limit {
                     anyhow::bail!("node {i} found no neighbour in the room");
@@ -263,8 +271,11 @@ async fn gossip(a: GossipArgs) -> anyhow::Result<ExitCode> {
     r.rss_joined_mib = rss_bytes() as f64 / MIB;
     r.rss_per_node_kib = (r.rss_joined_mib - r.rss_before_mib) * 1024.0 / nodes.len() as f64;
 
-    // 4. Two broadcasts from random nodes; every other node must deliver each.
-    for round in 0..2 {
+    // 4. Broadcasts from random nodes; every other node must deliver each.
+    for round in 0..a.broadcasts.max(1) {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         note(a.json, &format!("broadcast {}", round + 1));
         let sender = rng.random_range(0..nodes.len());
         let marker = format!("bench broadcast {round} {}", rng.random::<u64>());

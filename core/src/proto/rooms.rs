@@ -36,6 +36,17 @@ pub fn topic(name: &str) -> TopicId {
     TopicId::from_name(&format!("room:{name}"))
 }
 
+/// Where `peer` stands in the order every node tries join contacts for
+/// `topic` (rendezvous hashing: lowest first). The same for everyone, so
+/// devices that join at once try the same contacts first; different per
+/// room, so no device is everyone's first contact for every room.
+pub fn rendezvous_rank(topic: TopicId, peer: &PeerId) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(&topic.0);
+    h.update(peer.as_bytes());
+    *h.finalize().as_bytes()
+}
+
 /// Why a room name or message text is refused locally (before sending).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

@@ -271,6 +271,7 @@ impl Identity {
     }
 
     /// The secret key bytes (for building the TLS certificate).
+    // Used by net::transport on main; this branch does not have it yet.
     pub(crate) fn secret_bytes(&self) -> [u8; 32] {
         self.key.to_bytes()
     }

@@ -5,7 +5,9 @@
 //! talk to it over bounded channels.
 
 pub(crate) mod actor;
+pub mod dht;
 pub mod discovery;
+pub mod links;
 pub mod mux;
 pub mod transport;
 

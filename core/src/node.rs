@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, PeerInfo, Trust};
 use crate::identity::{Identity, PeerId};
 use crate::net::actor::{Actor, Command, Stats};
+use crate::net::links::{Links, Router};
 use crate::store::Store;
 
 /// How many events a slow subscriber may fall behind before it misses some.
@@ -41,6 +42,7 @@ struct Inner {
     /// Receives every event since start; handed to the first `events()` caller.
     first_events: Mutex<Option<broadcast::Receiver<Event>>>,
     store: Arc<Store>,
+    links: Arc<Links>,
     listen_addrs: Vec<SocketAddr>,
     join: Mutex<Option<JoinHandle<()>>>,
     /// Front-end tasks tied to the node's life (control socket, web server).
@@ -96,12 +98,16 @@ impl Node {
         let store = Arc::new(Store::open(&config.data_dir)?);
         let (events, first) = broadcast::channel(EVENT_BUFFER);
         let (cmd, cmd_rx) = mpsc::channel(64);
+        let links = Links::new(cmd.clone());
+        let router = Router::default();
         let started = Actor::spawn(
             config.clone(),
             identity.clone(),
             store.clone(),
             events.clone(),
             cmd_rx,
+            links.clone(),
+            router,
         )
         .await?;
         let node = Node {
@@ -113,6 +119,7 @@ impl Node {
                 events,
                 first_events: Mutex::new(Some(first)),
                 store,
+                links,
                 listen_addrs: started.listen_addrs,
                 join: Mutex::new(Some(started.join)),
                 tasks: Mutex::new(Vec::new()),
@@ -149,6 +156,16 @@ impl Node {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// Connected peers' links, for the node's services.
+    pub fn links(&self) -> &Arc<Links> {
+        &self.inner.links
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
     }
 
     /// Addresses other nodes can dial (concrete, never a wildcard).

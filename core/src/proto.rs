@@ -13,6 +13,7 @@
 pub mod discovery;
 pub mod gossip;
 pub mod hyparview;
+pub mod kademlia;
 pub mod mux;
 pub mod plumtree;
 pub mod rumor;

@@ -3,8 +3,13 @@
 //!
 //! One file `peerconnect.db` in the data dir, WAL mode, `synchronous=NORMAL`
 //! (durable across process crashes; an OS crash may lose the last transactions but
-//! never corrupts). The schema is versioned with `PRAGMA user_version`: migration
-//! *n* runs once, in order, inside a transaction, and old databases upgrade on open.
+//! never corrupts). The schema is versioned by named migrations recorded in the
+//! `migrations` table: each runs once, in list order, inside a transaction, and old
+//! databases upgrade on open. A database holding a migration this build does not
+//! know was written by a newer build and is refused rather than modified.
+//!
+//! Each feature keeps its queries in its own file (`store/<feature>.rs`, an
+//! `impl Store` block) and appends its migrations to [`MIGRATIONS`].
 //!
 //! The connection sits behind a mutex: calls are short, and the store is not
 //! protocol state (that lives in the actors).
@@ -24,20 +29,16 @@ pub enum StoreError {
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(
-        "store at {path} was written by a newer PeerConnect (schema {found}, this build knows {known})"
+        "store at {path} was written by a newer PeerConnect (it has migration {found:?}, unknown to this build)"
     )]
-    TooNew {
-        path: String,
-        found: i64,
-        known: i64,
-    },
+    TooNew { path: String, found: String },
     #[error("corrupt value in store: {0}")]
     Corrupt(String),
 }
 
-/// The schema, one migration per entry; never edit a released entry, append.
-const MIGRATIONS: &[&str] = &[
-    // 1: known peers and trust
+/// The schema, one named migration per entry; never edit a released entry, append.
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[(
+    "peers_1",
     "CREATE TABLE peers (
         id TEXT PRIMARY KEY NOT NULL,
         name TEXT NOT NULL DEFAULT '',
@@ -46,7 +47,7 @@ const MIGRATIONS: &[&str] = &[
         last_seen_ms INTEGER NOT NULL DEFAULT 0,
         trust TEXT NOT NULL DEFAULT 'unknown'
     );",
-];
+)];
 
 /// A peer as remembered across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,29 +103,62 @@ impl Store {
 
     fn migrate(&self, path: &str) -> Result<(), StoreError> {
         let mut conn = self.lock();
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS migrations (
+                name TEXT PRIMARY KEY NOT NULL,
+                applied_ms INTEGER NOT NULL
+            );",
+        )?;
+        let applied = applied_migrations(&conn)?;
+        if let Some(unknown) = applied
+            .iter()
+            .find(|a| !MIGRATIONS.iter().any(|(name, _)| name == a))
+        {
             return Err(StoreError::TooNew {
                 path: path.into(),
-                found: version,
-                known,
+                found: unknown.clone(),
             });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (name, sql) in MIGRATIONS {
+            if applied.iter().any(|a| a == name) {
+                continue;
+            }
             let tx = conn.transaction()?;
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.execute(
+                "INSERT INTO migrations (name, applied_ms) VALUES (?1, ?2)",
+                params![name, now_ms() as i64],
+            )?;
             tx.commit()?;
         }
         Ok(())
     }
 
-    /// Schema version after migrations.
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .lock()
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    /// Names of the migrations applied to this database.
+    pub fn migrations(&self) -> Result<Vec<String>, StoreError> {
+        applied_migrations(&self.lock())
+    }
+
+    /// Runs `f` inside one transaction (all or nothing).
+    #[allow(dead_code)] // for the feature stores (messages, transfers, rooms)
+    pub(crate) fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` with the connection (single statements, reads).
+    #[allow(dead_code)] // for the feature stores (messages, transfers, rooms)
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&self.lock())
     }
 
     /// Records that we saw `id` now: name, kind and (merged, newest first) addresses.
@@ -219,6 +253,22 @@ impl Store {
     }
 }
 
+fn applied_migrations(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT name FROM migrations")?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(names)
+}
+
+/// Wall clock in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 fn parse_addrs(json: &str) -> Vec<SocketAddr> {
     serde_json::from_str(json).unwrap_or_default()
 }
@@ -271,7 +321,7 @@ mod tests {
         assert_eq!(p.kind, DeviceKind::Laptop);
         assert_eq!(p.addrs, vec![addr(1)]);
         assert_eq!(p.trust, Trust::Trusted);
-        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(s.migrations().unwrap().len(), MIGRATIONS.len());
     }
 
     #[test]
@@ -303,11 +353,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(Store::open(dir.path()).unwrap());
         let c = Connection::open(dir.path().join("peerconnect.db")).unwrap();
-        c.pragma_update(None, "user_version", 999).unwrap();
+        c.execute("INSERT INTO migrations VALUES ('from_the_future_1', 0)", [])
+            .unwrap();
         drop(c);
         assert!(matches!(
             Store::open(dir.path()),
             Err(StoreError::TooNew { .. })
         ));
+        // and the database was left as it was
+        let c = Connection::open(dir.path().join("peerconnect.db")).unwrap();
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n as usize, MIGRATIONS.len() + 1);
     }
 }

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::event::{Event, PeerInfo, Trust};
 use crate::identity::{Identity, PeerId, verification_code};
 use crate::net::discovery::Sockets;
+use crate::net::links::{Links, PeerLink, Router};
 use crate::net::mux::{MuxConfig, MuxSession, Side};
 use crate::net::transport::{self, Connection, Transport, read_frame};
 use crate::proto::discovery as disco;
@@ -52,6 +53,12 @@ pub(crate) enum Command {
     SetTrust {
         id: PeerId,
         trust: Trust,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Make sure a session to `peer` is up (see [`Links::dial`]).
+    Dial {
+        peer: PeerId,
+        addrs: Vec<SocketAddr>,
         reply: oneshot::Sender<Result<(), String>>,
     },
     Stats(oneshot::Sender<Stats>),
@@ -202,6 +209,10 @@ pub(crate) struct Actor {
     next_session: u64,
     blocked: Blocklist,
     stats: Stats,
+    links: Arc<Links>,
+    router: Router,
+    /// Callers of `Links::dial` waiting for a session to a peer.
+    dial_waiters: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     cmd_rx: mpsc::Receiver<Command>,
     input_rx: mpsc::Receiver<Input>,
     input_tx: mpsc::Sender<Input>,
@@ -260,6 +271,8 @@ impl Actor {
         store: Arc<Store>,
         events: broadcast::Sender<Event>,
         cmd_rx: mpsc::Receiver<Command>,
+        links: Arc<Links>,
+        router: Router,
     ) -> crate::Result<Started> {
         let transport = Transport::new(&identity, config.max_connections)?;
         let listener = TcpListener::bind(config.listen)
@@ -341,6 +354,9 @@ impl Actor {
             next_session: 0,
             blocked,
             stats: Stats::default(),
+            links,
+            router,
+            dial_waiters: HashMap::new(),
             cmd_rx,
             input_rx,
             input_tx,
@@ -478,6 +494,32 @@ impl Actor {
                 let res = self.set_trust(id, trust);
                 let _ = reply.send(res.map_err(|e| e.to_string()));
             }
+            Command::Dial { peer, addrs, reply } => {
+                if self.sessions.contains_key(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                if self.is_blocked(&peer) {
+                    let _ = reply.send(Err(format!("{peer} is blocked")));
+                    return;
+                }
+                let mut all = addrs;
+                if let Some(p) = self.peers.get(&peer) {
+                    all.extend(p.addrs.iter().copied());
+                }
+                if let Ok(Some(p)) = self.store.peer(&peer) {
+                    all.extend(p.addrs);
+                }
+                let mut seen = HashSet::new();
+                all.retain(|a| seen.insert(*a));
+                all.sort_by_key(|a| !a.is_ipv4());
+                if all.is_empty() {
+                    let _ = reply.send(Err(format!("no known address for {}", peer.short())));
+                    return;
+                }
+                self.dial_waiters.entry(peer).or_default().push(reply);
+                self.dial_any(peer, all);
+            }
             Command::Stats(reply) => {
                 let mut s = self.stats.clone();
                 if let Some((d, _)) = &self.discovery {
@@ -537,6 +579,13 @@ impl Actor {
                 error,
             } => {
                 self.dialing.remove(&addr);
+                if let Some(peer) = expected
+                    && !self.sessions.contains_key(&peer)
+                {
+                    for w in self.dial_waiters.remove(&peer).unwrap_or_default() {
+                        let _ = w.send(Err(error.clone()));
+                    }
+                }
                 tracing::debug!(%addr, ?expected, %error, "dial failed");
                 if let Some(backoff) = self.redial.get_mut(&addr) {
                     let wait = *backoff;
@@ -560,14 +609,8 @@ impl Actor {
                     return;
                 }
                 s.last_heard = Instant::now();
-                match msg {
-                    Message::Ping(n) => {
-                        let _ = s.tx.try_send(Message::Pong(n));
-                    }
-                    Message::Pong(_) => {}
-                    Message::Gossip(_) => {
-                        tracing::debug!(%peer, "gossip message before the gossip driver exists; dropped");
-                    }
+                if let Message::Ping(n) = msg {
+                    let _ = s.tx.try_send(Message::Pong(n));
                 }
             }
             Input::BadFrame {
@@ -597,6 +640,7 @@ impl Actor {
         let Some(s) = self.sessions.remove(&peer) else {
             return;
         };
+        self.links.set_down(peer, s.id);
         drop(s);
         self.emit(Event::PeerDisconnected { id: peer, reason });
         let discovered = self.peers.get(&peer).is_some_and(|p| p.discovered);
@@ -669,6 +713,9 @@ impl Actor {
             tracing::warn!(error = %e, "cannot remember peer");
         }
         self.start_session(peer, hello.instance, conn);
+        for w in self.dial_waiters.remove(&peer).unwrap_or_default() {
+            let _ = w.send(Ok(()));
+        }
         let info = self.peer_info(&peer).expect("peer inserted above");
         if is_new {
             self.emit(Event::PeerFound { peer: info.clone() });
@@ -691,6 +738,7 @@ impl Actor {
         let mux = MuxSession::new(MuxConfig::default(), side);
         let (tx, mut rx) = mpsc::channel::<Message>(PEER_QUEUE);
         let input = self.input_tx.clone();
+        let router = self.router.clone();
         let m = mux.clone();
         let session_task = tokio::spawn(async move {
             m.add_lane(conn).await;
@@ -703,15 +751,23 @@ impl Actor {
                 loop {
                     match read_frame::<Message, _>(&mut r).await {
                         Ok(Ok(msg)) => {
-                            if reader_input
-                                .send(Input::FromPeer {
-                                    peer,
-                                    session: id,
-                                    msg,
-                                })
-                                .await
-                                .is_err()
-                            {
+                            // Each kind goes straight to the service that owns it;
+                            // awaiting a full service queue pushes back on the peer.
+                            let delivered = match msg {
+                                Message::Ping(_) | Message::Pong(_) => reader_input
+                                    .send(Input::FromPeer {
+                                        peer,
+                                        session: id,
+                                        msg,
+                                    })
+                                    .await
+                                    .is_ok(),
+                                Message::Gossip(m) => match &router.gossip {
+                                    Some(tx) => tx.send((peer, m)).await.is_ok(),
+                                    None => true,
+                                },
+                            };
+                            if !delivered {
                                 return None;
                             }
                         }
@@ -756,6 +812,14 @@ impl Actor {
                 })
                 .await;
         });
+        self.links.set_up(
+            peer,
+            PeerLink {
+                session: id,
+                control: tx.clone(),
+                mux: mux.clone(),
+            },
+        );
         self.sessions.insert(
             peer,
             Session {
@@ -803,6 +867,40 @@ impl Actor {
                 },
             };
             let _ = tx.send(input).await;
+        });
+    }
+
+    /// Dials `addrs` one after the other until one reaches `peer`.
+    fn dial_any(&mut self, peer: PeerId, addrs: Vec<SocketAddr>) {
+        let t = self.transport.clone();
+        let tx = self.input_tx.clone();
+        let h = hello(&self.config, self.instance, self.listen_port);
+        tokio::spawn(async move {
+            let mut last = None;
+            for addr in addrs {
+                match dial_once(&t, addr, Some(peer), &h).await {
+                    Ok((conn, hello)) => {
+                        let _ = tx
+                            .send(Input::Connected {
+                                conn,
+                                hello,
+                                dialed: Some(addr),
+                            })
+                            .await;
+                        return;
+                    }
+                    Err(e) => last = Some((addr, e.to_string())),
+                }
+            }
+            if let Some((addr, error)) = last {
+                let _ = tx
+                    .send(Input::DialFailed {
+                        addr,
+                        expected: Some(peer),
+                        error,
+                    })
+                    .await;
+            }
         });
     }
 

@@ -311,6 +311,10 @@ impl<R: Rng> State<R> {
         self.stats.received += 1;
         let signed = match wire::decode_datagram::<Datagram>(bytes) {
             Ok(Datagram::Announce(s)) => s,
+            Ok(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
             Err(wire::DecodeError::UnknownVersion(_)) => {
                 self.stats.wrong_version += 1;
                 return;
@@ -526,7 +530,9 @@ mod tests {
         let mut a = node(1);
         let mut b = node(2);
         let ann = broadcast_of(&a.handle(Duration::ZERO, WALL, InEvent::Start));
-        let Datagram::Announce(mut signed) = wire::decode_datagram(&ann).unwrap();
+        let Ok(Datagram::Announce(mut signed)) = wire::decode_datagram(&ann) else {
+            panic!("an announcement");
+        };
         signed.announce.tcp_port = 6666; // redirect attempt
         let forged = wire::encode_datagram(&Datagram::Announce(signed)).unwrap();
         let out = deliver(&mut b, Duration::ZERO, addr(1), forged);

@@ -269,4 +269,5 @@ mod tests {
     }
 }
 
+pub mod dht;
 pub mod gossip;

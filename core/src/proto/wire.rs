@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::discovery::SignedAnnounce;
+use crate::proto::kademlia;
 
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;
@@ -260,6 +261,7 @@ pub enum Message {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Datagram {
     Announce(SignedAnnounce),
+    Dht(kademlia::Message),
 }
 
 #[cfg(test)]

@@ -1,0 +1,153 @@
+//! How the node's services (messaging, gossip, transfers) reach connected peers.
+//!
+//! The node actor owns sessions; when one comes up it publishes a [`PeerLink`]
+//! here (the peer's control-message queue and its mux session) and announces
+//! [`LinkEvent::Up`]; when it ends, the link is withdrawn and [`LinkEvent::Down`]
+//! announced. Services send through the link directly, so a chat burst or a
+//! gossip storm never queues behind the actor. Incoming control messages are
+//! routed the other way by the [`Router`]: each kind to the one service that
+//! owns it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::identity::PeerId;
+use crate::net::actor::Command;
+use crate::net::mux::MuxSession;
+use crate::proto::gossip;
+use crate::proto::wire::Message;
+
+/// A connected peer as services see it.
+#[derive(Debug, Clone)]
+pub struct PeerLink {
+    /// Changes when the peer reconnects (a new session).
+    pub session: u64,
+    /// Frames sent here go out on the session's control stream, in order.
+    pub control: mpsc::Sender<Message>,
+    pub mux: MuxSession,
+}
+
+/// A session to a peer came up or went down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    Up { peer: PeerId, session: u64 },
+    Down { peer: PeerId, session: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("not connected to {0}")]
+    NotConnected(PeerId),
+    #[error("send queue to {0} is full")]
+    QueueFull(PeerId),
+}
+
+/// Shared by the actor (which writes it) and the services (which read it).
+#[derive(Debug)]
+pub struct Links {
+    peers: RwLock<HashMap<PeerId, PeerLink>>,
+    events: broadcast::Sender<LinkEvent>,
+    cmd: mpsc::Sender<Command>,
+}
+
+impl Links {
+    pub(crate) fn new(cmd: mpsc::Sender<Command>) -> Arc<Self> {
+        Arc::new(Self {
+            peers: RwLock::new(HashMap::new()),
+            events: broadcast::channel(1024).0,
+            cmd,
+        })
+    }
+
+    pub(crate) fn set_up(&self, peer: PeerId, link: PeerLink) {
+        let session = link.session;
+        self.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, link);
+        let _ = self.events.send(LinkEvent::Up { peer, session });
+    }
+
+    pub(crate) fn set_down(&self, peer: PeerId, session: u64) {
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        if peers.get(&peer).is_some_and(|l| l.session == session) {
+            peers.remove(&peer);
+            drop(peers);
+            let _ = self.events.send(LinkEvent::Down { peer, session });
+        }
+    }
+
+    /// The link to `peer`, if a session is up.
+    pub fn get(&self, peer: &PeerId) -> Option<PeerLink> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .cloned()
+    }
+
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(peer)
+    }
+
+    pub fn connected(&self) -> Vec<PeerId> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Session ups and downs from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LinkEvent> {
+        self.events.subscribe()
+    }
+
+    /// Queues `msg` for `peer` without waiting; fails if not connected or the
+    /// queue is full (the caller decides whether to drop, retry or wait).
+    pub fn try_send(&self, peer: &PeerId, msg: Message) -> Result<(), SendError> {
+        let link = self.get(peer).ok_or(SendError::NotConnected(*peer))?;
+        link.control.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::QueueFull(*peer),
+            mpsc::error::TrySendError::Closed(_) => SendError::NotConnected(*peer),
+        })
+    }
+
+    /// Queues `msg` for `peer`, waiting for room in its queue (backpressure).
+    pub async fn send(&self, peer: &PeerId, msg: Message) -> Result<(), SendError> {
+        let link = self.get(peer).ok_or(SendError::NotConnected(*peer))?;
+        link.control
+            .send(msg)
+            .await
+            .map_err(|_| SendError::NotConnected(*peer))
+    }
+
+    /// Makes sure a session to `peer` is up, dialing `addrs` (and addresses the
+    /// node already knows) if needed. Resolves when the session is up or every
+    /// attempt failed.
+    pub async fn dial(&self, peer: PeerId, addrs: Vec<SocketAddr>) -> Result<(), String> {
+        if self.is_connected(&peer) {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Dial { peer, addrs, reply })
+            .await
+            .map_err(|_| "the node has shut down".to_string())?;
+        rx.await.map_err(|_| "the node has shut down".to_string())?
+    }
+}
+
+/// Where each kind of incoming control message goes. A kind without a service
+/// is dropped (and logged).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Router {
+    pub gossip: Option<mpsc::Sender<(PeerId, gossip::Message)>>,
+}

@@ -46,6 +46,8 @@ pub struct Config {
     /// How often connected peers are pinged; a peer silent for three intervals is
     /// considered gone.
     pub keepalive: Duration,
+    /// File transfer settings.
+    pub transfer: crate::net::transfer::TransferConfig,
 }
 
 /// LAN discovery settings.
@@ -97,6 +99,7 @@ impl Config {
             accept_all: false,
             auto_accept_trusted: true,
             keepalive: Duration::from_secs(10),
+            transfer: Default::default(),
         }
     }
 

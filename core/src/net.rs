@@ -9,6 +9,8 @@ pub mod dht;
 pub mod discovery;
 pub mod links;
 pub mod mux;
+pub(crate) mod streams;
+pub mod transfer;
 pub mod transport;
 
 pub use actor::Stats;

@@ -49,6 +49,7 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Released at shutdown, so the data dir can be reused in this process.
     lock: Mutex<Option<DataDirLock>>,
+    transfers: crate::net::transfer::Service,
 }
 
 impl Drop for Inner {
@@ -99,7 +100,15 @@ impl Node {
         let (events, first) = broadcast::channel(EVENT_BUFFER);
         let (cmd, cmd_rx) = mpsc::channel(64);
         let links = Links::new(cmd.clone());
-        let router = Router::default();
+        let mut router = Router::default();
+        let (transfers, transfer_streams, transfer_task) = crate::net::transfer::Service::start(
+            &config,
+            identity.peer_id(),
+            store.clone(),
+            links.clone(),
+            events.clone(),
+        );
+        router.transfer = Some(transfer_streams);
         let started = Actor::spawn(
             config.clone(),
             identity.clone(),
@@ -124,13 +133,19 @@ impl Node {
                 join: Mutex::new(Some(started.join)),
                 tasks: Mutex::new(Vec::new()),
                 lock: Mutex::new(Some(lock)),
+                transfers,
             }),
         };
+        node.own_task(transfer_task);
         #[cfg(unix)]
         if let Some(t) = crate::control::serve(node.clone()) {
             node.own_task(t);
         }
         Ok(node)
+    }
+
+    pub(crate) fn transfer_service(&self) -> &crate::net::transfer::Service {
+        &self.inner.transfers
     }
 
     pub(crate) fn downgrade(&self) -> WeakNode {
@@ -246,6 +261,7 @@ impl Node {
 
     /// Stops the node: closes sessions and sockets, ends tasks, flushes the store.
     pub async fn shutdown(&self) -> Result<()> {
+        self.inner.transfers.shutdown();
         for t in self
             .inner
             .tasks

@@ -19,4 +19,5 @@ pub mod plumtree;
 pub mod rumor;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod transfer;
 pub mod wire;

@@ -24,6 +24,9 @@ use crate::event::Trust;
 use crate::identity::PeerId;
 use crate::proto::wire::DeviceKind;
 
+mod transfers;
+pub use transfers::TransferRecord;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store error: {0}")]
@@ -37,9 +40,10 @@ pub enum StoreError {
 }
 
 /// The schema, one named migration per entry; never edit a released entry, append.
-pub(crate) const MIGRATIONS: &[(&str, &str)] = &[(
-    "peers_1",
-    "CREATE TABLE peers (
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "peers_1",
+        "CREATE TABLE peers (
         id TEXT PRIMARY KEY NOT NULL,
         name TEXT NOT NULL DEFAULT '',
         kind TEXT NOT NULL DEFAULT 'other',
@@ -47,7 +51,9 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[(
         last_seen_ms INTEGER NOT NULL DEFAULT 0,
         trust TEXT NOT NULL DEFAULT 'unknown'
     );",
-)];
+    ),
+    transfers::MIGRATION,
+];
 
 /// A peer as remembered across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]

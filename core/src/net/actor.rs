@@ -812,6 +812,7 @@ impl Actor {
                 })
                 .await;
         });
+        let accept = crate::net::streams::spawn_accept_loop(peer, mux.clone(), self.router.clone());
         self.links.set_up(
             peer,
             PeerLink {
@@ -828,7 +829,7 @@ impl Actor {
                 mux,
                 tx,
                 last_heard: Instant::now(),
-                tasks: vec![session_task],
+                tasks: vec![session_task, accept],
             },
         );
     }

@@ -150,4 +150,6 @@ impl Links {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Router {
     pub gossip: Option<mpsc::Sender<(PeerId, gossip::Message)>>,
+    /// Streams peers open for file transfers (see [`crate::net::streams`]).
+    pub transfer: Option<mpsc::Sender<(PeerId, crate::net::mux::MuxStream)>>,
 }

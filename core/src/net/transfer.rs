@@ -99,6 +99,11 @@ pub struct TransferConfig {
     /// hashing it, so that the receiver must catch the corruption.
     #[doc(hidden)]
     pub corrupt_outgoing: bool,
+    /// Test hook: a sending transfer pauses itself (as [`Node::pause_transfer`]
+    /// would) once it has written this many file bytes, so tests can stop a
+    /// transfer midway without racing it.
+    #[doc(hidden)]
+    pub pause_after: Option<u64>,
 }
 
 impl Default for TransferConfig {
@@ -107,6 +112,7 @@ impl Default for TransferConfig {
             offer_timeout: Duration::from_secs(600),
             sync: false,
             corrupt_outgoing: false,
+            pause_after: None,
         }
     }
 }
@@ -271,6 +277,11 @@ impl Shared {
             },
         );
         Some((rx, meter))
+    }
+
+    /// The switches of a live transfer (for the pause-after test hook).
+    pub fn ctl_sender(&self, id: TransferId) -> Option<watch::Sender<Ctl>> {
+        self.live().get(&id).map(|l| l.ctl.clone())
     }
 
     pub fn set_state(&self, id: TransferId, state: TransferState) {
@@ -552,9 +563,13 @@ impl Node {
                     .manifest
                     .select(&selection)
                     .map_err(|e| Error::Invalid(e.to_string()))?;
-                let dir = dir.unwrap_or_else(|| shared.downloads.clone());
-                check_space(&dir, &p.manifest, &mask, &p.have).map_err(Error::Invalid)?;
-                Decision::Accept { mask, dir }
+                if mask.iter().any(|&m| m) {
+                    let dir = dir.unwrap_or_else(|| shared.downloads.clone());
+                    check_space(&dir, &p.manifest, &mask, &p.have).map_err(Error::Invalid)?;
+                    Decision::Accept { mask, dir }
+                } else {
+                    Decision::Reject("the user selected nothing".into())
+                }
             }
         };
         let p = l.pending.take().expect("checked above");

@@ -241,7 +241,18 @@ async fn send(
         move || reader::run(r)
     });
     let (notes_tx, mut notes_rx) = mpsc::unbounded_channel::<Vec<Note>>();
-    let mut pump = tokio::spawn(pump(w.clone(), items_rx, notes_tx, pool_tx, ctl.clone()));
+    let pause_after = sh
+        .config
+        .pause_after
+        .and_then(|n| Some((n, sh.ctl_sender(id)?)));
+    let mut pump = tokio::spawn(pump(
+        w.clone(),
+        items_rx,
+        notes_tx,
+        pool_tx,
+        ctl.clone(),
+        pause_after,
+    ));
     let (replies_tx, mut replies_rx) = mpsc::unbounded_channel();
     let replies = tokio::spawn(async move {
         loop {
@@ -293,7 +304,9 @@ async fn pump(
     notes: mpsc::UnboundedSender<Vec<Note>>,
     pool: std::sync::mpsc::Sender<Vec<u8>>,
     mut ctl: watch::Receiver<Ctl>,
+    mut pause_after: Option<(u64, watch::Sender<Ctl>)>,
 ) -> std::io::Result<()> {
+    let mut sent = 0;
     loop {
         if ctl.borrow().paused {
             let _ = ctl.wait_for(|c| !c.paused || c.cancelled).await;
@@ -301,10 +314,21 @@ async fn pump(
         let Some(mut item) = items.recv().await else {
             return Ok(());
         };
+        sent += item
+            .notes
+            .iter()
+            .map(|n| if let Note::Block(b) = n { *b } else { 0 })
+            .sum::<u64>();
         let _ = notes.send(std::mem::take(&mut item.notes));
         w.write_all(&item.buf).await?;
         item.buf.clear();
         let _ = pool.send(item.buf);
+        if let Some((limit, tx)) = &pause_after
+            && sent >= *limit
+        {
+            tx.send_modify(|c| c.paused = true);
+            pause_after = None;
+        }
     }
 }
 

@@ -196,6 +196,12 @@ impl Manifest {
             }
         };
         let picked: BTreeSet<&str> = picked_paths.into_iter().collect();
+        if let Some(missing) = picked
+            .iter()
+            .find(|p| !self.paths.iter().any(|q| q.as_str() == **p))
+        {
+            return Err(ManifestError::Selection(format!("no entry {missing:?}")));
+        }
         Ok(self
             .paths
             .iter()
@@ -307,6 +313,7 @@ mod tests {
         let by_index = m.select(&Selection::Entries(vec![4, 2])).unwrap();
         assert_eq!(by_index, [false, false, true, false, true]);
         assert!(m.select(&Selection::Entries(vec![9])).is_err());
+        assert!(m.select(&Selection::Paths(vec!["nope".into()])).is_err());
         assert_eq!(m.select(&Selection::None).unwrap(), [false; 5]);
     }
 

@@ -687,11 +687,8 @@ async fn traversal_names_are_refused_and_nothing_is_written_outside_the_folder()
     // "escape" was taken, so the offer's root got a fresh name: nothing went
     // through the symlink
     let mut replies = Vec::new();
-    loop {
-        match peerconnect::net::transport::read_frame::<ToSender, _>(&mut s).await {
-            Ok(Ok(m)) => replies.push(m),
-            _ => break,
-        }
+    while let Ok(Ok(m)) = peerconnect::net::transport::read_frame::<ToSender, _>(&mut s).await {
+        replies.push(m);
     }
     assert!(
         replies.contains(&ToSender::Summary { ok: 1, failed: 0 }),

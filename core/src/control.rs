@@ -15,6 +15,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use crate::event::{Event, Trust};
 use crate::node::Node;
 
+#[cfg(unix)]
+mod transfer;
+
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 1 << 20;
 
@@ -29,6 +32,27 @@ pub enum Request {
     Peers,
     /// Set the trust of a peer named by `peer` (id, prefix, name).
     SetTrust { peer: String, trust: Trust },
+    /// Send files and folders to each peer in `to` (id, prefix, name or
+    /// `HOST:PORT`); streams the transfers' events until each one ends.
+    Send {
+        to: Vec<String>,
+        paths: Vec<std::path::PathBuf>,
+    },
+    /// Stream incoming offers and transfers; with `yes`, accept every offer
+    /// (into `dir`, else the node's download folder); with `once`, end after
+    /// the first accepted transfer ends.
+    Receive {
+        dir: Option<std::path::PathBuf>,
+        yes: bool,
+        once: bool,
+    },
+    /// Answer an offer: accept all of it (into `dir`, else the download
+    /// folder), or refuse it.
+    Answer {
+        id: crate::net::transfer::TransferId,
+        accept: bool,
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// One line of the node's answer.
@@ -77,7 +101,7 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
                     return;
                 }
                 let reply = match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => handle(&node, req).await,
+                    Ok(req) => handle(&node, req, &mut w).await,
                     Err(e) => Reply::Error {
                         error: format!("bad request: {e}"),
                     },
@@ -90,7 +114,19 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-async fn handle(node: &Node, req: Request) -> Reply {
+/// Writes one event line to a control client.
+#[cfg(unix)]
+pub(crate) async fn write_event(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    e: &Event,
+) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(e).expect("events serialize");
+    out.push(b'\n');
+    w.write_all(&out).await
+}
+
+#[cfg(unix)]
+async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteHalf) -> Reply {
     let res: crate::Result<serde_json::Value> = async {
         Ok(match req {
             Request::Id => serde_json::json!({
@@ -103,6 +139,18 @@ async fn handle(node: &Node, req: Request) -> Reply {
                 let id = node.resolve(&peer).await?;
                 node.set_trust(id, trust).await?;
                 serde_json::json!({ "id": id, "trust": trust })
+            }
+            Request::Send { to, paths } => transfer::send(node, &to, &paths, w).await?,
+            Request::Receive { dir, yes, once } => {
+                transfer::receive(node, dir, yes, once, w).await?
+            }
+            Request::Answer { id, accept, dir } => {
+                match (accept, dir) {
+                    (false, _) => node.reject_offer(id)?,
+                    (true, None) => node.accept_offer(id, Default::default())?,
+                    (true, Some(d)) => node.accept_offer_into(id, Default::default(), d)?,
+                }
+                serde_json::json!({ "id": id, "accepted": accept })
             }
         })
     }

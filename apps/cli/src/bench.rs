@@ -1,3 +1,4 @@
 //! `peerconnect bench <what>`: benchmarks that print a table (JSON with `--json`).
 
 pub mod mux;
+pub mod transfer;

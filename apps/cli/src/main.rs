@@ -5,6 +5,7 @@ mod bench;
 mod node_args;
 mod print;
 mod sim;
+mod transfer;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,6 +74,10 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Send files and folders to one or more peers; exits when done.
+    Send(transfer::SendArgs),
+    /// Wait for offers and accept them (asks unless --yes).
+    Receive(transfer::ReceiveArgs),
     /// Run the simulator (virtual time, thousands of nodes, one seed).
     #[command(subcommand)]
     Sim(sim::SimCmd),
@@ -89,6 +94,8 @@ enum Cmd {
 enum BenchWhat {
     /// Multiplexer throughput beside raw TCP and TLS.
     Mux(bench::mux::MuxArgs),
+    /// File transfer: a big file and many small ones, file to file on loopback.
+    Transfer(bench::transfer::TransferArgs),
 }
 
 fn main() -> ExitCode {
@@ -149,7 +156,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             BenchWhat::Mux(args) => bench::mux::run(args, json)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            BenchWhat::Transfer(args) => bench::transfer::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         },
+        Cmd::Send(args) => transfer::send(args).await,
+        Cmd::Receive(args) => transfer::receive(args).await,
         Cmd::Sim(cmd) => {
             tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
             Ok(ExitCode::SUCCESS)

@@ -278,6 +278,19 @@ async fn receive(
         }
         None => BTreeMap::new(),
     };
+    // Parked before the event goes out, so an answer cannot come too early.
+    let pending = (!auto).then(|| {
+        let (tx, rx) = oneshot::channel();
+        sh.set_pending(
+            id,
+            Pending {
+                manifest: manifest.clone(),
+                have: BTreeMap::new(),
+                decide: tx,
+            },
+        );
+        rx
+    });
     sh.emit(Event::Offer {
         id,
         peer,
@@ -303,7 +316,8 @@ async fn receive(
             dir: sh.downloads.clone(),
         }
     } else {
-        match ask(sh, id, &manifest, &mut r, &mut ctl).await {
+        let rx = pending.expect("parked when not automatic");
+        match ask(sh, id, rx, &mut r, &mut ctl).await {
             Ok(d) => d,
             Err(o) => return o,
         }
@@ -428,19 +442,10 @@ async fn receive(
 async fn ask(
     sh: &Arc<Shared>,
     id: TransferId,
-    manifest: &Arc<Manifest>,
+    rx: oneshot::Receiver<Decision>,
     r: &mut SharedStream,
     ctl: &mut watch::Receiver<Ctl>,
 ) -> Result<Decision, Outcome> {
-    let (tx, rx) = oneshot::channel();
-    sh.set_pending(
-        id,
-        Pending {
-            manifest: manifest.clone(),
-            have: BTreeMap::new(),
-            decide: tx,
-        },
-    );
     let mut probe = [0u8; 1];
     let res = tokio::select! {
         d = rx => Ok(d.unwrap_or(Decision::Reject("the node is shutting down".into()))),

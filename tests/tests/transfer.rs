@@ -761,3 +761,22 @@ async fn data_beyond_a_file_ends_the_transfer_and_leaves_no_part() {
     assert!(!downloads(&b).join("small.txt.part").exists());
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stream_with_a_bad_header_is_refused_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let b = node(&dir.path().join("b"), "beta", true).await;
+    let (_mux, mut s) = raw_stream(&b).await;
+    // a frame that is no stream header
+    s.write_all(&[0, 0, 0, 2, 1, 200]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let err = s.read(&mut buf).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    wait_for(T, "the bad stream to be counted", || {
+        let b = b.clone();
+        async move { (b.stats().await.unwrap().bad_streams == 1).then_some(()) }
+    })
+    .await;
+    b.shutdown().await.unwrap();
+}

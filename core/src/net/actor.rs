@@ -73,6 +73,8 @@ pub struct Stats {
     pub handshakes_failed: u64,
     pub connections_refused_blocked: u64,
     pub bad_frames: u64,
+    /// Streams peers opened with a bad or unserved header (reset).
+    pub bad_streams: u64,
 }
 
 /// What tasks report to the actor.
@@ -526,6 +528,10 @@ impl Actor {
                     s.discovery = d.stats();
                 }
                 s.sessions = self.sessions.len();
+                s.bad_streams = self
+                    .router
+                    .bad_streams
+                    .load(std::sync::atomic::Ordering::Relaxed);
                 let _ = reply.send(s);
             }
             Command::Shutdown(_) => unreachable!("handled in run"),

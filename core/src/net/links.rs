@@ -152,4 +152,6 @@ pub(crate) struct Router {
     pub gossip: Option<mpsc::Sender<(PeerId, gossip::Message)>>,
     /// Streams peers open for file transfers (see [`crate::net::streams`]).
     pub transfer: Option<mpsc::Sender<(PeerId, crate::net::mux::MuxStream)>>,
+    /// Streams refused for a bad or unserved header.
+    pub bad_streams: Arc<std::sync::atomic::AtomicU64>,
 }

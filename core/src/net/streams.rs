@@ -7,6 +7,7 @@
 //! to the service's queue in the [`Router`]. A stream with a bad header, or for
 //! a service this node does not run, is reset.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -33,21 +34,18 @@ pub(crate) fn spawn_accept_loop(peer: PeerId, mux: MuxSession, router: Router) -
 }
 
 async fn route(peer: PeerId, mut stream: MuxStream, router: Router) {
+    let refuse = |mut stream: MuxStream, why: &str| {
+        tracing::debug!(peer = %peer.short(), "refusing a stream: {why}");
+        router.bad_streams.fetch_add(1, Ordering::Relaxed);
+        stream.reset(RESET_UNSERVED);
+    };
     let kind = match tokio::time::timeout(HEADER_TIMEOUT, read_frame::<StreamKind, _>(&mut stream))
         .await
     {
         Ok(Ok(Ok(kind))) => kind,
-        Ok(Ok(Err(e))) => {
-            tracing::debug!(peer = %peer.short(), error = %e, "bad stream header");
-            stream.reset(RESET_UNSERVED);
-            return;
-        }
+        Ok(Ok(Err(e))) => return refuse(stream, &format!("bad header: {e}")),
         Ok(Err(_)) => return,
-        Err(_) => {
-            tracing::debug!(peer = %peer.short(), "no stream header in time");
-            stream.reset(RESET_UNSERVED);
-            return;
-        }
+        Err(_) => return refuse(stream, "no header in time"),
     };
     let queue = match kind {
         StreamKind::Transfer => &router.transfer,
@@ -56,6 +54,6 @@ async fn route(peer: PeerId, mut stream: MuxStream, router: Router) {
         Some(tx) => {
             let _ = tx.send((peer, stream)).await;
         }
-        None => stream.reset(RESET_UNSERVED),
+        None => refuse(stream, "no service for it"),
     }
 }

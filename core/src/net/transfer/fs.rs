@@ -362,11 +362,45 @@ pub fn place(part: &Path, target: &Path) -> io::Result<PathBuf> {
     ))
 }
 
-/// Reads bytes `[pos, pos + out.len())` of `file` into `out`; a file that got
-/// shorter is an `UnexpectedEof`.
-pub fn read_block(file: &File, pos: u64, out: &mut [u8]) -> io::Result<()> {
-    debug_assert!(out.len() <= BLOCK);
-    file.read_exact_at(out, pos)
+/// Appends bytes `[pos, pos + len)` of `file` to `out`, reading straight into
+/// its spare capacity (no zero-filling first); a file that got shorter is an
+/// `UnexpectedEof`, and `out` keeps its old length on any error.
+pub fn read_block(file: &File, pos: u64, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    debug_assert!(len <= BLOCK);
+    let start = out.len();
+    out.reserve(len);
+    let mut done = 0;
+    while done < len {
+        let spare = out.spare_capacity_mut();
+        // SAFETY: the pointer and length describe spare capacity of `out`, valid
+        // for writes of `len - done` bytes (reserved above); pread writes at most
+        // that many and reports how many it wrote.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                len - done,
+                (pos + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            out.truncate(start);
+            return Err(e);
+        }
+        if n == 0 {
+            out.truncate(start);
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        // SAFETY: pread initialised the next `n` bytes of the spare capacity.
+        unsafe { out.set_len(out.len() + n as usize) };
+        done += n as usize;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -807,9 +807,9 @@ async fn read_files(
                 }
             }
             Action::Write { len, .. } => {
-                let mut buf = pool
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(crate::proto::transfer::BLOCK));
+                // A returned buffer keeps its length: resizing a block-sized
+                // one to a block costs nothing.
+                let mut buf = pool.try_recv().unwrap_or_default();
                 buf.resize(len as usize, 0);
                 r.read_exact(&mut buf).await?;
                 sh.count_received(len as u64);

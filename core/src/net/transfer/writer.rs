@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 
 use super::fs;
 
+/// Hash-then-write granularity (fits in a core's L2 cache).
+const PIECE: usize = 256 * 1024;
+
 /// What the writer is asked to do (in stream order).
 pub(super) enum Op {
     Open {
@@ -133,13 +136,12 @@ pub(super) fn run(mut w: Writer) {
                 }
                 cur = Some(c);
             }
-            Op::Data(mut buf) => {
+            Op::Data(buf) => {
                 if let Some(c) = cur.as_mut().filter(|c| !c.failed)
                     && let Some(f) = &c.file
                 {
-                    match f.write_all_at(&buf, c.pos) {
+                    match hash_and_write(f, &mut c.hasher, &buf, c.pos) {
                         Ok(()) => {
-                            c.hasher.update(&buf);
                             c.pos += buf.len() as u64;
                             send(Res::Wrote(buf.len() as u64));
                         }
@@ -153,7 +155,8 @@ pub(super) fn run(mut w: Writer) {
                         }
                     }
                 }
-                buf.clear();
+                // Returned with its length, so the reader reuses it without
+                // zero-filling it again.
                 let _ = w.pool.send(buf);
             }
             Op::Finish { index, blake3 } => {
@@ -203,6 +206,23 @@ pub(super) fn run(mut w: Writer) {
             }
         }
     }
+}
+
+/// Hashes and writes `buf` at `pos` a piece at a time, so each piece is
+/// still in the CPU's cache when the kernel copies it to the page cache.
+fn hash_and_write(
+    f: &File,
+    hasher: &mut blake3::Hasher,
+    buf: &[u8],
+    pos: u64,
+) -> std::io::Result<()> {
+    let mut at = pos;
+    for piece in buf.chunks(PIECE) {
+        hasher.update(piece);
+        f.write_all_at(piece, at)?;
+        at += piece.len() as u64;
+    }
+    Ok(())
 }
 
 fn open(

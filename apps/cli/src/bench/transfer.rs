@@ -438,8 +438,9 @@ fn iperf3() -> Option<f64> {
         .spawn()
         .ok()?;
     let mut out = None;
-    // The server needs a moment to listen: retry the client briefly.
-    for _ in 0..20 {
+    // The server needs a moment to listen: retry the client for a while.
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..50 {
         let o = Command::new("iperf3")
             .args(["-c", "127.0.0.1", "-p", &port, "-t", "3", "-J"])
             .output()
@@ -448,7 +449,7 @@ fn iperf3() -> Option<f64> {
             out = Some(o);
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(200));
     }
     let _ = server.kill();
     let _ = server.wait();

@@ -43,6 +43,13 @@ pub struct Config {
     pub accept_all: bool,
     /// Accept offers from trusted peers without asking.
     pub auto_accept_trusted: bool,
+    /// Run the Kademlia DHT (UDP, same port number as `listen`), so peers
+    /// beyond multicast reach can be found through any peer both know.
+    pub dht: bool,
+    /// How many events a slow subscriber may fall behind before it misses the
+    /// oldest ones. The ring holds this many events whether or not anyone reads
+    /// (a message event carries its text), so it bounds memory too.
+    pub event_buffer: usize,
     /// How often connected peers are pinged; a peer silent for three intervals is
     /// considered gone.
     pub keepalive: Duration,
@@ -98,6 +105,8 @@ impl Config {
             auto_connect: 64,
             accept_all: false,
             auto_accept_trusted: true,
+            dht: true,
+            event_buffer: 1024,
             keepalive: Duration::from_secs(10),
             transfer: Default::default(),
         }

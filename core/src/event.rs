@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerId;
 use crate::net::transfer::OfferEntry;
+use crate::proto::messaging::{MessageId, MessageInfo, Status};
 use crate::proto::transfer::{Direction, TransferId};
 use crate::proto::wire::DeviceKind;
 
@@ -176,6 +177,14 @@ pub enum Event {
         bytes: u64,
         /// File bytes that crossed the network (less than `bytes` when resumed).
         transferred: u64,
+    },
+    /// A direct message arrived (each message once, however often it was sent).
+    MessageReceived { message: MessageInfo },
+    /// A message we sent moved to `status` (pending, sent, delivered, read).
+    MessageStatus {
+        id: MessageId,
+        peer: PeerId,
+        status: Status,
     },
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod actor;
 pub mod dht;
 pub mod discovery;
 pub mod links;
+pub mod messaging;
 pub mod mux;
 pub(crate) mod streams;
 pub mod transfer;

@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod gossip;
 pub mod hyparview;
 pub mod kademlia;
+pub mod messaging;
 pub mod mux;
 pub mod plumtree;
 pub mod rumor;

@@ -39,6 +39,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+mod messages;
+
+pub use messages::MessageCounts;
+
 /// The schema, one named migration per entry; never edit a released entry, append.
 pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -53,6 +57,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     );",
     ),
     transfers::MIGRATION,
+    messages::MIGRATION,
 ];
 
 /// A peer as remembered across restarts.

@@ -102,6 +102,16 @@ impl Printer {
             ),
             Event::TransferRejected { id, reason, .. } => println!("  refused   {id}: {reason}"),
             Event::Progress { .. } => {}
+            Event::MessageReceived { message } => {
+                println!(
+                    "< message   from {}: {}",
+                    message.from.short(),
+                    message.text
+                )
+            }
+            Event::MessageStatus { id, peer, status } => {
+                println!("· message   {id} to {}: {status}", peer.short())
+            }
             other => println!(
                 "{}",
                 serde_json::to_string(other).expect("events serialize")

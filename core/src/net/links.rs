@@ -17,8 +17,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::identity::PeerId;
 use crate::net::actor::Command;
 use crate::net::mux::MuxSession;
-use crate::proto::gossip;
 use crate::proto::wire::Message;
+use crate::proto::{gossip, messaging};
 
 /// A connected peer as services see it.
 #[derive(Debug, Clone)]
@@ -154,4 +154,5 @@ pub(crate) struct Router {
     pub transfer: Option<mpsc::Sender<(PeerId, crate::net::mux::MuxStream)>>,
     /// Streams refused for a bad or unserved header.
     pub bad_streams: Arc<std::sync::atomic::AtomicU64>,
+    pub dm: Option<mpsc::Sender<(PeerId, messaging::Message)>>,
 }

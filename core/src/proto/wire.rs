@@ -255,6 +255,8 @@ pub enum Message {
     Pong(u64),
     /// Gossip (membership and dissemination) for one topic.
     Gossip(crate::proto::gossip::Message),
+    /// Direct messages: deliveries, acks, read receipts.
+    Dm(crate::proto::messaging::Message),
 }
 
 /// Messages carried in UDP datagrams.

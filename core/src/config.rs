@@ -43,17 +43,20 @@ pub struct Config {
     pub accept_all: bool,
     /// Accept offers from trusted peers without asking.
     pub auto_accept_trusted: bool,
+    /// Run the Kademlia DHT (UDP, same port number as `listen`), so peers
+    /// beyond multicast reach can be found through any peer both know.
+    pub dht: bool,
+    /// How many events a slow subscriber may fall behind before it misses the
+    /// oldest ones. The ring holds this many events whether or not anyone reads
+    /// (a message event carries its text), so it bounds memory too.
+    pub event_buffer: usize,
     /// How often connected peers are pinged; a peer silent for three intervals is
     /// considered gone.
     pub keepalive: Duration,
     /// Where the identity and the store live.
     pub storage: Storage,
-    /// How many events a slow [`Node::events`](crate::Node::events) subscriber
-    /// may fall behind before it misses some. The buffer is allocated up front
-    /// (a few hundred bytes per slot), so nodes run by the thousand in one
-    /// process want it small. Services' link up/down stream gets the same, at
-    /// most 1024.
-    pub event_buffer: usize,
+    /// File transfer settings.
+    pub transfer: crate::net::transfer::TransferConfig,
     /// Gossip (HyParView, Plumtree, rumor mongering) settings for every topic,
     /// rooms included.
     pub gossip: crate::proto::gossip::Config,
@@ -122,9 +125,11 @@ impl Config {
             auto_connect: 64,
             accept_all: false,
             auto_accept_trusted: true,
+            dht: true,
+            event_buffer: 1024,
             keepalive: Duration::from_secs(10),
             storage: Storage::DataDir,
-            event_buffer: 4096,
+            transfer: Default::default(),
             gossip: crate::proto::gossip::Config::default(),
         }
     }

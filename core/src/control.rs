@@ -6,6 +6,9 @@
 //! the data dir can drive the node) speaks JSON lines: the client writes one
 //! [`Request`]; the node answers with zero or more `{"event":…}` lines (progress of
 //! long requests) and ends with one `{"ok":…}` or `{"error":…}` line.
+//! [`Request::Events`] is the one request without an end: it streams every event
+//! until the client hangs up, starting with the node's `listening` event so the
+//! client knows it is subscribed ([`subscribe`] does this).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +17,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::event::{Event, Trust};
 use crate::node::Node;
+use crate::proto::messaging::MessageId;
+
+#[cfg(unix)]
+mod transfer;
 
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 1 << 20;
@@ -53,6 +60,62 @@ pub enum Request {
         before: Option<crate::proto::rooms::RoomMessageId>,
         limit: usize,
     },
+    /// Send files and folders to each peer in `to` (id, prefix, name or
+    /// `HOST:PORT`); streams the transfers' events until each one ends.
+    Send {
+        to: Vec<String>,
+        paths: Vec<std::path::PathBuf>,
+    },
+    /// Stream incoming offers and transfers; with `yes`, accept every offer
+    /// (into `dir`, else the node's download folder); with `once`, end after
+    /// the first accepted transfer ends.
+    Receive {
+        dir: Option<std::path::PathBuf>,
+        yes: bool,
+        once: bool,
+    },
+    /// Answer an offer: accept all of it (into `dir`, else the download
+    /// folder), or refuse it.
+    Answer {
+        id: crate::net::transfer::TransferId,
+        accept: bool,
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Find peers through the DHT by id or name.
+    Find { query: String },
+    /// The id and name of the peer `peer` names (id, prefix, name, or
+    /// `HOST:PORT`, which is dialed).
+    ResolvePeer { peer: String },
+    /// Send a direct message; with `wait_secs`, wait up to that long for the
+    /// peer to acknowledge it. Answers `{"message":…,"status":…}`.
+    SendMessage {
+        peer: String,
+        text: String,
+        #[serde(default)]
+        reply_to: Option<MessageId>,
+        #[serde(default)]
+        wait_secs: Option<f64>,
+    },
+    /// A page of the conversation with `peer` (see `Node::conversation`).
+    Conversation {
+        peer: String,
+        #[serde(default)]
+        before: Option<MessageId>,
+        #[serde(default = "default_history_page")]
+        limit: usize,
+    },
+    /// Every conversation with its last message and unread count.
+    Conversations,
+    /// Mark messages from `peer` up to `up_to` read (sends read receipts).
+    MarkRead { peer: String, up_to: MessageId },
+    /// Stream every event from now on as `{"event":…}` lines, until the client
+    /// hangs up or the node stops. The first line is the node's `listening`
+    /// event, written once the node is subscribed.
+    Events,
+}
+
+fn default_history_page() -> usize {
+    50
 }
 
 /// One line of the node's answer.
@@ -106,7 +169,8 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
                         drop(node);
                         watch_room(weak, &room, history, r.into_inner(), &mut w).await
                     }
-                    Ok(req) => handle(&node, req).await,
+                    Ok(Request::Events) => return stream_events(node, r, w).await,
+                    Ok(req) => handle(&node, req, &mut w).await,
                     Err(e) => Reply::Error {
                         error: format!("bad request: {e}"),
                     },
@@ -117,7 +181,19 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-async fn handle(node: &Node, req: Request) -> Reply {
+/// Writes one event line to a control client.
+#[cfg(unix)]
+pub(crate) async fn write_event(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    e: &Event,
+) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(e).expect("events serialize");
+    out.push(b'\n');
+    w.write_all(&out).await
+}
+
+#[cfg(unix)]
+async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteHalf) -> Reply {
     let res: crate::Result<serde_json::Value> = async {
         Ok(match req {
             Request::Id => serde_json::json!({
@@ -166,6 +242,71 @@ async fn handle(node: &Node, req: Request) -> Reply {
                 limit,
             } => serde_json::to_value(node.room_history(&room, before, limit)?)
                 .expect("room messages serialize"),
+            Request::Send { to, paths } => transfer::send(node, &to, &paths, w).await?,
+            Request::Receive { dir, yes, once } => {
+                transfer::receive(node, dir, yes, once, w).await?
+            }
+            Request::Answer { id, accept, dir } => {
+                match (accept, dir) {
+                    (false, _) => node.reject_offer(id)?,
+                    (true, None) => node.accept_offer(id, Default::default())?,
+                    (true, Some(d)) => node.accept_offer_into(id, Default::default(), d)?,
+                }
+                serde_json::json!({ "id": id, "accepted": accept })
+            }
+            Request::Find { query } => {
+                serde_json::to_value(node.find(&query).await?).expect("records serialize")
+            }
+            Request::ResolvePeer { peer } => {
+                let id = node.resolve_or_dial(&peer).await?;
+                let live = node.peers().await?.into_iter().find(|p| p.id == id);
+                let name = match live {
+                    Some(p) => p.name,
+                    None => node.store().peer(&id)?.map(|p| p.name).unwrap_or_default(),
+                };
+                serde_json::json!({ "id": id, "name": name })
+            }
+            Request::SendMessage {
+                peer,
+                text,
+                reply_to,
+                wait_secs,
+            } => {
+                let id = node.resolve_or_dial(&peer).await?;
+                let (message, status) = match wait_secs {
+                    Some(w) => {
+                        let wait = std::time::Duration::from_secs_f64(w.clamp(0.0, 3600.0));
+                        node.send_message_and_wait(id, text, reply_to, wait).await?
+                    }
+                    None => {
+                        let m = node.send_message(id, text, reply_to).await?;
+                        let status = m.status;
+                        (m, status)
+                    }
+                };
+                serde_json::json!({ "message": message, "status": status })
+            }
+            Request::Conversation {
+                peer,
+                before,
+                limit,
+            } => {
+                let id = node.resolve(&peer).await?;
+                serde_json::to_value(node.conversation(id, before, limit)?)
+                    .expect("messages serialize")
+            }
+            Request::Conversations => {
+                serde_json::to_value(node.conversations()?).expect("conversations serialize")
+            }
+            Request::MarkRead { peer, up_to } => {
+                let id = node.resolve(&peer).await?;
+                serde_json::json!({ "marked": node.mark_read(id, up_to).await? })
+            }
+            Request::Events => {
+                return Err(crate::Error::Invalid(
+                    "events is a streaming request".into(),
+                ));
+            }
         })
     }
     .await;
@@ -262,6 +403,94 @@ async fn watch_room(
     Reply::Ok {
         ok: serde_json::json!({ "room": room, "left": left }),
     }
+}
+
+/// Writes every event from now on to the client until it hangs up (or sends
+/// anything more) or the node stops.
+#[cfg(unix)]
+async fn stream_events(
+    node: Node,
+    mut r: impl tokio::io::AsyncRead + Unpin,
+    mut w: tokio::net::unix::OwnedWriteHalf,
+) {
+    let mut events = node.subscribe();
+    let hello = Event::Listening {
+        id: node.id(),
+        name: node.name().to_string(),
+        addrs: node.listen_addrs().to_vec(),
+        web: None,
+    };
+    // The stream must not keep a stopped node alive.
+    drop(node);
+    let mut line = serde_json::to_vec(&Reply::Event(hello)).expect("events serialize");
+    line.push(b'\n');
+    if w.write_all(&line).await.is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 64];
+    loop {
+        tokio::select! {
+            e = events.recv() => {
+                let Some(e) = e else { return };
+                let mut out = serde_json::to_vec(&Reply::Event(e)).expect("events serialize");
+                out.push(b'\n');
+                if w.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+            _ = r.read(&mut scratch) => return,
+        }
+    }
+}
+
+/// Client side: subscribes to the events of the node running on `data_dir`
+/// ([`Request::Events`]). Returns once the node is streaming, so no event after
+/// this call is missed (`Ok(None)`: no node runs there). The receiver ends when
+/// the node stops; a reader that falls far behind makes the node skip events.
+#[cfg(unix)]
+pub async fn subscribe(
+    data_dir: &Path,
+) -> std::io::Result<Option<tokio::sync::mpsc::Receiver<Event>>> {
+    let path = socket_path(data_dir);
+    let stream = match tokio::net::UnixStream::connect(&path).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_vec(&Request::Events).expect("requests serialize");
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    let mut lines = BufReader::new(r).lines();
+    match lines.next_line().await? {
+        Some(l) if matches!(serde_json::from_str(&l), Ok(Reply::Event(_))) => {}
+        Some(l) => {
+            return Err(std::io::Error::other(format!(
+                "unexpected answer to an events request: {l}"
+            )));
+        }
+        None => return Err(std::io::Error::other("the node closed the control socket")),
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        // Keeps the write half open: closing it would end the stream.
+        let _w = w;
+        while let Ok(Some(l)) = lines.next_line().await {
+            if let Ok(Reply::Event(e)) = serde_json::from_str(&l)
+                && tx.send(e).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(Some(rx))
 }
 
 /// Client side: sends `req` to the node running on `data_dir`, calling

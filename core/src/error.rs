@@ -3,6 +3,7 @@
 
 use crate::identity::IdentityError;
 use crate::net::transport;
+use crate::proto::messaging;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Transport(#[from] transport::Error),
+    #[error(transparent)]
+    Messaging(#[from] messaging::Error),
     #[error("io error on {what}: {source}")]
     Io {
         what: String,

@@ -17,7 +17,9 @@
 //! - [`config`]: [`Config`] with defaults that work on a LAN out of the box.
 //! - [`event`]: [`Event`], the one stream every front end consumes.
 //! - [`identity`]: the node's ed25519 key pair and [`PeerId`].
-//! - [`store`]: SQLite: peers, trust (and messages, transfers as they land).
+//! - [`store`]: SQLite: peers, trust, direct messages (transfers as they land).
+//! - Direct messages: [`Node::send_message`], [`Node::conversation`], ... (in
+//!   [`net::messaging`]), their protocol in [`proto::messaging`].
 //! - [`proto`]: sans-IO protocol state machines (wire format, discovery, ...),
 //!   driven by [`net`] in production and by `proto::sim` in simulations.
 //! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor,

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, PeerInfo, Trust};
 use crate::identity::{Identity, PeerId};
 use crate::net::actor::{Actor, Command, Stats};
+use crate::net::dht::{Dht, DhtHandle};
 use crate::net::gossip::Gossip;
 use crate::net::links::{Links, Router};
 use crate::proto::rooms::{RoomMessage, RoomMessageId};
@@ -50,12 +51,15 @@ struct Inner {
     links: Arc<Links>,
     gossip: Gossip,
     rooms: Rooms,
+    dht: Option<DhtHandle>,
     listen_addrs: Vec<SocketAddr>,
+    messaging: crate::net::messaging::Handle,
     join: Mutex<Option<JoinHandle<()>>>,
     /// Front-end tasks tied to the node's life (control socket, web server).
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Released at shutdown, so the data dir can be reused in this process.
     lock: Mutex<Option<DataDirLock>>,
+    transfers: crate::net::transfer::Service,
 }
 
 impl Drop for Inner {
@@ -113,9 +117,20 @@ impl Node {
         let (cmd, cmd_rx) = mpsc::channel(64);
         let links = Links::new(cmd.clone(), config.event_buffer.min(1024));
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
-        let router = Router {
+        let mut router = Router {
             gossip: Some(gossip_tx),
+            ..Router::default()
         };
+        let (transfers, transfer_streams, transfer_task) = crate::net::transfer::Service::start(
+            &config,
+            identity.peer_id(),
+            store.clone(),
+            links.clone(),
+            events.clone(),
+        );
+        router.transfer = Some(transfer_streams);
+        let (messaging, messaging_service) =
+            crate::net::messaging::prepare(&mut router, &links, identity.peer_id(), events.clone());
         let started = Actor::spawn(
             config.clone(),
             identity.clone(),
@@ -144,6 +159,11 @@ impl Node {
             events.clone(),
         );
         let receiver = rooms.spawn_receiver(gossip_events_rx);
+        let (dht, dht_task) = if config.dht {
+            start_dht(&config, &identity, &started.listen_addrs).await?
+        } else {
+            (None, None)
+        };
         let node = Node {
             inner: Arc::new(Inner {
                 identity,
@@ -156,12 +176,17 @@ impl Node {
                 links,
                 gossip,
                 rooms,
+                dht: dht.clone(),
                 listen_addrs: started.listen_addrs,
+                messaging,
                 join: Mutex::new(Some(started.join)),
                 tasks: Mutex::new(vec![gossip_task, receiver]),
                 lock: Mutex::new(lock),
+                transfers,
             }),
         };
+        node.own_task(transfer_task);
+        node.own_task(messaging_service.spawn(node.store().clone(), node.links().clone()));
         if let Some(t) = crate::rooms::spawn_lonely_rooms(node.downgrade()) {
             node.own_task(t);
         }
@@ -171,7 +196,21 @@ impl Node {
         {
             node.own_task(t);
         }
+        if let (Some(dht), Some(task)) = (dht, dht_task) {
+            node.own_task(task);
+            node.own_task(crate::net::dht::attach(
+                node.downgrade(),
+                dht,
+                EventStream::new(node.inner.events.subscribe()),
+                node.listen_addrs().to_vec(),
+                node.name().to_string(),
+            ));
+        }
         Ok(node)
+    }
+
+    pub(crate) fn transfer_service(&self) -> &crate::net::transfer::Service {
+        &self.inner.transfers
     }
 
     pub(crate) fn downgrade(&self) -> WeakNode {
@@ -275,6 +314,16 @@ impl Node {
         &self.inner.store
     }
 
+    pub(crate) fn messaging(&self) -> &crate::net::messaging::Handle {
+        &self.inner.messaging
+    }
+
+    /// Events from now on (unlike [`events`](Self::events), never the backlog
+    /// since start), for requests that watch the node for a while.
+    pub fn subscribe(&self) -> EventStream {
+        EventStream::new(self.inner.events.subscribe())
+    }
+
     /// Addresses other nodes can dial (concrete, never a wildcard).
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.inner.listen_addrs
@@ -357,8 +406,82 @@ impl Node {
         resolve_among(spec, candidates)
     }
 
+    /// The node's DHT, if enabled.
+    pub fn dht(&self) -> Option<&DhtHandle> {
+        self.inner.dht.as_ref()
+    }
+
+    /// Finds peers through the DHT by PeerId or device name, beyond multicast
+    /// reach. Found peers are remembered, so other commands accept them as PEER
+    /// (by name or id) and can dial them.
+    pub async fn find(&self, spec: &str) -> Result<Vec<crate::proto::kademlia::PeerRecord>> {
+        let dht = self
+            .dht()
+            .ok_or_else(|| Error::Invalid("the DHT is disabled on this node".into()))?;
+        let found = match spec.trim().parse::<PeerId>() {
+            Ok(id) => dht
+                .find_peer(id)
+                .await
+                .map_err(|e| Error::Invalid(e.to_string()))?
+                .into_iter()
+                .collect(),
+            Err(_) => dht
+                .find_by_name(spec.trim())
+                .await
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+        };
+        for r in &found {
+            if r.id != self.id() {
+                self.inner.store.upsert_peer(
+                    &r.id,
+                    &r.name,
+                    crate::proto::wire::DeviceKind::Other,
+                    &r.addrs,
+                    crate::store::now_ms(),
+                )?;
+            }
+        }
+        Ok(found.into_iter().filter(|r| r.id != self.id()).collect())
+    }
+
+    /// Resolves a user's `PEER` argument the way every command does: a PeerId, a
+    /// unique id prefix (≥ 6 characters) or a device name among known peers;
+    /// `HOST:PORT`, which is dialed to learn who answers; else through the DHT.
+    pub async fn resolve_or_dial(&self, spec: &str) -> Result<PeerId> {
+        let spec = spec.trim();
+        if let Ok(addr) = spec.parse::<SocketAddr>() {
+            return self.connect(addr, None).await;
+        }
+        match self.resolve(spec).await {
+            Err(Error::PeerNotFound(_)) if spec.contains(':') => {
+                let addr = tokio::net::lookup_host(spec)
+                    .await
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| Error::PeerNotFound(spec.to_string()))?;
+                self.connect(addr, None).await
+            }
+            Err(Error::PeerNotFound(_)) if self.dht().is_some() => {
+                let found = self.find(spec).await?;
+                match found.as_slice() {
+                    [] => Err(Error::PeerNotFound(spec.to_string())),
+                    [one] => Ok(one.id),
+                    many => Err(Error::AmbiguousPeer(
+                        spec.to_string(),
+                        many.iter()
+                            .map(|r| format!("{} ({})", r.id.short(), r.name))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Stops the node: closes sessions and sockets, ends tasks, flushes the store.
     pub async fn shutdown(&self) -> Result<()> {
+        self.inner.transfers.shutdown();
         for t in self
             .inner
             .tasks
@@ -377,6 +500,9 @@ impl Node {
         {
             let _ = std::fs::remove_file(crate::control::socket_path(self.data_dir()));
         }
+        if let Some(d) = self.dht() {
+            d.shutdown().await;
+        }
         let _ = self.request(Command::Shutdown).await;
         let join = self
             .inner
@@ -394,6 +520,31 @@ impl Node {
             .take();
         Ok(())
     }
+}
+
+/// Binds the DHT's UDP socket on the TCP listener's port number (the convention
+/// that lets every known TCP address double as a DHT contact) and spawns it.
+async fn start_dht(
+    config: &Config,
+    identity: &Identity,
+    listen_addrs: &[SocketAddr],
+) -> Result<(Option<DhtHandle>, Option<JoinHandle<()>>)> {
+    let port = listen_addrs.first().map(|a| a.port()).unwrap_or(0);
+    let bind = SocketAddr::new(config.listen.ip(), port);
+    let socket = match tokio::net::UdpSocket::bind(bind).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%bind, error = %e, "DHT disabled: cannot bind its UDP port");
+            return Ok((None, None));
+        }
+    };
+    let (handle, task) = Dht::spawn(
+        identity.clone(),
+        socket,
+        crate::proto::kademlia::Config::default(),
+    )
+    .map_err(|e| Error::io("starting the DHT", e))?;
+    Ok((Some(handle), Some(task)))
 }
 
 /// Picks the one peer `spec` names: an exact id, a unique prefix of at least six
@@ -460,7 +611,7 @@ async fn next_event(
 }
 
 impl EventStream {
-    fn new(rx: broadcast::Receiver<Event>) -> Self {
+    pub(crate) fn new(rx: broadcast::Receiver<Event>) -> Self {
         Self {
             inner: tokio_util::sync::ReusableBoxFuture::new(next_event(rx)),
         }

@@ -14,9 +14,12 @@ pub mod discovery;
 pub mod gossip;
 pub mod hyparview;
 pub mod kademlia;
+pub mod messaging;
+pub mod mux;
 pub mod plumtree;
 pub mod rooms;
 pub mod rumor;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod transfer;
 pub mod wire;

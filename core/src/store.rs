@@ -25,6 +25,8 @@ use crate::identity::PeerId;
 use crate::proto::wire::DeviceKind;
 
 mod rooms;
+mod transfers;
+pub use transfers::TransferRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +39,10 @@ pub enum StoreError {
     #[error("corrupt value in store: {0}")]
     Corrupt(String),
 }
+
+mod messages;
+
+pub use messages::MessageCounts;
 
 /// The schema, one named migration per entry; never edit a released entry, append.
 pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
@@ -51,6 +57,8 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         trust TEXT NOT NULL DEFAULT 'unknown'
     );",
     ),
+    transfers::MIGRATION,
+    messages::MIGRATION,
     ("rooms_1", rooms::MIGRATION),
 ];
 

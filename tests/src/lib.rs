@@ -5,6 +5,7 @@
 //! Safety rule: traffic only ever flows on loopback or inside namespaces made
 //! here; every [`Lan`] removes what it made when dropped.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
@@ -195,11 +196,26 @@ impl Lan {
     /// Drops all IPv4 and IPv6 multicast in and out of every host (nftables), so
     /// only broadcast and unicast cross the LAN. Errs if `nft` is missing.
     pub fn drop_multicast(&self) -> Result<(), String> {
+        self.nft_drop("ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop;")
+    }
+
+    /// Drops multicast and broadcast (a Wi-Fi with client isolation, or a
+    /// filtering router): LAN discovery cannot work, only unicast crosses.
+    pub fn drop_multicast_and_broadcast(&self) -> Result<(), String> {
+        self.nft_drop(
+            "ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop; \
+             ip daddr 10.77.0.255 drop; ip daddr 255.255.255.255 drop;",
+        )
+    }
+
+    fn nft_drop(&self, rule: &str) -> Result<(), String> {
         for h in &self.hosts {
-            let rules = "table inet nomcast {
-  chain in { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop; }
-  chain out { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop; }
-}";
+            let rules = format!(
+                "table inet lanfilter {{
+  chain in {{ type filter hook input priority 0; {rule} }}
+  chain out {{ type filter hook output priority 0; {rule} }}
+}}"
+            );
             let path = std::env::temp_dir().join(format!("{}-nft.conf", self.prefix));
             std::fs::write(&path, rules).map_err(|e| e.to_string())?;
             let p = path.to_string_lossy().to_string();
@@ -248,6 +264,147 @@ where
             .expect("runtime");
         rt.block_on(make())
     })
+}
+
+/// A `peerconnect up --json` child process (or any `peerconnect … --json` that
+/// keeps running), its stdout parsed into JSON events by a reader thread.
+/// Killed on drop, so a failed test leaves no node running.
+#[derive(Debug)]
+pub struct UpProcess {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Every event read so far, in order.
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl UpProcess {
+    /// Spawns `cmd` (a `peerconnect up --json …` command) with stdout captured
+    /// (pipe its stdin first to write to it with [`take_stdin`](Self::take_stdin)).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn peerconnect up");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads events until `done(seen so far)` holds, or panics after `timeout`.
+    pub fn until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Starts `peerconnect up --json --data-dir DIR ARGS…` inside host `host` of `lan`.
+    pub fn start(lan: &Lan, host: usize, dir: &std::path::Path, args: &[&str]) -> Self {
+        let mut cmd = lan.command(host, &peerconnect_bin());
+        cmd.args(["up", "--json", "--data-dir"]).arg(dir).args(args);
+        Self::spawn(cmd)
+    }
+
+    /// The node's PeerId from its `listening` event (which must have been read).
+    pub fn id(&self) -> String {
+        self.seen
+            .iter()
+            .find(|v| v["event"] == "listening")
+            .and_then(|v| v["id"].as_str())
+            .expect("listening event")
+            .to_string()
+    }
+
+    /// Verification codes shown for connected peers, by peer id.
+    pub fn codes(&self) -> BTreeMap<String, String> {
+        self.seen
+            .iter()
+            .filter(|v| v["event"] == "peer_connected")
+            .map(|v| {
+                (
+                    v["peer"]["id"].as_str().unwrap_or_default().to_string(),
+                    v["verification_code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The `listening` event (`id`, `name`, `addrs`), waiting for it if needed.
+    pub fn listening(&mut self, timeout: Duration) -> serde_json::Value {
+        self.until(timeout, "the listening event", |s| {
+            s.iter().any(|v| v["event"] == "listening")
+        });
+        self.seen
+            .iter()
+            .find(|v| v["event"] == "listening")
+            .cloned()
+            .expect("listening event")
+    }
+
+    /// The child's stdin, if it was piped.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the node with SIGTERM and checks it exits cleanly.
+    pub fn stop(mut self) {
+        // SAFETY: sending SIGTERM to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "peerconnect up exited with {status} on SIGTERM"
+        );
+    }
+}
+
+impl Drop for UpProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Prints why a test is skipped (visible with `--nocapture` and in CI logs).

@@ -2,114 +2,15 @@
 //! removed by each test. Skipped (with the reason printed) where namespaces
 //! cannot be made.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use peerconnect::proto::discovery::{Announce, SignedAnnounce};
 use peerconnect::proto::wire::{self, Datagram, DeviceKind};
 use peerconnect::{Config, Identity, Node};
-use peerconnect_tests::{Lan, in_netns, peerconnect_bin, skip, wait_for};
+use peerconnect_tests::{Lan, UpProcess, in_netns, peerconnect_bin, skip, wait_for};
 use serde_json::Value;
-
-/// A `peerconnect up --json` process in a namespace, its stdout parsed into events.
-struct UpProcess {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl UpProcess {
-    fn start(lan: &Lan, host: usize, dir: &std::path::Path) -> Self {
-        let mut child = lan
-            .command(host, &peerconnect_bin())
-            .args([
-                "up",
-                "--json",
-                "--name",
-                &format!("host{host}"),
-                "--data-dir",
-            ])
-            .arg(dir.join(format!("h{host}")))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn peerconnect up");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                assert!(v["event"].is_string(), "line without event field: {line}");
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads events until `done(seen so far)` holds, or panics after `timeout`.
-    fn until(&mut self, timeout: Duration, what: &str, done: impl Fn(&[Value]) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !done(&self.seen) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => self.seen.push(v),
-                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn id(&self) -> String {
-        self.seen
-            .iter()
-            .find(|v| v["event"] == "listening")
-            .and_then(|v| v["id"].as_str())
-            .expect("listening event")
-            .to_string()
-    }
-
-    /// Verification codes of connected peers, by peer id.
-    fn codes(&self) -> BTreeMap<String, String> {
-        self.seen
-            .iter()
-            .filter(|v| v["event"] == "peer_connected")
-            .map(|v| {
-                (
-                    v["peer"]["id"].as_str().unwrap().to_string(),
-                    v["verification_code"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    fn stop(mut self) {
-        // SAFETY: sending SIGTERM to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().expect("wait");
-        assert!(
-            status.success(),
-            "peerconnect up exited with {status} on SIGTERM"
-        );
-    }
-}
-
-impl Drop for UpProcess {
-    fn drop(&mut self) {
-        // A failed test must not leave nodes running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn connected_count(seen: &[Value]) -> usize {
     seen.iter()
@@ -123,7 +24,14 @@ fn three_nodes_find_each_other(lan: &Lan) {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut nodes: Vec<UpProcess> = (1..=3)
-        .map(|i| UpProcess::start(lan, i, dir.path()))
+        .map(|i| {
+            UpProcess::start(
+                lan,
+                i,
+                &dir.path().join(format!("h{i}")),
+                &["--name", &format!("host{i}")],
+            )
+        })
         .collect();
     for n in &mut nodes {
         n.until(Duration::from_secs(20), "both other peers connected", |s| {

@@ -2,10 +2,12 @@
 //! contract). Every command is a thin adapter over the core's `Node` API.
 
 mod bench;
+mod messages;
 mod node_args;
 mod print;
 mod room;
 mod sim;
+mod transfer;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use peerconnect::control::{self, Request};
+use peerconnect::proto::messaging::Error as MessagingError;
 use peerconnect::{Event, Identity, Node, Trust};
 
 use node_args::NodeArgs;
@@ -74,15 +77,69 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Send files and folders to one or more peers; exits when done.
+    Send(transfer::SendArgs),
+    /// Wait for offers and accept them (asks unless --yes).
+    Receive(transfer::ReceiveArgs),
+    /// Find a peer by name or PeerId through the DHT (beyond multicast reach).
+    Find {
+        /// A device name or a PeerId.
+        query: String,
+        /// Seconds to wait for a first contact when no node runs on this data dir.
+        #[arg(long, default_value_t = 3.0)]
+        wait: f64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Send a direct message; exits once the peer has it, or says it is queued.
+    Msg {
+        /// PeerId, unique prefix (≥ 6 characters), device name, or HOST:PORT.
+        peer: String,
+        /// The message (UTF-8, at most 64 KiB).
+        text: String,
+        /// Seconds to wait for the peer to acknowledge before leaving the
+        /// message queued.
+        #[arg(long, default_value_t = 5.0)]
+        wait: f64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Chat with a peer: recent history, then live messages both ways. Each
+    /// line read from stdin is sent; Ctrl-D leaves.
+    Chat {
+        /// PeerId, unique prefix (≥ 6 characters), device name, or HOST:PORT.
+        peer: String,
+        /// How many earlier messages to show first.
+        #[arg(long, default_value_t = 20)]
+        history: usize,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Run the simulator (virtual time, thousands of nodes, one seed).
     #[command(subcommand)]
     Sim(sim::SimCmd),
     /// Chat rooms: everyone on the LAN who joins the same name.
     #[command(subcommand)]
     Room(room::RoomCmd),
-    /// Benchmarks on real nodes (tables; JSON with --json).
-    #[command(subcommand)]
-    Bench(bench::BenchCmd),
+    /// Run a benchmark: print a table, or one JSON object with --json.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// Real nodes in one process resolving each other through the DHT.
+    Dht(bench::dht::DhtArgs),
+    /// Multiplexer throughput beside raw TCP and TLS.
+    Mux(bench::mux::MuxArgs),
+    /// File transfer: a big file and many small ones, file to file on loopback.
+    Transfer(bench::transfer::TransferArgs),
+    /// N real nodes in one process join one room; broadcasts must reach all.
+    Gossip(bench::gossip::GossipArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,9 +162,13 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = match e.downcast_ref::<peerconnect::Error>() {
                 Some(
-                    peerconnect::Error::PeerNotFound(_) | peerconnect::Error::AmbiguousPeer(..),
+                    peerconnect::Error::PeerNotFound(_)
+                    | peerconnect::Error::AmbiguousPeer(..)
+                    | peerconnect::Error::Messaging(MessagingError::Blocked(_)),
                 ) => exit::NOT_FOUND,
-                Some(peerconnect::Error::Invalid(_)) => exit::USAGE,
+                Some(peerconnect::Error::Invalid(_) | peerconnect::Error::Messaging(_)) => {
+                    exit::USAGE
+                }
                 _ => exit::FAILED,
             };
             eprintln!("error: {e:#}");
@@ -139,12 +200,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Trust { peer, node } => set_trust(node, &peer, Trust::Trusted).await,
         Cmd::Block { peer, node } => set_trust(node, &peer, Trust::Blocked).await,
         Cmd::Unblock { peer, node } => set_trust(node, &peer, Trust::Unknown).await,
+        Cmd::Find { query, wait, node } => find(node, &query, wait).await,
+        Cmd::Bench { what, json } => match what {
+            BenchWhat::Dht(args) => bench::dht::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            BenchWhat::Mux(args) => bench::mux::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            BenchWhat::Transfer(args) => bench::transfer::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            BenchWhat::Gossip(args) => bench::gossip::run(args, json).await,
+        },
+        Cmd::Send(args) => transfer::send(args).await,
+        Cmd::Receive(args) => transfer::receive(args).await,
+        Cmd::Msg {
+            peer,
+            text,
+            wait,
+            node,
+        } => messages::msg(node, &peer, text, wait).await,
+        Cmd::Chat {
+            peer,
+            history,
+            node,
+        } => messages::chat(node, &peer, history).await,
         Cmd::Sim(cmd) => {
             tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Room(cmd) => room::run(cmd).await,
-        Cmd::Bench(cmd) => bench::run(cmd).await,
     }
 }
 
@@ -196,6 +282,46 @@ async fn peers(args: NodeArgs, wait: f64) -> anyhow::Result<ExitCode> {
     let peers = node.peers().await?;
     node.shutdown().await?;
     printer.peers(&peers);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn find(args: NodeArgs, query: &str, wait: f64) -> anyhow::Result<ExitCode> {
+    args.init_logging();
+    let dir = args.data_dir();
+    let req = Request::Find {
+        query: query.to_string(),
+    };
+    let value = match control::call(&dir, &req, |_| {}).await? {
+        Some(reply) => reply.map_err(anyhow::Error::msg)?,
+        None => {
+            let node = Node::start(args.config(true)?).await?;
+            // Give discovery and --connect a moment to provide a first contact.
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_secs_f64(wait.clamp(0.0, 60.0));
+            while tokio::time::Instant::now() < deadline && node.links().connected().is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let found = node.find(query).await;
+            node.shutdown().await?;
+            serde_json::to_value(found?)?
+        }
+    };
+    let records: Vec<peerconnect::proto::kademlia::PeerRecord> = serde_json::from_value(value)?;
+    if records.is_empty() {
+        eprintln!("no peer named {query:?} found");
+        return Ok(ExitCode::from(exit::NOT_FOUND));
+    }
+    for r in &records {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "found", "peer": {"id": r.id, "name": r.name, "addrs": r.addrs}})
+            );
+        } else {
+            let addrs: Vec<String> = r.addrs.iter().map(|a| a.to_string()).collect();
+            println!("{}  {}  {}", r.id, r.name, addrs.join(" "));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

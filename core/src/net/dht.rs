@@ -39,6 +39,9 @@ use crate::proto::kademlia::{
 };
 use crate::proto::wire::{self, Datagram, MAX_DATAGRAM_LEN};
 
+mod presence;
+pub(crate) use presence::attach;
+
 /// Commands waiting for the task, at most.
 const CHANNEL_CAPACITY: usize = 64;
 

@@ -23,8 +23,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::identity::PeerId;
 use crate::net::actor::Command;
 use crate::net::mux::MuxSession;
-use crate::proto::gossip;
 use crate::proto::wire::Message;
+use crate::proto::{gossip, messaging};
 
 /// A connected peer as services see it.
 #[derive(Debug, Clone)]
@@ -259,4 +259,9 @@ impl Links {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Router {
     pub gossip: Option<mpsc::Sender<(PeerId, gossip::Message)>>,
+    /// Streams peers open for file transfers (see [`crate::net::streams`]).
+    pub transfer: Option<mpsc::Sender<(PeerId, crate::net::mux::MuxStream)>>,
+    /// Streams refused for a bad or unserved header.
+    pub bad_streams: Arc<std::sync::atomic::AtomicU64>,
+    pub dm: Option<mpsc::Sender<(PeerId, messaging::Message)>>,
 }

@@ -255,6 +255,8 @@ pub enum Message {
     Pong(u64),
     /// Gossip (membership and dissemination) for one topic.
     Gossip(crate::proto::gossip::Message),
+    /// Direct messages: deliveries, acks, read receipts.
+    Dm(crate::proto::messaging::Message),
 }
 
 /// Messages carried in UDP datagrams.
@@ -262,6 +264,14 @@ pub enum Message {
 pub enum Datagram {
     Announce(SignedAnnounce),
     Dht(kademlia::Message),
+}
+
+/// The first frame on every stream a peer opens (the control stream aside):
+/// which service the stream is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamKind {
+    /// A file transfer ([`crate::proto::transfer`]).
+    Transfer,
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ pub struct Record {
 }
 
 /// A verified peer record, as lookups return it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRecord {
     pub id: PeerId,
     pub name: String,

@@ -203,8 +203,15 @@ impl Report {
         if self.unfinished > 0 {
             let _ = writeln!(s, "{} commands did not finish", self.unfinished);
         }
+        if !self.failures.is_empty() {
+            let _ = writeln!(
+                s,
+                "lookups that missed the target or some of the true k nearest (first {}):",
+                self.failures.len()
+            );
+        }
         for f in &self.failures {
-            let _ = writeln!(s, "  failed: {f}");
+            let _ = writeln!(s, "  {f}");
         }
         s
     }

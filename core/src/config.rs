@@ -53,6 +53,28 @@ pub struct Config {
     /// How often connected peers are pinged; a peer silent for three intervals is
     /// considered gone.
     pub keepalive: Duration,
+    /// Where the identity and the store live.
+    pub storage: Storage,
+    /// File transfer settings.
+    pub transfer: crate::net::transfer::TransferConfig,
+    /// Gossip (HyParView, Plumtree, rumor mongering) settings for every topic,
+    /// rooms included.
+    pub gossip: crate::proto::gossip::Config,
+}
+
+/// Where a node keeps its identity key, store and control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// In `data_dir`: the key persists, the store is a SQLite file, the control
+    /// socket lets the CLI use the running node, and a lock keeps a second node
+    /// off the same dir.
+    #[default]
+    DataDir,
+    /// Nothing on disk and `data_dir` unused: a fresh identity each start, an
+    /// in-memory store (peers, trust and room history are lost at shutdown), no
+    /// control socket, no lock. For tests and benchmarks that run many nodes in
+    /// one process.
+    Memory,
 }
 
 /// LAN discovery settings.
@@ -106,6 +128,9 @@ impl Config {
             dht: true,
             event_buffer: 1024,
             keepalive: Duration::from_secs(10),
+            storage: Storage::DataDir,
+            transfer: Default::default(),
+            gossip: crate::proto::gossip::Config::default(),
         }
     }
 

@@ -22,7 +22,9 @@
 //!   [`net::messaging`]), their protocol in [`proto::messaging`].
 //! - [`proto`]: sans-IO protocol state machines (wire format, discovery, ...),
 //!   driven by [`net`] in production and by `proto::sim` in simulations.
-//! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor.
+//! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor,
+//!   the gossip service.
+//! - [`rooms`]: group chat rooms on gossip (signed messages, history).
 
 pub mod config;
 pub mod control;
@@ -32,6 +34,7 @@ pub mod identity;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod rooms;
 pub mod store;
 
 pub use config::Config;
@@ -39,3 +42,4 @@ pub use error::{Error, Result};
 pub use event::{Event, PeerInfo, Trust};
 pub use identity::{Identity, PeerId};
 pub use node::{EventStream, Node};
+pub use proto::rooms::RoomMessage;

@@ -7,9 +7,12 @@
 pub(crate) mod actor;
 pub mod dht;
 pub mod discovery;
+pub mod gossip;
 pub mod links;
 pub mod messaging;
 pub mod mux;
+pub(crate) mod streams;
+pub mod transfer;
 pub mod transport;
 
 pub use actor::Stats;

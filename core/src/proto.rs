@@ -17,7 +17,9 @@ pub mod kademlia;
 pub mod messaging;
 pub mod mux;
 pub mod plumtree;
+pub mod rooms;
 pub mod rumor;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod transfer;
 pub mod wire;

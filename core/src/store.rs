@@ -1,5 +1,5 @@
-//! Durable state in SQLite: known peers and trust (and, as features land,
-//! messages, transfers and rooms).
+//! Durable state in SQLite: known peers and trust, room history (and, as
+//! features land, messages and transfers).
 //!
 //! One file `peerconnect.db` in the data dir, WAL mode, `synchronous=NORMAL`
 //! (durable across process crashes; an OS crash may lose the last transactions but
@@ -23,6 +23,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::event::Trust;
 use crate::identity::PeerId;
 use crate::proto::wire::DeviceKind;
+
+mod rooms;
+mod transfers;
+pub use transfers::TransferRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,7 +57,9 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         trust TEXT NOT NULL DEFAULT 'unknown'
     );",
     ),
+    transfers::MIGRATION,
     messages::MIGRATION,
+    ("rooms_1", rooms::MIGRATION),
 ];
 
 /// A peer as remembered across restarts.
@@ -147,7 +153,7 @@ impl Store {
     }
 
     /// Runs `f` inside one transaction (all or nothing).
-    #[allow(dead_code)] // for the feature stores (messages, transfers, rooms)
+    #[allow(dead_code)] // for the feature stores (messages, transfers)
     pub(crate) fn with_tx<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
@@ -160,7 +166,6 @@ impl Store {
     }
 
     /// Runs `f` with the connection (single statements, reads).
-    #[allow(dead_code)] // for the feature stores (messages, transfers, rooms)
     pub(crate) fn with_conn<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,

@@ -51,6 +51,65 @@ impl Printer {
                     .unwrap_or_default()
             ),
             Event::Error { message } => eprintln!("error: {message}"),
+            Event::RoomMessage { room, message } => println!(
+                "[{room}] {} ({}): {}",
+                message.author_name,
+                message.author.short(),
+                message.text
+            ),
+            Event::RoomJoined { room } => println!("> joined room {room}"),
+            Event::RoomLeft { room } => println!("< left room {room}"),
+            Event::Offer {
+                id,
+                name,
+                verification_code,
+                files,
+                total_bytes,
+                auto_accepted,
+                ..
+            } => println!(
+                "> offer     {id} from {name} (code {verification_code}): {files} files, {} bytes{}",
+                total_bytes,
+                if *auto_accepted {
+                    ", accepted"
+                } else {
+                    "; answer with `peerconnect receive`"
+                }
+            ),
+            Event::TransferDone {
+                path,
+                bytes,
+                direction,
+                ..
+            } => println!(
+                "  {:<9} {path} ({bytes} bytes)",
+                match direction {
+                    peerconnect::proto::transfer::Direction::Send => "sent",
+                    peerconnect::proto::transfer::Direction::Receive => "received",
+                }
+            ),
+            Event::TransferComplete {
+                id,
+                direction,
+                files,
+                failed,
+                ..
+            } => println!(
+                "  complete  {id} ({}): {files} files, {failed} failed",
+                direction.as_str()
+            ),
+            Event::TransferFailed {
+                id, path, error, ..
+            } => match path {
+                Some(p) => eprintln!("error: transfer {id}: {p}: {error}"),
+                None => eprintln!("error: transfer {id}: {error}"),
+            },
+            Event::TransferCancelled { id, by_peer, .. } => println!(
+                "  cancelled {id}{}",
+                if *by_peer { " by the peer" } else { "" }
+            ),
+            Event::TransferRejected { id, reason, .. } => println!("  refused   {id}: {reason}"),
+            Event::Progress { .. } => {}
             Event::MessageReceived { message } => {
                 println!(
                     "< message   from {}: {}",

@@ -25,7 +25,7 @@ use crate::event::{Event, PeerInfo, Trust};
 use crate::identity::{Identity, PeerId, verification_code};
 use crate::net::discovery::Sockets;
 use crate::net::links::{Links, PeerLink, Router};
-use crate::net::mux::{MuxConfig, MuxSession, Side};
+use crate::net::mux::{BoxedLane, LaneDialer, MuxConfig, MuxSession, Side};
 use crate::net::transport::{self, Connection, Transport, read_frame};
 use crate::proto::discovery as disco;
 use crate::proto::wire::{self, DeviceKind, Hello, Message};
@@ -62,6 +62,11 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), String>>,
     },
     Stats(oneshot::Sender<Stats>),
+    /// Close this session to `peer` (see [`Links::close`]).
+    Close {
+        peer: PeerId,
+        session: u64,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -73,6 +78,8 @@ pub struct Stats {
     pub handshakes_failed: u64,
     pub connections_refused_blocked: u64,
     pub bad_frames: u64,
+    /// Streams peers opened with a bad or unserved header (reset).
+    pub bad_streams: u64,
 }
 
 /// What tasks report to the actor.
@@ -526,7 +533,16 @@ impl Actor {
                     s.discovery = d.stats();
                 }
                 s.sessions = self.sessions.len();
+                s.bad_streams = self
+                    .router
+                    .bad_streams
+                    .load(std::sync::atomic::Ordering::Relaxed);
                 let _ = reply.send(s);
+            }
+            Command::Close { peer, session } => {
+                if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
+                    self.close_session(peer, Some("no longer needed".into()));
+                }
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
@@ -609,8 +625,12 @@ impl Actor {
                     return;
                 }
                 s.last_heard = Instant::now();
-                if let Message::Ping(n) = msg {
-                    let _ = s.tx.try_send(Message::Pong(n));
+                match msg {
+                    Message::Ping(n) => {
+                        let _ = s.tx.try_send(Message::Pong(n));
+                    }
+                    Message::Pong(n) => self.links.on_pong(n),
+                    _ => {}
                 }
             }
             Input::BadFrame {
@@ -712,7 +732,7 @@ impl Actor {
         {
             tracing::warn!(error = %e, "cannot remember peer");
         }
-        self.start_session(peer, hello.instance, conn);
+        self.start_session(peer, hello.instance, conn, addr);
         for w in self.dial_waiters.remove(&peer).unwrap_or_default() {
             let _ = w.send(Ok(()));
         }
@@ -727,7 +747,7 @@ impl Actor {
         });
     }
 
-    fn start_session(&mut self, peer: PeerId, instance: u64, conn: Connection) {
+    fn start_session(&mut self, peer: PeerId, instance: u64, conn: Connection, addr: SocketAddr) {
         self.next_session += 1;
         let id = self.next_session;
         let side = if self.identity.peer_id() < peer {
@@ -735,7 +755,11 @@ impl Actor {
         } else {
             Side::High
         };
-        let mux = MuxSession::new(MuxConfig::default(), side);
+        let mux = MuxSession::with_dialer(
+            MuxConfig::default(),
+            side,
+            Some(self.lane_dialer(peer, addr)),
+        );
         let (tx, mut rx) = mpsc::channel::<Message>(PEER_QUEUE);
         let input = self.input_tx.clone();
         let router = self.router.clone();
@@ -816,6 +840,7 @@ impl Actor {
                 })
                 .await;
         });
+        let accept = crate::net::streams::spawn_accept_loop(peer, mux.clone(), self.router.clone());
         self.links.set_up(
             peer,
             PeerLink {
@@ -832,7 +857,7 @@ impl Actor {
                 mux,
                 tx,
                 last_heard: Instant::now(),
-                tasks: vec![session_task],
+                tasks: vec![session_task, accept],
             },
         );
     }
@@ -872,6 +897,24 @@ impl Actor {
             };
             let _ = tx.send(input).await;
         });
+    }
+
+    /// How the mux session to `peer` opens more lanes for bulk streams: a new TLS
+    /// connection to the address the session was reached at, with the usual
+    /// Hello. The peer's actor adds it to its side of the same session.
+    fn lane_dialer(&self, peer: PeerId, addr: SocketAddr) -> LaneDialer {
+        let t = self.transport.clone();
+        let h = hello(&self.config, self.instance, self.listen_port);
+        Arc::new(move || {
+            let t = t.clone();
+            let h = h.clone();
+            Box::pin(async move {
+                let (conn, _) = dial_once(&t, addr, Some(peer), &h)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                Ok(Box::new(conn) as BoxedLane)
+            })
+        })
     }
 
     /// Dials `addrs` one after the other until one reaches `peer`.

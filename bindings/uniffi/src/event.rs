@@ -3,6 +3,8 @@
 //! `HOST:PORT` strings.
 
 use crate::messaging::{DeliveryStatus, Message};
+use crate::rooms::RoomMessage;
+use crate::transfer::{Direction, OfferEntry};
 
 /// How much we trust a peer (see [`peerconnect::Trust`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -81,7 +83,93 @@ pub enum Event {
         peer: String,
         status: DeliveryStatus,
     },
-    /// An event this binding has no variant for yet: its name (`"offer"`, ...)
+    /// A message in a room we are in (ours included).
+    RoomMessage { room: String, message: RoomMessage },
+    /// We joined a room.
+    RoomJoined { room: String },
+    /// We left a room.
+    RoomLeft { room: String },
+    /// A peer offers files: answer with `accept_offer` or `reject_offer`,
+    /// unless `auto_accepted` says the node already took it.
+    Offer {
+        /// The transfer id (16 hex digits).
+        id: String,
+        peer: String,
+        /// The peer's device name.
+        name: String,
+        verification_code: String,
+        trusted: bool,
+        auto_accepted: bool,
+        files: u64,
+        total_bytes: u64,
+        /// Free bytes in the download folder.
+        free_bytes: Option<u64>,
+        entries: Vec<OfferEntry>,
+    },
+    /// How a running transfer is doing (about every 100 ms while it moves).
+    Progress {
+        id: String,
+        peer: String,
+        direction: Direction,
+        done_bytes: u64,
+        total_bytes: u64,
+        files_done: u64,
+        files_total: u64,
+        /// Relative path of the file being worked on.
+        file: Option<String>,
+        file_done: u64,
+        file_bytes: u64,
+        /// File bytes that crossed the network (resumed prefixes excluded).
+        transferred: u64,
+        /// Bytes per second over the last seconds.
+        rate: u64,
+        paused: bool,
+    },
+    /// One file arrived whole and verified: where it is on this machine and
+    /// the hex BLAKE3 hash of its content.
+    TransferDone {
+        id: String,
+        peer: String,
+        direction: Direction,
+        path: String,
+        bytes: u64,
+        blake3: String,
+    },
+    /// One file failed (`path` set), or the whole transfer did (`path` unset:
+    /// the transfer's final event).
+    TransferFailed {
+        id: String,
+        peer: String,
+        direction: Direction,
+        path: Option<String>,
+        error: String,
+    },
+    /// The transfer was cancelled (final).
+    TransferCancelled {
+        id: String,
+        peer: String,
+        direction: Direction,
+        by_peer: bool,
+    },
+    /// The receiver refused the offer (final).
+    TransferRejected {
+        id: String,
+        peer: String,
+        direction: Direction,
+        reason: String,
+    },
+    /// Every selected file was answered (final): `failed` of `files` failed.
+    TransferComplete {
+        id: String,
+        peer: String,
+        direction: Direction,
+        files: u64,
+        failed: u64,
+        bytes: u64,
+        /// File bytes that crossed the network (less than `bytes` when resumed).
+        transferred: u64,
+    },
+    /// An event of a newer core this binding has no variant for yet: its name
     /// and its JSON form, as `peerconnect --json` prints it.
     Other { event: String, json: String },
 }
@@ -201,6 +289,133 @@ impl From<peerconnect::Event> for Event {
                 peer: peer.to_string(),
                 status: status.into(),
             },
+            E::RoomMessage { room, message } => Self::RoomMessage {
+                room,
+                message: message.into(),
+            },
+            E::RoomJoined { room } => Self::RoomJoined { room },
+            E::RoomLeft { room } => Self::RoomLeft { room },
+            E::Offer {
+                id,
+                peer,
+                name,
+                verification_code,
+                trusted,
+                auto_accepted,
+                files,
+                total_bytes,
+                free_bytes,
+                entries,
+            } => Self::Offer {
+                id: id.to_string(),
+                peer: peer.to_string(),
+                name,
+                verification_code,
+                trusted,
+                auto_accepted,
+                files,
+                total_bytes,
+                free_bytes,
+                entries: entries.into_iter().map(OfferEntry::from).collect(),
+            },
+            E::Progress {
+                id,
+                peer,
+                direction,
+                done_bytes,
+                total_bytes,
+                files_done,
+                files_total,
+                file,
+                file_done,
+                file_bytes,
+                transferred,
+                rate,
+                paused,
+            } => Self::Progress {
+                id: id.to_string(),
+                peer: peer.to_string(),
+                direction: direction.into(),
+                done_bytes,
+                total_bytes,
+                files_done,
+                files_total,
+                file,
+                file_done,
+                file_bytes,
+                transferred,
+                rate,
+                paused,
+            },
+            E::TransferDone {
+                id,
+                peer,
+                direction,
+                path,
+                bytes,
+                blake3,
+            } => Self::TransferDone {
+                id: id.to_string(),
+                peer: peer.to_string(),
+                direction: direction.into(),
+                path,
+                bytes,
+                blake3,
+            },
+            E::TransferFailed {
+                id,
+                peer,
+                direction,
+                path,
+                error,
+            } => Self::TransferFailed {
+                id: id.to_string(),
+                peer: peer.to_string(),
+                direction: direction.into(),
+                path,
+                error,
+            },
+            E::TransferCancelled {
+                id,
+                peer,
+                direction,
+                by_peer,
+            } => Self::TransferCancelled {
+                id: id.to_string(),
+                peer: peer.to_string(),
+                direction: direction.into(),
+                by_peer,
+            },
+            E::TransferRejected {
+                id,
+                peer,
+                direction,
+                reason,
+            } => Self::TransferRejected {
+                id: id.to_string(),
+                peer: peer.to_string(),
+                direction: direction.into(),
+                reason,
+            },
+            E::TransferComplete {
+                id,
+                peer,
+                direction,
+                files,
+                failed,
+                bytes,
+                transferred,
+            } => Self::TransferComplete {
+                id: id.to_string(),
+                peer: peer.to_string(),
+                direction: direction.into(),
+                files,
+                failed,
+                bytes,
+                transferred,
+            },
+            // the core's Event is non_exhaustive: a variant added there shows
+            // here as Other until this binding names it
             other => {
                 let json = serde_json::to_value(&other).unwrap_or_default();
                 Self::Other {

@@ -13,9 +13,12 @@
 //! - [`event`]: [`Event`] and the records it carries.
 //! - [`error`]: [`ApiError`], the core's errors folded into what a caller acts on.
 //! - [`messaging`]: direct messages ([`Message`]).
+//! - [`transfer`]: sending files and folders, answering offers, pausing,
+//!   resuming, cancelling and listing transfers ([`TransferInfo`]).
+//! - [`rooms`]: group chat by room name ([`RoomMessage`]).
 //!
-//! A feature (messaging, file transfer, rooms) adds its methods in its own file
-//! as another `#[uniffi::export] impl PeerConnect` block; uniffi merges them.
+//! Each feature adds its methods in its own file as another
+//! `#[uniffi::export] impl PeerConnect` block; uniffi merges them.
 //!
 //! Bindings are generated from the built library: see `generate.sh`.
 
@@ -24,11 +27,15 @@ pub mod error;
 pub mod event;
 pub mod messaging;
 pub mod node;
+pub mod rooms;
+pub mod transfer;
 
 pub use config::NodeConfig;
 pub use error::ApiError;
 pub use event::{DeviceKind, Event, FoundPeer, Peer, Trust};
 pub use messaging::{DeliveryStatus, Message};
 pub use node::PeerConnect;
+pub use rooms::{RoomInfo, RoomMessage, RoomSaid};
+pub use transfer::{Direction, OfferEntry, TransferInfo, TransferState};
 
 uniffi::setup_scaffolding!("peerconnect");

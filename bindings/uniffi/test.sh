@@ -8,6 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 out=$target/uniffi/test
+cd "$root" # unittest takes a test file by its path relative to here
 rm -rf "$out"
 "$here/generate.sh" "$out"
 

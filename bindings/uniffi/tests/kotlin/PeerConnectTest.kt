@@ -10,9 +10,12 @@ import kotlinx.coroutines.withTimeout
 import kotlinx.coroutines.withTimeoutOrNull
 import uniffi.peerconnect.ApiException
 import uniffi.peerconnect.DeliveryStatus
+import uniffi.peerconnect.Direction
 import uniffi.peerconnect.Event
 import uniffi.peerconnect.NodeConfig
+import uniffi.peerconnect.OfferEntry
 import uniffi.peerconnect.PeerConnect
+import uniffi.peerconnect.TransferState
 import uniffi.peerconnect.Trust
 
 // A deadline for things that take milliseconds on loopback; never a measure of speed.
@@ -64,6 +67,20 @@ class TwoNodes(val dir: Path, val a: PeerConnect, val b: PeerConnect) {
     suspend fun connect() {
         val got = b.connect(a.listenAddrs()[0])
         check(got == a.id()) { "connect returned $got, not ${a.id()}" }
+    }
+
+    fun writeFile(name: String, content: ByteArray): Path =
+        dir.resolve(name).also { Files.write(it, content) }
+}
+
+// The final event of `transfer`: TransferComplete, or a failure this test reports.
+fun completeOf(transfer: String): (Event) -> Event.TransferComplete? = { e ->
+    when {
+        e is Event.TransferComplete && e.id == transfer -> e
+        e is Event.TransferFailed && e.id == transfer && e.path == null -> error("transfer failed: $e")
+        e is Event.TransferCancelled && e.id == transfer -> error("transfer cancelled: $e")
+        e is Event.TransferRejected && e.id == transfer -> error("transfer rejected: $e")
+        else -> null
     }
 }
 
@@ -148,6 +165,73 @@ val tests: List<Pair<String, suspend () -> Unit>> = listOf(
             assertThrows<ApiException.Invalid>("text over 64 KiB") {
                 runBlocking { a.sendMessage(b.id(), "x".repeat(64 * 1024 + 1)) }
             }
+        }
+    },
+    "a file sent is offered, accepted and arrives whole" to suspend {
+        twoNodes {
+            connect()
+            val content = ByteArray(200_000) { (it * 31 + 7).toByte() } + "the end\n".toByteArray()
+            val source = writeFile("report.bin", content)
+            val transfer = a.sendFiles(b.id(), listOf(source.toString()))
+            check(transfer.length == 16) { "transfer id $transfer" }
+            val offer = b.nextMatching("b's Offer") { e -> (e as? Event.Offer)?.takeIf { it.id == transfer } }
+            check(offer.peer == a.id() && offer.name == "alpha" && !offer.autoAccepted) { "offer $offer" }
+            check(offer.files == 1uL && offer.totalBytes == content.size.toULong()) { "offer $offer" }
+            check(offer.entries == listOf(OfferEntry("report.bin", content.size.toULong(), false))) {
+                "entries ${offer.entries}"
+            }
+            b.acceptOffer(offer.id)
+            val done = b.nextMatching("b's TransferDone") { e ->
+                (e as? Event.TransferDone)?.takeIf { it.id == transfer }
+            }
+            check(done.direction == Direction.RECEIVE && done.bytes == content.size.toULong()) { "done $done" }
+            check(done.blake3.length == 64) { "blake3 ${done.blake3}" }
+            check(Files.readAllBytes(Path.of(done.path)).contentEquals(content)) { "content of ${done.path}" }
+            check(Path.of(done.path).parent == dir.resolve("b").resolve("downloads")) { "path ${done.path}" }
+            val onB = b.nextMatching("b's TransferComplete", completeOf(transfer))
+            val onA = a.nextMatching("a's TransferComplete", completeOf(transfer))
+            for (side in listOf(onA, onB)) {
+                check(side.files == 1uL && side.failed == 0uL && side.bytes == content.size.toULong()) { "complete $side" }
+            }
+            check(onA.direction == Direction.SEND && onB.direction == Direction.RECEIVE) { "directions $onA $onB" }
+            val listed = a.transfers().map { Triple(it.id, it.direction, it.state) }
+            check(Triple(transfer, Direction.SEND, TransferState.COMPLETE) in listed) { "a's transfers $listed" }
+        }
+    },
+    "a rejected offer tells the sender" to suspend {
+        twoNodes {
+            connect()
+            val transfer = a.sendFiles("beta", listOf(writeFile("unwanted.txt", "no thanks".toByteArray()).toString()))
+            val offer = b.nextMatching("b's Offer") { e -> (e as? Event.Offer)?.takeIf { it.id == transfer } }
+            b.rejectOffer(offer.id)
+            val rejected = a.nextMatching("a's TransferRejected") { e ->
+                (e as? Event.TransferRejected)?.takeIf { it.id == transfer }
+            }
+            check(rejected.peer == b.id() && rejected.direction == Direction.SEND) { "rejected $rejected" }
+            check(!Files.exists(dir.resolve("b/downloads/unwanted.txt"))) { "rejected file was written" }
+            assertThrows<ApiException.Invalid>("accept after reject") { b.acceptOffer(offer.id) }
+            assertThrows<ApiException.Invalid>("bad transfer id") { b.cancelTransfer("not a transfer id") }
+        }
+    },
+    "a room message reaches the other member" to suspend {
+        twoNodes {
+            connect()
+            a.joinRoom("lobby")
+            b.joinRoom("lobby")
+            b.nextMatching("b's RoomJoined") { e -> (e as? Event.RoomJoined)?.takeIf { it.room == "lobby" } }
+            val said = a.roomSayAndWait("lobby", "hello room", DEADLINE_MS.toULong())
+            val got = b.nextMatching("b's RoomMessage") { e ->
+                (e as? Event.RoomMessage)?.takeIf { it.room == "lobby" }?.message
+            }
+            check(got.id == said.message.id && got.author == a.id() && got.authorName == "alpha") { "got $got" }
+            check(got.text == "hello room") { "text ${got.text}" }
+            check(b.roomHistory("lobby", null, 10u).map { it.text } == listOf("hello room")) { "history" }
+            val rooms = b.rooms()
+            check(rooms.map { it.name } == listOf("lobby")) { "rooms $rooms" }
+            b.leaveRoom("lobby")
+            b.nextMatching("b's RoomLeft") { e -> (e as? Event.RoomLeft)?.takeIf { it.room == "lobby" } }
+            val left = b.rooms()
+            check(left.isEmpty()) { "rooms after leaving $left" }
         }
     },
     "errors raise ApiException by kind" to suspend {

@@ -10,7 +10,17 @@ import os
 import tempfile
 import unittest
 
-from peerconnect import ApiError, DeliveryStatus, Event, NodeConfig, PeerConnect, Trust
+from peerconnect import (
+    ApiError,
+    DeliveryStatus,
+    Direction,
+    Event,
+    NodeConfig,
+    OfferEntry,
+    PeerConnect,
+    TransferState,
+    Trust,
+)
 
 # A deadline for things that happen in milliseconds on loopback; never a
 # measure of speed.
@@ -148,6 +158,130 @@ class TwoNodes(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(await self.b.mark_read(self.a.id(), got.id), 1)
         with self.assertRaises(ApiError.Invalid):
             await self.a.send_message(self.b.id(), "x" * (64 * 1024 + 1))
+
+    def write_file(self, name, content):
+        path = os.path.join(self.dir.name, name)
+        with open(path, "wb") as f:
+            f.write(content)
+        return path
+
+    async def test_file_sent_is_offered_accepted_and_arrives_whole(self):
+        await self.connect()
+        content = os.urandom(200_000) + b"the end\n"
+        source = self.write_file("report.bin", content)
+        transfer = await self.a.send_files(self.b.id(), [source])
+        self.assertEqual(len(transfer), 16)
+
+        offer = await next_matching(
+            self.b,
+            "b's Offer",
+            lambda e: e if isinstance(e, Event.OFFER) and e.id == transfer else None,
+        )
+        self.assertEqual((offer.peer, offer.name), (self.a.id(), "alpha"))
+        self.assertEqual((offer.files, offer.total_bytes), (1, len(content)))
+        self.assertEqual(offer.entries, [OfferEntry(path="report.bin", size=len(content), dir=False)])
+        self.assertFalse(offer.auto_accepted)
+        self.b.accept_offer(offer.id)
+
+        done = await next_matching(
+            self.b,
+            "b's TransferDone",
+            lambda e: e if isinstance(e, Event.TRANSFER_DONE) and e.id == transfer else None,
+        )
+        self.assertEqual(done.direction, Direction.RECEIVE)
+        self.assertEqual(done.bytes, len(content))
+        self.assertEqual(len(done.blake3), 64)
+        with open(done.path, "rb") as f:
+            self.assertEqual(f.read(), content)
+        self.assertEqual(os.path.dirname(done.path), os.path.join(self.dir.name, "b", "downloads"))
+
+        def complete(e):
+            if isinstance(e, Event.TRANSFER_COMPLETE) and e.id == transfer:
+                return e
+            if isinstance(e, (Event.TRANSFER_FAILED, Event.TRANSFER_CANCELLED, Event.TRANSFER_REJECTED)):
+                if e.id == transfer and getattr(e, "path", None) is None:
+                    raise AssertionError(f"transfer ended with {e}")
+            return None
+
+        on_b = await next_matching(self.b, "b's TransferComplete", complete)
+        on_a = await next_matching(self.a, "a's TransferComplete", complete)
+        for side in (on_a, on_b):
+            self.assertEqual((side.files, side.failed, side.bytes), (1, 0, len(content)))
+        self.assertEqual((on_a.direction, on_b.direction), (Direction.SEND, Direction.RECEIVE))
+        listed = [(t.id, t.direction, t.state) for t in self.a.transfers()]
+        self.assertIn((transfer, Direction.SEND, TransferState.COMPLETE), listed)
+
+    async def test_offer_accepted_into_a_folder_lands_there(self):
+        await self.connect()
+        content = b"into a folder of my choosing\n" * 100
+        source = self.write_file("notes.txt", content)
+        transfer = await self.a.send_files("beta", [source])
+        offer = await next_matching(
+            self.b, "b's Offer", lambda e: e if isinstance(e, Event.OFFER) and e.id == transfer else None
+        )
+        chosen = os.path.join(self.dir.name, "chosen")
+        self.b.accept_offer_into(offer.id, chosen)
+        done = await next_matching(
+            self.b,
+            "b's TransferDone",
+            lambda e: e if isinstance(e, Event.TRANSFER_DONE) and e.id == transfer else None,
+        )
+        self.assertEqual(done.path, os.path.join(chosen, "notes.txt"))
+        with open(done.path, "rb") as f:
+            self.assertEqual(f.read(), content)
+
+    async def test_rejected_offer_tells_the_sender(self):
+        await self.connect()
+        transfer = await self.a.send_files(self.b.id(), [self.write_file("unwanted.txt", b"no thanks")])
+        offer = await next_matching(
+            self.b, "b's Offer", lambda e: e if isinstance(e, Event.OFFER) and e.id == transfer else None
+        )
+        self.b.reject_offer(offer.id)
+        rejected = await next_matching(
+            self.a,
+            "a's TransferRejected",
+            lambda e: e if isinstance(e, Event.TRANSFER_REJECTED) and e.id == transfer else None,
+        )
+        self.assertEqual((rejected.peer, rejected.direction), (self.b.id(), Direction.SEND))
+        self.assertFalse(os.path.exists(os.path.join(self.dir.name, "b", "downloads", "unwanted.txt")))
+        with self.assertRaises(ApiError.Invalid):
+            self.b.accept_offer(offer.id)
+
+    async def test_transfer_calls_on_unknown_ids_raise_invalid(self):
+        with self.assertRaises(ApiError.Invalid):
+            self.b.accept_offer("not a transfer id")
+        for call in (self.b.accept_offer, self.b.reject_offer, self.b.pause_transfer, self.b.cancel_transfer):
+            with self.assertRaises(ApiError.Invalid):
+                call("00000000000000aa")
+        with self.assertRaises(ApiError.Invalid):
+            await self.a.send_files(self.b.id(), [])
+
+    async def test_room_message_reaches_the_other_member(self):
+        await self.connect()
+        await self.a.join_room("lobby")
+        await self.b.join_room("lobby")
+        await next_matching(
+            self.b, "b's RoomJoined", lambda e: e if isinstance(e, Event.ROOM_JOINED) and e.room == "lobby" else None
+        )
+        said = await self.a.room_say_and_wait("lobby", "hello room", DEADLINE * 1000)
+        self.assertEqual((said.message.author, said.message.text), (self.a.id(), "hello room"))
+
+        got = await next_matching(
+            self.b,
+            "b's RoomMessage",
+            lambda e: e.message if isinstance(e, Event.ROOM_MESSAGE) and e.room == "lobby" else None,
+        )
+        self.assertEqual(
+            (got.id, got.author, got.author_name, got.text),
+            (said.message.id, self.a.id(), "alpha", "hello room"),
+        )
+        self.assertEqual([m.text for m in self.b.room_history("lobby", None, 10)], ["hello room"])
+        self.assertEqual([r.name for r in await self.b.rooms()], ["lobby"])
+        await self.b.leave_room("lobby")
+        await next_matching(
+            self.b, "b's RoomLeft", lambda e: e if isinstance(e, Event.ROOM_LEFT) and e.room == "lobby" else None
+        )
+        self.assertEqual(await self.b.rooms(), [])
 
     async def test_errors_raise_api_error_by_kind(self):
         with self.assertRaises(ApiError.Invalid):

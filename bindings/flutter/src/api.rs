@@ -6,15 +6,18 @@
 //! destructures the real type, so a mismatch fails to compile). The conversions
 //! from core types live once, in `peerconnect_ffi`.
 //!
-//! A feature (messaging, file transfer, rooms) adds its methods to the
-//! `impl PeerConnect` block as one-line calls to the same method of
-//! `peerconnect_ffi::PeerConnect`.
+//! Every method of the `impl PeerConnect` block (node, direct messages, file
+//! transfer, rooms) is a one-line call to the same method of
+//! `peerconnect_ffi::PeerConnect`. Methods that are synchronous there but may
+//! touch the disk (answering an offer, listing transfers, room history) are
+//! plain `fn`s here, which Dart calls as `Future`s off its UI thread.
 
 use std::sync::Arc;
 
 use flutter_rust_bridge::frb;
 pub use peerconnect_ffi::{
-    ApiError, DeliveryStatus, DeviceKind, Event, FoundPeer, Message, NodeConfig, Peer, Trust,
+    ApiError, DeliveryStatus, DeviceKind, Direction, Event, FoundPeer, Message, NodeConfig,
+    OfferEntry, Peer, RoomInfo, RoomMessage, RoomSaid, TransferInfo, TransferState, Trust,
 };
 
 use crate::frb_generated::StreamSink;
@@ -107,6 +110,92 @@ impl PeerConnect {
     pub async fn mark_read(&self, peer: String, up_to: String) -> Result<u64, ApiError> {
         self.inner.mark_read(peer, up_to).await
     }
+
+    // File transfer
+
+    /// Offers `paths` (files and folders) to `peer`; returns the transfer id
+    /// at once, the rest arrives as events.
+    pub async fn send_files(&self, peer: String, paths: Vec<String>) -> Result<String, ApiError> {
+        self.inner.send_files(peer, paths).await
+    }
+
+    /// Accepts all of offer `id` into the download folder.
+    pub fn accept_offer(&self, id: String) -> Result<(), ApiError> {
+        self.inner.accept_offer(id)
+    }
+
+    /// Accepts all of offer `id` into folder `dir`.
+    pub fn accept_offer_into(&self, id: String, dir: String) -> Result<(), ApiError> {
+        self.inner.accept_offer_into(id, dir)
+    }
+
+    /// Refuses offer `id`.
+    pub fn reject_offer(&self, id: String) -> Result<(), ApiError> {
+        self.inner.reject_offer(id)
+    }
+
+    /// Pauses a running transfer.
+    pub fn pause_transfer(&self, id: String) -> Result<(), ApiError> {
+        self.inner.pause_transfer(id)
+    }
+
+    /// Resumes a paused transfer.
+    pub fn resume_transfer(&self, id: String) -> Result<(), ApiError> {
+        self.inner.resume_transfer(id)
+    }
+
+    /// Cancels a transfer (the peer is told).
+    pub fn cancel_transfer(&self, id: String) -> Result<(), ApiError> {
+        self.inner.cancel_transfer(id)
+    }
+
+    /// Live transfers, then the most recent finished ones.
+    pub fn transfers(&self) -> Result<Vec<TransferInfo>, ApiError> {
+        self.inner.transfers()
+    }
+
+    // Rooms
+
+    /// Joins room `name`; its messages then arrive as `Event.roomMessage`.
+    pub async fn join_room(&self, name: String) -> Result<(), ApiError> {
+        self.inner.join_room(name).await
+    }
+
+    /// Leaves room `name`.
+    pub async fn leave_room(&self, name: String) -> Result<(), ApiError> {
+        self.inner.leave_room(name).await
+    }
+
+    /// Signs `text` and sends it to everyone in room `name`.
+    pub async fn room_say(&self, name: String, text: String) -> Result<RoomMessage, ApiError> {
+        self.inner.room_say(name, text).await
+    }
+
+    /// Like `room_say`, waiting up to `wait_ms` for the neighbours to read it.
+    pub async fn room_say_and_wait(
+        &self,
+        name: String,
+        text: String,
+        wait_ms: u64,
+    ) -> Result<RoomSaid, ApiError> {
+        self.inner.room_say_and_wait(name, text, wait_ms).await
+    }
+
+    /// Up to `limit` stored messages of room `name` older than `before`;
+    /// oldest first.
+    pub fn room_history(
+        &self,
+        name: String,
+        before: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<RoomMessage>, ApiError> {
+        self.inner.room_history(name, before, limit)
+    }
+
+    /// Rooms joined, with their neighbour counts.
+    pub async fn rooms(&self) -> Result<Vec<RoomInfo>, ApiError> {
+        self.inner.rooms().await
+    }
 }
 
 #[frb(mirror(NodeConfig))]
@@ -196,6 +285,79 @@ pub enum _Event {
         peer: String,
         status: DeliveryStatus,
     },
+    RoomMessage {
+        room: String,
+        message: RoomMessage,
+    },
+    RoomJoined {
+        room: String,
+    },
+    RoomLeft {
+        room: String,
+    },
+    Offer {
+        id: String,
+        peer: String,
+        name: String,
+        verification_code: String,
+        trusted: bool,
+        auto_accepted: bool,
+        files: u64,
+        total_bytes: u64,
+        free_bytes: Option<u64>,
+        entries: Vec<OfferEntry>,
+    },
+    Progress {
+        id: String,
+        peer: String,
+        direction: Direction,
+        done_bytes: u64,
+        total_bytes: u64,
+        files_done: u64,
+        files_total: u64,
+        file: Option<String>,
+        file_done: u64,
+        file_bytes: u64,
+        transferred: u64,
+        rate: u64,
+        paused: bool,
+    },
+    TransferDone {
+        id: String,
+        peer: String,
+        direction: Direction,
+        path: String,
+        bytes: u64,
+        blake3: String,
+    },
+    TransferFailed {
+        id: String,
+        peer: String,
+        direction: Direction,
+        path: Option<String>,
+        error: String,
+    },
+    TransferCancelled {
+        id: String,
+        peer: String,
+        direction: Direction,
+        by_peer: bool,
+    },
+    TransferRejected {
+        id: String,
+        peer: String,
+        direction: Direction,
+        reason: String,
+    },
+    TransferComplete {
+        id: String,
+        peer: String,
+        direction: Direction,
+        files: u64,
+        failed: u64,
+        bytes: u64,
+        transferred: u64,
+    },
     Other {
         event: String,
         json: String,
@@ -220,6 +382,68 @@ pub enum _DeliveryStatus {
     Sent,
     Delivered,
     Read,
+}
+
+#[frb(mirror(Direction))]
+pub enum _Direction {
+    Send,
+    Receive,
+}
+
+#[frb(mirror(TransferState))]
+pub enum _TransferState {
+    Offered,
+    Running,
+    Paused,
+    Interrupted,
+    Complete,
+    Failed,
+    Cancelled,
+    Rejected,
+    Resumed,
+}
+
+#[frb(mirror(OfferEntry))]
+pub struct _OfferEntry {
+    pub path: String,
+    pub size: u64,
+    pub dir: bool,
+}
+
+#[frb(mirror(TransferInfo))]
+pub struct _TransferInfo {
+    pub id: String,
+    pub peer: String,
+    pub direction: Direction,
+    pub state: TransferState,
+    pub files: u64,
+    pub total_bytes: u64,
+    pub done_bytes: u64,
+    pub transferred: u64,
+    pub live: bool,
+    pub error: Option<String>,
+}
+
+#[frb(mirror(RoomMessage))]
+pub struct _RoomMessage {
+    pub id: String,
+    pub room: String,
+    pub author: String,
+    pub author_name: String,
+    pub text: String,
+    pub time_ms: u64,
+}
+
+#[frb(mirror(RoomInfo))]
+pub struct _RoomInfo {
+    pub name: String,
+    pub neighbors: u64,
+}
+
+#[frb(mirror(RoomSaid))]
+pub struct _RoomSaid {
+    pub message: RoomMessage,
+    pub reached: Vec<String>,
 }
 
 #[frb(mirror(ApiError))]

@@ -40,7 +40,7 @@ flutter_rust_bridge::frb_generated_boilerplate!(
     default_rust_auto_opaque = RustAutoOpaqueMoi,
 );
 pub(crate) const FLUTTER_RUST_BRIDGE_CODEGEN_VERSION: &str = "2.13.0";
-pub(crate) const FLUTTER_RUST_BRIDGE_CODEGEN_CONTENT_HASH: i32 = -1309762623;
+pub(crate) const FLUTTER_RUST_BRIDGE_CODEGEN_CONTENT_HASH: i32 = -1110615800;
 
 // Section: executor
 
@@ -48,6 +48,163 @@ flutter_rust_bridge::frb_generated_default_handler!();
 
 // Section: wire_funcs
 
+fn wire__crate__api__PeerConnect_accept_offer_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_normal::<flutter_rust_bridge::for_generated::SseCodec, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_accept_offer",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_id = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| {
+                transform_result_sse::<_, crate::api::ApiError>((move || {
+                    let mut api_that_guard = None;
+                    let decode_indices_ =
+                        flutter_rust_bridge::for_generated::lockable_compute_decode_order(vec![
+                            flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                &api_that, 0, false,
+                            ),
+                        ]);
+                    for i in decode_indices_ {
+                        match i {
+                            0 => api_that_guard = Some(api_that.lockable_decode_sync_ref()),
+                            _ => unreachable!(),
+                        }
+                    }
+                    let api_that_guard = api_that_guard.unwrap();
+                    let output_ok =
+                        crate::api::PeerConnect::accept_offer(&*api_that_guard, api_id)?;
+                    std::result::Result::Ok(output_ok)
+                })())
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_accept_offer_into_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_normal::<flutter_rust_bridge::for_generated::SseCodec, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_accept_offer_into",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_id = <String>::sse_decode(&mut deserializer);
+            let api_dir = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| {
+                transform_result_sse::<_, crate::api::ApiError>((move || {
+                    let mut api_that_guard = None;
+                    let decode_indices_ =
+                        flutter_rust_bridge::for_generated::lockable_compute_decode_order(vec![
+                            flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                &api_that, 0, false,
+                            ),
+                        ]);
+                    for i in decode_indices_ {
+                        match i {
+                            0 => api_that_guard = Some(api_that.lockable_decode_sync_ref()),
+                            _ => unreachable!(),
+                        }
+                    }
+                    let api_that_guard = api_that_guard.unwrap();
+                    let output_ok = crate::api::PeerConnect::accept_offer_into(
+                        &*api_that_guard,
+                        api_id,
+                        api_dir,
+                    )?;
+                    std::result::Result::Ok(output_ok)
+                })())
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_cancel_transfer_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_normal::<flutter_rust_bridge::for_generated::SseCodec, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_cancel_transfer",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_id = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| {
+                transform_result_sse::<_, crate::api::ApiError>((move || {
+                    let mut api_that_guard = None;
+                    let decode_indices_ =
+                        flutter_rust_bridge::for_generated::lockable_compute_decode_order(vec![
+                            flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                &api_that, 0, false,
+                            ),
+                        ]);
+                    for i in decode_indices_ {
+                        match i {
+                            0 => api_that_guard = Some(api_that.lockable_decode_sync_ref()),
+                            _ => unreachable!(),
+                        }
+                    }
+                    let api_that_guard = api_that_guard.unwrap();
+                    let output_ok =
+                        crate::api::PeerConnect::cancel_transfer(&*api_that_guard, api_id)?;
+                    std::result::Result::Ok(output_ok)
+                })())
+            }
+        },
+    )
+}
 fn wire__crate__api__PeerConnect_connect_impl(
     port_: flutter_rust_bridge::for_generated::MessagePort,
     ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
@@ -333,6 +490,120 @@ fn wire__crate__api__PeerConnect_id_impl(
         },
     )
 }
+fn wire__crate__api__PeerConnect_join_room_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_async::<flutter_rust_bridge::for_generated::SseCodec, _, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_join_room",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_name = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| async move {
+                transform_result_sse::<_, crate::api::ApiError>(
+                    (move || async move {
+                        let mut api_that_guard = None;
+                        let decode_indices_ =
+                            flutter_rust_bridge::for_generated::lockable_compute_decode_order(
+                                vec![flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                    &api_that, 0, false,
+                                )],
+                            );
+                        for i in decode_indices_ {
+                            match i {
+                                0 => {
+                                    api_that_guard =
+                                        Some(api_that.lockable_decode_async_ref().await)
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                        let api_that_guard = api_that_guard.unwrap();
+                        let output_ok =
+                            crate::api::PeerConnect::join_room(&*api_that_guard, api_name).await?;
+                        std::result::Result::Ok(output_ok)
+                    })()
+                    .await,
+                )
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_leave_room_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_async::<flutter_rust_bridge::for_generated::SseCodec, _, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_leave_room",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_name = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| async move {
+                transform_result_sse::<_, crate::api::ApiError>(
+                    (move || async move {
+                        let mut api_that_guard = None;
+                        let decode_indices_ =
+                            flutter_rust_bridge::for_generated::lockable_compute_decode_order(
+                                vec![flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                    &api_that, 0, false,
+                                )],
+                            );
+                        for i in decode_indices_ {
+                            match i {
+                                0 => {
+                                    api_that_guard =
+                                        Some(api_that.lockable_decode_async_ref().await)
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                        let api_that_guard = api_that_guard.unwrap();
+                        let output_ok =
+                            crate::api::PeerConnect::leave_room(&*api_that_guard, api_name).await?;
+                        std::result::Result::Ok(output_ok)
+                    })()
+                    .await,
+                )
+            }
+        },
+    )
+}
 fn wire__crate__api__PeerConnect_listen_addrs_impl(
     ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
     rust_vec_len_: i32,
@@ -488,6 +759,57 @@ fn wire__crate__api__PeerConnect_name_impl(
         },
     )
 }
+fn wire__crate__api__PeerConnect_pause_transfer_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_normal::<flutter_rust_bridge::for_generated::SseCodec, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_pause_transfer",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_id = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| {
+                transform_result_sse::<_, crate::api::ApiError>((move || {
+                    let mut api_that_guard = None;
+                    let decode_indices_ =
+                        flutter_rust_bridge::for_generated::lockable_compute_decode_order(vec![
+                            flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                &api_that, 0, false,
+                            ),
+                        ]);
+                    for i in decode_indices_ {
+                        match i {
+                            0 => api_that_guard = Some(api_that.lockable_decode_sync_ref()),
+                            _ => unreachable!(),
+                        }
+                    }
+                    let api_that_guard = api_that_guard.unwrap();
+                    let output_ok =
+                        crate::api::PeerConnect::pause_transfer(&*api_that_guard, api_id)?;
+                    std::result::Result::Ok(output_ok)
+                })())
+            }
+        },
+    )
+}
 fn wire__crate__api__PeerConnect_peers_impl(
     port_: flutter_rust_bridge::for_generated::MessagePort,
     ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
@@ -535,6 +857,405 @@ fn wire__crate__api__PeerConnect_peers_impl(
                         }
                         let api_that_guard = api_that_guard.unwrap();
                         let output_ok = crate::api::PeerConnect::peers(&*api_that_guard).await?;
+                        std::result::Result::Ok(output_ok)
+                    })()
+                    .await,
+                )
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_reject_offer_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_normal::<flutter_rust_bridge::for_generated::SseCodec, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_reject_offer",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_id = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| {
+                transform_result_sse::<_, crate::api::ApiError>((move || {
+                    let mut api_that_guard = None;
+                    let decode_indices_ =
+                        flutter_rust_bridge::for_generated::lockable_compute_decode_order(vec![
+                            flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                &api_that, 0, false,
+                            ),
+                        ]);
+                    for i in decode_indices_ {
+                        match i {
+                            0 => api_that_guard = Some(api_that.lockable_decode_sync_ref()),
+                            _ => unreachable!(),
+                        }
+                    }
+                    let api_that_guard = api_that_guard.unwrap();
+                    let output_ok =
+                        crate::api::PeerConnect::reject_offer(&*api_that_guard, api_id)?;
+                    std::result::Result::Ok(output_ok)
+                })())
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_resume_transfer_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_normal::<flutter_rust_bridge::for_generated::SseCodec, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_resume_transfer",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_id = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| {
+                transform_result_sse::<_, crate::api::ApiError>((move || {
+                    let mut api_that_guard = None;
+                    let decode_indices_ =
+                        flutter_rust_bridge::for_generated::lockable_compute_decode_order(vec![
+                            flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                &api_that, 0, false,
+                            ),
+                        ]);
+                    for i in decode_indices_ {
+                        match i {
+                            0 => api_that_guard = Some(api_that.lockable_decode_sync_ref()),
+                            _ => unreachable!(),
+                        }
+                    }
+                    let api_that_guard = api_that_guard.unwrap();
+                    let output_ok =
+                        crate::api::PeerConnect::resume_transfer(&*api_that_guard, api_id)?;
+                    std::result::Result::Ok(output_ok)
+                })())
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_room_history_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_normal::<flutter_rust_bridge::for_generated::SseCodec, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_room_history",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_name = <String>::sse_decode(&mut deserializer);
+            let api_before = <Option<String>>::sse_decode(&mut deserializer);
+            let api_limit = <u32>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| {
+                transform_result_sse::<_, crate::api::ApiError>((move || {
+                    let mut api_that_guard = None;
+                    let decode_indices_ =
+                        flutter_rust_bridge::for_generated::lockable_compute_decode_order(vec![
+                            flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                &api_that, 0, false,
+                            ),
+                        ]);
+                    for i in decode_indices_ {
+                        match i {
+                            0 => api_that_guard = Some(api_that.lockable_decode_sync_ref()),
+                            _ => unreachable!(),
+                        }
+                    }
+                    let api_that_guard = api_that_guard.unwrap();
+                    let output_ok = crate::api::PeerConnect::room_history(
+                        &*api_that_guard,
+                        api_name,
+                        api_before,
+                        api_limit,
+                    )?;
+                    std::result::Result::Ok(output_ok)
+                })())
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_room_say_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_async::<flutter_rust_bridge::for_generated::SseCodec, _, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_room_say",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_name = <String>::sse_decode(&mut deserializer);
+            let api_text = <String>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| async move {
+                transform_result_sse::<_, crate::api::ApiError>(
+                    (move || async move {
+                        let mut api_that_guard = None;
+                        let decode_indices_ =
+                            flutter_rust_bridge::for_generated::lockable_compute_decode_order(
+                                vec![flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                    &api_that, 0, false,
+                                )],
+                            );
+                        for i in decode_indices_ {
+                            match i {
+                                0 => {
+                                    api_that_guard =
+                                        Some(api_that.lockable_decode_async_ref().await)
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                        let api_that_guard = api_that_guard.unwrap();
+                        let output_ok =
+                            crate::api::PeerConnect::room_say(&*api_that_guard, api_name, api_text)
+                                .await?;
+                        std::result::Result::Ok(output_ok)
+                    })()
+                    .await,
+                )
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_room_say_and_wait_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_async::<flutter_rust_bridge::for_generated::SseCodec, _, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_room_say_and_wait",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_name = <String>::sse_decode(&mut deserializer);
+            let api_text = <String>::sse_decode(&mut deserializer);
+            let api_wait_ms = <u64>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| async move {
+                transform_result_sse::<_, crate::api::ApiError>(
+                    (move || async move {
+                        let mut api_that_guard = None;
+                        let decode_indices_ =
+                            flutter_rust_bridge::for_generated::lockable_compute_decode_order(
+                                vec![flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                    &api_that, 0, false,
+                                )],
+                            );
+                        for i in decode_indices_ {
+                            match i {
+                                0 => {
+                                    api_that_guard =
+                                        Some(api_that.lockable_decode_async_ref().await)
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                        let api_that_guard = api_that_guard.unwrap();
+                        let output_ok = crate::api::PeerConnect::room_say_and_wait(
+                            &*api_that_guard,
+                            api_name,
+                            api_text,
+                            api_wait_ms,
+                        )
+                        .await?;
+                        std::result::Result::Ok(output_ok)
+                    })()
+                    .await,
+                )
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_rooms_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_async::<flutter_rust_bridge::for_generated::SseCodec, _, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_rooms",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| async move {
+                transform_result_sse::<_, crate::api::ApiError>(
+                    (move || async move {
+                        let mut api_that_guard = None;
+                        let decode_indices_ =
+                            flutter_rust_bridge::for_generated::lockable_compute_decode_order(
+                                vec![flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                    &api_that, 0, false,
+                                )],
+                            );
+                        for i in decode_indices_ {
+                            match i {
+                                0 => {
+                                    api_that_guard =
+                                        Some(api_that.lockable_decode_async_ref().await)
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                        let api_that_guard = api_that_guard.unwrap();
+                        let output_ok = crate::api::PeerConnect::rooms(&*api_that_guard).await?;
+                        std::result::Result::Ok(output_ok)
+                    })()
+                    .await,
+                )
+            }
+        },
+    )
+}
+fn wire__crate__api__PeerConnect_send_files_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_async::<flutter_rust_bridge::for_generated::SseCodec, _, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_send_files",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            let api_peer = <String>::sse_decode(&mut deserializer);
+            let api_paths = <Vec<String>>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| async move {
+                transform_result_sse::<_, crate::api::ApiError>(
+                    (move || async move {
+                        let mut api_that_guard = None;
+                        let decode_indices_ =
+                            flutter_rust_bridge::for_generated::lockable_compute_decode_order(
+                                vec![flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                    &api_that, 0, false,
+                                )],
+                            );
+                        for i in decode_indices_ {
+                            match i {
+                                0 => {
+                                    api_that_guard =
+                                        Some(api_that.lockable_decode_async_ref().await)
+                                }
+                                _ => unreachable!(),
+                            }
+                        }
+                        let api_that_guard = api_that_guard.unwrap();
+                        let output_ok = crate::api::PeerConnect::send_files(
+                            &*api_that_guard,
+                            api_peer,
+                            api_paths,
+                        )
+                        .await?;
                         std::result::Result::Ok(output_ok)
                     })()
                     .await,
@@ -758,6 +1479,55 @@ fn wire__crate__api__PeerConnect_start_impl(
         },
     )
 }
+fn wire__crate__api__PeerConnect_transfers_impl(
+    port_: flutter_rust_bridge::for_generated::MessagePort,
+    ptr_: flutter_rust_bridge::for_generated::PlatformGeneralizedUint8ListPtr,
+    rust_vec_len_: i32,
+    data_len_: i32,
+) {
+    FLUTTER_RUST_BRIDGE_HANDLER.wrap_normal::<flutter_rust_bridge::for_generated::SseCodec, _, _>(
+        flutter_rust_bridge::for_generated::TaskInfo {
+            debug_name: "PeerConnect_transfers",
+            port: Some(port_),
+            mode: flutter_rust_bridge::for_generated::FfiCallMode::Normal,
+        },
+        move || {
+            let message = unsafe {
+                flutter_rust_bridge::for_generated::Dart2RustMessageSse::from_wire(
+                    ptr_,
+                    rust_vec_len_,
+                    data_len_,
+                )
+            };
+            let mut deserializer =
+                flutter_rust_bridge::for_generated::SseDeserializer::new(message);
+            let api_that = <RustOpaqueMoi<
+                flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>,
+            >>::sse_decode(&mut deserializer);
+            deserializer.end();
+            move |context| {
+                transform_result_sse::<_, crate::api::ApiError>((move || {
+                    let mut api_that_guard = None;
+                    let decode_indices_ =
+                        flutter_rust_bridge::for_generated::lockable_compute_decode_order(vec![
+                            flutter_rust_bridge::for_generated::LockableOrderInfo::new(
+                                &api_that, 0, false,
+                            ),
+                        ]);
+                    for i in decode_indices_ {
+                        match i {
+                            0 => api_that_guard = Some(api_that.lockable_decode_sync_ref()),
+                            _ => unreachable!(),
+                        }
+                    }
+                    let api_that_guard = api_that_guard.unwrap();
+                    let output_ok = crate::api::PeerConnect::transfers(&*api_that_guard)?;
+                    std::result::Result::Ok(output_ok)
+                })())
+            }
+        },
+    )
+}
 
 // Section: static_checks
 
@@ -821,6 +1591,135 @@ const _: fn() = || {
             let _: String = peer;
             let _: crate::api::DeliveryStatus = status;
         }
+        crate::api::Event::RoomMessage { room, message } => {
+            let _: String = room;
+            let _: crate::api::RoomMessage = message;
+        }
+        crate::api::Event::RoomJoined { room } => {
+            let _: String = room;
+        }
+        crate::api::Event::RoomLeft { room } => {
+            let _: String = room;
+        }
+        crate::api::Event::Offer {
+            id,
+            peer,
+            name,
+            verification_code,
+            trusted,
+            auto_accepted,
+            files,
+            total_bytes,
+            free_bytes,
+            entries,
+        } => {
+            let _: String = id;
+            let _: String = peer;
+            let _: String = name;
+            let _: String = verification_code;
+            let _: bool = trusted;
+            let _: bool = auto_accepted;
+            let _: u64 = files;
+            let _: u64 = total_bytes;
+            let _: Option<u64> = free_bytes;
+            let _: Vec<crate::api::OfferEntry> = entries;
+        }
+        crate::api::Event::Progress {
+            id,
+            peer,
+            direction,
+            done_bytes,
+            total_bytes,
+            files_done,
+            files_total,
+            file,
+            file_done,
+            file_bytes,
+            transferred,
+            rate,
+            paused,
+        } => {
+            let _: String = id;
+            let _: String = peer;
+            let _: crate::api::Direction = direction;
+            let _: u64 = done_bytes;
+            let _: u64 = total_bytes;
+            let _: u64 = files_done;
+            let _: u64 = files_total;
+            let _: Option<String> = file;
+            let _: u64 = file_done;
+            let _: u64 = file_bytes;
+            let _: u64 = transferred;
+            let _: u64 = rate;
+            let _: bool = paused;
+        }
+        crate::api::Event::TransferDone {
+            id,
+            peer,
+            direction,
+            path,
+            bytes,
+            blake3,
+        } => {
+            let _: String = id;
+            let _: String = peer;
+            let _: crate::api::Direction = direction;
+            let _: String = path;
+            let _: u64 = bytes;
+            let _: String = blake3;
+        }
+        crate::api::Event::TransferFailed {
+            id,
+            peer,
+            direction,
+            path,
+            error,
+        } => {
+            let _: String = id;
+            let _: String = peer;
+            let _: crate::api::Direction = direction;
+            let _: Option<String> = path;
+            let _: String = error;
+        }
+        crate::api::Event::TransferCancelled {
+            id,
+            peer,
+            direction,
+            by_peer,
+        } => {
+            let _: String = id;
+            let _: String = peer;
+            let _: crate::api::Direction = direction;
+            let _: bool = by_peer;
+        }
+        crate::api::Event::TransferRejected {
+            id,
+            peer,
+            direction,
+            reason,
+        } => {
+            let _: String = id;
+            let _: String = peer;
+            let _: crate::api::Direction = direction;
+            let _: String = reason;
+        }
+        crate::api::Event::TransferComplete {
+            id,
+            peer,
+            direction,
+            files,
+            failed,
+            bytes,
+            transferred,
+        } => {
+            let _: String = id;
+            let _: String = peer;
+            let _: crate::api::Direction = direction;
+            let _: u64 = files;
+            let _: u64 = failed;
+            let _: u64 = bytes;
+            let _: u64 = transferred;
+        }
         crate::api::Event::Other { event, json } => {
             let _: String = event;
             let _: String = json;
@@ -855,6 +1754,12 @@ const _: fn() = || {
         let _: bool = NodeConfig.dht;
     }
     {
+        let OfferEntry = None::<crate::api::OfferEntry>.unwrap();
+        let _: String = OfferEntry.path;
+        let _: u64 = OfferEntry.size;
+        let _: bool = OfferEntry.dir;
+    }
+    {
         let Peer = None::<crate::api::Peer>.unwrap();
         let _: String = Peer.id;
         let _: String = Peer.name;
@@ -863,6 +1768,38 @@ const _: fn() = || {
         let _: crate::api::Trust = Peer.trust;
         let _: bool = Peer.connected;
         let _: String = Peer.verification_code;
+    }
+    {
+        let RoomInfo = None::<crate::api::RoomInfo>.unwrap();
+        let _: String = RoomInfo.name;
+        let _: u64 = RoomInfo.neighbors;
+    }
+    {
+        let RoomMessage = None::<crate::api::RoomMessage>.unwrap();
+        let _: String = RoomMessage.id;
+        let _: String = RoomMessage.room;
+        let _: String = RoomMessage.author;
+        let _: String = RoomMessage.author_name;
+        let _: String = RoomMessage.text;
+        let _: u64 = RoomMessage.time_ms;
+    }
+    {
+        let RoomSaid = None::<crate::api::RoomSaid>.unwrap();
+        let _: crate::api::RoomMessage = RoomSaid.message;
+        let _: Vec<String> = RoomSaid.reached;
+    }
+    {
+        let TransferInfo = None::<crate::api::TransferInfo>.unwrap();
+        let _: String = TransferInfo.id;
+        let _: String = TransferInfo.peer;
+        let _: crate::api::Direction = TransferInfo.direction;
+        let _: crate::api::TransferState = TransferInfo.state;
+        let _: u64 = TransferInfo.files;
+        let _: u64 = TransferInfo.total_bytes;
+        let _: u64 = TransferInfo.done_bytes;
+        let _: u64 = TransferInfo.transferred;
+        let _: bool = TransferInfo.live;
+        let _: Option<String> = TransferInfo.error;
     }
 };
 
@@ -987,6 +1924,18 @@ impl SseDecode for crate::api::DeviceKind {
     }
 }
 
+impl SseDecode for crate::api::Direction {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut inner = <i32>::sse_decode(deserializer);
+        return match inner {
+            0 => crate::api::Direction::Send,
+            1 => crate::api::Direction::Receive,
+            _ => unreachable!("Invalid variant for Direction: {}", inner),
+        };
+    }
+}
+
 impl SseDecode for crate::api::Event {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
@@ -1055,6 +2004,148 @@ impl SseDecode for crate::api::Event {
                 };
             }
             9 => {
+                let mut var_room = <String>::sse_decode(deserializer);
+                let mut var_message = <crate::api::RoomMessage>::sse_decode(deserializer);
+                return crate::api::Event::RoomMessage {
+                    room: var_room,
+                    message: var_message,
+                };
+            }
+            10 => {
+                let mut var_room = <String>::sse_decode(deserializer);
+                return crate::api::Event::RoomJoined { room: var_room };
+            }
+            11 => {
+                let mut var_room = <String>::sse_decode(deserializer);
+                return crate::api::Event::RoomLeft { room: var_room };
+            }
+            12 => {
+                let mut var_id = <String>::sse_decode(deserializer);
+                let mut var_peer = <String>::sse_decode(deserializer);
+                let mut var_name = <String>::sse_decode(deserializer);
+                let mut var_verificationCode = <String>::sse_decode(deserializer);
+                let mut var_trusted = <bool>::sse_decode(deserializer);
+                let mut var_autoAccepted = <bool>::sse_decode(deserializer);
+                let mut var_files = <u64>::sse_decode(deserializer);
+                let mut var_totalBytes = <u64>::sse_decode(deserializer);
+                let mut var_freeBytes = <Option<u64>>::sse_decode(deserializer);
+                let mut var_entries = <Vec<crate::api::OfferEntry>>::sse_decode(deserializer);
+                return crate::api::Event::Offer {
+                    id: var_id,
+                    peer: var_peer,
+                    name: var_name,
+                    verification_code: var_verificationCode,
+                    trusted: var_trusted,
+                    auto_accepted: var_autoAccepted,
+                    files: var_files,
+                    total_bytes: var_totalBytes,
+                    free_bytes: var_freeBytes,
+                    entries: var_entries,
+                };
+            }
+            13 => {
+                let mut var_id = <String>::sse_decode(deserializer);
+                let mut var_peer = <String>::sse_decode(deserializer);
+                let mut var_direction = <crate::api::Direction>::sse_decode(deserializer);
+                let mut var_doneBytes = <u64>::sse_decode(deserializer);
+                let mut var_totalBytes = <u64>::sse_decode(deserializer);
+                let mut var_filesDone = <u64>::sse_decode(deserializer);
+                let mut var_filesTotal = <u64>::sse_decode(deserializer);
+                let mut var_file = <Option<String>>::sse_decode(deserializer);
+                let mut var_fileDone = <u64>::sse_decode(deserializer);
+                let mut var_fileBytes = <u64>::sse_decode(deserializer);
+                let mut var_transferred = <u64>::sse_decode(deserializer);
+                let mut var_rate = <u64>::sse_decode(deserializer);
+                let mut var_paused = <bool>::sse_decode(deserializer);
+                return crate::api::Event::Progress {
+                    id: var_id,
+                    peer: var_peer,
+                    direction: var_direction,
+                    done_bytes: var_doneBytes,
+                    total_bytes: var_totalBytes,
+                    files_done: var_filesDone,
+                    files_total: var_filesTotal,
+                    file: var_file,
+                    file_done: var_fileDone,
+                    file_bytes: var_fileBytes,
+                    transferred: var_transferred,
+                    rate: var_rate,
+                    paused: var_paused,
+                };
+            }
+            14 => {
+                let mut var_id = <String>::sse_decode(deserializer);
+                let mut var_peer = <String>::sse_decode(deserializer);
+                let mut var_direction = <crate::api::Direction>::sse_decode(deserializer);
+                let mut var_path = <String>::sse_decode(deserializer);
+                let mut var_bytes = <u64>::sse_decode(deserializer);
+                let mut var_blake3 = <String>::sse_decode(deserializer);
+                return crate::api::Event::TransferDone {
+                    id: var_id,
+                    peer: var_peer,
+                    direction: var_direction,
+                    path: var_path,
+                    bytes: var_bytes,
+                    blake3: var_blake3,
+                };
+            }
+            15 => {
+                let mut var_id = <String>::sse_decode(deserializer);
+                let mut var_peer = <String>::sse_decode(deserializer);
+                let mut var_direction = <crate::api::Direction>::sse_decode(deserializer);
+                let mut var_path = <Option<String>>::sse_decode(deserializer);
+                let mut var_error = <String>::sse_decode(deserializer);
+                return crate::api::Event::TransferFailed {
+                    id: var_id,
+                    peer: var_peer,
+                    direction: var_direction,
+                    path: var_path,
+                    error: var_error,
+                };
+            }
+            16 => {
+                let mut var_id = <String>::sse_decode(deserializer);
+                let mut var_peer = <String>::sse_decode(deserializer);
+                let mut var_direction = <crate::api::Direction>::sse_decode(deserializer);
+                let mut var_byPeer = <bool>::sse_decode(deserializer);
+                return crate::api::Event::TransferCancelled {
+                    id: var_id,
+                    peer: var_peer,
+                    direction: var_direction,
+                    by_peer: var_byPeer,
+                };
+            }
+            17 => {
+                let mut var_id = <String>::sse_decode(deserializer);
+                let mut var_peer = <String>::sse_decode(deserializer);
+                let mut var_direction = <crate::api::Direction>::sse_decode(deserializer);
+                let mut var_reason = <String>::sse_decode(deserializer);
+                return crate::api::Event::TransferRejected {
+                    id: var_id,
+                    peer: var_peer,
+                    direction: var_direction,
+                    reason: var_reason,
+                };
+            }
+            18 => {
+                let mut var_id = <String>::sse_decode(deserializer);
+                let mut var_peer = <String>::sse_decode(deserializer);
+                let mut var_direction = <crate::api::Direction>::sse_decode(deserializer);
+                let mut var_files = <u64>::sse_decode(deserializer);
+                let mut var_failed = <u64>::sse_decode(deserializer);
+                let mut var_bytes = <u64>::sse_decode(deserializer);
+                let mut var_transferred = <u64>::sse_decode(deserializer);
+                return crate::api::Event::TransferComplete {
+                    id: var_id,
+                    peer: var_peer,
+                    direction: var_direction,
+                    files: var_files,
+                    failed: var_failed,
+                    bytes: var_bytes,
+                    transferred: var_transferred,
+                };
+            }
+            19 => {
                 let mut var_event = <String>::sse_decode(deserializer);
                 let mut var_json = <String>::sse_decode(deserializer);
                 return crate::api::Event::Other {
@@ -1126,6 +2217,18 @@ impl SseDecode for Vec<crate::api::Message> {
     }
 }
 
+impl SseDecode for Vec<crate::api::OfferEntry> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut len_ = <i32>::sse_decode(deserializer);
+        let mut ans_ = Vec::with_capacity(len_ as usize);
+        for idx_ in 0..len_ {
+            ans_.push(<crate::api::OfferEntry>::sse_decode(deserializer));
+        }
+        return ans_;
+    }
+}
+
 impl SseDecode for Vec<crate::api::Peer> {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
@@ -1145,6 +2248,42 @@ impl SseDecode for Vec<u8> {
         let mut ans_ = Vec::with_capacity(len_ as usize);
         for idx_ in 0..len_ {
             ans_.push(<u8>::sse_decode(deserializer));
+        }
+        return ans_;
+    }
+}
+
+impl SseDecode for Vec<crate::api::RoomInfo> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut len_ = <i32>::sse_decode(deserializer);
+        let mut ans_ = Vec::with_capacity(len_ as usize);
+        for idx_ in 0..len_ {
+            ans_.push(<crate::api::RoomInfo>::sse_decode(deserializer));
+        }
+        return ans_;
+    }
+}
+
+impl SseDecode for Vec<crate::api::RoomMessage> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut len_ = <i32>::sse_decode(deserializer);
+        let mut ans_ = Vec::with_capacity(len_ as usize);
+        for idx_ in 0..len_ {
+            ans_.push(<crate::api::RoomMessage>::sse_decode(deserializer));
+        }
+        return ans_;
+    }
+}
+
+impl SseDecode for Vec<crate::api::TransferInfo> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut len_ = <i32>::sse_decode(deserializer);
+        let mut ans_ = Vec::with_capacity(len_ as usize);
+        for idx_ in 0..len_ {
+            ans_.push(<crate::api::TransferInfo>::sse_decode(deserializer));
         }
         return ans_;
     }
@@ -1198,6 +2337,20 @@ impl SseDecode for crate::api::NodeConfig {
     }
 }
 
+impl SseDecode for crate::api::OfferEntry {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut var_path = <String>::sse_decode(deserializer);
+        let mut var_size = <u64>::sse_decode(deserializer);
+        let mut var_dir = <bool>::sse_decode(deserializer);
+        return crate::api::OfferEntry {
+            path: var_path,
+            size: var_size,
+            dir: var_dir,
+        };
+    }
+}
+
 impl SseDecode for Option<String> {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
@@ -1214,6 +2367,17 @@ impl SseDecode for Option<crate::api::DeviceKind> {
     fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
         if (<bool>::sse_decode(deserializer)) {
             return Some(<crate::api::DeviceKind>::sse_decode(deserializer));
+        } else {
+            return None;
+        }
+    }
+}
+
+impl SseDecode for Option<u64> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        if (<bool>::sse_decode(deserializer)) {
+            return Some(<u64>::sse_decode(deserializer));
         } else {
             return None;
         }
@@ -1238,6 +2402,97 @@ impl SseDecode for crate::api::Peer {
             trust: var_trust,
             connected: var_connected,
             verification_code: var_verificationCode,
+        };
+    }
+}
+
+impl SseDecode for crate::api::RoomInfo {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut var_name = <String>::sse_decode(deserializer);
+        let mut var_neighbors = <u64>::sse_decode(deserializer);
+        return crate::api::RoomInfo {
+            name: var_name,
+            neighbors: var_neighbors,
+        };
+    }
+}
+
+impl SseDecode for crate::api::RoomMessage {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut var_id = <String>::sse_decode(deserializer);
+        let mut var_room = <String>::sse_decode(deserializer);
+        let mut var_author = <String>::sse_decode(deserializer);
+        let mut var_authorName = <String>::sse_decode(deserializer);
+        let mut var_text = <String>::sse_decode(deserializer);
+        let mut var_timeMs = <u64>::sse_decode(deserializer);
+        return crate::api::RoomMessage {
+            id: var_id,
+            room: var_room,
+            author: var_author,
+            author_name: var_authorName,
+            text: var_text,
+            time_ms: var_timeMs,
+        };
+    }
+}
+
+impl SseDecode for crate::api::RoomSaid {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut var_message = <crate::api::RoomMessage>::sse_decode(deserializer);
+        let mut var_reached = <Vec<String>>::sse_decode(deserializer);
+        return crate::api::RoomSaid {
+            message: var_message,
+            reached: var_reached,
+        };
+    }
+}
+
+impl SseDecode for crate::api::TransferInfo {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut var_id = <String>::sse_decode(deserializer);
+        let mut var_peer = <String>::sse_decode(deserializer);
+        let mut var_direction = <crate::api::Direction>::sse_decode(deserializer);
+        let mut var_state = <crate::api::TransferState>::sse_decode(deserializer);
+        let mut var_files = <u64>::sse_decode(deserializer);
+        let mut var_totalBytes = <u64>::sse_decode(deserializer);
+        let mut var_doneBytes = <u64>::sse_decode(deserializer);
+        let mut var_transferred = <u64>::sse_decode(deserializer);
+        let mut var_live = <bool>::sse_decode(deserializer);
+        let mut var_error = <Option<String>>::sse_decode(deserializer);
+        return crate::api::TransferInfo {
+            id: var_id,
+            peer: var_peer,
+            direction: var_direction,
+            state: var_state,
+            files: var_files,
+            total_bytes: var_totalBytes,
+            done_bytes: var_doneBytes,
+            transferred: var_transferred,
+            live: var_live,
+            error: var_error,
+        };
+    }
+}
+
+impl SseDecode for crate::api::TransferState {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_decode(deserializer: &mut flutter_rust_bridge::for_generated::SseDeserializer) -> Self {
+        let mut inner = <i32>::sse_decode(deserializer);
+        return match inner {
+            0 => crate::api::TransferState::Offered,
+            1 => crate::api::TransferState::Running,
+            2 => crate::api::TransferState::Paused,
+            3 => crate::api::TransferState::Interrupted,
+            4 => crate::api::TransferState::Complete,
+            5 => crate::api::TransferState::Failed,
+            6 => crate::api::TransferState::Cancelled,
+            7 => crate::api::TransferState::Rejected,
+            8 => crate::api::TransferState::Resumed,
+            _ => unreachable!("Invalid variant for TransferState: {}", inner),
         };
     }
 }
@@ -1297,16 +2552,34 @@ fn pde_ffi_dispatcher_primary_impl(
 ) {
     // Codec=Pde (Serialization + dispatch), see doc to use other codecs
     match func_id {
-        1 => wire__crate__api__PeerConnect_connect_impl(port, ptr, rust_vec_len, data_len),
-        2 => wire__crate__api__PeerConnect_conversation_impl(port, ptr, rust_vec_len, data_len),
-        3 => wire__crate__api__PeerConnect_events_impl(port, ptr, rust_vec_len, data_len),
-        4 => wire__crate__api__PeerConnect_find_impl(port, ptr, rust_vec_len, data_len),
-        7 => wire__crate__api__PeerConnect_mark_read_impl(port, ptr, rust_vec_len, data_len),
-        9 => wire__crate__api__PeerConnect_peers_impl(port, ptr, rust_vec_len, data_len),
-        10 => wire__crate__api__PeerConnect_send_message_impl(port, ptr, rust_vec_len, data_len),
-        11 => wire__crate__api__PeerConnect_set_trust_impl(port, ptr, rust_vec_len, data_len),
-        12 => wire__crate__api__PeerConnect_shutdown_impl(port, ptr, rust_vec_len, data_len),
-        13 => wire__crate__api__PeerConnect_start_impl(port, ptr, rust_vec_len, data_len),
+        1 => wire__crate__api__PeerConnect_accept_offer_impl(port, ptr, rust_vec_len, data_len),
+        2 => {
+            wire__crate__api__PeerConnect_accept_offer_into_impl(port, ptr, rust_vec_len, data_len)
+        }
+        3 => wire__crate__api__PeerConnect_cancel_transfer_impl(port, ptr, rust_vec_len, data_len),
+        4 => wire__crate__api__PeerConnect_connect_impl(port, ptr, rust_vec_len, data_len),
+        5 => wire__crate__api__PeerConnect_conversation_impl(port, ptr, rust_vec_len, data_len),
+        6 => wire__crate__api__PeerConnect_events_impl(port, ptr, rust_vec_len, data_len),
+        7 => wire__crate__api__PeerConnect_find_impl(port, ptr, rust_vec_len, data_len),
+        9 => wire__crate__api__PeerConnect_join_room_impl(port, ptr, rust_vec_len, data_len),
+        10 => wire__crate__api__PeerConnect_leave_room_impl(port, ptr, rust_vec_len, data_len),
+        12 => wire__crate__api__PeerConnect_mark_read_impl(port, ptr, rust_vec_len, data_len),
+        14 => wire__crate__api__PeerConnect_pause_transfer_impl(port, ptr, rust_vec_len, data_len),
+        15 => wire__crate__api__PeerConnect_peers_impl(port, ptr, rust_vec_len, data_len),
+        16 => wire__crate__api__PeerConnect_reject_offer_impl(port, ptr, rust_vec_len, data_len),
+        17 => wire__crate__api__PeerConnect_resume_transfer_impl(port, ptr, rust_vec_len, data_len),
+        18 => wire__crate__api__PeerConnect_room_history_impl(port, ptr, rust_vec_len, data_len),
+        19 => wire__crate__api__PeerConnect_room_say_impl(port, ptr, rust_vec_len, data_len),
+        20 => {
+            wire__crate__api__PeerConnect_room_say_and_wait_impl(port, ptr, rust_vec_len, data_len)
+        }
+        21 => wire__crate__api__PeerConnect_rooms_impl(port, ptr, rust_vec_len, data_len),
+        22 => wire__crate__api__PeerConnect_send_files_impl(port, ptr, rust_vec_len, data_len),
+        23 => wire__crate__api__PeerConnect_send_message_impl(port, ptr, rust_vec_len, data_len),
+        24 => wire__crate__api__PeerConnect_set_trust_impl(port, ptr, rust_vec_len, data_len),
+        25 => wire__crate__api__PeerConnect_shutdown_impl(port, ptr, rust_vec_len, data_len),
+        26 => wire__crate__api__PeerConnect_start_impl(port, ptr, rust_vec_len, data_len),
+        27 => wire__crate__api__PeerConnect_transfers_impl(port, ptr, rust_vec_len, data_len),
         _ => unreachable!(),
     }
 }
@@ -1319,9 +2592,9 @@ fn pde_ffi_dispatcher_sync_impl(
 ) -> flutter_rust_bridge::for_generated::WireSyncRust2DartSse {
     // Codec=Pde (Serialization + dispatch), see doc to use other codecs
     match func_id {
-        5 => wire__crate__api__PeerConnect_id_impl(ptr, rust_vec_len, data_len),
-        6 => wire__crate__api__PeerConnect_listen_addrs_impl(ptr, rust_vec_len, data_len),
-        8 => wire__crate__api__PeerConnect_name_impl(ptr, rust_vec_len, data_len),
+        8 => wire__crate__api__PeerConnect_id_impl(ptr, rust_vec_len, data_len),
+        11 => wire__crate__api__PeerConnect_listen_addrs_impl(ptr, rust_vec_len, data_len),
+        13 => wire__crate__api__PeerConnect_name_impl(ptr, rust_vec_len, data_len),
         _ => unreachable!(),
     }
 }
@@ -1425,6 +2698,27 @@ impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::DeviceKind>>
     }
 }
 // Codec=Dco (DartCObject based), see doc to use other codecs
+impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::Direction> {
+    fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
+        match self.0 {
+            crate::api::Direction::Send => 0.into_dart(),
+            crate::api::Direction::Receive => 1.into_dart(),
+            _ => unreachable!(),
+        }
+    }
+}
+impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
+    for FrbWrapper<crate::api::Direction>
+{
+}
+impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::Direction>>
+    for crate::api::Direction
+{
+    fn into_into_dart(self) -> FrbWrapper<crate::api::Direction> {
+        self.into()
+    }
+}
+// Codec=Dco (DartCObject based), see doc to use other codecs
 impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::Event> {
     fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
         match self.0 {
@@ -1478,8 +2772,153 @@ impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::Event> {
                 status.into_into_dart().into_dart(),
             ]
             .into_dart(),
-            crate::api::Event::Other { event, json } => [
+            crate::api::Event::RoomMessage { room, message } => [
                 9.into_dart(),
+                room.into_into_dart().into_dart(),
+                message.into_into_dart().into_dart(),
+            ]
+            .into_dart(),
+            crate::api::Event::RoomJoined { room } => {
+                [10.into_dart(), room.into_into_dart().into_dart()].into_dart()
+            }
+            crate::api::Event::RoomLeft { room } => {
+                [11.into_dart(), room.into_into_dart().into_dart()].into_dart()
+            }
+            crate::api::Event::Offer {
+                id,
+                peer,
+                name,
+                verification_code,
+                trusted,
+                auto_accepted,
+                files,
+                total_bytes,
+                free_bytes,
+                entries,
+            } => [
+                12.into_dart(),
+                id.into_into_dart().into_dart(),
+                peer.into_into_dart().into_dart(),
+                name.into_into_dart().into_dart(),
+                verification_code.into_into_dart().into_dart(),
+                trusted.into_into_dart().into_dart(),
+                auto_accepted.into_into_dart().into_dart(),
+                files.into_into_dart().into_dart(),
+                total_bytes.into_into_dart().into_dart(),
+                free_bytes.into_into_dart().into_dart(),
+                entries.into_into_dart().into_dart(),
+            ]
+            .into_dart(),
+            crate::api::Event::Progress {
+                id,
+                peer,
+                direction,
+                done_bytes,
+                total_bytes,
+                files_done,
+                files_total,
+                file,
+                file_done,
+                file_bytes,
+                transferred,
+                rate,
+                paused,
+            } => [
+                13.into_dart(),
+                id.into_into_dart().into_dart(),
+                peer.into_into_dart().into_dart(),
+                direction.into_into_dart().into_dart(),
+                done_bytes.into_into_dart().into_dart(),
+                total_bytes.into_into_dart().into_dart(),
+                files_done.into_into_dart().into_dart(),
+                files_total.into_into_dart().into_dart(),
+                file.into_into_dart().into_dart(),
+                file_done.into_into_dart().into_dart(),
+                file_bytes.into_into_dart().into_dart(),
+                transferred.into_into_dart().into_dart(),
+                rate.into_into_dart().into_dart(),
+                paused.into_into_dart().into_dart(),
+            ]
+            .into_dart(),
+            crate::api::Event::TransferDone {
+                id,
+                peer,
+                direction,
+                path,
+                bytes,
+                blake3,
+            } => [
+                14.into_dart(),
+                id.into_into_dart().into_dart(),
+                peer.into_into_dart().into_dart(),
+                direction.into_into_dart().into_dart(),
+                path.into_into_dart().into_dart(),
+                bytes.into_into_dart().into_dart(),
+                blake3.into_into_dart().into_dart(),
+            ]
+            .into_dart(),
+            crate::api::Event::TransferFailed {
+                id,
+                peer,
+                direction,
+                path,
+                error,
+            } => [
+                15.into_dart(),
+                id.into_into_dart().into_dart(),
+                peer.into_into_dart().into_dart(),
+                direction.into_into_dart().into_dart(),
+                path.into_into_dart().into_dart(),
+                error.into_into_dart().into_dart(),
+            ]
+            .into_dart(),
+            crate::api::Event::TransferCancelled {
+                id,
+                peer,
+                direction,
+                by_peer,
+            } => [
+                16.into_dart(),
+                id.into_into_dart().into_dart(),
+                peer.into_into_dart().into_dart(),
+                direction.into_into_dart().into_dart(),
+                by_peer.into_into_dart().into_dart(),
+            ]
+            .into_dart(),
+            crate::api::Event::TransferRejected {
+                id,
+                peer,
+                direction,
+                reason,
+            } => [
+                17.into_dart(),
+                id.into_into_dart().into_dart(),
+                peer.into_into_dart().into_dart(),
+                direction.into_into_dart().into_dart(),
+                reason.into_into_dart().into_dart(),
+            ]
+            .into_dart(),
+            crate::api::Event::TransferComplete {
+                id,
+                peer,
+                direction,
+                files,
+                failed,
+                bytes,
+                transferred,
+            } => [
+                18.into_dart(),
+                id.into_into_dart().into_dart(),
+                peer.into_into_dart().into_dart(),
+                direction.into_into_dart().into_dart(),
+                files.into_into_dart().into_dart(),
+                failed.into_into_dart().into_dart(),
+                bytes.into_into_dart().into_dart(),
+                transferred.into_into_dart().into_dart(),
+            ]
+            .into_dart(),
+            crate::api::Event::Other { event, json } => [
+                19.into_dart(),
                 event.into_into_dart().into_dart(),
                 json.into_into_dart().into_dart(),
             ]
@@ -1571,6 +3010,28 @@ impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::NodeConfig>>
     }
 }
 // Codec=Dco (DartCObject based), see doc to use other codecs
+impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::OfferEntry> {
+    fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
+        [
+            self.0.path.into_into_dart().into_dart(),
+            self.0.size.into_into_dart().into_dart(),
+            self.0.dir.into_into_dart().into_dart(),
+        ]
+        .into_dart()
+    }
+}
+impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
+    for FrbWrapper<crate::api::OfferEntry>
+{
+}
+impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::OfferEntry>>
+    for crate::api::OfferEntry
+{
+    fn into_into_dart(self) -> FrbWrapper<crate::api::OfferEntry> {
+        self.into()
+    }
+}
+// Codec=Dco (DartCObject based), see doc to use other codecs
 impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::Peer> {
     fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
         [
@@ -1588,6 +3049,126 @@ impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::Peer> {
 impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive for FrbWrapper<crate::api::Peer> {}
 impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::Peer>> for crate::api::Peer {
     fn into_into_dart(self) -> FrbWrapper<crate::api::Peer> {
+        self.into()
+    }
+}
+// Codec=Dco (DartCObject based), see doc to use other codecs
+impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::RoomInfo> {
+    fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
+        [
+            self.0.name.into_into_dart().into_dart(),
+            self.0.neighbors.into_into_dart().into_dart(),
+        ]
+        .into_dart()
+    }
+}
+impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
+    for FrbWrapper<crate::api::RoomInfo>
+{
+}
+impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::RoomInfo>> for crate::api::RoomInfo {
+    fn into_into_dart(self) -> FrbWrapper<crate::api::RoomInfo> {
+        self.into()
+    }
+}
+// Codec=Dco (DartCObject based), see doc to use other codecs
+impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::RoomMessage> {
+    fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
+        [
+            self.0.id.into_into_dart().into_dart(),
+            self.0.room.into_into_dart().into_dart(),
+            self.0.author.into_into_dart().into_dart(),
+            self.0.author_name.into_into_dart().into_dart(),
+            self.0.text.into_into_dart().into_dart(),
+            self.0.time_ms.into_into_dart().into_dart(),
+        ]
+        .into_dart()
+    }
+}
+impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
+    for FrbWrapper<crate::api::RoomMessage>
+{
+}
+impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::RoomMessage>>
+    for crate::api::RoomMessage
+{
+    fn into_into_dart(self) -> FrbWrapper<crate::api::RoomMessage> {
+        self.into()
+    }
+}
+// Codec=Dco (DartCObject based), see doc to use other codecs
+impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::RoomSaid> {
+    fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
+        [
+            self.0.message.into_into_dart().into_dart(),
+            self.0.reached.into_into_dart().into_dart(),
+        ]
+        .into_dart()
+    }
+}
+impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
+    for FrbWrapper<crate::api::RoomSaid>
+{
+}
+impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::RoomSaid>> for crate::api::RoomSaid {
+    fn into_into_dart(self) -> FrbWrapper<crate::api::RoomSaid> {
+        self.into()
+    }
+}
+// Codec=Dco (DartCObject based), see doc to use other codecs
+impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::TransferInfo> {
+    fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
+        [
+            self.0.id.into_into_dart().into_dart(),
+            self.0.peer.into_into_dart().into_dart(),
+            self.0.direction.into_into_dart().into_dart(),
+            self.0.state.into_into_dart().into_dart(),
+            self.0.files.into_into_dart().into_dart(),
+            self.0.total_bytes.into_into_dart().into_dart(),
+            self.0.done_bytes.into_into_dart().into_dart(),
+            self.0.transferred.into_into_dart().into_dart(),
+            self.0.live.into_into_dart().into_dart(),
+            self.0.error.into_into_dart().into_dart(),
+        ]
+        .into_dart()
+    }
+}
+impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
+    for FrbWrapper<crate::api::TransferInfo>
+{
+}
+impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::TransferInfo>>
+    for crate::api::TransferInfo
+{
+    fn into_into_dart(self) -> FrbWrapper<crate::api::TransferInfo> {
+        self.into()
+    }
+}
+// Codec=Dco (DartCObject based), see doc to use other codecs
+impl flutter_rust_bridge::IntoDart for FrbWrapper<crate::api::TransferState> {
+    fn into_dart(self) -> flutter_rust_bridge::for_generated::DartAbi {
+        match self.0 {
+            crate::api::TransferState::Offered => 0.into_dart(),
+            crate::api::TransferState::Running => 1.into_dart(),
+            crate::api::TransferState::Paused => 2.into_dart(),
+            crate::api::TransferState::Interrupted => 3.into_dart(),
+            crate::api::TransferState::Complete => 4.into_dart(),
+            crate::api::TransferState::Failed => 5.into_dart(),
+            crate::api::TransferState::Cancelled => 6.into_dart(),
+            crate::api::TransferState::Rejected => 7.into_dart(),
+            crate::api::TransferState::Resumed => 8.into_dart(),
+            _ => unreachable!(),
+        }
+    }
+}
+impl flutter_rust_bridge::for_generated::IntoDartExceptPrimitive
+    for FrbWrapper<crate::api::TransferState>
+{
+}
+impl flutter_rust_bridge::IntoIntoDart<FrbWrapper<crate::api::TransferState>>
+    for crate::api::TransferState
+{
+    fn into_into_dart(self) -> FrbWrapper<crate::api::TransferState> {
         self.into()
     }
 }
@@ -1724,6 +3305,22 @@ impl SseEncode for crate::api::DeviceKind {
     }
 }
 
+impl SseEncode for crate::api::Direction {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <i32>::sse_encode(
+            match self {
+                crate::api::Direction::Send => 0,
+                crate::api::Direction::Receive => 1,
+                _ => {
+                    unimplemented!("");
+                }
+            },
+            serializer,
+        );
+    }
+}
+
 impl SseEncode for crate::api::Event {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
@@ -1779,8 +3376,147 @@ impl SseEncode for crate::api::Event {
                 <String>::sse_encode(peer, serializer);
                 <crate::api::DeliveryStatus>::sse_encode(status, serializer);
             }
-            crate::api::Event::Other { event, json } => {
+            crate::api::Event::RoomMessage { room, message } => {
                 <i32>::sse_encode(9, serializer);
+                <String>::sse_encode(room, serializer);
+                <crate::api::RoomMessage>::sse_encode(message, serializer);
+            }
+            crate::api::Event::RoomJoined { room } => {
+                <i32>::sse_encode(10, serializer);
+                <String>::sse_encode(room, serializer);
+            }
+            crate::api::Event::RoomLeft { room } => {
+                <i32>::sse_encode(11, serializer);
+                <String>::sse_encode(room, serializer);
+            }
+            crate::api::Event::Offer {
+                id,
+                peer,
+                name,
+                verification_code,
+                trusted,
+                auto_accepted,
+                files,
+                total_bytes,
+                free_bytes,
+                entries,
+            } => {
+                <i32>::sse_encode(12, serializer);
+                <String>::sse_encode(id, serializer);
+                <String>::sse_encode(peer, serializer);
+                <String>::sse_encode(name, serializer);
+                <String>::sse_encode(verification_code, serializer);
+                <bool>::sse_encode(trusted, serializer);
+                <bool>::sse_encode(auto_accepted, serializer);
+                <u64>::sse_encode(files, serializer);
+                <u64>::sse_encode(total_bytes, serializer);
+                <Option<u64>>::sse_encode(free_bytes, serializer);
+                <Vec<crate::api::OfferEntry>>::sse_encode(entries, serializer);
+            }
+            crate::api::Event::Progress {
+                id,
+                peer,
+                direction,
+                done_bytes,
+                total_bytes,
+                files_done,
+                files_total,
+                file,
+                file_done,
+                file_bytes,
+                transferred,
+                rate,
+                paused,
+            } => {
+                <i32>::sse_encode(13, serializer);
+                <String>::sse_encode(id, serializer);
+                <String>::sse_encode(peer, serializer);
+                <crate::api::Direction>::sse_encode(direction, serializer);
+                <u64>::sse_encode(done_bytes, serializer);
+                <u64>::sse_encode(total_bytes, serializer);
+                <u64>::sse_encode(files_done, serializer);
+                <u64>::sse_encode(files_total, serializer);
+                <Option<String>>::sse_encode(file, serializer);
+                <u64>::sse_encode(file_done, serializer);
+                <u64>::sse_encode(file_bytes, serializer);
+                <u64>::sse_encode(transferred, serializer);
+                <u64>::sse_encode(rate, serializer);
+                <bool>::sse_encode(paused, serializer);
+            }
+            crate::api::Event::TransferDone {
+                id,
+                peer,
+                direction,
+                path,
+                bytes,
+                blake3,
+            } => {
+                <i32>::sse_encode(14, serializer);
+                <String>::sse_encode(id, serializer);
+                <String>::sse_encode(peer, serializer);
+                <crate::api::Direction>::sse_encode(direction, serializer);
+                <String>::sse_encode(path, serializer);
+                <u64>::sse_encode(bytes, serializer);
+                <String>::sse_encode(blake3, serializer);
+            }
+            crate::api::Event::TransferFailed {
+                id,
+                peer,
+                direction,
+                path,
+                error,
+            } => {
+                <i32>::sse_encode(15, serializer);
+                <String>::sse_encode(id, serializer);
+                <String>::sse_encode(peer, serializer);
+                <crate::api::Direction>::sse_encode(direction, serializer);
+                <Option<String>>::sse_encode(path, serializer);
+                <String>::sse_encode(error, serializer);
+            }
+            crate::api::Event::TransferCancelled {
+                id,
+                peer,
+                direction,
+                by_peer,
+            } => {
+                <i32>::sse_encode(16, serializer);
+                <String>::sse_encode(id, serializer);
+                <String>::sse_encode(peer, serializer);
+                <crate::api::Direction>::sse_encode(direction, serializer);
+                <bool>::sse_encode(by_peer, serializer);
+            }
+            crate::api::Event::TransferRejected {
+                id,
+                peer,
+                direction,
+                reason,
+            } => {
+                <i32>::sse_encode(17, serializer);
+                <String>::sse_encode(id, serializer);
+                <String>::sse_encode(peer, serializer);
+                <crate::api::Direction>::sse_encode(direction, serializer);
+                <String>::sse_encode(reason, serializer);
+            }
+            crate::api::Event::TransferComplete {
+                id,
+                peer,
+                direction,
+                files,
+                failed,
+                bytes,
+                transferred,
+            } => {
+                <i32>::sse_encode(18, serializer);
+                <String>::sse_encode(id, serializer);
+                <String>::sse_encode(peer, serializer);
+                <crate::api::Direction>::sse_encode(direction, serializer);
+                <u64>::sse_encode(files, serializer);
+                <u64>::sse_encode(failed, serializer);
+                <u64>::sse_encode(bytes, serializer);
+                <u64>::sse_encode(transferred, serializer);
+            }
+            crate::api::Event::Other { event, json } => {
+                <i32>::sse_encode(19, serializer);
                 <String>::sse_encode(event, serializer);
                 <String>::sse_encode(json, serializer);
             }
@@ -1837,6 +3573,16 @@ impl SseEncode for Vec<crate::api::Message> {
     }
 }
 
+impl SseEncode for Vec<crate::api::OfferEntry> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <i32>::sse_encode(self.len() as _, serializer);
+        for item in self {
+            <crate::api::OfferEntry>::sse_encode(item, serializer);
+        }
+    }
+}
+
 impl SseEncode for Vec<crate::api::Peer> {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
@@ -1853,6 +3599,36 @@ impl SseEncode for Vec<u8> {
         <i32>::sse_encode(self.len() as _, serializer);
         for item in self {
             <u8>::sse_encode(item, serializer);
+        }
+    }
+}
+
+impl SseEncode for Vec<crate::api::RoomInfo> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <i32>::sse_encode(self.len() as _, serializer);
+        for item in self {
+            <crate::api::RoomInfo>::sse_encode(item, serializer);
+        }
+    }
+}
+
+impl SseEncode for Vec<crate::api::RoomMessage> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <i32>::sse_encode(self.len() as _, serializer);
+        for item in self {
+            <crate::api::RoomMessage>::sse_encode(item, serializer);
+        }
+    }
+}
+
+impl SseEncode for Vec<crate::api::TransferInfo> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <i32>::sse_encode(self.len() as _, serializer);
+        for item in self {
+            <crate::api::TransferInfo>::sse_encode(item, serializer);
         }
     }
 }
@@ -1885,6 +3661,15 @@ impl SseEncode for crate::api::NodeConfig {
     }
 }
 
+impl SseEncode for crate::api::OfferEntry {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <String>::sse_encode(self.path, serializer);
+        <u64>::sse_encode(self.size, serializer);
+        <bool>::sse_encode(self.dir, serializer);
+    }
+}
+
 impl SseEncode for Option<String> {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
@@ -1905,6 +3690,16 @@ impl SseEncode for Option<crate::api::DeviceKind> {
     }
 }
 
+impl SseEncode for Option<u64> {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <bool>::sse_encode(self.is_some(), serializer);
+        if let Some(value) = self {
+            <u64>::sse_encode(value, serializer);
+        }
+    }
+}
+
 impl SseEncode for crate::api::Peer {
     // Codec=Sse (Serialization based), see doc to use other codecs
     fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
@@ -1915,6 +3710,73 @@ impl SseEncode for crate::api::Peer {
         <crate::api::Trust>::sse_encode(self.trust, serializer);
         <bool>::sse_encode(self.connected, serializer);
         <String>::sse_encode(self.verification_code, serializer);
+    }
+}
+
+impl SseEncode for crate::api::RoomInfo {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <String>::sse_encode(self.name, serializer);
+        <u64>::sse_encode(self.neighbors, serializer);
+    }
+}
+
+impl SseEncode for crate::api::RoomMessage {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <String>::sse_encode(self.id, serializer);
+        <String>::sse_encode(self.room, serializer);
+        <String>::sse_encode(self.author, serializer);
+        <String>::sse_encode(self.author_name, serializer);
+        <String>::sse_encode(self.text, serializer);
+        <u64>::sse_encode(self.time_ms, serializer);
+    }
+}
+
+impl SseEncode for crate::api::RoomSaid {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <crate::api::RoomMessage>::sse_encode(self.message, serializer);
+        <Vec<String>>::sse_encode(self.reached, serializer);
+    }
+}
+
+impl SseEncode for crate::api::TransferInfo {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <String>::sse_encode(self.id, serializer);
+        <String>::sse_encode(self.peer, serializer);
+        <crate::api::Direction>::sse_encode(self.direction, serializer);
+        <crate::api::TransferState>::sse_encode(self.state, serializer);
+        <u64>::sse_encode(self.files, serializer);
+        <u64>::sse_encode(self.total_bytes, serializer);
+        <u64>::sse_encode(self.done_bytes, serializer);
+        <u64>::sse_encode(self.transferred, serializer);
+        <bool>::sse_encode(self.live, serializer);
+        <Option<String>>::sse_encode(self.error, serializer);
+    }
+}
+
+impl SseEncode for crate::api::TransferState {
+    // Codec=Sse (Serialization based), see doc to use other codecs
+    fn sse_encode(self, serializer: &mut flutter_rust_bridge::for_generated::SseSerializer) {
+        <i32>::sse_encode(
+            match self {
+                crate::api::TransferState::Offered => 0,
+                crate::api::TransferState::Running => 1,
+                crate::api::TransferState::Paused => 2,
+                crate::api::TransferState::Interrupted => 3,
+                crate::api::TransferState::Complete => 4,
+                crate::api::TransferState::Failed => 5,
+                crate::api::TransferState::Cancelled => 6,
+                crate::api::TransferState::Rejected => 7,
+                crate::api::TransferState::Resumed => 8,
+                _ => {
+                    unimplemented!("");
+                }
+            },
+            serializer,
+        );
     }
 }
 

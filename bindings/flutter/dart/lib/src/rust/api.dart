@@ -15,7 +15,19 @@ part 'api.freezed.dart';
             
                 // Rust type: RustOpaqueMoi<flutter_rust_bridge::for_generated::RustAutoOpaqueInner<PeerConnect>>
                 abstract class PeerConnect implements RustOpaqueInterface {
-                    /// Dials `addr` (`IP:PORT`); returns the PeerId that answered.
+                    /// Accepts all of offer `id` into the download folder.
+ Future<void>  acceptOffer({required String id });
+
+
+/// Accepts all of offer `id` into folder `dir`.
+ Future<void>  acceptOfferInto({required String id , required String dir });
+
+
+/// Cancels a transfer (the peer is told).
+ Future<void>  cancelTransfer({required String id });
+
+
+/// Dials `addr` (`IP:PORT`); returns the PeerId that answered.
  Future<String>  connect({required String addr });
 
 
@@ -36,6 +48,14 @@ part 'api.freezed.dart';
  String  id();
 
 
+/// Joins room `name`; its messages then arrive as `Event.roomMessage`.
+ Future<void>  joinRoom({required String name });
+
+
+/// Leaves room `name`.
+ Future<void>  leaveRoom({required String name });
+
+
 /// Addresses other nodes can dial (`HOST:PORT`).
  List<String>  listenAddrs();
 
@@ -47,8 +67,42 @@ part 'api.freezed.dart';
  String  name();
 
 
+/// Pauses a running transfer.
+ Future<void>  pauseTransfer({required String id });
+
+
 /// Peers known now: discovered on the LAN or connected.
  Future<List<Peer>>  peers();
+
+
+/// Refuses offer `id`.
+ Future<void>  rejectOffer({required String id });
+
+
+/// Resumes a paused transfer.
+ Future<void>  resumeTransfer({required String id });
+
+
+/// Up to `limit` stored messages of room `name` older than `before`;
+/// oldest first.
+ Future<List<RoomMessage>>  roomHistory({required String name , String? before , required int limit });
+
+
+/// Signs `text` and sends it to everyone in room `name`.
+ Future<RoomMessage>  roomSay({required String name , required String text });
+
+
+/// Like `room_say`, waiting up to `wait_ms` for the neighbours to read it.
+ Future<RoomSaid>  roomSayAndWait({required String name , required String text , required BigInt waitMs });
+
+
+/// Rooms joined, with their neighbour counts.
+ Future<List<RoomInfo>>  rooms();
+
+
+/// Offers `paths` (files and folders) to `peer`; returns the transfer id
+/// at once, the rest arrives as events.
+ Future<String>  sendFiles({required String peer , required List<String> paths });
 
 
 /// Sends `text` to `peer`; delivered when a session is up.
@@ -66,6 +120,10 @@ part 'api.freezed.dart';
 /// Starts a node. Throws `ApiError.io` if the data dir is in use or a port
 /// cannot be bound, `ApiError.invalid` for a bad address.
 static Future<PeerConnect>  start({required NodeConfig config })=>RustLib.instance.api.crateApiPeerConnectStart(config: config);
+
+
+/// Live transfers, then the most recent finished ones.
+ Future<List<TransferInfo>>  transfers();
 
 
 
@@ -109,6 +167,13 @@ other,
                     
                 }
 
+enum Direction {
+                    send,
+receive,
+                    ;
+                    
+                }
+
 @freezed
                 sealed class Event with _$Event  {
                     const Event._();
@@ -122,6 +187,16 @@ other,
  const factory Event.error({   required String message , }) = Event_Error;
  const factory Event.messageReceived({   required Message message , }) = Event_MessageReceived;
  const factory Event.messageStatus({   required String id ,  required String peer ,  required DeliveryStatus status , }) = Event_MessageStatus;
+ const factory Event.roomMessage({   required String room ,  required RoomMessage message , }) = Event_RoomMessage;
+ const factory Event.roomJoined({   required String room , }) = Event_RoomJoined;
+ const factory Event.roomLeft({   required String room , }) = Event_RoomLeft;
+ const factory Event.offer({   required String id ,  required String peer ,  required String name ,  required String verificationCode ,  required bool trusted ,  required bool autoAccepted ,  required BigInt files ,  required BigInt totalBytes ,  BigInt? freeBytes ,  required List<OfferEntry> entries , }) = Event_Offer;
+ const factory Event.progress({   required String id ,  required String peer ,  required Direction direction ,  required BigInt doneBytes ,  required BigInt totalBytes ,  required BigInt filesDone ,  required BigInt filesTotal ,  String? file ,  required BigInt fileDone ,  required BigInt fileBytes ,  required BigInt transferred ,  required BigInt rate ,  required bool paused , }) = Event_Progress;
+ const factory Event.transferDone({   required String id ,  required String peer ,  required Direction direction ,  required String path ,  required BigInt bytes ,  required String blake3 , }) = Event_TransferDone;
+ const factory Event.transferFailed({   required String id ,  required String peer ,  required Direction direction ,  String? path ,  required String error , }) = Event_TransferFailed;
+ const factory Event.transferCancelled({   required String id ,  required String peer ,  required Direction direction ,  required bool byPeer , }) = Event_TransferCancelled;
+ const factory Event.transferRejected({   required String id ,  required String peer ,  required Direction direction ,  required String reason , }) = Event_TransferRejected;
+ const factory Event.transferComplete({   required String id ,  required String peer ,  required Direction direction ,  required BigInt files ,  required BigInt failed ,  required BigInt bytes ,  required BigInt transferred , }) = Event_TransferComplete;
  const factory Event.other({   required String event ,  required String json , }) = Event_Other;
 
                     
@@ -214,6 +289,31 @@ final bool dht;
 
             }
 
+class OfferEntry  {
+                final String path;
+final BigInt size;
+final bool dir;
+
+                const OfferEntry({required this.path ,required this.size ,required this.dir ,});
+
+
+
+
+
+        @override
+        int get hashCode => path.hashCode^size.hashCode^dir.hashCode;
+
+
+
+        @override
+        bool operator ==(Object other) =>
+            identical(this, other) ||
+            other is OfferEntry &&
+                runtimeType == other.runtimeType
+                && path == other.path&& size == other.size&& dir == other.dir;
+
+            }
+
 class Peer  {
                 final String id;
 final String name;
@@ -242,6 +342,128 @@ final String verificationCode;
                 && id == other.id&& name == other.name&& kind == other.kind&& addrs == other.addrs&& trust == other.trust&& connected == other.connected&& verificationCode == other.verificationCode;
 
             }
+
+class RoomInfo  {
+                final String name;
+final BigInt neighbors;
+
+                const RoomInfo({required this.name ,required this.neighbors ,});
+
+
+
+
+
+        @override
+        int get hashCode => name.hashCode^neighbors.hashCode;
+
+
+
+        @override
+        bool operator ==(Object other) =>
+            identical(this, other) ||
+            other is RoomInfo &&
+                runtimeType == other.runtimeType
+                && name == other.name&& neighbors == other.neighbors;
+
+            }
+
+class RoomMessage  {
+                final String id;
+final String room;
+final String author;
+final String authorName;
+final String text;
+final BigInt timeMs;
+
+                const RoomMessage({required this.id ,required this.room ,required this.author ,required this.authorName ,required this.text ,required this.timeMs ,});
+
+
+
+
+
+        @override
+        int get hashCode => id.hashCode^room.hashCode^author.hashCode^authorName.hashCode^text.hashCode^timeMs.hashCode;
+
+
+
+        @override
+        bool operator ==(Object other) =>
+            identical(this, other) ||
+            other is RoomMessage &&
+                runtimeType == other.runtimeType
+                && id == other.id&& room == other.room&& author == other.author&& authorName == other.authorName&& text == other.text&& timeMs == other.timeMs;
+
+            }
+
+class RoomSaid  {
+                final RoomMessage message;
+final List<String> reached;
+
+                const RoomSaid({required this.message ,required this.reached ,});
+
+
+
+
+
+        @override
+        int get hashCode => message.hashCode^reached.hashCode;
+
+
+
+        @override
+        bool operator ==(Object other) =>
+            identical(this, other) ||
+            other is RoomSaid &&
+                runtimeType == other.runtimeType
+                && message == other.message&& reached == other.reached;
+
+            }
+
+class TransferInfo  {
+                final String id;
+final String peer;
+final Direction direction;
+final TransferState state;
+final BigInt files;
+final BigInt totalBytes;
+final BigInt doneBytes;
+final BigInt transferred;
+final bool live;
+final String? error;
+
+                const TransferInfo({required this.id ,required this.peer ,required this.direction ,required this.state ,required this.files ,required this.totalBytes ,required this.doneBytes ,required this.transferred ,required this.live ,this.error ,});
+
+
+
+
+
+        @override
+        int get hashCode => id.hashCode^peer.hashCode^direction.hashCode^state.hashCode^files.hashCode^totalBytes.hashCode^doneBytes.hashCode^transferred.hashCode^live.hashCode^error.hashCode;
+
+
+
+        @override
+        bool operator ==(Object other) =>
+            identical(this, other) ||
+            other is TransferInfo &&
+                runtimeType == other.runtimeType
+                && id == other.id&& peer == other.peer&& direction == other.direction&& state == other.state&& files == other.files&& totalBytes == other.totalBytes&& doneBytes == other.doneBytes&& transferred == other.transferred&& live == other.live&& error == other.error;
+
+            }
+
+enum TransferState {
+                    offered,
+running,
+paused,
+interrupted,
+complete,
+failed,
+cancelled,
+rejected,
+resumed,
+                    ;
+                    
+                }
 
 enum Trust {
                     unknown,

@@ -68,7 +68,7 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated.dart';
                   String get codegenVersion => '2.13.0';
 
                   @override
-                  int get rustContentHash => -1309762623;
+                  int get rustContentHash => -1110615800;
 
                   static const kDefaultExternalLibraryLoaderConfig = ExternalLibraryLoaderConfig(
                     stem: 'peerconnect_flutter',
@@ -80,7 +80,13 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated.dart';
                 
 
                 abstract class RustLibApi extends BaseApi {
-                  Future<String> crateApiPeerConnectConnect({required PeerConnect that , required String addr });
+                  Future<void> crateApiPeerConnectAcceptOffer({required PeerConnect that , required String id });
+
+Future<void> crateApiPeerConnectAcceptOfferInto({required PeerConnect that , required String id , required String dir });
+
+Future<void> crateApiPeerConnectCancelTransfer({required PeerConnect that , required String id });
+
+Future<String> crateApiPeerConnectConnect({required PeerConnect that , required String addr });
 
 Future<List<Message>> crateApiPeerConnectConversation({required PeerConnect that , required String peer , String? before , required int limit });
 
@@ -90,13 +96,33 @@ Future<List<FoundPeer>> crateApiPeerConnectFind({required PeerConnect that , req
 
 String crateApiPeerConnectId({required PeerConnect that });
 
+Future<void> crateApiPeerConnectJoinRoom({required PeerConnect that , required String name });
+
+Future<void> crateApiPeerConnectLeaveRoom({required PeerConnect that , required String name });
+
 List<String> crateApiPeerConnectListenAddrs({required PeerConnect that });
 
 Future<BigInt> crateApiPeerConnectMarkRead({required PeerConnect that , required String peer , required String upTo });
 
 String crateApiPeerConnectName({required PeerConnect that });
 
+Future<void> crateApiPeerConnectPauseTransfer({required PeerConnect that , required String id });
+
 Future<List<Peer>> crateApiPeerConnectPeers({required PeerConnect that });
+
+Future<void> crateApiPeerConnectRejectOffer({required PeerConnect that , required String id });
+
+Future<void> crateApiPeerConnectResumeTransfer({required PeerConnect that , required String id });
+
+Future<List<RoomMessage>> crateApiPeerConnectRoomHistory({required PeerConnect that , required String name , String? before , required int limit });
+
+Future<RoomMessage> crateApiPeerConnectRoomSay({required PeerConnect that , required String name , required String text });
+
+Future<RoomSaid> crateApiPeerConnectRoomSayAndWait({required PeerConnect that , required String name , required String text , required BigInt waitMs });
+
+Future<List<RoomInfo>> crateApiPeerConnectRooms({required PeerConnect that });
+
+Future<String> crateApiPeerConnectSendFiles({required PeerConnect that , required String peer , required List<String> paths });
 
 Future<Message> crateApiPeerConnectSendMessage({required PeerConnect that , required String peer , required String text });
 
@@ -105,6 +131,8 @@ Future<void> crateApiPeerConnectSetTrust({required PeerConnect that , required S
 Future<void> crateApiPeerConnectShutdown({required PeerConnect that });
 
 Future<PeerConnect> crateApiPeerConnectStart({required NodeConfig config });
+
+Future<List<TransferInfo>> crateApiPeerConnectTransfers({required PeerConnect that });
 
 RustArcIncrementStrongCountFnType get rust_arc_increment_strong_count_PeerConnect;
 
@@ -124,12 +152,91 @@ CrossPlatformFinalizerArg get rust_arc_decrement_strong_count_PeerConnectPtr;
                     required super.portManager,
                   });
 
-                  @override Future<String> crateApiPeerConnectConnect({required PeerConnect that , required String addr })  { return handler.executeNormal(NormalTask(
+                  @override Future<void> crateApiPeerConnectAcceptOffer({required PeerConnect that , required String id })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(id, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 1, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_unit,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectAcceptOfferConstMeta,
+            argValues: [that, id],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectAcceptOfferConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_accept_offer",
+            argNames: ["that", "id"],
+        );
+        
+
+@override Future<void> crateApiPeerConnectAcceptOfferInto({required PeerConnect that , required String id , required String dir })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(id, serializer);
+sse_encode_String(dir, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 2, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_unit,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectAcceptOfferIntoConstMeta,
+            argValues: [that, id, dir],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectAcceptOfferIntoConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_accept_offer_into",
+            argNames: ["that", "id", "dir"],
+        );
+        
+
+@override Future<void> crateApiPeerConnectCancelTransfer({required PeerConnect that , required String id })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(id, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 3, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_unit,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectCancelTransferConstMeta,
+            argValues: [that, id],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectCancelTransferConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_cancel_transfer",
+            argNames: ["that", "id"],
+        );
+        
+
+@override Future<String> crateApiPeerConnectConnect({required PeerConnect that , required String addr })  { return handler.executeNormal(NormalTask(
             callFfi: (port_) {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
 sse_encode_String(addr, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 1, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 4, port: port_);
             
             },
             codec: 
@@ -157,7 +264,7 @@ sse_encode_String(addr, serializer);
 sse_encode_String(peer, serializer);
 sse_encode_opt_String(before, serializer);
 sse_encode_u_32(limit, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 2, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 5, port: port_);
             
             },
             codec: 
@@ -185,7 +292,7 @@ sse_encode_u_32(limit, serializer);
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
 sse_encode_StreamSink_event_Sse(sink, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 3, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 6, port: port_);
             
             },
             codec: 
@@ -213,7 +320,7 @@ sse_encode_StreamSink_event_Sse(sink, serializer);
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
 sse_encode_String(query, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 4, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 7, port: port_);
             
             },
             codec: 
@@ -238,7 +345,7 @@ sse_encode_String(query, serializer);
             callFfi: () {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 5)!;
+            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 8)!;
             
             },
             codec: 
@@ -259,11 +366,63 @@ sse_encode_String(query, serializer);
         );
         
 
+@override Future<void> crateApiPeerConnectJoinRoom({required PeerConnect that , required String name })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(name, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 9, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_unit,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectJoinRoomConstMeta,
+            argValues: [that, name],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectJoinRoomConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_join_room",
+            argNames: ["that", "name"],
+        );
+        
+
+@override Future<void> crateApiPeerConnectLeaveRoom({required PeerConnect that , required String name })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(name, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 10, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_unit,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectLeaveRoomConstMeta,
+            argValues: [that, name],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectLeaveRoomConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_leave_room",
+            argNames: ["that", "name"],
+        );
+        
+
 @override List<String> crateApiPeerConnectListenAddrs({required PeerConnect that })  { return handler.executeSync(SyncTask(
             callFfi: () {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 6)!;
+            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 11)!;
             
             },
             codec: 
@@ -290,7 +449,7 @@ sse_encode_String(query, serializer);
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
 sse_encode_String(peer, serializer);
 sse_encode_String(upTo, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 7, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 12, port: port_);
             
             },
             codec: 
@@ -315,7 +474,7 @@ sse_encode_String(upTo, serializer);
             callFfi: () {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 8)!;
+            return pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 13)!;
             
             },
             codec: 
@@ -336,11 +495,37 @@ sse_encode_String(upTo, serializer);
         );
         
 
+@override Future<void> crateApiPeerConnectPauseTransfer({required PeerConnect that , required String id })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(id, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 14, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_unit,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectPauseTransferConstMeta,
+            argValues: [that, id],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectPauseTransferConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_pause_transfer",
+            argNames: ["that", "id"],
+        );
+        
+
 @override Future<List<Peer>> crateApiPeerConnectPeers({required PeerConnect that })  { return handler.executeNormal(NormalTask(
             callFfi: (port_) {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 9, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 15, port: port_);
             
             },
             codec: 
@@ -361,13 +546,200 @@ sse_encode_String(upTo, serializer);
         );
         
 
+@override Future<void> crateApiPeerConnectRejectOffer({required PeerConnect that , required String id })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(id, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 16, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_unit,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectRejectOfferConstMeta,
+            argValues: [that, id],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectRejectOfferConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_reject_offer",
+            argNames: ["that", "id"],
+        );
+        
+
+@override Future<void> crateApiPeerConnectResumeTransfer({required PeerConnect that , required String id })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(id, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 17, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_unit,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectResumeTransferConstMeta,
+            argValues: [that, id],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectResumeTransferConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_resume_transfer",
+            argNames: ["that", "id"],
+        );
+        
+
+@override Future<List<RoomMessage>> crateApiPeerConnectRoomHistory({required PeerConnect that , required String name , String? before , required int limit })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(name, serializer);
+sse_encode_opt_String(before, serializer);
+sse_encode_u_32(limit, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 18, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_list_room_message,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectRoomHistoryConstMeta,
+            argValues: [that, name, before, limit],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectRoomHistoryConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_room_history",
+            argNames: ["that", "name", "before", "limit"],
+        );
+        
+
+@override Future<RoomMessage> crateApiPeerConnectRoomSay({required PeerConnect that , required String name , required String text })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(name, serializer);
+sse_encode_String(text, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 19, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_room_message,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectRoomSayConstMeta,
+            argValues: [that, name, text],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectRoomSayConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_room_say",
+            argNames: ["that", "name", "text"],
+        );
+        
+
+@override Future<RoomSaid> crateApiPeerConnectRoomSayAndWait({required PeerConnect that , required String name , required String text , required BigInt waitMs })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(name, serializer);
+sse_encode_String(text, serializer);
+sse_encode_u_64(waitMs, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 20, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_room_said,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectRoomSayAndWaitConstMeta,
+            argValues: [that, name, text, waitMs],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectRoomSayAndWaitConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_room_say_and_wait",
+            argNames: ["that", "name", "text", "waitMs"],
+        );
+        
+
+@override Future<List<RoomInfo>> crateApiPeerConnectRooms({required PeerConnect that })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 21, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_list_room_info,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectRoomsConstMeta,
+            argValues: [that],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectRoomsConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_rooms",
+            argNames: ["that"],
+        );
+        
+
+@override Future<String> crateApiPeerConnectSendFiles({required PeerConnect that , required String peer , required List<String> paths })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_list_String(paths, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 22, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_String,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectSendFilesConstMeta,
+            argValues: [that, peer, paths],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectSendFilesConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_send_files",
+            argNames: ["that", "peer", "paths"],
+        );
+        
+
 @override Future<Message> crateApiPeerConnectSendMessage({required PeerConnect that , required String peer , required String text })  { return handler.executeNormal(NormalTask(
             callFfi: (port_) {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
 sse_encode_String(peer, serializer);
 sse_encode_String(text, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 10, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 23, port: port_);
             
             },
             codec: 
@@ -394,7 +766,7 @@ sse_encode_String(text, serializer);
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
 sse_encode_String(peer, serializer);
 sse_encode_trust(trust, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 11, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 24, port: port_);
             
             },
             codec: 
@@ -419,7 +791,7 @@ sse_encode_trust(trust, serializer);
             callFfi: (port_) {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 12, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 25, port: port_);
             
             },
             codec: 
@@ -444,7 +816,7 @@ sse_encode_trust(trust, serializer);
             callFfi: (port_) {
               
             final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_box_autoadd_node_config(config, serializer);
-            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 13, port: port_);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 26, port: port_);
             
             },
             codec: 
@@ -462,6 +834,31 @@ sse_encode_trust(trust, serializer);
         TaskConstMeta get kCrateApiPeerConnectStartConstMeta => const TaskConstMeta(
             debugName: "PeerConnect_start",
             argNames: ["config"],
+        );
+        
+
+@override Future<List<TransferInfo>> crateApiPeerConnectTransfers({required PeerConnect that })  { return handler.executeNormal(NormalTask(
+            callFfi: (port_) {
+              
+            final serializer = SseSerializer(generalizedFrbRustBinding);sse_encode_Auto_Ref_RustOpaque_flutter_rust_bridgefor_generatedRustAutoOpaqueInnerPeerConnect(that, serializer);
+            pdeCallFfi(generalizedFrbRustBinding, serializer, funcId: 27, port: port_);
+            
+            },
+            codec: 
+        SseCodec(
+          decodeSuccessData: sse_decode_list_transfer_info,
+          decodeErrorData: sse_decode_api_error,
+        )
+        ,
+            constMeta: kCrateApiPeerConnectTransfersConstMeta,
+            argValues: [that],
+            apiImpl: this,
+        )); }
+
+
+        TaskConstMeta get kCrateApiPeerConnectTransfersConstMeta => const TaskConstMeta(
+            debugName: "PeerConnect_transfers",
+            argNames: ["that"],
         );
         
 
@@ -514,11 +911,20 @@ return dco_decode_node_config(raw); }
 @protected Peer dco_decode_box_autoadd_peer(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return dco_decode_peer(raw); }
 
+@protected RoomMessage dco_decode_box_autoadd_room_message(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return dco_decode_room_message(raw); }
+
+@protected BigInt dco_decode_box_autoadd_u_64(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return dco_decode_u_64(raw); }
+
 @protected DeliveryStatus dco_decode_delivery_status(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return DeliveryStatus.values[raw as int]; }
 
 @protected DeviceKind dco_decode_device_kind(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return DeviceKind.values[raw as int]; }
+
+@protected Direction dco_decode_direction(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return Direction.values[raw as int]; }
 
 @protected Event dco_decode_event(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 switch (raw[0]) {
@@ -531,7 +937,17 @@ case 5: return Event_PeerDisconnected(id: dco_decode_String(raw[1]),reason: dco_
 case 6: return Event_Error(message: dco_decode_String(raw[1]),);
 case 7: return Event_MessageReceived(message: dco_decode_box_autoadd_message(raw[1]),);
 case 8: return Event_MessageStatus(id: dco_decode_String(raw[1]),peer: dco_decode_String(raw[2]),status: dco_decode_delivery_status(raw[3]),);
-case 9: return Event_Other(event: dco_decode_String(raw[1]),json: dco_decode_String(raw[2]),);
+case 9: return Event_RoomMessage(room: dco_decode_String(raw[1]),message: dco_decode_box_autoadd_room_message(raw[2]),);
+case 10: return Event_RoomJoined(room: dco_decode_String(raw[1]),);
+case 11: return Event_RoomLeft(room: dco_decode_String(raw[1]),);
+case 12: return Event_Offer(id: dco_decode_String(raw[1]),peer: dco_decode_String(raw[2]),name: dco_decode_String(raw[3]),verificationCode: dco_decode_String(raw[4]),trusted: dco_decode_bool(raw[5]),autoAccepted: dco_decode_bool(raw[6]),files: dco_decode_u_64(raw[7]),totalBytes: dco_decode_u_64(raw[8]),freeBytes: dco_decode_opt_box_autoadd_u_64(raw[9]),entries: dco_decode_list_offer_entry(raw[10]),);
+case 13: return Event_Progress(id: dco_decode_String(raw[1]),peer: dco_decode_String(raw[2]),direction: dco_decode_direction(raw[3]),doneBytes: dco_decode_u_64(raw[4]),totalBytes: dco_decode_u_64(raw[5]),filesDone: dco_decode_u_64(raw[6]),filesTotal: dco_decode_u_64(raw[7]),file: dco_decode_opt_String(raw[8]),fileDone: dco_decode_u_64(raw[9]),fileBytes: dco_decode_u_64(raw[10]),transferred: dco_decode_u_64(raw[11]),rate: dco_decode_u_64(raw[12]),paused: dco_decode_bool(raw[13]),);
+case 14: return Event_TransferDone(id: dco_decode_String(raw[1]),peer: dco_decode_String(raw[2]),direction: dco_decode_direction(raw[3]),path: dco_decode_String(raw[4]),bytes: dco_decode_u_64(raw[5]),blake3: dco_decode_String(raw[6]),);
+case 15: return Event_TransferFailed(id: dco_decode_String(raw[1]),peer: dco_decode_String(raw[2]),direction: dco_decode_direction(raw[3]),path: dco_decode_opt_String(raw[4]),error: dco_decode_String(raw[5]),);
+case 16: return Event_TransferCancelled(id: dco_decode_String(raw[1]),peer: dco_decode_String(raw[2]),direction: dco_decode_direction(raw[3]),byPeer: dco_decode_bool(raw[4]),);
+case 17: return Event_TransferRejected(id: dco_decode_String(raw[1]),peer: dco_decode_String(raw[2]),direction: dco_decode_direction(raw[3]),reason: dco_decode_String(raw[4]),);
+case 18: return Event_TransferComplete(id: dco_decode_String(raw[1]),peer: dco_decode_String(raw[2]),direction: dco_decode_direction(raw[3]),files: dco_decode_u_64(raw[4]),failed: dco_decode_u_64(raw[5]),bytes: dco_decode_u_64(raw[6]),transferred: dco_decode_u_64(raw[7]),);
+case 19: return Event_Other(event: dco_decode_String(raw[1]),json: dco_decode_String(raw[2]),);
                 default: throw Exception("unreachable");
             } }
 
@@ -554,11 +970,23 @@ return (raw as List<dynamic>).map(dco_decode_found_peer).toList(); }
 @protected List<Message> dco_decode_list_message(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return (raw as List<dynamic>).map(dco_decode_message).toList(); }
 
+@protected List<OfferEntry> dco_decode_list_offer_entry(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return (raw as List<dynamic>).map(dco_decode_offer_entry).toList(); }
+
 @protected List<Peer> dco_decode_list_peer(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return (raw as List<dynamic>).map(dco_decode_peer).toList(); }
 
 @protected Uint8List dco_decode_list_prim_u_8_strict(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return raw as Uint8List; }
+
+@protected List<RoomInfo> dco_decode_list_room_info(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return (raw as List<dynamic>).map(dco_decode_room_info).toList(); }
+
+@protected List<RoomMessage> dco_decode_list_room_message(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return (raw as List<dynamic>).map(dco_decode_room_message).toList(); }
+
+@protected List<TransferInfo> dco_decode_list_transfer_info(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return (raw as List<dynamic>).map(dco_decode_transfer_info).toList(); }
 
 @protected Message dco_decode_message(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 final arr = raw as List<dynamic>;
@@ -584,11 +1012,21 @@ connect: dco_decode_list_String(arr[5]),
 downloadsDir: dco_decode_opt_String(arr[6]),
 dht: dco_decode_bool(arr[7]),); }
 
+@protected OfferEntry dco_decode_offer_entry(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+final arr = raw as List<dynamic>;
+                if (arr.length != 3) throw Exception('unexpected arr length: expect 3 but see ${arr.length}');
+                return OfferEntry(path: dco_decode_String(arr[0]),
+size: dco_decode_u_64(arr[1]),
+dir: dco_decode_bool(arr[2]),); }
+
 @protected String? dco_decode_opt_String(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return raw == null ? null : dco_decode_String(raw); }
 
 @protected DeviceKind? dco_decode_opt_box_autoadd_device_kind(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return raw == null ? null : dco_decode_box_autoadd_device_kind(raw); }
+
+@protected BigInt? dco_decode_opt_box_autoadd_u_64(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return raw == null ? null : dco_decode_box_autoadd_u_64(raw); }
 
 @protected Peer dco_decode_peer(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 final arr = raw as List<dynamic>;
@@ -600,6 +1038,45 @@ addrs: dco_decode_list_String(arr[3]),
 trust: dco_decode_trust(arr[4]),
 connected: dco_decode_bool(arr[5]),
 verificationCode: dco_decode_String(arr[6]),); }
+
+@protected RoomInfo dco_decode_room_info(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+final arr = raw as List<dynamic>;
+                if (arr.length != 2) throw Exception('unexpected arr length: expect 2 but see ${arr.length}');
+                return RoomInfo(name: dco_decode_String(arr[0]),
+neighbors: dco_decode_u_64(arr[1]),); }
+
+@protected RoomMessage dco_decode_room_message(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+final arr = raw as List<dynamic>;
+                if (arr.length != 6) throw Exception('unexpected arr length: expect 6 but see ${arr.length}');
+                return RoomMessage(id: dco_decode_String(arr[0]),
+room: dco_decode_String(arr[1]),
+author: dco_decode_String(arr[2]),
+authorName: dco_decode_String(arr[3]),
+text: dco_decode_String(arr[4]),
+timeMs: dco_decode_u_64(arr[5]),); }
+
+@protected RoomSaid dco_decode_room_said(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+final arr = raw as List<dynamic>;
+                if (arr.length != 2) throw Exception('unexpected arr length: expect 2 but see ${arr.length}');
+                return RoomSaid(message: dco_decode_room_message(arr[0]),
+reached: dco_decode_list_String(arr[1]),); }
+
+@protected TransferInfo dco_decode_transfer_info(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+final arr = raw as List<dynamic>;
+                if (arr.length != 10) throw Exception('unexpected arr length: expect 10 but see ${arr.length}');
+                return TransferInfo(id: dco_decode_String(arr[0]),
+peer: dco_decode_String(arr[1]),
+direction: dco_decode_direction(arr[2]),
+state: dco_decode_transfer_state(arr[3]),
+files: dco_decode_u_64(arr[4]),
+totalBytes: dco_decode_u_64(arr[5]),
+doneBytes: dco_decode_u_64(arr[6]),
+transferred: dco_decode_u_64(arr[7]),
+live: dco_decode_bool(arr[8]),
+error: dco_decode_opt_String(arr[9]),); }
+
+@protected TransferState dco_decode_transfer_state(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
+return TransferState.values[raw as int]; }
 
 @protected Trust dco_decode_trust(dynamic raw){ // Codec=Dco (DartCObject based), see doc to use other codecs
 return Trust.values[raw as int]; }
@@ -664,6 +1141,12 @@ return (sse_decode_node_config(deserializer)); }
 @protected Peer sse_decode_box_autoadd_peer(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 return (sse_decode_peer(deserializer)); }
 
+@protected RoomMessage sse_decode_box_autoadd_room_message(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+return (sse_decode_room_message(deserializer)); }
+
+@protected BigInt sse_decode_box_autoadd_u_64(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+return (sse_decode_u_64(deserializer)); }
+
 @protected DeliveryStatus sse_decode_delivery_status(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 var inner = sse_decode_i_32(deserializer);
         return DeliveryStatus.values[inner]; }
@@ -671,6 +1154,10 @@ var inner = sse_decode_i_32(deserializer);
 @protected DeviceKind sse_decode_device_kind(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 var inner = sse_decode_i_32(deserializer);
         return DeviceKind.values[inner]; }
+
+@protected Direction sse_decode_direction(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+var inner = sse_decode_i_32(deserializer);
+        return Direction.values[inner]; }
 
 @protected Event sse_decode_event(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 
@@ -691,7 +1178,60 @@ return Event_Error(message: var_message);case 7: var var_message = sse_decode_bo
 return Event_MessageReceived(message: var_message);case 8: var var_id = sse_decode_String(deserializer);
 var var_peer = sse_decode_String(deserializer);
 var var_status = sse_decode_delivery_status(deserializer);
-return Event_MessageStatus(id: var_id, peer: var_peer, status: var_status);case 9: var var_event = sse_decode_String(deserializer);
+return Event_MessageStatus(id: var_id, peer: var_peer, status: var_status);case 9: var var_room = sse_decode_String(deserializer);
+var var_message = sse_decode_box_autoadd_room_message(deserializer);
+return Event_RoomMessage(room: var_room, message: var_message);case 10: var var_room = sse_decode_String(deserializer);
+return Event_RoomJoined(room: var_room);case 11: var var_room = sse_decode_String(deserializer);
+return Event_RoomLeft(room: var_room);case 12: var var_id = sse_decode_String(deserializer);
+var var_peer = sse_decode_String(deserializer);
+var var_name = sse_decode_String(deserializer);
+var var_verificationCode = sse_decode_String(deserializer);
+var var_trusted = sse_decode_bool(deserializer);
+var var_autoAccepted = sse_decode_bool(deserializer);
+var var_files = sse_decode_u_64(deserializer);
+var var_totalBytes = sse_decode_u_64(deserializer);
+var var_freeBytes = sse_decode_opt_box_autoadd_u_64(deserializer);
+var var_entries = sse_decode_list_offer_entry(deserializer);
+return Event_Offer(id: var_id, peer: var_peer, name: var_name, verificationCode: var_verificationCode, trusted: var_trusted, autoAccepted: var_autoAccepted, files: var_files, totalBytes: var_totalBytes, freeBytes: var_freeBytes, entries: var_entries);case 13: var var_id = sse_decode_String(deserializer);
+var var_peer = sse_decode_String(deserializer);
+var var_direction = sse_decode_direction(deserializer);
+var var_doneBytes = sse_decode_u_64(deserializer);
+var var_totalBytes = sse_decode_u_64(deserializer);
+var var_filesDone = sse_decode_u_64(deserializer);
+var var_filesTotal = sse_decode_u_64(deserializer);
+var var_file = sse_decode_opt_String(deserializer);
+var var_fileDone = sse_decode_u_64(deserializer);
+var var_fileBytes = sse_decode_u_64(deserializer);
+var var_transferred = sse_decode_u_64(deserializer);
+var var_rate = sse_decode_u_64(deserializer);
+var var_paused = sse_decode_bool(deserializer);
+return Event_Progress(id: var_id, peer: var_peer, direction: var_direction, doneBytes: var_doneBytes, totalBytes: var_totalBytes, filesDone: var_filesDone, filesTotal: var_filesTotal, file: var_file, fileDone: var_fileDone, fileBytes: var_fileBytes, transferred: var_transferred, rate: var_rate, paused: var_paused);case 14: var var_id = sse_decode_String(deserializer);
+var var_peer = sse_decode_String(deserializer);
+var var_direction = sse_decode_direction(deserializer);
+var var_path = sse_decode_String(deserializer);
+var var_bytes = sse_decode_u_64(deserializer);
+var var_blake3 = sse_decode_String(deserializer);
+return Event_TransferDone(id: var_id, peer: var_peer, direction: var_direction, path: var_path, bytes: var_bytes, blake3: var_blake3);case 15: var var_id = sse_decode_String(deserializer);
+var var_peer = sse_decode_String(deserializer);
+var var_direction = sse_decode_direction(deserializer);
+var var_path = sse_decode_opt_String(deserializer);
+var var_error = sse_decode_String(deserializer);
+return Event_TransferFailed(id: var_id, peer: var_peer, direction: var_direction, path: var_path, error: var_error);case 16: var var_id = sse_decode_String(deserializer);
+var var_peer = sse_decode_String(deserializer);
+var var_direction = sse_decode_direction(deserializer);
+var var_byPeer = sse_decode_bool(deserializer);
+return Event_TransferCancelled(id: var_id, peer: var_peer, direction: var_direction, byPeer: var_byPeer);case 17: var var_id = sse_decode_String(deserializer);
+var var_peer = sse_decode_String(deserializer);
+var var_direction = sse_decode_direction(deserializer);
+var var_reason = sse_decode_String(deserializer);
+return Event_TransferRejected(id: var_id, peer: var_peer, direction: var_direction, reason: var_reason);case 18: var var_id = sse_decode_String(deserializer);
+var var_peer = sse_decode_String(deserializer);
+var var_direction = sse_decode_direction(deserializer);
+var var_files = sse_decode_u_64(deserializer);
+var var_failed = sse_decode_u_64(deserializer);
+var var_bytes = sse_decode_u_64(deserializer);
+var var_transferred = sse_decode_u_64(deserializer);
+return Event_TransferComplete(id: var_id, peer: var_peer, direction: var_direction, files: var_files, failed: var_failed, bytes: var_bytes, transferred: var_transferred);case 19: var var_event = sse_decode_String(deserializer);
 var var_json = sse_decode_String(deserializer);
 return Event_Other(event: var_event, json: var_json); default: throw UnimplementedError(''); }
              }
@@ -729,6 +1269,14 @@ return deserializer.buffer.getInt32(); }
         return ans_;
          }
 
+@protected List<OfferEntry> sse_decode_list_offer_entry(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+
+        var len_ = sse_decode_i_32(deserializer);
+        var ans_ = <OfferEntry>[];
+        for (var idx_ = 0; idx_ < len_; ++idx_) { ans_.add(sse_decode_offer_entry(deserializer)); }
+        return ans_;
+         }
+
 @protected List<Peer> sse_decode_list_peer(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 
         var len_ = sse_decode_i_32(deserializer);
@@ -740,6 +1288,30 @@ return deserializer.buffer.getInt32(); }
 @protected Uint8List sse_decode_list_prim_u_8_strict(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 var len_ = sse_decode_i_32(deserializer);
                 return deserializer.buffer.getUint8List(len_); }
+
+@protected List<RoomInfo> sse_decode_list_room_info(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+
+        var len_ = sse_decode_i_32(deserializer);
+        var ans_ = <RoomInfo>[];
+        for (var idx_ = 0; idx_ < len_; ++idx_) { ans_.add(sse_decode_room_info(deserializer)); }
+        return ans_;
+         }
+
+@protected List<RoomMessage> sse_decode_list_room_message(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+
+        var len_ = sse_decode_i_32(deserializer);
+        var ans_ = <RoomMessage>[];
+        for (var idx_ = 0; idx_ < len_; ++idx_) { ans_.add(sse_decode_room_message(deserializer)); }
+        return ans_;
+         }
+
+@protected List<TransferInfo> sse_decode_list_transfer_info(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+
+        var len_ = sse_decode_i_32(deserializer);
+        var ans_ = <TransferInfo>[];
+        for (var idx_ = 0; idx_ < len_; ++idx_) { ans_.add(sse_decode_transfer_info(deserializer)); }
+        return ans_;
+         }
 
 @protected Message sse_decode_message(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 var var_id = sse_decode_String(deserializer);
@@ -763,6 +1335,12 @@ var var_downloadsDir = sse_decode_opt_String(deserializer);
 var var_dht = sse_decode_bool(deserializer);
 return NodeConfig(dataDir: var_dataDir, name: var_name, kind: var_kind, listenAddr: var_listenAddr, discovery: var_discovery, connect: var_connect, downloadsDir: var_downloadsDir, dht: var_dht); }
 
+@protected OfferEntry sse_decode_offer_entry(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+var var_path = sse_decode_String(deserializer);
+var var_size = sse_decode_u_64(deserializer);
+var var_dir = sse_decode_bool(deserializer);
+return OfferEntry(path: var_path, size: var_size, dir: var_dir); }
+
 @protected String? sse_decode_opt_String(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 
             if (sse_decode_bool(deserializer)) {
@@ -781,6 +1359,15 @@ return NodeConfig(dataDir: var_dataDir, name: var_name, kind: var_kind, listenAd
             }
              }
 
+@protected BigInt? sse_decode_opt_box_autoadd_u_64(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+
+            if (sse_decode_bool(deserializer)) {
+                return (sse_decode_box_autoadd_u_64(deserializer));
+            } else {
+                return null;
+            }
+             }
+
 @protected Peer sse_decode_peer(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 var var_id = sse_decode_String(deserializer);
 var var_name = sse_decode_String(deserializer);
@@ -790,6 +1377,42 @@ var var_trust = sse_decode_trust(deserializer);
 var var_connected = sse_decode_bool(deserializer);
 var var_verificationCode = sse_decode_String(deserializer);
 return Peer(id: var_id, name: var_name, kind: var_kind, addrs: var_addrs, trust: var_trust, connected: var_connected, verificationCode: var_verificationCode); }
+
+@protected RoomInfo sse_decode_room_info(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+var var_name = sse_decode_String(deserializer);
+var var_neighbors = sse_decode_u_64(deserializer);
+return RoomInfo(name: var_name, neighbors: var_neighbors); }
+
+@protected RoomMessage sse_decode_room_message(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+var var_id = sse_decode_String(deserializer);
+var var_room = sse_decode_String(deserializer);
+var var_author = sse_decode_String(deserializer);
+var var_authorName = sse_decode_String(deserializer);
+var var_text = sse_decode_String(deserializer);
+var var_timeMs = sse_decode_u_64(deserializer);
+return RoomMessage(id: var_id, room: var_room, author: var_author, authorName: var_authorName, text: var_text, timeMs: var_timeMs); }
+
+@protected RoomSaid sse_decode_room_said(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+var var_message = sse_decode_room_message(deserializer);
+var var_reached = sse_decode_list_String(deserializer);
+return RoomSaid(message: var_message, reached: var_reached); }
+
+@protected TransferInfo sse_decode_transfer_info(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+var var_id = sse_decode_String(deserializer);
+var var_peer = sse_decode_String(deserializer);
+var var_direction = sse_decode_direction(deserializer);
+var var_state = sse_decode_transfer_state(deserializer);
+var var_files = sse_decode_u_64(deserializer);
+var var_totalBytes = sse_decode_u_64(deserializer);
+var var_doneBytes = sse_decode_u_64(deserializer);
+var var_transferred = sse_decode_u_64(deserializer);
+var var_live = sse_decode_bool(deserializer);
+var var_error = sse_decode_opt_String(deserializer);
+return TransferInfo(id: var_id, peer: var_peer, direction: var_direction, state: var_state, files: var_files, totalBytes: var_totalBytes, doneBytes: var_doneBytes, transferred: var_transferred, live: var_live, error: var_error); }
+
+@protected TransferState sse_decode_transfer_state(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+var inner = sse_decode_i_32(deserializer);
+        return TransferState.values[inner]; }
 
 @protected Trust sse_decode_trust(SseDeserializer deserializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 var inner = sse_decode_i_32(deserializer);
@@ -853,10 +1476,19 @@ sse_encode_node_config(self, serializer); }
 @protected void sse_encode_box_autoadd_peer(Peer self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_peer(self, serializer); }
 
+@protected void sse_encode_box_autoadd_room_message(RoomMessage self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_room_message(self, serializer); }
+
+@protected void sse_encode_box_autoadd_u_64(BigInt self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_u_64(self, serializer); }
+
 @protected void sse_encode_delivery_status(DeliveryStatus self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_i_32(self.index, serializer); }
 
 @protected void sse_encode_device_kind(DeviceKind self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_i_32(self.index, serializer); }
+
+@protected void sse_encode_direction(Direction self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_i_32(self.index, serializer); }
 
 @protected void sse_encode_event(Event self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
@@ -876,7 +1508,60 @@ case Event_MessageReceived(message: final message): sse_encode_i_32(7, serialize
 case Event_MessageStatus(id: final id,peer: final peer,status: final status): sse_encode_i_32(8, serializer); sse_encode_String(id, serializer);
 sse_encode_String(peer, serializer);
 sse_encode_delivery_status(status, serializer);
-case Event_Other(event: final event,json: final json): sse_encode_i_32(9, serializer); sse_encode_String(event, serializer);
+case Event_RoomMessage(room: final room,message: final message): sse_encode_i_32(9, serializer); sse_encode_String(room, serializer);
+sse_encode_box_autoadd_room_message(message, serializer);
+case Event_RoomJoined(room: final room): sse_encode_i_32(10, serializer); sse_encode_String(room, serializer);
+case Event_RoomLeft(room: final room): sse_encode_i_32(11, serializer); sse_encode_String(room, serializer);
+case Event_Offer(id: final id,peer: final peer,name: final name,verificationCode: final verificationCode,trusted: final trusted,autoAccepted: final autoAccepted,files: final files,totalBytes: final totalBytes,freeBytes: final freeBytes,entries: final entries): sse_encode_i_32(12, serializer); sse_encode_String(id, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_String(name, serializer);
+sse_encode_String(verificationCode, serializer);
+sse_encode_bool(trusted, serializer);
+sse_encode_bool(autoAccepted, serializer);
+sse_encode_u_64(files, serializer);
+sse_encode_u_64(totalBytes, serializer);
+sse_encode_opt_box_autoadd_u_64(freeBytes, serializer);
+sse_encode_list_offer_entry(entries, serializer);
+case Event_Progress(id: final id,peer: final peer,direction: final direction,doneBytes: final doneBytes,totalBytes: final totalBytes,filesDone: final filesDone,filesTotal: final filesTotal,file: final file,fileDone: final fileDone,fileBytes: final fileBytes,transferred: final transferred,rate: final rate,paused: final paused): sse_encode_i_32(13, serializer); sse_encode_String(id, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_direction(direction, serializer);
+sse_encode_u_64(doneBytes, serializer);
+sse_encode_u_64(totalBytes, serializer);
+sse_encode_u_64(filesDone, serializer);
+sse_encode_u_64(filesTotal, serializer);
+sse_encode_opt_String(file, serializer);
+sse_encode_u_64(fileDone, serializer);
+sse_encode_u_64(fileBytes, serializer);
+sse_encode_u_64(transferred, serializer);
+sse_encode_u_64(rate, serializer);
+sse_encode_bool(paused, serializer);
+case Event_TransferDone(id: final id,peer: final peer,direction: final direction,path: final path,bytes: final bytes,blake3: final blake3): sse_encode_i_32(14, serializer); sse_encode_String(id, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_direction(direction, serializer);
+sse_encode_String(path, serializer);
+sse_encode_u_64(bytes, serializer);
+sse_encode_String(blake3, serializer);
+case Event_TransferFailed(id: final id,peer: final peer,direction: final direction,path: final path,error: final error): sse_encode_i_32(15, serializer); sse_encode_String(id, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_direction(direction, serializer);
+sse_encode_opt_String(path, serializer);
+sse_encode_String(error, serializer);
+case Event_TransferCancelled(id: final id,peer: final peer,direction: final direction,byPeer: final byPeer): sse_encode_i_32(16, serializer); sse_encode_String(id, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_direction(direction, serializer);
+sse_encode_bool(byPeer, serializer);
+case Event_TransferRejected(id: final id,peer: final peer,direction: final direction,reason: final reason): sse_encode_i_32(17, serializer); sse_encode_String(id, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_direction(direction, serializer);
+sse_encode_String(reason, serializer);
+case Event_TransferComplete(id: final id,peer: final peer,direction: final direction,files: final files,failed: final failed,bytes: final bytes,transferred: final transferred): sse_encode_i_32(18, serializer); sse_encode_String(id, serializer);
+sse_encode_String(peer, serializer);
+sse_encode_direction(direction, serializer);
+sse_encode_u_64(files, serializer);
+sse_encode_u_64(failed, serializer);
+sse_encode_u_64(bytes, serializer);
+sse_encode_u_64(transferred, serializer);
+case Event_Other(event: final event,json: final json): sse_encode_i_32(19, serializer); sse_encode_String(event, serializer);
 sse_encode_String(json, serializer);
   } }
 
@@ -901,6 +1586,10 @@ sse_encode_i_32(self.length, serializer);
 sse_encode_i_32(self.length, serializer);
         for (final item in self) { sse_encode_message(item, serializer); } }
 
+@protected void sse_encode_list_offer_entry(List<OfferEntry> self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_i_32(self.length, serializer);
+        for (final item in self) { sse_encode_offer_entry(item, serializer); } }
+
 @protected void sse_encode_list_peer(List<Peer> self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_i_32(self.length, serializer);
         for (final item in self) { sse_encode_peer(item, serializer); } }
@@ -908,6 +1597,18 @@ sse_encode_i_32(self.length, serializer);
 @protected void sse_encode_list_prim_u_8_strict(Uint8List self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_i_32(self.length, serializer);
                     serializer.buffer.putUint8List(self); }
+
+@protected void sse_encode_list_room_info(List<RoomInfo> self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_i_32(self.length, serializer);
+        for (final item in self) { sse_encode_room_info(item, serializer); } }
+
+@protected void sse_encode_list_room_message(List<RoomMessage> self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_i_32(self.length, serializer);
+        for (final item in self) { sse_encode_room_message(item, serializer); } }
+
+@protected void sse_encode_list_transfer_info(List<TransferInfo> self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_i_32(self.length, serializer);
+        for (final item in self) { sse_encode_transfer_info(item, serializer); } }
 
 @protected void sse_encode_message(Message self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_String(self.id, serializer);
@@ -931,6 +1632,12 @@ sse_encode_opt_String(self.downloadsDir, serializer);
 sse_encode_bool(self.dht, serializer);
  }
 
+@protected void sse_encode_offer_entry(OfferEntry self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_String(self.path, serializer);
+sse_encode_u_64(self.size, serializer);
+sse_encode_bool(self.dir, serializer);
+ }
+
 @protected void sse_encode_opt_String(String? self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 
                 sse_encode_bool(self != null, serializer);
@@ -947,6 +1654,14 @@ sse_encode_bool(self.dht, serializer);
                 }
                  }
 
+@protected void sse_encode_opt_box_autoadd_u_64(BigInt? self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+
+                sse_encode_bool(self != null, serializer);
+                if (self != null) {
+                    sse_encode_box_autoadd_u_64(self, serializer);
+                }
+                 }
+
 @protected void sse_encode_peer(Peer self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_String(self.id, serializer);
 sse_encode_String(self.name, serializer);
@@ -956,6 +1671,41 @@ sse_encode_trust(self.trust, serializer);
 sse_encode_bool(self.connected, serializer);
 sse_encode_String(self.verificationCode, serializer);
  }
+
+@protected void sse_encode_room_info(RoomInfo self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_String(self.name, serializer);
+sse_encode_u_64(self.neighbors, serializer);
+ }
+
+@protected void sse_encode_room_message(RoomMessage self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_String(self.id, serializer);
+sse_encode_String(self.room, serializer);
+sse_encode_String(self.author, serializer);
+sse_encode_String(self.authorName, serializer);
+sse_encode_String(self.text, serializer);
+sse_encode_u_64(self.timeMs, serializer);
+ }
+
+@protected void sse_encode_room_said(RoomSaid self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_room_message(self.message, serializer);
+sse_encode_list_String(self.reached, serializer);
+ }
+
+@protected void sse_encode_transfer_info(TransferInfo self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_String(self.id, serializer);
+sse_encode_String(self.peer, serializer);
+sse_encode_direction(self.direction, serializer);
+sse_encode_transfer_state(self.state, serializer);
+sse_encode_u_64(self.files, serializer);
+sse_encode_u_64(self.totalBytes, serializer);
+sse_encode_u_64(self.doneBytes, serializer);
+sse_encode_u_64(self.transferred, serializer);
+sse_encode_bool(self.live, serializer);
+sse_encode_opt_String(self.error, serializer);
+ }
+
+@protected void sse_encode_transfer_state(TransferState self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
+sse_encode_i_32(self.index, serializer); }
 
 @protected void sse_encode_trust(Trust self, SseSerializer serializer){ // Codec=Sse (Serialization based), see doc to use other codecs
 sse_encode_i_32(self.index, serializer); }
@@ -992,7 +1742,19 @@ serializer.buffer.putBigUint64(self); }
                     rustArcDecrementStrongCountPtr: RustLib.instance.api.rust_arc_decrement_strong_count_PeerConnectPtr,
                 );
 
-                /// Dials `addr` (`IP:PORT`); returns the PeerId that answered.
+                /// Accepts all of offer `id` into the download folder.
+ Future<void>  acceptOffer({required String id })=>RustLib.instance.api.crateApiPeerConnectAcceptOffer(that: this, id: id);
+
+
+/// Accepts all of offer `id` into folder `dir`.
+ Future<void>  acceptOfferInto({required String id , required String dir })=>RustLib.instance.api.crateApiPeerConnectAcceptOfferInto(that: this, id: id, dir: dir);
+
+
+/// Cancels a transfer (the peer is told).
+ Future<void>  cancelTransfer({required String id })=>RustLib.instance.api.crateApiPeerConnectCancelTransfer(that: this, id: id);
+
+
+/// Dials `addr` (`IP:PORT`); returns the PeerId that answered.
  Future<String>  connect({required String addr })=>RustLib.instance.api.crateApiPeerConnectConnect(that: this, addr: addr);
 
 
@@ -1013,6 +1775,14 @@ serializer.buffer.putBigUint64(self); }
  String  id()=>RustLib.instance.api.crateApiPeerConnectId(that: this, );
 
 
+/// Joins room `name`; its messages then arrive as `Event.roomMessage`.
+ Future<void>  joinRoom({required String name })=>RustLib.instance.api.crateApiPeerConnectJoinRoom(that: this, name: name);
+
+
+/// Leaves room `name`.
+ Future<void>  leaveRoom({required String name })=>RustLib.instance.api.crateApiPeerConnectLeaveRoom(that: this, name: name);
+
+
 /// Addresses other nodes can dial (`HOST:PORT`).
  List<String>  listenAddrs()=>RustLib.instance.api.crateApiPeerConnectListenAddrs(that: this, );
 
@@ -1024,8 +1794,42 @@ serializer.buffer.putBigUint64(self); }
  String  name()=>RustLib.instance.api.crateApiPeerConnectName(that: this, );
 
 
+/// Pauses a running transfer.
+ Future<void>  pauseTransfer({required String id })=>RustLib.instance.api.crateApiPeerConnectPauseTransfer(that: this, id: id);
+
+
 /// Peers known now: discovered on the LAN or connected.
  Future<List<Peer>>  peers()=>RustLib.instance.api.crateApiPeerConnectPeers(that: this, );
+
+
+/// Refuses offer `id`.
+ Future<void>  rejectOffer({required String id })=>RustLib.instance.api.crateApiPeerConnectRejectOffer(that: this, id: id);
+
+
+/// Resumes a paused transfer.
+ Future<void>  resumeTransfer({required String id })=>RustLib.instance.api.crateApiPeerConnectResumeTransfer(that: this, id: id);
+
+
+/// Up to `limit` stored messages of room `name` older than `before`;
+/// oldest first.
+ Future<List<RoomMessage>>  roomHistory({required String name , String? before , required int limit })=>RustLib.instance.api.crateApiPeerConnectRoomHistory(that: this, name: name, before: before, limit: limit);
+
+
+/// Signs `text` and sends it to everyone in room `name`.
+ Future<RoomMessage>  roomSay({required String name , required String text })=>RustLib.instance.api.crateApiPeerConnectRoomSay(that: this, name: name, text: text);
+
+
+/// Like `room_say`, waiting up to `wait_ms` for the neighbours to read it.
+ Future<RoomSaid>  roomSayAndWait({required String name , required String text , required BigInt waitMs })=>RustLib.instance.api.crateApiPeerConnectRoomSayAndWait(that: this, name: name, text: text, waitMs: waitMs);
+
+
+/// Rooms joined, with their neighbour counts.
+ Future<List<RoomInfo>>  rooms()=>RustLib.instance.api.crateApiPeerConnectRooms(that: this, );
+
+
+/// Offers `paths` (files and folders) to `peer`; returns the transfer id
+/// at once, the rest arrives as events.
+ Future<String>  sendFiles({required String peer , required List<String> paths })=>RustLib.instance.api.crateApiPeerConnectSendFiles(that: this, peer: peer, paths: paths);
 
 
 /// Sends `text` to `peer`; delivered when a session is up.
@@ -1038,6 +1842,10 @@ serializer.buffer.putBigUint64(self); }
 
 /// Stops the node and closes the event stream.
  Future<void>  shutdown()=>RustLib.instance.api.crateApiPeerConnectShutdown(that: this, );
+
+
+/// Live transfers, then the most recent finished ones.
+ Future<List<TransferInfo>>  transfers()=>RustLib.instance.api.crateApiPeerConnectTransfers(that: this, );
 
 
             }

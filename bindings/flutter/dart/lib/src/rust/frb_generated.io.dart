@@ -49,9 +49,15 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected Peer dco_decode_box_autoadd_peer(dynamic raw);
 
+@protected RoomMessage dco_decode_box_autoadd_room_message(dynamic raw);
+
+@protected BigInt dco_decode_box_autoadd_u_64(dynamic raw);
+
 @protected DeliveryStatus dco_decode_delivery_status(dynamic raw);
 
 @protected DeviceKind dco_decode_device_kind(dynamic raw);
+
+@protected Direction dco_decode_direction(dynamic raw);
 
 @protected Event dco_decode_event(dynamic raw);
 
@@ -65,19 +71,41 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected List<Message> dco_decode_list_message(dynamic raw);
 
+@protected List<OfferEntry> dco_decode_list_offer_entry(dynamic raw);
+
 @protected List<Peer> dco_decode_list_peer(dynamic raw);
 
 @protected Uint8List dco_decode_list_prim_u_8_strict(dynamic raw);
+
+@protected List<RoomInfo> dco_decode_list_room_info(dynamic raw);
+
+@protected List<RoomMessage> dco_decode_list_room_message(dynamic raw);
+
+@protected List<TransferInfo> dco_decode_list_transfer_info(dynamic raw);
 
 @protected Message dco_decode_message(dynamic raw);
 
 @protected NodeConfig dco_decode_node_config(dynamic raw);
 
+@protected OfferEntry dco_decode_offer_entry(dynamic raw);
+
 @protected String? dco_decode_opt_String(dynamic raw);
 
 @protected DeviceKind? dco_decode_opt_box_autoadd_device_kind(dynamic raw);
 
+@protected BigInt? dco_decode_opt_box_autoadd_u_64(dynamic raw);
+
 @protected Peer dco_decode_peer(dynamic raw);
+
+@protected RoomInfo dco_decode_room_info(dynamic raw);
+
+@protected RoomMessage dco_decode_room_message(dynamic raw);
+
+@protected RoomSaid dco_decode_room_said(dynamic raw);
+
+@protected TransferInfo dco_decode_transfer_info(dynamic raw);
+
+@protected TransferState dco_decode_transfer_state(dynamic raw);
 
 @protected Trust dco_decode_trust(dynamic raw);
 
@@ -115,9 +143,15 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected Peer sse_decode_box_autoadd_peer(SseDeserializer deserializer);
 
+@protected RoomMessage sse_decode_box_autoadd_room_message(SseDeserializer deserializer);
+
+@protected BigInt sse_decode_box_autoadd_u_64(SseDeserializer deserializer);
+
 @protected DeliveryStatus sse_decode_delivery_status(SseDeserializer deserializer);
 
 @protected DeviceKind sse_decode_device_kind(SseDeserializer deserializer);
+
+@protected Direction sse_decode_direction(SseDeserializer deserializer);
 
 @protected Event sse_decode_event(SseDeserializer deserializer);
 
@@ -131,19 +165,41 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected List<Message> sse_decode_list_message(SseDeserializer deserializer);
 
+@protected List<OfferEntry> sse_decode_list_offer_entry(SseDeserializer deserializer);
+
 @protected List<Peer> sse_decode_list_peer(SseDeserializer deserializer);
 
 @protected Uint8List sse_decode_list_prim_u_8_strict(SseDeserializer deserializer);
+
+@protected List<RoomInfo> sse_decode_list_room_info(SseDeserializer deserializer);
+
+@protected List<RoomMessage> sse_decode_list_room_message(SseDeserializer deserializer);
+
+@protected List<TransferInfo> sse_decode_list_transfer_info(SseDeserializer deserializer);
 
 @protected Message sse_decode_message(SseDeserializer deserializer);
 
 @protected NodeConfig sse_decode_node_config(SseDeserializer deserializer);
 
+@protected OfferEntry sse_decode_offer_entry(SseDeserializer deserializer);
+
 @protected String? sse_decode_opt_String(SseDeserializer deserializer);
 
 @protected DeviceKind? sse_decode_opt_box_autoadd_device_kind(SseDeserializer deserializer);
 
+@protected BigInt? sse_decode_opt_box_autoadd_u_64(SseDeserializer deserializer);
+
 @protected Peer sse_decode_peer(SseDeserializer deserializer);
+
+@protected RoomInfo sse_decode_room_info(SseDeserializer deserializer);
+
+@protected RoomMessage sse_decode_room_message(SseDeserializer deserializer);
+
+@protected RoomSaid sse_decode_room_said(SseDeserializer deserializer);
+
+@protected TransferInfo sse_decode_transfer_info(SseDeserializer deserializer);
+
+@protected TransferState sse_decode_transfer_state(SseDeserializer deserializer);
 
 @protected Trust sse_decode_trust(SseDeserializer deserializer);
 
@@ -181,9 +237,15 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected void sse_encode_box_autoadd_peer(Peer self, SseSerializer serializer);
 
+@protected void sse_encode_box_autoadd_room_message(RoomMessage self, SseSerializer serializer);
+
+@protected void sse_encode_box_autoadd_u_64(BigInt self, SseSerializer serializer);
+
 @protected void sse_encode_delivery_status(DeliveryStatus self, SseSerializer serializer);
 
 @protected void sse_encode_device_kind(DeviceKind self, SseSerializer serializer);
+
+@protected void sse_encode_direction(Direction self, SseSerializer serializer);
 
 @protected void sse_encode_event(Event self, SseSerializer serializer);
 
@@ -197,19 +259,41 @@ import 'package:flutter_rust_bridge/flutter_rust_bridge_for_generated_io.dart';
 
 @protected void sse_encode_list_message(List<Message> self, SseSerializer serializer);
 
+@protected void sse_encode_list_offer_entry(List<OfferEntry> self, SseSerializer serializer);
+
 @protected void sse_encode_list_peer(List<Peer> self, SseSerializer serializer);
 
 @protected void sse_encode_list_prim_u_8_strict(Uint8List self, SseSerializer serializer);
+
+@protected void sse_encode_list_room_info(List<RoomInfo> self, SseSerializer serializer);
+
+@protected void sse_encode_list_room_message(List<RoomMessage> self, SseSerializer serializer);
+
+@protected void sse_encode_list_transfer_info(List<TransferInfo> self, SseSerializer serializer);
 
 @protected void sse_encode_message(Message self, SseSerializer serializer);
 
 @protected void sse_encode_node_config(NodeConfig self, SseSerializer serializer);
 
+@protected void sse_encode_offer_entry(OfferEntry self, SseSerializer serializer);
+
 @protected void sse_encode_opt_String(String? self, SseSerializer serializer);
 
 @protected void sse_encode_opt_box_autoadd_device_kind(DeviceKind? self, SseSerializer serializer);
 
+@protected void sse_encode_opt_box_autoadd_u_64(BigInt? self, SseSerializer serializer);
+
 @protected void sse_encode_peer(Peer self, SseSerializer serializer);
+
+@protected void sse_encode_room_info(RoomInfo self, SseSerializer serializer);
+
+@protected void sse_encode_room_message(RoomMessage self, SseSerializer serializer);
+
+@protected void sse_encode_room_said(RoomSaid self, SseSerializer serializer);
+
+@protected void sse_encode_transfer_info(TransferInfo self, SseSerializer serializer);
+
+@protected void sse_encode_transfer_state(TransferState self, SseSerializer serializer);
 
 @protected void sse_encode_trust(Trust self, SseSerializer serializer);
 

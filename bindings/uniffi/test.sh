@@ -31,6 +31,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 0
 fi
 cp=$jna:$kotlin/lib/kotlinx-coroutines-core-jvm.jar
+# AppState.kt of the Android shell uses no Android API: compiling it here keeps
+# the shell's event handling in step with the binding's Event
 "$kotlin/bin/kotlinc" -nowarn -cp "$cp" -d "$out/test.jar" \
-  "$out/uniffi/peerconnect/peerconnect.kt" "$here/tests/kotlin/PeerConnectTest.kt"
+  "$out/uniffi/peerconnect/peerconnect.kt" "$here/tests/kotlin/PeerConnectTest.kt" \
+  "$root/apps/android/app/src/main/java/org/peerconnect/android/AppState.kt"
 java -Djna.library.path="$out" -cp "$out/test.jar:$cp:$kotlin/lib/kotlin-stdlib.jar" PeerConnectTestKt

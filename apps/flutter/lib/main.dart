@@ -35,8 +35,10 @@ class NodeModel extends ChangeNotifier {
   String status = 'starting…';
   List<Peer> peers = [];
   final Map<String, List<Message>> chats = {};
-  final List<TransferOffer> offers = [];
-  final Map<String, TransferProgress> transfers = {};
+  /// Offers waiting for the user's answer.
+  final List<Event_Offer> offers = [];
+  /// Running transfers by id, with their latest progress.
+  final Map<String, Event_Progress> transfers = {};
 
   Future<void> start(NodeConfig config) async {
     try {
@@ -81,17 +83,32 @@ class NodeModel extends ChangeNotifier {
                   : m
           ];
         }
-      // the transfer events need file transfer in the bindings (see README.md)
-      case Event_Offer(:final offer):
+      case Event_Offer offer:
         if (!offer.autoAccepted) offers.add(offer);
-      case Event_Progress(:final progress):
+      case Event_Progress progress:
         transfers[progress.id] = progress;
-      case Event_TransferComplete(:final id):
-        transfers.remove(id);
+      case Event_TransferDone(:final path):
+        status = 'done: $path';
+      case Event_TransferComplete(:final id) || Event_TransferCancelled(:final id):
+        _endTransfer(id);
+      case Event_TransferFailed(:final id, :final path, :final error):
+        if (path == null) {
+          _endTransfer(id);
+          status = 'transfer failed: $error';
+        }
+      case Event_TransferRejected(:final id, :final reason):
+        _endTransfer(id);
+        status = 'offer refused: $reason';
       default:
         break;
     }
     notifyListeners();
+  }
+
+  /// A transfer's final event: it leaves the running list (and the offers, if unanswered).
+  void _endTransfer(String id) {
+    transfers.remove(id);
+    offers.removeWhere((o) => o.id == id);
   }
 
   void _add(Message m) {
@@ -122,10 +139,15 @@ class NodeModel extends ChangeNotifier {
   Future<void> sendFile(String peer, String path) =>
       call((n) => n.sendFiles(peer: peer, paths: [path]));
 
-  Future<void> answer(TransferOffer offer, bool accept) {
+  Future<void> answer(Event_Offer offer, bool accept) {
     offers.removeWhere((o) => o.id == offer.id);
     return call((n) => accept ? n.acceptOffer(id: offer.id) : n.rejectOffer(id: offer.id));
   }
+
+  Future<void> pause(String id, bool paused) =>
+      call((n) => paused ? n.pauseTransfer(id: id) : n.resumeTransfer(id: id));
+
+  Future<void> cancel(String id) => call((n) => n.cancelTransfer(id: id));
 }
 
 class HomePage extends StatelessWidget {
@@ -144,7 +166,8 @@ class HomePage extends StatelessWidget {
             Card(
               child: ListTile(
                 title: Text('${o.name} offers ${o.files} file(s), ${o.totalBytes} bytes'),
-                subtitle: Text('code ${o.verificationCode}'),
+                subtitle: Text('${o.entries.map((e) => e.path).join(', ')}\n'
+                    'code ${o.verificationCode}'),
                 trailing: Wrap(children: [
                   TextButton(onPressed: () => model.answer(o, true), child: const Text('Accept')),
                   TextButton(onPressed: () => model.answer(o, false), child: const Text('Reject')),
@@ -152,8 +175,17 @@ class HomePage extends StatelessWidget {
               ),
             ),
           for (final t in model.transfers.values)
-            LinearProgressIndicator(
-                value: t.totalBytes == BigInt.zero ? 1 : t.doneBytes / t.totalBytes),
+            ListTile(
+              title: Text(t.file ?? t.id),
+              subtitle: LinearProgressIndicator(
+                  value: t.totalBytes == BigInt.zero ? 1 : t.doneBytes / t.totalBytes),
+              trailing: Wrap(children: [
+                TextButton(
+                    onPressed: () => model.pause(t.id, !t.paused),
+                    child: Text(t.paused ? 'Resume' : 'Pause')),
+                TextButton(onPressed: () => model.cancel(t.id), child: const Text('Cancel')),
+              ]),
+            ),
           const ListTile(title: Text('Peers')),
           for (final p in model.peers)
             ListTile(

@@ -13,6 +13,7 @@ struct ContentView: View {
                         ForEach(model.offers, id: \.id) { offer in
                             VStack(alignment: .leading) {
                                 Text("\(offer.name) offers \(offer.files) file(s), \(offer.totalBytes) bytes")
+                                Text(offer.entries.map(\.path).joined(separator: ", ")).font(.caption)
                                 Text("code \(offer.verificationCode)").font(.caption)
                                 HStack {
                                     Button("Accept") { model.answer(offer, accept: true) }
@@ -22,10 +23,16 @@ struct ContentView: View {
                         }
                     }
                 }
-                if !model.progress.isEmpty {
+                if !model.transfers.isEmpty {
                     Section("Transfers") {
-                        ForEach(model.progress.sorted(by: { $0.key < $1.key }), id: \.key) { _, done in
-                            ProgressView(value: done)
+                        ForEach(model.transfers.sorted(by: { $0.key < $1.key }), id: \.key) { id, t in
+                            VStack(alignment: .leading) {
+                                ProgressView(t.file ?? id, value: t.fraction)
+                                HStack {
+                                    Button(t.paused ? "Resume" : "Pause") { model.pause(id, !t.paused) }
+                                    Button("Cancel", role: .destructive) { model.cancel(id) }
+                                }.buttonStyle(.borderless)
+                            }
                         }
                     }
                 }

@@ -12,6 +12,23 @@ struct PeerConnectApp: App {
     }
 }
 
+/// An offer waiting for the user's answer: the parts of `Event.offer` the view shows.
+struct PendingOffer: Identifiable {
+    let id: String
+    let name: String
+    let verificationCode: String
+    let files: UInt64
+    let totalBytes: UInt64
+    let entries: [OfferEntry]
+}
+
+/// A running transfer as the view shows it, from its latest `Event.progress`.
+struct RunningTransfer {
+    let file: String?
+    let fraction: Double
+    let paused: Bool
+}
+
 /// Owns the node and turns its events into what the views show. Holds no
 /// protocol state: the node owns peers, messages and transfers.
 @MainActor
@@ -19,8 +36,8 @@ final class NodeModel: ObservableObject {
     @Published var status = "starting…"
     @Published var peers: [Peer] = []
     @Published var chats: [String: [Message]] = [:]
-    @Published var offers: [TransferOffer] = []
-    @Published var progress: [String: Double] = [:]
+    @Published var offers: [PendingOffer] = []
+    @Published var transfers: [String: RunningTransfer] = [:]
     private(set) var node: PeerConnect?
 
     init() {
@@ -68,15 +85,39 @@ final class NodeModel: ObservableObject {
                 if m.id == id { m.status = newStatus }
                 return m
             }
-        case let .offer(offer):
-            if !offer.autoAccepted { offers.append(offer) }
-        case let .progress(p):
-            progress[p.id] = p.totalBytes == 0 ? 1 : Double(p.doneBytes) / Double(p.totalBytes)
+        case let .offer(id, _, name, code, _, autoAccepted, files, totalBytes, _, entries):
+            if !autoAccepted {
+                offers.append(PendingOffer(
+                    id: id, name: name, verificationCode: code, files: files,
+                    totalBytes: totalBytes, entries: entries
+                ))
+            }
+        case let .progress(id, _, _, doneBytes, totalBytes, _, _, file, _, _, _, _, paused):
+            let fraction = totalBytes == 0 ? 1 : Double(doneBytes) / Double(totalBytes)
+            transfers[id] = RunningTransfer(file: file, fraction: fraction, paused: paused)
+        case let .transferDone(_, _, _, path, _, _):
+            status = "done: \(path)"
         case let .transferComplete(id, _, _, _, _, _, _):
-            progress[id] = nil
+            endTransfer(id)
+        case let .transferFailed(id, _, _, path, error):
+            if path == nil {
+                endTransfer(id)
+                status = "transfer failed: \(error)"
+            }
+        case let .transferCancelled(id, _, _, _):
+            endTransfer(id)
+        case let .transferRejected(id, _, _, reason):
+            endTransfer(id)
+            status = "offer refused: \(reason)"
         default:
             break
         }
+    }
+
+    /// A transfer's final event: it leaves the running list (and the offers, if unanswered).
+    private func endTransfer(_ id: String) {
+        transfers[id] = nil
+        offers.removeAll { $0.id == id }
     }
 
     func add(_ message: Message) {
@@ -121,11 +162,21 @@ final class NodeModel: ObservableObject {
         call { node in _ = try await node.sendFiles(peer: peer, paths: [copy.path]) }
     }
 
-    func answer(_ offer: TransferOffer, accept: Bool) {
+    func answer(_ offer: PendingOffer, accept: Bool) {
         offers.removeAll { $0.id == offer.id }
         call { node in
-            if accept { try await node.acceptOffer(id: offer.id) } else { try await node.rejectOffer(id: offer.id) }
+            if accept { try node.acceptOffer(id: offer.id) } else { try node.rejectOffer(id: offer.id) }
         }
+    }
+
+    func pause(_ id: String, _ paused: Bool) {
+        call { node in
+            if paused { try node.pauseTransfer(id: id) } else { try node.resumeTransfer(id: id) }
+        }
+    }
+
+    func cancel(_ id: String) {
+        call { node in try node.cancelTransfer(id: id) }
     }
 
     func trust(_ peer: String) {

@@ -6,8 +6,6 @@ import uniffi.peerconnect.Event
 import uniffi.peerconnect.Message
 import uniffi.peerconnect.Peer
 import uniffi.peerconnect.PeerConnect
-import uniffi.peerconnect.TransferOffer
-import uniffi.peerconnect.TransferProgress
 
 /**
  * What the screens show, fed by [NodeService] from the node's events. Holds no
@@ -20,10 +18,10 @@ object AppState {
     val peers = MutableStateFlow<List<Peer>>(emptyList())
     /** Conversations by peer id, oldest message first. */
     val chats = MutableStateFlow<Map<String, List<Message>>>(emptyMap())
-    /** Offers waiting for the user (needs file transfer in the bindings). */
-    val offers = MutableStateFlow<List<TransferOffer>>(emptyList())
+    /** Offers waiting for the user's answer. */
+    val offers = MutableStateFlow<List<Event.Offer>>(emptyList())
     /** Running transfers by id, with their latest progress. */
-    val transfers = MutableStateFlow<Map<String, TransferProgress>>(emptyMap())
+    val transfers = MutableStateFlow<Map<String, Event.Progress>>(emptyMap())
 
     /** Applies one event; returns whether peers must be re-read from the node. */
     fun apply(event: Event): Boolean {
@@ -38,14 +36,28 @@ object AppState {
                     msgs.map { if (it.id == event.id) it.copy(status = event.status) else it }
                 }
             }
-            is Event.Offer -> if (!event.offer.autoAccepted) offers.update { it + event.offer }
-            is Event.Progress -> transfers.update { it + (event.progress.id to event.progress) }
-            is Event.TransferComplete -> transfers.update { it - event.id }
-            is Event.TransferFailed -> if (event.path == null) transfers.update { it - event.id }
-            is Event.TransferCancelled -> transfers.update { it - event.id }
+            is Event.Offer -> if (!event.autoAccepted) offers.update { it + event }
+            is Event.Progress -> transfers.update { it + (event.id to event) }
+            is Event.TransferDone -> status.value = "done: ${event.path}"
+            is Event.TransferComplete -> endTransfer(event.id)
+            is Event.TransferFailed -> if (event.path == null) {
+                endTransfer(event.id)
+                status.value = "transfer failed: ${event.error}"
+            }
+            is Event.TransferCancelled -> endTransfer(event.id)
+            is Event.TransferRejected -> {
+                endTransfer(event.id)
+                status.value = "offer refused: ${event.reason}"
+            }
             else -> {}
         }
         return false
+    }
+
+    /** A transfer's final event: it leaves the running list (and the offers, if unanswered). */
+    private fun endTransfer(id: String) {
+        transfers.update { it - id }
+        dropOffer(id)
     }
 
     fun addMessage(m: Message) {

@@ -83,6 +83,7 @@ fun Home(onOpen: (Peer) -> Unit) {
             Card(Modifier.fillMaxWidth()) {
                 Column(Modifier.padding(12.dp)) {
                     Text("${offer.name} offers ${offer.files} file(s), ${offer.totalBytes} bytes")
+                    Text(offer.entries.joinToString { it.path }, style = MaterialTheme.typography.bodySmall)
                     Text("code ${offer.verificationCode}", style = MaterialTheme.typography.bodySmall)
                     Row {
                         Button(onClick = { AppState.dropOffer(offer.id); scope.call { it.acceptOffer(offer.id) } }) {
@@ -96,11 +97,19 @@ fun Home(onOpen: (Peer) -> Unit) {
             }
         }
         for (t in transfers.values) {
-            Text("${t.file ?: t.id}: ${t.doneBytes} / ${t.totalBytes}")
+            Text("${t.file ?: t.id}: ${t.doneBytes} / ${t.totalBytes}${if (t.paused) " (paused)" else ""}")
             LinearProgressIndicator(
                 progress = { if (t.totalBytes == 0uL) 1f else t.doneBytes.toFloat() / t.totalBytes.toFloat() },
                 modifier = Modifier.fillMaxWidth(),
             )
+            Row {
+                if (t.paused) {
+                    TextButton(onClick = { scope.call { it.resumeTransfer(t.id) } }) { Text("Resume") }
+                } else {
+                    TextButton(onClick = { scope.call { it.pauseTransfer(t.id) } }) { Text("Pause") }
+                }
+                TextButton(onClick = { scope.call { it.cancelTransfer(t.id) } }) { Text("Cancel") }
+            }
         }
         Text("Peers", style = MaterialTheme.typography.titleMedium)
         LazyColumn {

@@ -23,6 +23,8 @@
 //! - [`proto`]: sans-IO protocol state machines (wire format, discovery, ...),
 //!   driven by [`net`] in production and by `proto::sim` in simulations.
 //! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor.
+//! - [`web`]: the web UI (axum): embedded static files, REST API, WebSocket
+//!   events, PIN access for browser guests.
 
 pub mod config;
 pub mod control;
@@ -33,6 +35,7 @@ pub mod net;
 pub mod node;
 pub mod proto;
 pub mod store;
+pub mod web;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -26,7 +26,6 @@ use crate::net::dht::{Dht, DhtHandle};
 use crate::net::links::{Links, Router};
 use crate::store::Store;
 
-
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<Inner>,
@@ -50,6 +49,9 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Released at shutdown, so the data dir can be reused in this process.
     lock: Mutex<Option<DataDirLock>>,
+    /// The configuration the node started with.
+    config: Config,
+    web: Option<crate::web::WebInfo>,
 }
 
 impl Drop for Inner {
@@ -100,6 +102,7 @@ impl Node {
         let (events, first) = broadcast::channel(config.event_buffer.max(16));
         let (cmd, cmd_rx) = mpsc::channel(64);
         let links = Links::new(cmd.clone());
+        let web = crate::web::bind(&config).await?;
         let mut router = Router::default();
         let (messaging, messaging_service) =
             crate::net::messaging::prepare(&mut router, &links, identity.peer_id(), events.clone());
@@ -111,6 +114,9 @@ impl Node {
             cmd_rx,
             links.clone(),
             router,
+            web.as_ref()
+                .and_then(|w| w.as_ref().ok())
+                .map(|b| b.info().url.clone()),
         )
         .await?;
         let (dht, dht_task) = if config.dht {
@@ -134,12 +140,24 @@ impl Node {
                 join: Mutex::new(Some(started.join)),
                 tasks: Mutex::new(Vec::new()),
                 lock: Mutex::new(Some(lock)),
+                web: web
+                    .as_ref()
+                    .and_then(|w| w.as_ref().ok())
+                    .map(|b| b.info().clone()),
+                config: config.clone(),
             }),
         };
         node.own_task(messaging_service.spawn(node.store().clone(), node.links().clone()));
         #[cfg(unix)]
         if let Some(t) = crate::control::serve(node.clone()) {
             node.own_task(t);
+        }
+        match web {
+            Some(Ok(bound)) => {
+                node.own_task(crate::web::serve(&node, bound, config.web_options.clone()))
+            }
+            Some(Err(message)) => node.emit(Event::Error { message }),
+            None => {}
         }
         if let (Some(dht), Some(task)) = (dht, dht_task) {
             node.own_task(task);
@@ -177,6 +195,21 @@ impl Node {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// The configuration the node started with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Where the web UI is served and its PIN (`None`: no web UI).
+    pub fn web(&self) -> Option<&crate::web::WebInfo> {
+        self.inner.web.as_ref()
+    }
+
+    /// Puts an event on the node's stream (for services outside the actor).
+    pub(crate) fn emit(&self, e: Event) {
+        let _ = self.inner.events.send(e);
     }
 
     /// Connected peers' links, for the node's services.

@@ -4,6 +4,8 @@
 import { h, fill, when, toast } from './ui.js';
 
 const STATUS = { pending: 'waiting', sent: 'sent', delivered: 'delivered', read: 'read' };
+const ORDER = ['pending', 'sent', 'delivered', 'read'];
+const later = (a, b) => (ORDER.indexOf(a) >= ORDER.indexOf(b) ? a : b);
 
 /**
  * `send(text)` resolves with the stored message; `markRead(id)` is called
@@ -17,9 +19,16 @@ export function thread({ label, send, markRead }) {
   const button = h('button', { type: 'submit', class: 'primary' }, 'Send');
   const form = h('form', { class: 'composer' }, input, button);
   const ids = new Map();
+  // Statuses that arrived (as events) before their message was shown: the
+  // event can beat the answer to the send request.
+  const early = new Map();
   const empty = h('p', { class: 'muted thread-empty' }, 'No messages yet. Say hello!');
 
   function bubble(m) {
+    if (early.has(m.id)) {
+      m = { ...m, status: later(early.get(m.id), m.status) };
+      early.delete(m.id);
+    }
     const status = m.outgoing ? h('span', { class: `mstatus ${m.status}` }, STATUS[m.status] || m.status) : null;
     const li = h('li', { class: `msg ${m.outgoing ? 'out' : 'in'}`, dataset: { id: m.id } },
       h('div', { class: 'bubble' }, m.text),
@@ -85,12 +94,16 @@ export function thread({ label, send, markRead }) {
       if (!m.outgoing) readUpTo();
     },
     status(id, status) {
-      const li = ids.get(id);
-      const s = li?.querySelector('.mstatus');
-      if (s) {
-        s.className = `mstatus ${status}`;
-        s.textContent = STATUS[status] || status;
+      const s = ids.get(id)?.querySelector('.mstatus');
+      if (!s) {
+        if (early.size > 200) early.clear();
+        early.set(id, later(status, early.get(id) || 'pending'));
+        return;
       }
+      const now = ORDER.find((o) => s.classList.contains(o)) || 'pending';
+      const next = later(status, now);
+      s.className = `mstatus ${next}`;
+      s.textContent = STATUS[next] || next;
     },
   };
   return api;

@@ -12,6 +12,8 @@ export function startGuest(root, session) {
   const linkState = h('span', { class: 'link-state', role: 'status' }, 'connecting…');
 
   // --- chat -------------------------------------------------------------
+  // Messages as this guest sees them (events carry the node's side).
+  const mine = (m) => ({ ...m, outgoing: m.from === me.id });
   const t = thread({
     label: `Messages with ${node.name}`,
     send: (text) => api.post('/api/guest/messages', { text }),
@@ -24,10 +26,10 @@ export function startGuest(root, session) {
     el: chatEl,
     refresh: async () => {
       const m = await attempt(() => api.get('/api/guest/messages?limit=200'));
-      if (m) t.set(m);
+      if (m) t.set(m.map(mine));
     },
     onEvent: (e) => {
-      if (e.event === 'message_received') t.add(e.message);
+      if (e.event === 'message_received') t.add(mine(e.message));
       else if (e.event === 'message_status') {
         // A message from the owner: fetch it (events carry status only).
         views.chat.refresh();
@@ -47,9 +49,10 @@ export function startGuest(root, session) {
   const logout = h('button', { class: 'link', onclick: async () => { await attempt(() => api.post('/api/logout')); location.reload(); } }, 'Leave');
   const header = h('header', { class: 'top' },
     h('div', { class: 'brand' }, h('img', { src: '/icon.svg', alt: '', width: 28, height: 28 }), h('span', {}, node.name)),
-    h('div', { class: 'me' },
-      h('span', { class: 'me-name' }, me.name, ' · code ', h('span', { class: 'mono', id: 'guest-code' }, code(me.verification_code))),
-      linkState, logout));
+    h('div', { class: 'me' }, linkState, logout));
+  const whoami = h('p', { class: 'whoami' }, 'You appear as ', h('strong', {}, me.name),
+    ' · code ', h('span', { class: 'mono', id: 'guest-code' }, code(me.verification_code)));
+  main.prepend(whoami);
   fill(root, h('div', { class: 'shell guest' }, header, nav, main));
 
   function show(name) {

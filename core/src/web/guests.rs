@@ -10,7 +10,8 @@
 //! A guest's chat with the owner is stored like any direct conversation (the
 //! messages table): a guest's message is an incoming message (delivered), a
 //! message to a guest is delivered once stored, since the guest reads it from
-//! this node; `read` when the guest's page shows it.
+//! this node; `read` when the guest's page shows it. The guest's routes show
+//! messages from the guest's side (`outgoing`: written by the guest).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -380,13 +381,20 @@ fn default_page() -> usize {
     100
 }
 
+/// A message as the guest sees it: `outgoing` means sent by the guest.
+fn guest_view(mut m: MessageInfo, guest: &PeerId) -> MessageInfo {
+    m.outgoing = m.from == *guest;
+    m
+}
+
 /// The guest's conversation with the owner, oldest first.
 async fn history(
     State(app): State<App>,
     Guest(id): Guest,
     Query(p): Query<Page>,
 ) -> ApiResult<Json<Vec<MessageInfo>>> {
-    Ok(Json(app.node()?.conversation(id, p.before, p.limit)?))
+    let page = app.node()?.conversation(id, p.before, p.limit)?;
+    Ok(Json(page.into_iter().map(|m| guest_view(m, &id)).collect()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -402,7 +410,8 @@ async fn say(
     Json(s): Json<Say>,
 ) -> ApiResult<Json<MessageInfo>> {
     let node = app.node()?;
-    Ok(Json(guest_says(&app, &node, id, s.text, s.reply_to)?))
+    let m = guest_says(&app, &node, id, s.text, s.reply_to)?;
+    Ok(Json(guest_view(m, &id)))
 }
 
 #[derive(Debug, Deserialize)]

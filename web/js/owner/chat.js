@@ -64,8 +64,10 @@ export function chatView(ctx) {
     reloadTimer = setTimeout(loadConversations, 150);
   };
 
+  let lastRead = null;
   async function openThread(id) {
     open = id;
+    lastRead = null;
     el.classList.toggle('has-thread', !!id);
     renderList();
     const slot = pane.querySelector('.thread-slot');
@@ -84,8 +86,9 @@ export function chatView(ctx) {
       label: `Messages with ${name}`,
       send: (text) => api.post(`/api/messages/${id}`, { text }),
       markRead: (upTo) => {
-        const c = conversations.find((x) => x.peer === id);
-        if (c && c.unread) api.post(`/api/messages/${id}/read`, { up_to: upTo }).then(reloadSoon).catch(() => {});
+        if (upTo === lastRead) return;
+        lastRead = upTo;
+        api.post(`/api/messages/${id}/read`, { up_to: upTo }).then(reloadSoon).catch(() => {});
       },
     });
     fill(slot, t.el);

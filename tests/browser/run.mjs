@@ -1,0 +1,232 @@
+// Browser tests of the web UI: real `peerconnect up` nodes, Debian's Chromium
+// driven by playwright-core. Run by scripts/test (which installs both), or:
+//   node tests/browser/run.mjs            (after `cargo build -p peerconnect-cli`)
+// Screenshots of every view, at phone (360 px) and desktop widths, go to
+// tests/browser/out/ (or $SCREENSHOTS).
+
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CHROMIUM, UpNode, launch, makeNamespaces, netnsUnavailable, tempDir } from './lib/env.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+const BIN = process.env.PEERCONNECT_BIN || join(root, 'target/debug/peerconnect');
+const OUT = process.env.SCREENSHOTS || join(here, 'out');
+const T = 20000;
+
+const results = [];
+let failed = false;
+
+async function step(name, fn) {
+  if (failed) {
+    results.push({ name, ok: false, skipped: true });
+    console.log(`SKIP ${name} (an earlier step failed)`);
+    return;
+  }
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed = true;
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}\n${e.stack || e}`);
+  }
+}
+
+function skip(name, why) {
+  results.push({ name, ok: true, skipped: true });
+  console.log(`SKIPPED ${name}: ${why}`);
+}
+
+const check = (cond, msg) => { if (!cond) throw new Error(msg); };
+
+const VIEWPORTS = { phone: { width: 360, height: 740 }, desktop: { width: 1280, height: 800 } };
+
+/** Saves `name-phone.png` and `name-desktop.png` of the page as it is. */
+async function shoot(page, name, { dark = false } = {}) {
+  const before = page.viewportSize();
+  if (dark) await page.emulateMedia({ colorScheme: 'dark' });
+  for (const [size, vp] of Object.entries(VIEWPORTS)) {
+    await page.setViewportSize(vp);
+    await page.waitForTimeout(150); // one layout and paint after the resize
+    await page.screenshot({ path: join(OUT, `${name}-${size}${dark ? '-dark' : ''}.png`) });
+  }
+  if (dark) await page.emulateMedia({ colorScheme: 'light' });
+  await page.setViewportSize(before);
+}
+
+/** Status of a same-origin fetch made by the page itself. */
+const fetchStatus = (page, path, init) =>
+  page.evaluate(async ([p, i]) => (await fetch(p, i)).status, [path, init || {}]);
+
+async function main() {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`cargo build -p peerconnect-cli\` first`);
+  if (!existsSync(CHROMIUM)) {
+    skip('browser tests', `${CHROMIUM} is not installed (apt-get install chromium)`);
+    return;
+  }
+  rmSync(OUT, { recursive: true, force: true });
+  mkdirSync(OUT, { recursive: true });
+  const work = tempDir();
+  const why = netnsUnavailable();
+  let ns = null;
+  if (why) console.log(`SKIPPED the guest steps: ${why}; the owner steps run on 127.0.0.1`);
+  else ns = makeNamespaces();
+  const nodes = [];
+  const browsers = [];
+  try {
+    const a = new UpNode(BIN, ns?.s, 'alpha', ['--listen', '127.0.0.1:0', '--web', '127.0.0.1:0']);
+    nodes.push(a);
+    // B's web UI also listens on its namespace's LAN address, for the guest.
+    const b = new UpNode(BIN, ns?.s, 'beta', ['--listen', '127.0.0.1:0', '--web', ns ? '0.0.0.0:0' : '127.0.0.1:0']);
+    nodes.push(b);
+    await a.ready();
+    await b.ready();
+    const owner = await launch(ns?.s, work);
+    browsers.push(owner);
+    const ctxA = await owner.newContext({ viewport: VIEWPORTS.desktop, acceptDownloads: true });
+    const ctxB = await owner.newContext({ viewport: VIEWPORTS.desktop, acceptDownloads: true });
+    const pa = await ctxA.newPage();
+    const pb = await ctxB.newPage();
+    for (const [p, n] of [[pa, 'A'], [pb, 'B']]) {
+      p.setDefaultTimeout(T);
+      p.on('pageerror', (e) => { console.log(`page ${n} error: ${e.message}`); failed = true; });
+      p.on('dialog', (d) => d.accept());
+    }
+
+    await step("the owner's page opens without a PIN and shows no devices yet", async () => {
+      await pa.goto(`${a.webUrl}#peers`);
+      await pa.locator('.link-state.live').waitFor();
+      await pa.getByText('No devices found yet.').waitFor();
+      await pb.goto(`${b.webUrl}#peers`);
+      await pb.locator('.link-state.live').waitFor();
+      await shoot(pa, 'peers-empty');
+    });
+
+    await step("connecting by address lists each node in the other's page, live", async () => {
+      await pa.fill('#connect-addr', b.addr);
+      await pa.getByRole('button', { name: 'Connect', exact: true }).click();
+      await pa.locator(`.peer[data-id="${b.id}"] .status.on`).waitFor();
+      // B's page was open already: the WebSocket brought A in.
+      await pb.locator(`.peer[data-id="${a.id}"] .status.on`).waitFor();
+      const codeA = await pa.locator(`.peer[data-id="${b.id}"] .peer-code b`).textContent();
+      const codeB = await pb.locator(`.peer[data-id="${a.id}"] .peer-code b`).textContent();
+      check(/^\d{3} \d{3}$/.test(codeA) && codeA === codeB, `verification codes differ: ${codeA} vs ${codeB}`);
+    });
+
+    await step('trusting a peer shows it as trusted', async () => {
+      await pa.getByRole('button', { name: 'Trust beta' }).click();
+      await pa.locator(`.peer[data-id="${b.id}"] .badge.trust-trusted`).waitFor();
+      await shoot(pa, 'peers');
+      await shoot(pa, 'peers', { dark: true });
+    });
+
+    await step('the two pages chat', async () => {
+      await pa.getByRole('button', { name: 'Chat with beta' }).click();
+      await pa.locator('.composer-input').fill('Hello beta, this is alpha');
+      await pa.keyboard.press('Enter');
+      await pa.locator('.msg.out .bubble', { hasText: 'Hello beta' }).waitFor();
+      await pa.locator('.msg.out .mstatus.delivered, .msg.out .mstatus.read').first().waitFor();
+      await pb.goto(`${b.webUrl}#chat`);
+      await pb.locator('.conv', { hasText: 'alpha' }).click();
+      await pb.locator('.msg.in .bubble', { hasText: 'Hello beta, this is alpha' }).waitFor();
+      await pb.locator('.composer-input').fill('Hi alpha! Got it.');
+      await pb.getByRole('button', { name: 'Send', exact: true }).click();
+      await pa.locator('.msg.in .bubble', { hasText: 'Hi alpha! Got it.' }).waitFor();
+      // B's page showed A's message: A sees it read.
+      await pa.locator('.msg.out .mstatus.read').first().waitFor();
+      await shoot(pa, 'chat');
+      await shoot(pa, 'chat', { dark: true });
+    });
+
+    await step('the settings view shows the PIN and saves a name for the next start', async () => {
+      await pa.goto(`${a.webUrl}#settings`);
+      await pa.locator('.pin', { hasText: a.pin }).waitFor();
+      await pa.fill('#set-name', 'alpha-renamed');
+      await pa.getByRole('button', { name: 'Save' }).click();
+      await pa.getByText('takes effect when PeerConnect restarts').waitFor();
+      await shoot(pa, 'settings');
+      await pa.fill('#set-name', 'alpha');
+      await pa.getByRole('button', { name: 'Save' }).click();
+    });
+
+    if (!ns) {
+      skip('a browser guest from another address', why);
+    } else {
+      const guestBrowser = await launch(ns.g, work);
+      browsers.push(guestBrowser);
+      const gctx = await guestBrowser.newContext({ viewport: VIEWPORTS.phone, acceptDownloads: true });
+      const pg = await gctx.newPage();
+      pg.setDefaultTimeout(T);
+      pg.on('pageerror', (e) => { console.log(`guest page error: ${e.message}`); failed = true; });
+      const lanUrl = `http://${ns.sIp}:${new URL(b.webUrl).port}/`;
+
+      await step('a guest browser without the PIN gets 401 from the API', async () => {
+        await pg.goto(lanUrl);
+        await pg.locator('#pin').waitFor();
+        for (const path of ['/api/peers', '/api/guest/messages', '/api/conversations']) {
+          const s = await fetchStatus(pg, path);
+          check(s === 401, `${path} answered ${s}, not 401`);
+        }
+        const s = await fetchStatus(pg, '/api/guest/messages', {
+          method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"text":"x"}',
+        });
+        check(s === 401, `POST answered ${s}, not 401`);
+        await shoot(pg, 'guest-login');
+      });
+
+      await step('a wrong PIN is refused, the right one lets the guest in', async () => {
+        const wrong = b.pin === '000000' ? '000001' : '000000';
+        await pg.fill('#pin', wrong);
+        await pg.fill('#guest-name', 'Test phone');
+        await pg.getByRole('button', { name: 'Connect' }).click();
+        await pg.getByText('wrong PIN').waitFor();
+        await pg.fill('#pin', b.pin);
+        await pg.getByRole('button', { name: 'Connect' }).click();
+        await pg.locator('.link-state.live').waitFor();
+        const cookies = await gctx.cookies();
+        const c = cookies.find((x) => x.name === 'pc_session');
+        check(c && c.httpOnly && c.sameSite === 'Strict', `session cookie: ${JSON.stringify(c)}`);
+        // The owner sees the guest as a browser device, connected.
+        await pb.goto(`${b.webUrl}#peers`);
+        await pb.locator('.peer', { hasText: 'Test phone' }).locator('.avatar.kind-browser').waitFor();
+        await pb.locator('.peer', { hasText: 'Test phone' }).locator('.status.on').waitFor();
+      });
+
+      await step('the guest and the owner chat', async () => {
+        await pg.goto(`${lanUrl}#chat`);
+        await pg.locator('.composer-input').fill('Hello from the phone');
+        await pg.keyboard.press('Enter');
+        await pb.goto(`${b.webUrl}#chat`);
+        await pb.locator('.conv', { hasText: 'Test phone' }).click();
+        await pb.locator('.msg.in .bubble', { hasText: 'Hello from the phone' }).waitFor();
+        await pb.locator('.composer-input').fill('Welcome, phone');
+        await pb.keyboard.press('Enter');
+        await pg.locator('.msg.in .bubble', { hasText: 'Welcome, phone' }).waitFor();
+        await shoot(pg, 'guest-chat');
+      });
+    }
+  } finally {
+    for (const br of browsers) await br.close().catch(() => {});
+    for (const n of nodes) await n.stop().catch(() => {});
+    ns?.down();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+try {
+  await main();
+} catch (e) {
+  failed = true;
+  results.push({ name: 'setup', ok: false });
+  console.log(`FAIL setup\n${e.stack || e}`);
+}
+const passed = results.filter((r) => r.ok && !r.skipped).length;
+const nfailed = results.filter((r) => !r.ok).length;
+const skipped = results.filter((r) => r.skipped && r.ok).length;
+console.log(`screenshots: ${OUT}`);
+console.log(`browser: ${passed} passed, ${nfailed} failed, ${skipped} skipped`);
+process.exit(nfailed ? 1 : 0);

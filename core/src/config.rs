@@ -58,6 +58,8 @@ pub struct Config {
     pub web: Option<SocketAddr>,
     /// Limits and access rules of the web UI.
     pub web_options: crate::web::WebOptions,
+    /// File transfer settings.
+    pub transfer: crate::net::transfer::TransferConfig,
 }
 
 /// LAN discovery settings.
@@ -113,6 +115,7 @@ impl Config {
             keepalive: Duration::from_secs(10),
             web: None,
             web_options: crate::web::WebOptions::default(),
+            transfer: Default::default(),
         }
     }
 

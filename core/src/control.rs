@@ -19,6 +19,9 @@ use crate::event::{Event, Trust};
 use crate::node::Node;
 use crate::proto::messaging::MessageId;
 
+#[cfg(unix)]
+mod transfer;
+
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 1 << 20;
 
@@ -64,6 +67,27 @@ pub enum Request {
     /// hangs up or the node stops. The first line is the node's `listening`
     /// event, written once the node is subscribed.
     Events,
+    /// Send files and folders to each peer in `to` (id, prefix, name or
+    /// `HOST:PORT`); streams the transfers' events until each one ends.
+    Send {
+        to: Vec<String>,
+        paths: Vec<std::path::PathBuf>,
+    },
+    /// Stream incoming offers and transfers; with `yes`, accept every offer
+    /// (into `dir`, else the node's download folder); with `once`, end after
+    /// the first accepted transfer ends.
+    Receive {
+        dir: Option<std::path::PathBuf>,
+        yes: bool,
+        once: bool,
+    },
+    /// Answer an offer: accept all of it (into `dir`, else the download
+    /// folder), or refuse it.
+    Answer {
+        id: crate::net::transfer::TransferId,
+        accept: bool,
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn default_history_page() -> usize {
@@ -117,7 +141,7 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
                 }
                 let reply = match serde_json::from_str::<Request>(&line) {
                     Ok(Request::Events) => return stream_events(node, r, w).await,
-                    Ok(req) => handle(&node, req).await,
+                    Ok(req) => handle(&node, req, &mut w).await,
                     Err(e) => Reply::Error {
                         error: format!("bad request: {e}"),
                     },
@@ -130,7 +154,19 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-async fn handle(node: &Node, req: Request) -> Reply {
+/// Writes one event line to a control client.
+#[cfg(unix)]
+pub(crate) async fn write_event(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    e: &Event,
+) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(e).expect("events serialize");
+    out.push(b'\n');
+    w.write_all(&out).await
+}
+
+#[cfg(unix)]
+async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteHalf) -> Reply {
     let res: crate::Result<serde_json::Value> = async {
         Ok(match req {
             Request::Id => serde_json::json!({
@@ -196,6 +232,18 @@ async fn handle(node: &Node, req: Request) -> Reply {
                 return Err(crate::Error::Invalid(
                     "events is a streaming request".into(),
                 ));
+            }
+            Request::Send { to, paths } => transfer::send(node, &to, &paths, w).await?,
+            Request::Receive { dir, yes, once } => {
+                transfer::receive(node, dir, yes, once, w).await?
+            }
+            Request::Answer { id, accept, dir } => {
+                match (accept, dir) {
+                    (false, _) => node.reject_offer(id)?,
+                    (true, None) => node.accept_offer(id, Default::default())?,
+                    (true, Some(d)) => node.accept_offer_into(id, Default::default(), d)?,
+                }
+                serde_json::json!({ "id": id, "accepted": accept })
             }
         })
     }

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerId;
 use crate::proto::messaging::{MessageId, MessageInfo, Status};
+use crate::net::transfer::OfferEntry;
+use crate::proto::transfer::{Direction, TransferId};
 use crate::proto::wire::DeviceKind;
 
 /// How much we trust a peer. New peers are `Unknown` until the user checks the
@@ -101,6 +103,116 @@ pub enum Event {
         peer: PeerId,
         status: Status,
     },
+    /// A peer offers files: answer with `Node::accept_offer` (all, some or
+    /// none) or `Node::reject_offer`, unless `auto_accepted` says the node
+    /// already took it (`--yes`, a trusted peer, or a resumed transfer).
+    Offer {
+        id: TransferId,
+        peer: PeerId,
+        /// The peer's device name.
+        name: String,
+        verification_code: String,
+        trusted: bool,
+        auto_accepted: bool,
+        files: u64,
+        total_bytes: u64,
+        /// Free bytes in the download folder.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        free_bytes: Option<u64>,
+        entries: Vec<OfferEntry>,
+    },
+    /// How a running transfer is doing (about every 100 ms while it moves).
+    Progress {
+        id: TransferId,
+        peer: PeerId,
+        direction: Direction,
+        done_bytes: u64,
+        total_bytes: u64,
+        files_done: u64,
+        files_total: u64,
+        /// Relative path of the file being worked on.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        file: Option<String>,
+        file_done: u64,
+        file_bytes: u64,
+        /// File bytes that crossed the network (resumed prefixes excluded).
+        transferred: u64,
+        /// Bytes per second over the last seconds.
+        rate: u64,
+        paused: bool,
+    },
+    /// One file arrived whole and verified (`path`: where it is on this
+    /// machine; `blake3`: hex hash of its content).
+    TransferDone {
+        id: TransferId,
+        peer: PeerId,
+        direction: Direction,
+        path: String,
+        bytes: u64,
+        blake3: String,
+    },
+    /// One file failed (`path` set), or the whole transfer did (`path` unset:
+    /// the transfer's final event).
+    TransferFailed {
+        id: TransferId,
+        peer: PeerId,
+        direction: Direction,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        path: Option<String>,
+        error: String,
+    },
+    /// The transfer was cancelled (final).
+    TransferCancelled {
+        id: TransferId,
+        peer: PeerId,
+        direction: Direction,
+        by_peer: bool,
+    },
+    /// The receiver refused the offer (final).
+    TransferRejected {
+        id: TransferId,
+        peer: PeerId,
+        direction: Direction,
+        reason: String,
+    },
+    /// Every selected file was answered (final): `failed` of `files` failed.
+    TransferComplete {
+        id: TransferId,
+        peer: PeerId,
+        direction: Direction,
+        files: u64,
+        failed: u64,
+        bytes: u64,
+        /// File bytes that crossed the network (less than `bytes` when resumed).
+        transferred: u64,
+    },
+}
+
+impl Event {
+    /// The transfer an event is about, if any.
+    pub fn transfer_id(&self) -> Option<TransferId> {
+        match self {
+            Self::Offer { id, .. }
+            | Self::Progress { id, .. }
+            | Self::TransferDone { id, .. }
+            | Self::TransferFailed { id, .. }
+            | Self::TransferCancelled { id, .. }
+            | Self::TransferRejected { id, .. }
+            | Self::TransferComplete { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a transfer's last event.
+    pub fn ends_transfer(&self) -> bool {
+        matches!(
+            self,
+            Self::TransferFailed { path: None, .. }
+                | Self::TransferCancelled { .. }
+                | Self::TransferRejected { .. }
+                | Self::TransferComplete { .. }
+        )
+    }
 }
 
 #[cfg(test)]

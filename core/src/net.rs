@@ -10,6 +10,8 @@ pub mod discovery;
 pub mod links;
 pub mod messaging;
 pub mod mux;
+pub(crate) mod streams;
+pub mod transfer;
 pub mod transport;
 
 pub use actor::Stats;

@@ -52,6 +52,7 @@ struct Inner {
     /// The configuration the node started with.
     config: Config,
     web: Option<crate::web::WebInfo>,
+    transfers: crate::net::transfer::Service,
 }
 
 impl Drop for Inner {
@@ -106,6 +107,14 @@ impl Node {
         let mut router = Router::default();
         let (messaging, messaging_service) =
             crate::net::messaging::prepare(&mut router, &links, identity.peer_id(), events.clone());
+        let (transfers, transfer_streams, transfer_task) = crate::net::transfer::Service::start(
+            &config,
+            identity.peer_id(),
+            store.clone(),
+            links.clone(),
+            events.clone(),
+        );
+        router.transfer = Some(transfer_streams);
         let started = Actor::spawn(
             config.clone(),
             identity.clone(),
@@ -145,9 +154,11 @@ impl Node {
                     .and_then(|w| w.as_ref().ok())
                     .map(|b| b.info().clone()),
                 config: config.clone(),
+                transfers,
             }),
         };
         node.own_task(messaging_service.spawn(node.store().clone(), node.links().clone()));
+        node.own_task(transfer_task);
         #[cfg(unix)]
         if let Some(t) = crate::control::serve(node.clone()) {
             node.own_task(t);
@@ -170,6 +181,10 @@ impl Node {
             ));
         }
         Ok(node)
+    }
+
+    pub(crate) fn transfer_service(&self) -> &crate::net::transfer::Service {
+        &self.inner.transfers
     }
 
     pub(crate) fn downgrade(&self) -> WeakNode {
@@ -383,6 +398,7 @@ impl Node {
 
     /// Stops the node: closes sessions and sockets, ends tasks, flushes the store.
     pub async fn shutdown(&self) -> Result<()> {
+        self.inner.transfers.shutdown();
         for t in self
             .inner
             .tasks

@@ -15,8 +15,10 @@ pub mod gossip;
 pub mod hyparview;
 pub mod kademlia;
 pub mod messaging;
+pub mod mux;
 pub mod plumtree;
 pub mod rumor;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod transfer;
 pub mod wire;

@@ -24,6 +24,9 @@ use crate::event::Trust;
 use crate::identity::PeerId;
 use crate::proto::wire::DeviceKind;
 
+mod transfers;
+pub use transfers::TransferRecord;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store error: {0}")]
@@ -60,6 +63,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ),
     messages::MIGRATION,
     settings::MIGRATION,
+    transfers::MIGRATION,
 ];
 
 /// A peer as remembered across restarts.

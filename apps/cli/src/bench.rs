@@ -1,3 +1,5 @@
 //! `peerconnect bench <what>`: benchmarks that print a table (JSON with `--json`).
 
 pub mod dht;
+pub mod mux;
+pub mod transfer;

@@ -6,6 +6,7 @@ mod messages;
 mod node_args;
 mod print;
 mod sim;
+mod transfer;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -109,6 +110,10 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Send files and folders to one or more peers; exits when done.
+    Send(transfer::SendArgs),
+    /// Wait for offers and accept them (asks unless --yes).
+    Receive(transfer::ReceiveArgs),
     /// Run the simulator (virtual time, thousands of nodes, one seed).
     #[command(subcommand)]
     Sim(sim::SimCmd),
@@ -125,6 +130,10 @@ enum Cmd {
 enum BenchWhat {
     /// Real nodes in one process resolving each other through the DHT.
     Dht(bench::dht::DhtArgs),
+    /// Multiplexer throughput beside raw TCP and TLS.
+    Mux(bench::mux::MuxArgs),
+    /// File transfer: a big file and many small ones, file to file on loopback.
+    Transfer(bench::transfer::TransferArgs),
 }
 
 fn main() -> ExitCode {
@@ -186,11 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Block { peer, node } => set_trust(node, &peer, Trust::Blocked).await,
         Cmd::Unblock { peer, node } => set_trust(node, &peer, Trust::Unknown).await,
         Cmd::Find { query, wait, node } => find(node, &query, wait).await,
-        Cmd::Bench { what, json } => match what {
-            BenchWhat::Dht(args) => bench::dht::run(args, json)
-                .await
-                .map(|()| ExitCode::SUCCESS),
-        },
+
         Cmd::Msg {
             peer,
             text,
@@ -202,6 +207,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             history,
             node,
         } => messages::chat(node, &peer, history).await,
+        Cmd::Bench { what, json } => match what {
+            BenchWhat::Dht(args) => bench::dht::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            BenchWhat::Mux(args) => bench::mux::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            BenchWhat::Transfer(args) => bench::transfer::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+        },
+        Cmd::Send(args) => transfer::send(args).await,
+        Cmd::Receive(args) => transfer::receive(args).await,
         Cmd::Sim(cmd) => {
             tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
             Ok(ExitCode::SUCCESS)

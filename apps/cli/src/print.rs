@@ -78,6 +78,57 @@ impl Printer {
             Event::MessageStatus { id, peer, status } => {
                 println!("· message   {id} to {}: {status}", peer.short())
             }
+            Event::Offer {
+                id,
+                name,
+                verification_code,
+                files,
+                total_bytes,
+                auto_accepted,
+                ..
+            } => println!(
+                "> offer     {id} from {name} (code {verification_code}): {files} files, {} bytes{}",
+                total_bytes,
+                if *auto_accepted {
+                    ", accepted"
+                } else {
+                    "; answer with `peerconnect receive`"
+                }
+            ),
+            Event::TransferDone {
+                path,
+                bytes,
+                direction,
+                ..
+            } => println!(
+                "  {:<9} {path} ({bytes} bytes)",
+                match direction {
+                    peerconnect::proto::transfer::Direction::Send => "sent",
+                    peerconnect::proto::transfer::Direction::Receive => "received",
+                }
+            ),
+            Event::TransferComplete {
+                id,
+                direction,
+                files,
+                failed,
+                ..
+            } => println!(
+                "  complete  {id} ({}): {files} files, {failed} failed",
+                direction.as_str()
+            ),
+            Event::TransferFailed {
+                id, path, error, ..
+            } => match path {
+                Some(p) => eprintln!("error: transfer {id}: {p}: {error}"),
+                None => eprintln!("error: transfer {id}: {error}"),
+            },
+            Event::TransferCancelled { id, by_peer, .. } => println!(
+                "  cancelled {id}{}",
+                if *by_peer { " by the peer" } else { "" }
+            ),
+            Event::TransferRejected { id, reason, .. } => println!("  refused   {id}: {reason}"),
+            Event::Progress { .. } => {}
             other => println!(
                 "{}",
                 serde_json::to_string(other).expect("events serialize")

@@ -73,6 +73,8 @@ pub struct Stats {
     pub handshakes_failed: u64,
     pub connections_refused_blocked: u64,
     pub bad_frames: u64,
+    /// Streams peers opened with a bad or unserved header (reset).
+    pub bad_streams: u64,
 }
 
 /// What tasks report to the actor.
@@ -528,6 +530,10 @@ impl Actor {
                     s.discovery = d.stats();
                 }
                 s.sessions = self.sessions.len();
+                s.bad_streams = self
+                    .router
+                    .bad_streams
+                    .load(std::sync::atomic::Ordering::Relaxed);
                 let _ = reply.send(s);
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
@@ -818,6 +824,7 @@ impl Actor {
                 })
                 .await;
         });
+        let accept = crate::net::streams::spawn_accept_loop(peer, mux.clone(), self.router.clone());
         self.links.set_up(
             peer,
             PeerLink {
@@ -834,7 +841,7 @@ impl Actor {
                 mux,
                 tx,
                 last_heard: Instant::now(),
-                tasks: vec![session_task],
+                tasks: vec![session_task, accept],
             },
         );
     }

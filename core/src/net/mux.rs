@@ -1,86 +1,208 @@
-//! PLACEHOLDER single-lane session, to be replaced by the real multiplexer
-//! (issue 4). Same public shape: a session per peer, lanes added as they
-//! connect, stream 0 as the control stream, `closed()` when the last lane dies.
+//! The multiplexer's tokio driver: a [`MuxSession`] per peer, carried by 1..N
+//! lanes (authenticated TLS connections), holding [`MuxStream`]s that implement
+//! `AsyncRead + AsyncWrite`. The protocol itself is [`crate::proto::mux`].
+//!
+//! # Tasks
+//!
+//! - One **session task** owns the protocol [`State`](crate::proto::mux::State):
+//!   no lock around it. Handles and streams talk to it over its command channel.
+//! - Per lane, a **reader** task (large reads, frames split off without copying
+//!   payloads) and a **writer** task (frames batched into writes of up to
+//!   256 KiB, flushed when idle).
+//! - Streams hold two small pieces of shared state with the session task: a byte
+//!   budget (an atomic counter plus waker) that bounds what a stream may have
+//!   written and not yet acknowledged, and a set-once failure. Both exist so the
+//!   write path costs an atomic operation and a channel send rather than a
+//!   round-trip; the budget, not the channel's length, bounds memory: a write is
+//!   charged its length plus [`stream`]'s fixed overhead, so even an unbounded
+//!   channel holds at most `window / 64` commands per stream.
+//!
+//! # Lifecycle
+//!
+//! - [`MuxSession::add_lane`] takes lanes from either side at any time, after the
+//!   node's own handshake. With a [`LaneDialer`], opening a bulk stream dials
+//!   lanes up to [`Config::max_lanes`](crate::proto::mux::Config::max_lanes).
+//! - The session ends when its last lane dies, on [`MuxSession::close`], when the
+//!   peer sends bad input, or when every handle and stream is dropped. Then every
+//!   stream's reads and writes fail, and [`MuxSession::closed`] returns the
+//!   reason.
+//! - Stream drop semantics are documented on [`MuxStream`].
 
+mod lane;
+mod session;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
-use tokio::sync::{Mutex, watch};
+use futures::future::BoxFuture;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
-/// Which half of the stream-id space this side uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Low,
-    High,
+pub use self::lane::LaneIo;
+use self::session::{Cmd, Session};
+pub use self::stream::MuxStream;
+use crate::proto::mux::State;
+pub use crate::proto::mux::{
+    Config, Error, LaneStats, OpenError, Side, Stats, StreamId, StreamStats,
+};
+
+/// A lane: any ordered, reliable byte stream (a TLS connection in production).
+pub type BoxedLane = Box<dyn LaneIo>;
+
+/// Dials one more lane to the session's peer (already through the node's
+/// handshake), for sessions that want more lanes for bulk streams.
+pub type LaneDialer = Arc<dyn Fn() -> BoxFuture<'static, io::Result<BoxedLane>> + Send + Sync>;
+
+/// Settings of a session: the protocol's [`Config`] plus the driver's queues.
+#[derive(Debug, Clone)]
+pub struct MuxConfig {
+    pub mux: Config,
+    /// Ordered chunks queued towards a stream that is not reading.
+    pub stream_queue: usize,
+    /// Frame batches queued from lane readers to the session task.
+    pub lane_events: usize,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct MuxConfig {}
+impl Default for MuxConfig {
+    fn default() -> Self {
+        Self {
+            mux: Config::default(),
+            stream_queue: 64,
+            lane_events: 256,
+        }
+    }
+}
 
-pub type MuxStream = DuplexStream;
-
-#[derive(Debug, Clone)]
+/// One multiplexed session with a peer. Cheap to clone; every clone is the same
+/// session.
+#[derive(Clone, Debug)]
 pub struct MuxSession {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
-    control: Mutex<Option<DuplexStream>>,
-    pump_end: Mutex<Option<DuplexStream>>,
-    lanes: AtomicUsize,
-    closed_tx: watch::Sender<bool>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    control: std::sync::Mutex<Option<MuxStream>>,
+    incoming: Mutex<mpsc::UnboundedReceiver<MuxStream>>,
+    lane_count: Arc<AtomicUsize>,
+    closed: watch::Receiver<Option<Error>>,
 }
 
 impl MuxSession {
-    pub fn new(_config: MuxConfig, _side: Side) -> Self {
-        let (a, b) = tokio::io::duplex(256 * 1024);
-        let (closed_tx, _) = watch::channel(false);
+    /// A session with no lanes yet; `side` is [`Side::Low`] on the peer whose
+    /// PeerId is lower. Spawns the session task: call within a tokio runtime.
+    pub fn new(config: MuxConfig, side: Side) -> Self {
+        Self::with_dialer(config, side, None)
+    }
+
+    /// Like [`MuxSession::new`], with a way to dial more lanes on demand.
+    pub fn with_dialer(config: MuxConfig, side: Side, dialer: Option<LaneDialer>) -> Self {
+        let state = State::new(config.mux.clone(), side, rand::random());
+        let h = Session::start(config, state, dialer);
         Self {
             inner: Arc::new(Inner {
-                control: Mutex::new(Some(a)),
-                pump_end: Mutex::new(Some(b)),
-                lanes: AtomicUsize::new(0),
-                closed_tx,
+                cmd: h.cmd,
+                control: std::sync::Mutex::new(Some(h.control)),
+                incoming: Mutex::new(h.incoming),
+                lane_count: h.lane_count,
+                closed: h.closed,
             }),
         }
     }
 
-    pub async fn add_lane<S>(&self, mut io: S)
+    /// Adds a connected lane (dialed by either side). Ignored once the session
+    /// is closed.
+    pub async fn add_lane<S>(&self, io: S)
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: LaneIo,
     {
-        let Some(mut end) = self.inner.pump_end.lock().await.take() else {
-            return; // placeholder: extra lanes are ignored
-        };
-        self.inner.lanes.fetch_add(1, Ordering::SeqCst);
-        let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let mut closed = inner.closed_tx.subscribe();
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut io, &mut end) => {}
-                _ = closed.wait_for(|c| *c) => {}
-            }
-            inner.lanes.fetch_sub(1, Ordering::SeqCst);
-            inner.closed_tx.send_replace(true);
+        let _ = self.inner.cmd.send(Cmd::AddLane {
+            io: Box::new(io),
+            dialed: false,
         });
     }
 
+    /// Opens a stream for small, latency-sensitive traffic (normal window).
+    pub async fn open_stream(&self) -> Result<MuxStream, OpenError> {
+        self.open(false).await
+    }
+
+    /// Opens a stream for bulk transfer: the larger window, and lanes are dialed
+    /// up to the maximum if a dialer was given.
+    pub async fn open_bulk_stream(&self) -> Result<MuxStream, OpenError> {
+        self.open(true).await
+    }
+
+    async fn open(&self, bulk: bool) -> Result<MuxStream, OpenError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.inner.cmd.send(Cmd::Open { bulk, reply });
+        match rx.await {
+            Ok(res) => res,
+            Err(_) => Err(OpenError::Closed(self.error())),
+        }
+    }
+
+    /// The next stream the peer opened, or `None` once the session is closed.
+    pub async fn accept_stream(&self) -> Option<MuxStream> {
+        let mut incoming = self.inner.incoming.lock().await;
+        incoming.recv().await
+    }
+
+    /// The control stream (stream 0), open from the start on both sides. Only the
+    /// first call gets it; later calls return `None`.
     pub async fn control(&self) -> Option<MuxStream> {
-        self.inner.control.lock().await.take()
+        self.inner
+            .control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
+    /// Lanes currently carrying the session.
     pub fn lane_count(&self) -> usize {
-        self.inner.lanes.load(Ordering::SeqCst)
+        self.inner.lane_count.load(Ordering::Acquire)
     }
 
+    /// Counters per lane and for the session (empty once closed).
+    pub async fn stats(&self) -> Stats {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.inner.cmd.send(Cmd::Stats(reply));
+        rx.await.unwrap_or_default()
+    }
+
+    /// Buffers of one stream, or `None` once it is closed.
+    pub async fn stream_stats(&self, stream: StreamId) -> Option<StreamStats> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.inner.cmd.send(Cmd::StreamStats(stream, reply));
+        rx.await.ok().flatten()
+    }
+
+    /// Ends the session: the peer is told, every stream fails, lanes close after
+    /// writing what is queued on them. Unsent stream data is dropped: finish
+    /// streams and wait for the peer's answer first for a graceful end.
     pub fn close(&self) {
-        self.inner.closed_tx.send_replace(true);
+        let _ = self.inner.cmd.send(Cmd::Close);
     }
 
-    pub async fn closed(&self) {
-        let mut rx = self.inner.closed_tx.subscribe();
-        let _ = rx.wait_for(|c| *c).await;
+    /// Waits for the session to end and says why.
+    pub async fn closed(&self) -> Error {
+        let mut rx = self.inner.closed.clone();
+        match rx.wait_for(|c| c.is_some()).await {
+            Ok(e) => e.clone().unwrap_or(Error::Closed),
+            Err(_) => Error::Closed,
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.borrow().is_some()
+    }
+
+    fn error(&self) -> Error {
+        self.inner.closed.borrow().clone().unwrap_or(Error::Closed)
     }
 }

@@ -266,6 +266,14 @@ pub enum Datagram {
     Dht(kademlia::Message),
 }
 
+/// The first frame on every stream a peer opens (the control stream aside):
+/// which service the stream is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamKind {
+    /// A file transfer ([`crate::proto::transfer`]).
+    Transfer,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,732 @@
+//! The file transfer service: sends files and folders to peers and receives
+//! them, driving the pure protocol of [`crate::proto::transfer`] with real
+//! files and mux streams.
+//!
+//! # Use
+//!
+//! - [`Node::send_files`] / [`Node::send_files_to`] offer files and folders to
+//!   one or several peers (each gets its own transfer, in parallel).
+//! - An incoming offer is an [`Event::Offer`]; [`Node::accept_offer`] (all,
+//!   some or none of its entries) or [`Node::reject_offer`] answers it. It is
+//!   accepted without asking when [`Config::accept_all`](crate::Config) is set,
+//!   when the sender is trusted and `auto_accept_trusted` is set, or when it
+//!   resumes a transfer this node accepted before.
+//! - [`Node::pause_transfer`], [`Node::resume_transfer`],
+//!   [`Node::cancel_transfer`] (either side) and [`Node::transfers`].
+//! - Events: `Progress` about every 100 ms, `TransferDone` per file (path,
+//!   bytes, BLAKE3), `TransferFailed` per file or for the whole transfer, and
+//!   one final event per transfer: `TransferComplete`, `TransferFailed` without
+//!   a path, `TransferCancelled` or `TransferRejected`.
+//!
+//! # Tasks
+//!
+//! A transfer is one mux bulk stream (see the protocol's docs) and a handful of
+//! tasks: the transfer's main task (answers, replies, progress, control), on the
+//! sender a blocking thread that reads and hashes files and a task that writes
+//! to the stream, on the receiver a blocking thread that hashes and writes
+//! files. Bounded channels between them (and the mux's stream window) keep
+//! memory flat whatever the file size. The registry of live transfers holds
+//! handles only (control switches, counters, a pending decision), never
+//! protocol state.
+//!
+//! # Safety of received files
+//!
+//! Every path is built by the receiver from checked components
+//! ([`SafePath`](crate::proto::transfer::SafePath)) under a top-level name it
+//! picked itself so that nothing existing is touched (" (1)" suffixes); folders
+//! are created one component at a time and a symlink on the way is refused;
+//! `.part` files are opened without following symlinks; a file is renamed into
+//! place only after its BLAKE3 hash matched, and never over an existing name.
+//! Bytes are written with positional writes as they arrive and are not synced
+//! to disk unless [`TransferConfig::sync`] is set: a received file survives a
+//! crash of the process (the page cache holds it), not necessarily a crash of
+//! the OS, like `cp` and `rsync` by default.
+//!
+//! # Resume
+//!
+//! An interrupted incoming transfer keeps its `.part` files and its row in the
+//! store. When the same peer offers the same files again (same manifest
+//! fingerprint), the receiver reuses the folder and names of the first attempt,
+//! proves what it holds chunk by chunk, and only the rest crosses the network.
+//! Cancelling (either side) deletes the `.part` files; losing the peer,
+//! shutting down or crashing keeps them.
+
+mod fs;
+mod reader;
+mod recv;
+mod send;
+mod stream;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::identity::PeerId;
+use crate::net::links::Links;
+use crate::net::mux::MuxStream;
+use crate::node::Node;
+use crate::proto::transfer::{Direction, Manifest, Selection, TransferState};
+pub use crate::proto::transfer::{Entry, EntryKind, TransferId};
+use crate::store::{Store, TransferRecord};
+
+/// Incoming transfer streams queued before the service takes them.
+const STREAM_QUEUE: usize = 64;
+
+/// Finished transfers [`Node::transfers`] lists beside the live ones.
+const HISTORY: usize = 100;
+
+/// Free space kept beyond what an accepted offer needs.
+const SPACE_MARGIN: u64 = 16 << 20;
+
+/// Transfer settings (part of [`Config`](crate::Config)).
+#[derive(Debug, Clone)]
+pub struct TransferConfig {
+    /// An offer nobody answers is refused after this long.
+    pub offer_timeout: Duration,
+    /// `fdatasync` every received file before renaming it into place (durable
+    /// across an OS crash, at the cost of waiting for the disk).
+    pub sync: bool,
+    /// Test hook: flip one byte of the first block of every file sent, after
+    /// hashing it, so that the receiver must catch the corruption.
+    #[doc(hidden)]
+    pub corrupt_outgoing: bool,
+    /// Test hook: a sending transfer pauses itself (as [`Node::pause_transfer`]
+    /// would) once it has written this many file bytes, so tests can stop a
+    /// transfer midway without racing it.
+    #[doc(hidden)]
+    pub pause_after: Option<u64>,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            offer_timeout: Duration::from_secs(600),
+            sync: false,
+            corrupt_outgoing: false,
+            pause_after: None,
+        }
+    }
+}
+
+/// An entry of an [`Event::Offer`], as front ends show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferEntry {
+    pub path: String,
+    /// Bytes (0 for folders).
+    pub size: u64,
+    pub dir: bool,
+}
+
+impl From<&Entry> for OfferEntry {
+    fn from(e: &Entry) -> Self {
+        Self {
+            path: e.path.clone(),
+            size: e.size().unwrap_or(0),
+            dir: e.size().is_none(),
+        }
+    }
+}
+
+/// A transfer as [`Node::transfers`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferInfo {
+    pub id: TransferId,
+    pub peer: PeerId,
+    pub direction: Direction,
+    pub state: TransferState,
+    pub files: u64,
+    pub total_bytes: u64,
+    /// Bytes the receiver holds (resumed prefixes included).
+    pub done_bytes: u64,
+    /// File bytes that crossed the network in this attempt (live transfers).
+    pub transferred: u64,
+    pub live: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+/// Counters of the service since the node started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferStats {
+    /// File bytes written to transfer streams.
+    pub bytes_sent: u64,
+    /// File bytes read from transfer streams.
+    pub bytes_received: u64,
+    pub files_sent: u64,
+    pub files_received: u64,
+    /// Transfers ended because the peer broke the protocol (malformed offers
+    /// included).
+    pub protocol_errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    files_sent: AtomicU64,
+    files_received: AtomicU64,
+    protocol_errors: AtomicU64,
+}
+
+/// Live counters of one transfer.
+#[derive(Debug, Default)]
+pub(crate) struct Meter {
+    pub done: AtomicU64,
+    pub transferred: AtomicU64,
+}
+
+/// The user's switches for one transfer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ctl {
+    pub paused: bool,
+    pub cancelled: bool,
+}
+
+/// A receiver's answer to an offer.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    Accept { mask: Vec<bool>, dir: PathBuf },
+    Reject(String),
+}
+
+/// An offer waiting for the user.
+pub(crate) struct Pending {
+    manifest: Arc<Manifest>,
+    /// Bytes already held per file (a resumed transfer), for the space check.
+    have: BTreeMap<u32, u64>,
+    decide: oneshot::Sender<Decision>,
+}
+
+struct Live {
+    peer: PeerId,
+    direction: Direction,
+    state: TransferState,
+    files: u64,
+    total_bytes: u64,
+    ctl: watch::Sender<Ctl>,
+    meter: Arc<Meter>,
+    pending: Option<Pending>,
+    task: Option<AbortHandle>,
+}
+
+/// What every transfer task shares.
+pub(crate) struct Shared {
+    pub config: TransferConfig,
+    pub downloads: PathBuf,
+    pub accept_all: bool,
+    pub auto_accept_trusted: bool,
+    pub me: PeerId,
+    pub store: Arc<Store>,
+    pub links: Arc<Links>,
+    events: broadcast::Sender<Event>,
+    live: Mutex<BTreeMap<TransferId, Live>>,
+    counters: Counters,
+    epoch: tokio::time::Instant,
+}
+
+impl Shared {
+    pub fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    /// Time since the service started (the clock of progress accounting).
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, BTreeMap<TransferId, Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a transfer; `None` if the id is taken by a live one.
+    pub fn register(
+        &self,
+        id: TransferId,
+        peer: PeerId,
+        direction: Direction,
+        files: u64,
+        total_bytes: u64,
+    ) -> Option<(watch::Receiver<Ctl>, Arc<Meter>)> {
+        let mut live = self.live();
+        if live.contains_key(&id) {
+            return None;
+        }
+        let (ctl, rx) = watch::channel(Ctl::default());
+        let meter = Arc::new(Meter::default());
+        live.insert(
+            id,
+            Live {
+                peer,
+                direction,
+                state: TransferState::Offered,
+                files,
+                total_bytes,
+                ctl,
+                meter: meter.clone(),
+                pending: None,
+                task: None,
+            },
+        );
+        Some((rx, meter))
+    }
+
+    /// The switches of a live transfer (for the pause-after test hook).
+    pub fn ctl_sender(&self, id: TransferId) -> Option<watch::Sender<Ctl>> {
+        self.live().get(&id).map(|l| l.ctl.clone())
+    }
+
+    pub fn set_state(&self, id: TransferId, state: TransferState) {
+        if let Some(l) = self.live().get_mut(&id) {
+            l.state = state;
+        }
+    }
+
+    fn set_task(&self, id: TransferId, task: AbortHandle) {
+        if let Some(l) = self.live().get_mut(&id) {
+            l.task = Some(task);
+        }
+    }
+
+    /// Parks an offer until the user decides.
+    pub fn set_pending(&self, id: TransferId, pending: Pending) {
+        if let Some(l) = self.live().get_mut(&id) {
+            l.pending = Some(pending);
+        }
+    }
+
+    pub fn clear_pending(&self, id: TransferId) {
+        if let Some(l) = self.live().get_mut(&id) {
+            l.pending = None;
+        }
+    }
+
+    pub fn unregister(&self, id: TransferId) {
+        self.live().remove(&id);
+    }
+
+    /// Whether a live transfer with this id exists.
+    pub fn is_live(&self, id: TransferId) -> bool {
+        self.live().contains_key(&id)
+    }
+
+    pub fn count_sent(&self, bytes: u64) {
+        self.counters.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn count_received(&self, bytes: u64) {
+        self.counters
+            .bytes_received
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn count_file(&self, direction: Direction) {
+        let c = match direction {
+            Direction::Send => &self.counters.files_sent,
+            Direction::Receive => &self.counters.files_received,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_protocol_error(&self) {
+        self.counters
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a state change in the store (failures are logged: the store is
+    /// history and resume data, never needed to finish a running transfer).
+    pub fn record_state(
+        &self,
+        id: TransferId,
+        state: TransferState,
+        done: u64,
+        error: Option<&str>,
+    ) {
+        if let Err(e) = self.store.set_transfer_state(id, state, done, error) {
+            tracing::warn!(%id, error = %e, "cannot record transfer state");
+        }
+    }
+
+    pub fn record(&self, r: &TransferRecord) {
+        if let Err(e) = self.store.put_transfer(r) {
+            tracing::warn!(id = %r.id, error = %e, "cannot record transfer");
+        }
+    }
+}
+
+/// The service's handle, held by the [`Node`].
+pub(crate) struct Service {
+    shared: Arc<Shared>,
+}
+
+impl Service {
+    /// Starts the service: returns it, the queue incoming transfer streams go
+    /// to (the router's), and the task taking them (for the node to own).
+    pub(crate) fn start(
+        config: &crate::Config,
+        me: PeerId,
+        store: Arc<Store>,
+        links: Arc<Links>,
+        events: broadcast::Sender<Event>,
+    ) -> (
+        Self,
+        mpsc::Sender<(PeerId, MuxStream)>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        if let Err(e) = store.interrupt_live_transfers() {
+            tracing::warn!(error = %e, "cannot mark old transfers interrupted");
+        }
+        let shared = Arc::new(Shared {
+            config: config.transfer.clone(),
+            downloads: config.downloads.clone(),
+            accept_all: config.accept_all,
+            auto_accept_trusted: config.auto_accept_trusted,
+            me,
+            store,
+            links,
+            events,
+            live: Mutex::new(BTreeMap::new()),
+            counters: Counters::default(),
+            epoch: tokio::time::Instant::now(),
+        });
+        let (tx, mut rx) = mpsc::channel::<(PeerId, MuxStream)>(STREAM_QUEUE);
+        let weak = Arc::downgrade(&shared);
+        let task = tokio::spawn(async move {
+            while let Some((peer, stream)) = rx.recv().await {
+                let Some(shared) = weak.upgrade() else { return };
+                tokio::spawn(recv::run(shared, peer, stream));
+            }
+        });
+        (Self { shared }, tx, task)
+    }
+
+    /// Stops every transfer: they stay resumable (state `interrupted`).
+    pub(crate) fn shutdown(&self) {
+        let live = std::mem::take(&mut *self.shared.live());
+        for (id, l) in live {
+            if let Some(t) = l.task {
+                t.abort();
+            }
+            self.shared.record_state(
+                id,
+                TransferState::Interrupted,
+                l.meter.done.load(Ordering::Relaxed),
+                Some("the node shut down"),
+            );
+        }
+    }
+
+    fn ctl(&self, id: TransferId, f: impl FnOnce(&mut Ctl)) -> Result<()> {
+        let live = self.shared.live();
+        let l = live
+            .get(&id)
+            .ok_or_else(|| Error::Invalid(format!("no running transfer {id}")))?;
+        l.ctl.send_modify(f);
+        Ok(())
+    }
+}
+
+impl Node {
+    /// Offers `paths` (files and folders) to `peer` and returns at once with the
+    /// transfer's id; what happens next arrives as events (subscribe with
+    /// [`Node::events`] before calling). Fails if a path cannot be read or the
+    /// peer cannot be reached.
+    pub async fn send_files(&self, peer: PeerId, paths: &[PathBuf]) -> Result<TransferId> {
+        Ok(self.send_files_to(&[peer], paths).await?[0])
+    }
+
+    /// Offers `paths` to several peers at once: one transfer each, in parallel.
+    pub async fn send_files_to(
+        &self,
+        peers: &[PeerId],
+        paths: &[PathBuf],
+    ) -> Result<Vec<TransferId>> {
+        if peers.is_empty() || paths.is_empty() {
+            return Err(Error::Invalid(
+                "nothing to send, or nobody to send to".into(),
+            ));
+        }
+        let owned = paths.to_vec();
+        let walked = tokio::task::spawn_blocking(move || fs::walk(&owned))
+            .await
+            .map_err(|e| Error::Invalid(format!("walking the files failed: {e}")))?
+            .map_err(Error::Invalid)?;
+        if let Some(first) = walked.skipped.first() {
+            self.transfer_service().shared.emit(Event::Error {
+                message: format!(
+                    "left out {} symlink(s) or special file(s), e.g. {}",
+                    walked.skipped.len(),
+                    first.display()
+                ),
+            });
+        }
+        let manifest =
+            Arc::new(Manifest::new(walked.entries).map_err(|e| Error::Invalid(e.to_string()))?);
+        let sources = Arc::new(walked.sources);
+        for peer in peers {
+            self.links()
+                .dial(*peer, Vec::new())
+                .await
+                .map_err(|e| Error::PeerNotFound(format!("{}: {e}", peer.short())))?;
+        }
+        let shared = &self.transfer_service().shared;
+        let mut ids = Vec::new();
+        for &peer in peers {
+            let id = loop {
+                let id = TransferId(rand::random());
+                if let Some((ctl, meter)) = shared.register(
+                    id,
+                    peer,
+                    Direction::Send,
+                    manifest.files() as u64,
+                    manifest.total_bytes(),
+                ) {
+                    let now = crate::store::now_ms();
+                    shared.record(&TransferRecord {
+                        id,
+                        peer,
+                        direction: Direction::Send,
+                        state: TransferState::Offered,
+                        fingerprint: hex(&manifest.fingerprint()),
+                        files: manifest.files() as u64,
+                        total_bytes: manifest.total_bytes(),
+                        done_bytes: 0,
+                        dir: PathBuf::new(),
+                        roots: BTreeMap::new(),
+                        selected: Vec::new(),
+                        error: None,
+                        created_ms: now,
+                        updated_ms: now,
+                    });
+                    let task = tokio::spawn(send::run(
+                        shared.clone(),
+                        id,
+                        peer,
+                        manifest.clone(),
+                        sources.clone(),
+                        ctl,
+                        meter,
+                    ));
+                    shared.set_task(id, task.abort_handle());
+                    break id;
+                }
+            };
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// The peer `spec` names: a `HOST:PORT` (dialed; the peer that answers),
+    /// a PeerId, a unique prefix of one or a device name. A peer not known yet
+    /// is waited for (discovery) up to `wait`.
+    pub async fn find_peer(&self, spec: &str, wait: Duration) -> Result<PeerId> {
+        if let Some((host, port)) = spec.rsplit_once(':')
+            && !host.is_empty()
+            && port.parse::<u16>().is_ok()
+            && let Ok(mut addrs) = tokio::net::lookup_host(spec).await
+            && let Some(addr) = addrs.next()
+        {
+            return self.connect(addr, None).await;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match self.resolve(spec).await {
+                Err(Error::PeerNotFound(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Accepts an offer ([`Event::Offer`]) into the download folder: all of it
+    /// ([`Selection::All`]), some entries, or none (which rejects it). Fails if
+    /// the offer is not waiting, the selection names no entry of it, or the
+    /// selected files do not fit in the free space there.
+    pub fn accept_offer(&self, id: TransferId, selection: Selection) -> Result<()> {
+        self.decide(id, Some((selection, None)))
+    }
+
+    /// Like [`Node::accept_offer`], into `dir` instead of the download folder.
+    pub fn accept_offer_into(
+        &self,
+        id: TransferId,
+        selection: Selection,
+        dir: PathBuf,
+    ) -> Result<()> {
+        self.decide(id, Some((selection, Some(dir))))
+    }
+
+    /// Refuses an offer.
+    pub fn reject_offer(&self, id: TransferId) -> Result<()> {
+        self.decide(id, None)
+    }
+
+    fn decide(&self, id: TransferId, accept: Option<(Selection, Option<PathBuf>)>) -> Result<()> {
+        let shared = &self.transfer_service().shared;
+        let mut live = shared.live();
+        let l = live
+            .get_mut(&id)
+            .filter(|l| l.pending.is_some())
+            .ok_or_else(|| Error::Invalid(format!("no offer {id} is waiting for an answer")))?;
+        let decision = match accept {
+            None | Some((Selection::None, _)) => Decision::Reject("refused by the user".into()),
+            Some((selection, dir)) => {
+                let p = l.pending.as_ref().expect("checked above");
+                let mask = p
+                    .manifest
+                    .select(&selection)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                if mask.iter().any(|&m| m) {
+                    let dir = dir.unwrap_or_else(|| shared.downloads.clone());
+                    check_space(&dir, &p.manifest, &mask, &p.have).map_err(Error::Invalid)?;
+                    Decision::Accept { mask, dir }
+                } else {
+                    Decision::Reject("the user selected nothing".into())
+                }
+            }
+        };
+        let p = l.pending.take().expect("checked above");
+        p.decide
+            .send(decision)
+            .map_err(|_| Error::Invalid(format!("offer {id} was withdrawn")))
+    }
+
+    /// Pauses a transfer (this side stops reading or writing; the peer waits).
+    pub fn pause_transfer(&self, id: TransferId) -> Result<()> {
+        self.transfer_service().ctl(id, |c| c.paused = true)
+    }
+
+    /// Resumes a paused transfer.
+    pub fn resume_transfer(&self, id: TransferId) -> Result<()> {
+        self.transfer_service().ctl(id, |c| c.paused = false)
+    }
+
+    /// Cancels a transfer (either side; the peer is told). Partial files of a
+    /// cancelled incoming transfer are deleted; finished files are kept.
+    pub fn cancel_transfer(&self, id: TransferId) -> Result<()> {
+        self.transfer_service().ctl(id, |c| c.cancelled = true)
+    }
+
+    /// Live transfers, then the most recent finished or interrupted ones.
+    pub fn transfers(&self) -> Result<Vec<TransferInfo>> {
+        let shared = &self.transfer_service().shared;
+        let mut out: Vec<TransferInfo> = shared
+            .live()
+            .iter()
+            .map(|(&id, l)| TransferInfo {
+                id,
+                peer: l.peer,
+                direction: l.direction,
+                state: l.state,
+                files: l.files,
+                total_bytes: l.total_bytes,
+                done_bytes: l.meter.done.load(Ordering::Relaxed),
+                transferred: l.meter.transferred.load(Ordering::Relaxed),
+                live: true,
+                error: None,
+            })
+            .collect();
+        for r in shared.store.transfers(HISTORY)? {
+            if out.iter().any(|t| t.id == r.id) {
+                continue;
+            }
+            out.push(TransferInfo {
+                id: r.id,
+                peer: r.peer,
+                direction: r.direction,
+                state: r.state,
+                files: r.files,
+                total_bytes: r.total_bytes,
+                done_bytes: r.done_bytes,
+                transferred: 0,
+                live: false,
+                error: r.error,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The transfer service's counters.
+    pub fn transfer_stats(&self) -> TransferStats {
+        let c = &self.transfer_service().shared.counters;
+        TransferStats {
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            files_sent: c.files_sent.load(Ordering::Relaxed),
+            files_received: c.files_received.load(Ordering::Relaxed),
+            protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Whether the files `mask` selects fit in the free space of `dir` (created if
+/// missing), counting what is already there (`have`).
+pub(crate) fn check_space(
+    dir: &std::path::Path,
+    manifest: &Manifest,
+    mask: &[bool],
+    have: &BTreeMap<u32, u64>,
+) -> std::result::Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let need: u64 = manifest
+        .entries()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask.get(*i) == Some(&true))
+        .filter_map(|(i, e)| {
+            e.size()
+                .map(|s| s.saturating_sub(have.get(&(i as u32)).copied().unwrap_or(0)))
+        })
+        .sum();
+    let free = fs::free_space(dir).map_err(|e| format!("free space of {}: {e}", dir.display()))?;
+    if free < need.saturating_add(SPACE_MARGIN) {
+        return Err(format!(
+            "not enough free space in {}: the files need {} MB, {} MB are free",
+            dir.display(),
+            need.div_ceil(1_000_000),
+            free / 1_000_000
+        ));
+    }
+    Ok(())
+}
+
+/// The [`Event::Progress`] of a snapshot.
+fn progress_event(
+    id: TransferId,
+    peer: PeerId,
+    direction: Direction,
+    snap: &crate::proto::transfer::progress::Snapshot,
+    file: Option<String>,
+    paused: bool,
+) -> Event {
+    Event::Progress {
+        id,
+        peer,
+        direction,
+        done_bytes: snap.done_bytes,
+        total_bytes: snap.total_bytes,
+        files_done: snap.files_done,
+        files_total: snap.files_total,
+        file,
+        file_done: snap.file_done,
+        file_bytes: snap.file_total,
+        transferred: snap.transferred,
+        rate: snap.rate,
+        paused,
+    }
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,509 @@
+//! Sending one transfer: offer, wait for the answer and the receiver's resume
+//! claims, then stream the files while the receiver's per-file replies come
+//! back, until its summary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+
+use super::reader::{self, Item, Job, Note};
+use super::stream::{Shared as SharedStream, peer_reset_code};
+use super::{Ctl, Meter, Shared, hex};
+use crate::event::Event;
+use crate::identity::PeerId;
+use crate::net::transport::read_frame;
+use crate::proto::transfer::progress::{INTERVAL, Progress};
+use crate::proto::transfer::sender::{self, Answer, Reply};
+use crate::proto::transfer::{
+    Direction, Manifest, RESET_CANCELLED, RESET_PROTOCOL, ToReceiver, ToSender, TransferId,
+    TransferState,
+};
+use crate::proto::wire::{StreamKind, encode_frame};
+
+/// Buffers queued between the file reader and the stream.
+const ITEMS_QUEUE: usize = 4;
+/// Offer entries per frame are cut at about this many encoded bytes.
+const ENTRIES_BATCH: usize = 256 * 1024;
+
+/// How a transfer ended, from the sender's side.
+enum Outcome {
+    Complete { ok: u32, failed: u32 },
+    Rejected(String),
+    Cancelled { by_peer: bool },
+    Interrupted(String),
+    Failed(String),
+}
+
+fn classify(e: &std::io::Error) -> Outcome {
+    match peer_reset_code(e) {
+        Some(RESET_CANCELLED) => Outcome::Cancelled { by_peer: true },
+        Some(RESET_PROTOCOL) => Outcome::Failed("the receiver reported a protocol error".into()),
+        _ => Outcome::Interrupted(e.to_string()),
+    }
+}
+
+pub(super) async fn run(
+    sh: Arc<Shared>,
+    id: TransferId,
+    peer: PeerId,
+    manifest: Arc<Manifest>,
+    sources: Arc<Vec<Option<PathBuf>>>,
+    ctl: watch::Receiver<Ctl>,
+    meter: Arc<Meter>,
+) {
+    let mut progress = Progress::new(manifest.files() as u64, manifest.total_bytes());
+    let outcome = send(
+        &sh,
+        id,
+        peer,
+        &manifest,
+        &sources,
+        ctl,
+        &meter,
+        &mut progress,
+    )
+    .await;
+    let snap = progress.snapshot(sh.now());
+    meter.done.store(snap.done_bytes, Ordering::Relaxed);
+    let (st, error) = match &outcome {
+        Outcome::Complete { failed: 0, .. } => (TransferState::Complete, None),
+        Outcome::Complete { failed, .. } => (
+            TransferState::Failed,
+            Some(format!("{failed} file(s) failed")),
+        ),
+        Outcome::Rejected(r) => (TransferState::Rejected, Some(r.clone())),
+        Outcome::Cancelled { .. } => (TransferState::Cancelled, None),
+        Outcome::Interrupted(e) => (TransferState::Interrupted, Some(e.clone())),
+        Outcome::Failed(e) => (TransferState::Failed, Some(e.clone())),
+    };
+    sh.record_state(id, st, snap.done_bytes, error.as_deref());
+    sh.unregister(id);
+    let dir = Direction::Send;
+    sh.emit(match outcome {
+        Outcome::Complete { ok, failed } => Event::TransferComplete {
+            id,
+            peer,
+            direction: dir,
+            files: (ok + failed) as u64,
+            failed: failed as u64,
+            bytes: snap.total_bytes,
+            transferred: snap.transferred,
+        },
+        Outcome::Rejected(reason) => Event::TransferRejected {
+            id,
+            peer,
+            direction: dir,
+            reason,
+        },
+        Outcome::Cancelled { by_peer } => Event::TransferCancelled {
+            id,
+            peer,
+            direction: dir,
+            by_peer,
+        },
+        Outcome::Interrupted(e) => Event::TransferFailed {
+            id,
+            peer,
+            direction: dir,
+            path: None,
+            error: format!("interrupted ({e}); sending the same files again resumes"),
+        },
+        Outcome::Failed(error) => Event::TransferFailed {
+            id,
+            peer,
+            direction: dir,
+            path: None,
+            error,
+        },
+    });
+}
+
+/// The offer's frames: the stream header, the head, the entries in batches.
+fn offer_frames(id: TransferId, manifest: &Manifest) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    encode_frame(&StreamKind::Transfer, &mut buf).expect("small");
+    encode_frame(
+        &ToReceiver::Offer {
+            id,
+            entries: manifest.len() as u32,
+            total_bytes: manifest.total_bytes(),
+        },
+        &mut buf,
+    )
+    .expect("small");
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    for e in manifest.entries() {
+        batch_bytes += e.path.len() + 16;
+        batch.push(e.clone());
+        if batch_bytes >= ENTRIES_BATCH {
+            encode_frame(&ToReceiver::Entries(std::mem::take(&mut batch)), &mut buf)
+                .expect("batches stay under the frame limit");
+            out.push(std::mem::take(&mut buf));
+            batch_bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        encode_frame(&ToReceiver::Entries(batch), &mut buf)
+            .expect("batches stay under the frame limit");
+    }
+    if !buf.is_empty() {
+        out.push(buf);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    sh: &Arc<Shared>,
+    id: TransferId,
+    peer: PeerId,
+    manifest: &Arc<Manifest>,
+    sources: &Arc<Vec<Option<PathBuf>>>,
+    mut ctl: watch::Receiver<Ctl>,
+    meter: &Meter,
+    progress: &mut Progress,
+) -> Outcome {
+    let Some(link) = sh.links.get(&peer) else {
+        return Outcome::Interrupted(format!("not connected to {}", peer.short()));
+    };
+    let s = match link.mux.open_bulk_stream().await {
+        Ok(s) => SharedStream::new(s),
+        Err(e) => return Outcome::Interrupted(format!("cannot open a stream: {e}")),
+    };
+    let mut w = s.clone();
+    let mut r = s.clone();
+    for frame in offer_frames(id, manifest) {
+        if let Err(e) = w.write_all(&frame).await {
+            return classify(&e);
+        }
+    }
+    // The answer, and the resume claims after it.
+    let mut state = sender::State::new(manifest);
+    loop {
+        let msg = tokio::select! {
+            m = read_frame::<ToSender, _>(&mut r) => m,
+            _ = ctl.wait_for(|c| c.cancelled) => {
+                s.reset(RESET_CANCELLED);
+                return Outcome::Cancelled { by_peer: false };
+            }
+        };
+        let msg = match msg {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return protocol(sh, &s, format!("bad frame: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Outcome::Interrupted("the receiver closed the stream".into());
+            }
+            Err(e) => return classify(&e),
+        };
+        match state.on_answer(msg) {
+            Ok(Answer::Continue) => continue,
+            Ok(Answer::Accepted) => break,
+            Ok(Answer::Rejected(reason)) => return Outcome::Rejected(reason),
+            Err(e) => return protocol(sh, &s, e.to_string()),
+        }
+    }
+    sh.set_state(id, TransferState::Running);
+    let selected_bytes: u64 = state
+        .files()
+        .iter()
+        .filter_map(|&i| manifest.entry(i).and_then(|e| e.size()))
+        .sum();
+    *progress = Progress::new(state.files().len() as u64, selected_bytes);
+    let jobs: Vec<Job> = state
+        .files()
+        .iter()
+        .map(|&index| Job {
+            index,
+            path: sources[index as usize]
+                .clone()
+                .expect("files have a source"),
+            size: manifest.entry(index).and_then(|e| e.size()).unwrap_or(0),
+        })
+        .collect();
+    let (items_tx, items_rx) = mpsc::channel::<Item>(ITEMS_QUEUE);
+    let (pool_tx, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let refused = Arc::new(AtomicU64::new(0));
+    let reading = tokio::task::spawn_blocking({
+        let r = reader::Reader {
+            jobs,
+            claims: state.take_claims(),
+            items: items_tx,
+            pool: pool_rx,
+            refused: refused.clone(),
+            corrupt: sh.config.corrupt_outgoing,
+        };
+        move || reader::run(r)
+    });
+    let (notes_tx, mut notes_rx) = mpsc::unbounded_channel::<Vec<Note>>();
+    let pause_after = sh
+        .config
+        .pause_after
+        .and_then(|n| Some((n, sh.ctl_sender(id)?)));
+    let mut pump = tokio::spawn(pump(
+        w.clone(),
+        items_rx,
+        notes_tx,
+        pool_tx,
+        ctl.clone(),
+        pause_after,
+    ));
+    let (replies_tx, mut replies_rx) = mpsc::unbounded_channel();
+    let replies = tokio::spawn(async move {
+        loop {
+            let m = read_frame::<ToSender, _>(&mut r).await;
+            let end = !matches!(m, Ok(Ok(_)));
+            if replies_tx.send(m).is_err() || end {
+                return;
+            }
+        }
+    });
+    let outcome = data_loop(
+        sh,
+        id,
+        peer,
+        &s,
+        manifest,
+        sources,
+        &mut state,
+        &mut notes_rx,
+        &mut replies_rx,
+        &mut pump,
+        &refused,
+        ctl,
+        meter,
+        progress,
+    )
+    .await;
+    pump.abort();
+    replies.abort();
+    drop(notes_rx);
+    let _ = reading.await;
+    if let Outcome::Complete { .. } = outcome {
+        let _ = w.shutdown().await;
+    }
+    outcome
+}
+
+fn protocol(sh: &Shared, s: &SharedStream, what: String) -> Outcome {
+    sh.count_protocol_error();
+    s.reset(RESET_PROTOCOL);
+    Outcome::Failed(format!("the receiver broke the protocol: {what}"))
+}
+
+/// Writes the reader's buffers to the stream, announcing each one's notes
+/// before writing it (so no reply can overtake the note it answers).
+async fn pump(
+    mut w: SharedStream,
+    mut items: mpsc::Receiver<Item>,
+    notes: mpsc::UnboundedSender<Vec<Note>>,
+    pool: std::sync::mpsc::Sender<Vec<u8>>,
+    mut ctl: watch::Receiver<Ctl>,
+    mut pause_after: Option<(u64, watch::Sender<Ctl>)>,
+) -> std::io::Result<()> {
+    let mut sent = 0;
+    loop {
+        if ctl.borrow().paused {
+            let _ = ctl.wait_for(|c| !c.paused || c.cancelled).await;
+        }
+        let Some(mut item) = items.recv().await else {
+            return Ok(());
+        };
+        sent += item
+            .notes
+            .iter()
+            .map(|n| if let Note::Block(b) = n { *b } else { 0 })
+            .sum::<u64>();
+        let _ = notes.send(std::mem::take(&mut item.notes));
+        w.write_all(&item.buf).await?;
+        item.buf.clear();
+        let _ = pool.send(item.buf);
+        if let Some((limit, tx)) = &pause_after
+            && sent >= *limit
+        {
+            tx.send_modify(|c| c.paused = true);
+            pause_after = None;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn data_loop(
+    sh: &Arc<Shared>,
+    id: TransferId,
+    peer: PeerId,
+    s: &SharedStream,
+    manifest: &Manifest,
+    sources: &[Option<PathBuf>],
+    state: &mut sender::State,
+    notes: &mut mpsc::UnboundedReceiver<Vec<Note>>,
+    replies: &mut mpsc::UnboundedReceiver<
+        std::io::Result<Result<ToSender, crate::proto::wire::DecodeError>>,
+    >,
+    pump: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+    refused: &AtomicU64,
+    mut ctl: watch::Receiver<Ctl>,
+    meter: &Meter,
+    progress: &mut Progress,
+) -> Outcome {
+    let mut tick = tokio::time::interval(INTERVAL);
+    let mut pump_done = false;
+    let mut notes_open = true;
+    let mut paused = false;
+    // Per file sent and not yet answered: bytes counted and the hash sent.
+    let mut inflight: BTreeMap<u32, (u64, Option<[u8; 32]>)> = BTreeMap::new();
+    let size = |i: u32| manifest.entry(i).and_then(|e| e.size()).unwrap_or(0);
+    let source = |i: u32| {
+        sources[i as usize]
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let mut current: Option<u32> = None;
+    loop {
+        tokio::select! {
+            biased;
+            batch = notes.recv(), if notes_open => {
+                let Some(batch) = batch else {
+                    notes_open = false;
+                    continue;
+                };
+                for note in batch {
+                    match note {
+                        Note::Started { index, offset, size } => {
+                            state.on_started(index);
+                            progress.start_file(index, size, offset);
+                            inflight.insert(index, (offset, None));
+                            current = Some(index);
+                        }
+                        Note::Block(n) => {
+                            progress.add(n);
+                            sh.count_sent(n);
+                            if let Some(f) = current.and_then(|c| inflight.get_mut(&c)) {
+                                f.0 += n;
+                            }
+                        }
+                        Note::Ended { index, blake3 } => {
+                            state.on_ended(index);
+                            if let Some(f) = inflight.get_mut(&index) {
+                                f.1 = Some(blake3);
+                            }
+                        }
+                        Note::Skipped { index, reason, started } => {
+                            if !started {
+                                state.on_started(index);
+                                inflight.insert(index, (0, None));
+                            }
+                            tracing::debug!(%id, index, %reason, "skipping a file");
+                        }
+                        Note::Done => state.on_done_sent(),
+                    }
+                }
+            }
+            reply = replies.recv() => {
+                let msg = match reply {
+                    Some(Ok(Ok(m))) => m,
+                    Some(Ok(Err(e))) => return protocol(sh, s, format!("bad frame: {e}")),
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        return Outcome::Interrupted("the receiver closed the stream early".into());
+                    }
+                    Some(Err(e)) => return classify(&e),
+                    None => return Outcome::Interrupted("the reply reader stopped".into()),
+                };
+                match state.on_reply(msg) {
+                    Ok(Reply::FileOk(index)) => {
+                        let (sent, hash) = inflight.remove(&index).unwrap_or((0, None));
+                        progress.end_file(size(index), sent);
+                        sh.count_file(Direction::Send);
+                        sh.emit(Event::TransferDone {
+                            id,
+                            peer,
+                            direction: Direction::Send,
+                            path: source(index),
+                            bytes: size(index),
+                            blake3: hash.map(|h| hex(&h)).unwrap_or_default(),
+                        });
+                    }
+                    Ok(Reply::FileFailed(index, reason)) => {
+                        if current == Some(index) {
+                            refused.store(index as u64 + 1, Ordering::Release);
+                        }
+                        let (sent, _) = inflight.remove(&index).unwrap_or((0, None));
+                        progress.end_file(size(index), sent);
+                        sh.emit(Event::TransferFailed {
+                            id,
+                            peer,
+                            direction: Direction::Send,
+                            path: Some(source(index)),
+                            error: reason,
+                        });
+                    }
+                    Ok(Reply::Complete { ok, failed }) => {
+                        meter.transferred.store(progress.transferred(), Ordering::Relaxed);
+                        return Outcome::Complete { ok, failed };
+                    }
+                    Err(e) => return protocol(sh, s, e.to_string()),
+                }
+            }
+            res = &mut *pump, if !pump_done => {
+                pump_done = true;
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return classify(&e),
+                    Err(e) => return Outcome::Failed(format!("the stream writer stopped: {e}")),
+                }
+            }
+            changed = ctl.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let c = *ctl.borrow_and_update();
+                if c.cancelled {
+                    s.reset(RESET_CANCELLED);
+                    return Outcome::Cancelled { by_peer: false };
+                }
+                if c.paused != paused {
+                    paused = c.paused;
+                    sh.set_state(id, if paused { TransferState::Paused } else { TransferState::Running });
+                    let snap = progress.snapshot(sh.now());
+                    emit_progress(sh, id, peer, snap, manifest, paused, meter);
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(snap) = progress.poll(sh.now()) {
+                    emit_progress(sh, id, peer, snap, manifest, paused, meter);
+                }
+            }
+        }
+    }
+}
+
+fn emit_progress(
+    sh: &Shared,
+    id: TransferId,
+    peer: PeerId,
+    snap: crate::proto::transfer::progress::Snapshot,
+    manifest: &Manifest,
+    paused: bool,
+    meter: &Meter,
+) {
+    meter.done.store(snap.done_bytes, Ordering::Relaxed);
+    meter.transferred.store(snap.transferred, Ordering::Relaxed);
+    let file = snap
+        .file
+        .and_then(|i| manifest.entry(i))
+        .map(|e| e.path.clone());
+    sh.emit(super::progress_event(
+        id,
+        peer,
+        Direction::Send,
+        &snap,
+        file,
+        paused,
+    ));
+}

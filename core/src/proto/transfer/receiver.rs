@@ -1,0 +1,508 @@
+//! The receiving side of a transfer stream: checks every frame from the sender
+//! and tells the driver what to do with it.
+//!
+//! Phases: the offer head, its entries (until the announced count; then the
+//! manifest is checked as a whole and the driver decides), then data: files in
+//! entry order, each `Start`, blocks summing exactly to the rest of the file,
+//! `End` (or `Skip` at any point of a file), and finally `Done` once every
+//! selected file was started. Offsets are only accepted up to what the receiver
+//! itself offered to resume from.
+
+use std::collections::BTreeMap;
+
+use super::manifest::{Entry, MAX_ENTRIES, Manifest};
+use super::message::{ToReceiver, check_reason};
+use super::{BLOCK, ProtocolError, TransferId};
+
+/// What the driver does after a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing yet (part of the offer).
+    Continue,
+    /// The offer is complete: decide ([`State::manifest`], then [`State::accept`]).
+    Offer,
+    /// Open file `index` of `size` bytes, keeping its first `offset` bytes.
+    Open { index: u32, offset: u64, size: u64 },
+    /// Read `len` raw bytes from the stream and write them at `offset`.
+    Write { index: u32, offset: u64, len: u32 },
+    /// File `index` is complete; `blake3` is the sender's hash of all of it.
+    Finish { index: u32, blake3: [u8; 32] },
+    /// The sender gave up on file `index`.
+    Skipped { index: u32, reason: String },
+    /// Every selected file was sent or skipped.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Head,
+    Entries,
+    Decide,
+    Data,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Current {
+    index: u32,
+    pos: u64,
+    size: u64,
+}
+
+/// The receiver's view of one transfer stream.
+#[derive(Debug)]
+pub struct State {
+    phase: Phase,
+    id: Option<TransferId>,
+    expected: u32,
+    total_bytes: u64,
+    entries: Vec<Entry>,
+    manifest: Option<Manifest>,
+    /// Selected files, in the order they travel.
+    files: Vec<u32>,
+    next: usize,
+    /// Largest offset the sender may start each file at.
+    allowed: BTreeMap<u32, u64>,
+    current: Option<Current>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self {
+            phase: Phase::Head,
+            id: None,
+            expected: 0,
+            total_bytes: 0,
+            entries: Vec::new(),
+            manifest: None,
+            files: Vec::new(),
+            next: 0,
+            allowed: BTreeMap::new(),
+            current: None,
+        }
+    }
+
+    pub fn id(&self) -> Option<TransferId> {
+        self.id
+    }
+
+    /// The checked offer, once complete.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+
+    /// Starts the data phase: `selected` masks the manifest's entries; `allowed`
+    /// gives, per file, the largest offset the sender may resume at.
+    pub fn accept(&mut self, selected: &[bool], allowed: BTreeMap<u32, u64>) {
+        let m = self.manifest.as_ref().expect("accept after the offer");
+        self.files = m
+            .entries()
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| selected.get(*i) == Some(&true) && e.size().is_some())
+            .map(|(i, _)| i as u32)
+            .collect();
+        self.allowed = allowed;
+        self.phase = Phase::Data;
+    }
+
+    /// Selected files, in the order they travel.
+    pub fn files(&self) -> &[u32] {
+        &self.files
+    }
+
+    /// Checks one frame.
+    pub fn on_message(&mut self, msg: ToReceiver) -> Result<Action, ProtocolError> {
+        let got = msg.name();
+        match (self.phase, msg) {
+            (
+                Phase::Head,
+                ToReceiver::Offer {
+                    id,
+                    entries,
+                    total_bytes,
+                },
+            ) => {
+                if entries as usize > MAX_ENTRIES {
+                    return Err(ProtocolError::Invalid(format!(
+                        "offer of {entries} entries (limit {MAX_ENTRIES})"
+                    )));
+                }
+                self.id = Some(id);
+                self.expected = entries;
+                self.total_bytes = total_bytes;
+                self.phase = Phase::Entries;
+                self.finish_offer_if_complete()
+            }
+            (Phase::Entries, ToReceiver::Entries(batch)) => {
+                if self.entries.len() + batch.len() > self.expected as usize {
+                    return Err(ProtocolError::Invalid(format!(
+                        "more entries than the {} announced",
+                        self.expected
+                    )));
+                }
+                self.entries.extend(batch);
+                self.finish_offer_if_complete()
+            }
+            (Phase::Data, ToReceiver::Start { index, offset }) => {
+                if let Some(c) = self.current {
+                    return Err(ProtocolError::File {
+                        index,
+                        what: format!("started before file {} ended", c.index),
+                    });
+                }
+                let size = self.expect_next(index)?;
+                let max = self.allowed.get(&index).copied().unwrap_or(0);
+                if offset > max || offset > size {
+                    return Err(ProtocolError::File {
+                        index,
+                        what: format!("resumes at {offset}, beyond the {max} bytes we hold"),
+                    });
+                }
+                self.next += 1;
+                self.current = Some(Current {
+                    index,
+                    pos: offset,
+                    size,
+                });
+                Ok(Action::Open {
+                    index,
+                    offset,
+                    size,
+                })
+            }
+            (Phase::Data, ToReceiver::Block { len }) => {
+                let Some(c) = self.current.as_mut() else {
+                    return Err(ProtocolError::Unexpected {
+                        got,
+                        expected: "no file is open",
+                    });
+                };
+                if len == 0 || len as usize > BLOCK || c.pos + len as u64 > c.size {
+                    return Err(ProtocolError::File {
+                        index: c.index,
+                        what: format!("block of {len} bytes at {} of a file of {}", c.pos, c.size),
+                    });
+                }
+                let offset = c.pos;
+                c.pos += len as u64;
+                Ok(Action::Write {
+                    index: c.index,
+                    offset,
+                    len,
+                })
+            }
+            (Phase::Data, ToReceiver::End { index, blake3 }) => match self.current {
+                Some(c) if c.index == index && c.pos == c.size => {
+                    self.current = None;
+                    Ok(Action::Finish { index, blake3 })
+                }
+                Some(c) => Err(ProtocolError::File {
+                    index,
+                    what: format!(
+                        "ended at byte {} of {} (file {} is open)",
+                        c.pos, c.size, c.index
+                    ),
+                }),
+                None => Err(ProtocolError::Unexpected {
+                    got,
+                    expected: "no file is open",
+                }),
+            },
+            (Phase::Data, ToReceiver::Skip { index, reason }) => {
+                check_reason(&reason)?;
+                match self.current {
+                    Some(c) if c.index == index => self.current = None,
+                    Some(c) => {
+                        return Err(ProtocolError::File {
+                            index,
+                            what: format!("skipped while file {} is open", c.index),
+                        });
+                    }
+                    None => {
+                        self.expect_next(index)?;
+                        self.next += 1;
+                    }
+                }
+                Ok(Action::Skipped { index, reason })
+            }
+            (Phase::Data, ToReceiver::Done) => {
+                if self.current.is_some() || self.next != self.files.len() {
+                    return Err(ProtocolError::Invalid(format!(
+                        "done after {} of {} files",
+                        self.next,
+                        self.files.len()
+                    )));
+                }
+                self.phase = Phase::Done;
+                Ok(Action::Done)
+            }
+            (phase, _) => Err(ProtocolError::Unexpected {
+                got,
+                expected: match phase {
+                    Phase::Head => "waiting for the offer",
+                    Phase::Entries => "reading the offer's entries",
+                    Phase::Decide => "the offer awaits a decision",
+                    Phase::Data => "receiving files",
+                    Phase::Done => "the transfer is done",
+                },
+            }),
+        }
+    }
+
+    /// The size of the next selected file, if it is `index`.
+    fn expect_next(&self, index: u32) -> Result<u64, ProtocolError> {
+        match self.files.get(self.next) {
+            Some(&want) if want == index => Ok(self
+                .manifest
+                .as_ref()
+                .and_then(|m| m.entry(index))
+                .and_then(|e| e.size())
+                .expect("selected files are files of the manifest")),
+            Some(&want) => Err(ProtocolError::File {
+                index,
+                what: format!("sent out of order (file {want} is next)"),
+            }),
+            None => Err(ProtocolError::File {
+                index,
+                what: "sent after every selected file".into(),
+            }),
+        }
+    }
+
+    fn finish_offer_if_complete(&mut self) -> Result<Action, ProtocolError> {
+        if self.entries.len() < self.expected as usize {
+            return Ok(Action::Continue);
+        }
+        let m = Manifest::new(std::mem::take(&mut self.entries))?;
+        if m.total_bytes() != self.total_bytes {
+            return Err(ProtocolError::Invalid(format!(
+                "offer announces {} bytes, its entries hold {}",
+                self.total_bytes,
+                m.total_bytes()
+            )));
+        }
+        self.manifest = Some(m);
+        self.phase = Phase::Decide;
+        Ok(Action::Offer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::transfer::Entry;
+
+    fn offered(entries: Vec<Entry>) -> State {
+        let total = entries.iter().filter_map(|e| e.size()).sum();
+        let mut s = State::new();
+        let n = entries.len() as u32;
+        assert_eq!(
+            s.on_message(ToReceiver::Offer {
+                id: TransferId(1),
+                entries: n,
+                total_bytes: total,
+            })
+            .unwrap(),
+            if n == 0 {
+                Action::Offer
+            } else {
+                Action::Continue
+            }
+        );
+        if n > 0 {
+            assert_eq!(
+                s.on_message(ToReceiver::Entries(entries)).unwrap(),
+                Action::Offer
+            );
+        }
+        s
+    }
+
+    fn two_files() -> State {
+        let mut s = offered(vec![
+            Entry::dir("d"),
+            Entry::file("d/a", 10),
+            Entry::file("d/b", 0),
+        ]);
+        s.accept(&[true; 3], BTreeMap::new());
+        s
+    }
+
+    #[test]
+    fn a_well_formed_stream_is_accepted() {
+        let mut s = two_files();
+        assert_eq!(s.files(), [1, 2]);
+        let steps = [
+            (
+                ToReceiver::Start {
+                    index: 1,
+                    offset: 0,
+                },
+                Action::Open {
+                    index: 1,
+                    offset: 0,
+                    size: 10,
+                },
+            ),
+            (
+                ToReceiver::Block { len: 6 },
+                Action::Write {
+                    index: 1,
+                    offset: 0,
+                    len: 6,
+                },
+            ),
+            (
+                ToReceiver::Block { len: 4 },
+                Action::Write {
+                    index: 1,
+                    offset: 6,
+                    len: 4,
+                },
+            ),
+            (
+                ToReceiver::End {
+                    index: 1,
+                    blake3: [0; 32],
+                },
+                Action::Finish {
+                    index: 1,
+                    blake3: [0; 32],
+                },
+            ),
+            (
+                ToReceiver::Skip {
+                    index: 2,
+                    reason: "gone".into(),
+                },
+                Action::Skipped {
+                    index: 2,
+                    reason: "gone".into(),
+                },
+            ),
+            (ToReceiver::Done, Action::Done),
+        ];
+        for (msg, want) in steps {
+            assert_eq!(s.on_message(msg).unwrap(), want);
+        }
+        assert!(s.on_message(ToReceiver::Done).is_err());
+    }
+
+    #[test]
+    fn data_beyond_a_file_or_out_of_order_is_refused() {
+        let mut s = two_files();
+        assert!(
+            s.on_message(ToReceiver::Start {
+                index: 2,
+                offset: 0
+            })
+            .is_err()
+        );
+        let mut s = two_files();
+        s.on_message(ToReceiver::Start {
+            index: 1,
+            offset: 0,
+        })
+        .unwrap();
+        assert!(s.on_message(ToReceiver::Block { len: 11 }).is_err());
+        let mut s = two_files();
+        s.on_message(ToReceiver::Start {
+            index: 1,
+            offset: 0,
+        })
+        .unwrap();
+        s.on_message(ToReceiver::Block { len: 5 }).unwrap();
+        assert!(
+            s.on_message(ToReceiver::End {
+                index: 1,
+                blake3: [0; 32]
+            })
+            .is_err()
+        );
+        let mut s = two_files();
+        assert!(s.on_message(ToReceiver::Block { len: 1 }).is_err());
+        assert!(s.on_message(ToReceiver::Done).is_err());
+    }
+
+    #[test]
+    fn resume_offsets_beyond_what_we_hold_are_refused() {
+        let mut s = offered(vec![Entry::file("a", 100)]);
+        s.accept(&[true], BTreeMap::from([(0, 40)]));
+        assert!(
+            s.on_message(ToReceiver::Start {
+                index: 0,
+                offset: 41
+            })
+            .is_err()
+        );
+        let mut s = offered(vec![Entry::file("a", 100)]);
+        s.accept(&[true], BTreeMap::from([(0, 40)]));
+        assert_eq!(
+            s.on_message(ToReceiver::Start {
+                index: 0,
+                offset: 40
+            })
+            .unwrap(),
+            Action::Open {
+                index: 0,
+                offset: 40,
+                size: 100
+            }
+        );
+    }
+
+    #[test]
+    fn unselected_files_are_not_expected() {
+        let mut s = offered(vec![Entry::file("a", 1), Entry::file("b", 1)]);
+        s.accept(&[false, true], BTreeMap::new());
+        assert!(
+            s.on_message(ToReceiver::Start {
+                index: 0,
+                offset: 0
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_malicious_offer_is_refused_before_any_decision() {
+        let mut s = State::new();
+        s.on_message(ToReceiver::Offer {
+            id: TransferId(1),
+            entries: 1,
+            total_bytes: 1,
+        })
+        .unwrap();
+        let err = s
+            .on_message(ToReceiver::Entries(vec![Entry::file("../../etc/x", 1)]))
+            .unwrap_err();
+        assert!(err.to_string().contains("climbs"), "{err}");
+        let mut s = State::new();
+        s.on_message(ToReceiver::Offer {
+            id: TransferId(1),
+            entries: 1,
+            total_bytes: 5,
+        })
+        .unwrap();
+        assert!(
+            s.on_message(ToReceiver::Entries(vec![Entry::file("a", 1)]))
+                .is_err()
+        );
+        let mut s = State::new();
+        assert!(
+            s.on_message(ToReceiver::Offer {
+                id: TransferId(1),
+                entries: u32::MAX,
+                total_bytes: 0
+            })
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,414 @@
+//! `peerconnect send`, `receive` and `up --yes --downloads` as processes on
+//! 127.0.0.1, and a receiver killed with SIGKILL that resumes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use peerconnect::{Config, Event, Node};
+use peerconnect_tests::{next_matching, peerconnect_bin, wait_for};
+
+const T: Duration = Duration::from_secs(60);
+
+/// A `peerconnect` process whose stdout is read line by line.
+struct Proc {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], stdin: Option<&str>) -> Self {
+        let mut child = Command::new(peerconnect_bin())
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { return };
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next JSON line whose `event` is `name`.
+    fn wait_event(&self, name: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + T;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let l = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {name} line in time"));
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
+                && v["event"] == name
+            {
+                return v;
+            }
+        }
+    }
+
+    fn listening(&self) -> String {
+        self.wait_event("listening")["addrs"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Waits for the process to exit (within the deadline); its remaining lines.
+    fn finish(mut self) -> (i32, Vec<String>) {
+        let deadline = std::time::Instant::now() + T;
+        let code = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s.code().unwrap_or(-1);
+            }
+            assert!(std::time::Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut rest = Vec::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            rest.push(l);
+        }
+        (code, rest)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(peerconnect_bin()).args(args).output().unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn sample_folder(root: &Path) -> PathBuf {
+    let src = root.join("Holiday 2024");
+    std::fs::create_dir_all(src.join("day one/empty")).unwrap();
+    std::fs::write(src.join("day one/plage é.txt"), "sun").unwrap();
+    std::fs::write(src.join("zero"), b"").unwrap();
+    std::fs::write(src.join("big.bin"), vec![42u8; 3 << 20]).unwrap();
+    src
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let list = |root: &Path| {
+        let mut v = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                    v.push((rel, None));
+                } else {
+                    v.push((rel, Some(std::fs::read(e.path()).unwrap())));
+                }
+            }
+        }
+        v.sort();
+        v
+    };
+    assert_eq!(list(a), list(b));
+}
+
+#[test]
+fn send_to_a_running_up_delivers_a_folder_and_reports_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = sample_folder(dir.path());
+    let dl = dir.path().join("dl");
+    let up = Proc::spawn(
+        &[
+            "up",
+            "--yes",
+            "--downloads",
+            s(&dl),
+            "--data-dir",
+            s(&dir.path().join("r")),
+            "--no-discovery",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+        ],
+        None,
+    );
+    let addr = up.listening();
+    // the sender runs its own `up`; `send` goes through its control socket
+    let sender_dir = dir.path().join("s");
+    let sender_up = Proc::spawn(
+        &[
+            "up",
+            "--data-dir",
+            s(&sender_dir),
+            "--no-discovery",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+        ],
+        None,
+    );
+    sender_up.listening();
+    let out = run(&[
+        "send",
+        "--to",
+        &addr,
+        s(&src),
+        "--data-dir",
+        s(&sender_dir),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let done: Vec<_> = lines
+        .iter()
+        .filter(|v| v["event"] == "transfer_done")
+        .collect();
+    assert_eq!(done.len(), 3, "{lines:?}");
+    for d in done {
+        let path = PathBuf::from(d["path"].as_str().unwrap());
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(d["bytes"].as_u64().unwrap(), data.len() as u64);
+        assert_eq!(d["blake3"], blake3::hash(&data).to_hex().as_str());
+    }
+    assert!(lines.iter().any(|v| v["event"] == "progress"));
+    assert_eq!(lines.last().unwrap()["event"], "transfer_complete");
+    same_tree(&src, &dl.join("Holiday 2024"));
+    // the receiving up reported each file too
+    let got = up.wait_event("transfer_done");
+    assert!(got["path"].as_str().unwrap().starts_with(s(&dl)));
+}
+
+#[test]
+fn receive_once_takes_one_transfer_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = sample_folder(dir.path());
+    let dl = dir.path().join("incoming");
+    let recv = Proc::spawn(
+        &[
+            "receive",
+            "--once",
+            "--yes",
+            "--dir",
+            s(&dl),
+            "--data-dir",
+            s(&dir.path().join("r")),
+            "--no-discovery",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+        ],
+        None,
+    );
+    let addr = recv.listening();
+    let out = run(&[
+        "send",
+        "--to",
+        &addr,
+        s(&src),
+        "--data-dir",
+        s(&dir.path().join("s")),
+        "--no-discovery",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(human.contains("sent 3 files"), "{human}");
+    let (code, lines) = recv.finish();
+    assert_eq!(code, 0);
+    assert!(
+        lines.iter().any(|l| l.contains("\"transfer_complete\"")),
+        "{lines:?}"
+    );
+    same_tree(&src, &dl.join("Holiday 2024"));
+}
+
+#[test]
+fn a_refusal_or_an_unknown_peer_exits_with_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("note.txt");
+    std::fs::write(&f, "hi").unwrap();
+    // nobody listens there
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let out = run(&[
+        "send",
+        "--to",
+        &dead_addr,
+        s(&f),
+        "--data-dir",
+        s(&dir.path().join("s")),
+        "--no-discovery",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "send",
+        "--to",
+        "nosuchpeer",
+        s(&f),
+        "--wait",
+        "0",
+        "--data-dir",
+        s(&dir.path().join("s")),
+        "--no-discovery",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    // a receiver whose user says no
+    let recv = Proc::spawn(
+        &[
+            "receive",
+            "--dir",
+            s(&dir.path().join("dl")),
+            "--data-dir",
+            s(&dir.path().join("r")),
+            "--no-discovery",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+        ],
+        Some("n\n"),
+    );
+    let addr = recv.listening();
+    let out = run(&[
+        "send",
+        "--to",
+        &addr,
+        s(&f),
+        "--data-dir",
+        s(&dir.path().join("s")),
+        "--no-discovery",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!dir.path().join("dl/note.txt").exists());
+}
+
+#[tokio::test]
+async fn a_receiver_killed_with_sigkill_resumes_and_less_crosses_the_network() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let size = 32 * MIB;
+    let f = dir.path().join("video.mp4");
+    let data: Vec<u8> = (0..size).map(|i| (i * 31 % 253) as u8).collect();
+    std::fs::write(&f, &data).unwrap();
+    let dl = dir.path().join("dl");
+    let rdir = dir.path().join("r");
+    let up_args = |dl: &Path, rdir: &Path| {
+        vec![
+            "up".to_string(),
+            "--yes".into(),
+            "--downloads".into(),
+            s(dl).into(),
+            "--data-dir".into(),
+            s(rdir).into(),
+            "--no-discovery".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--json".into(),
+        ]
+    };
+    let args = up_args(&dl, &rdir);
+    let up = Proc::spawn(&args.iter().map(|a| a.as_str()).collect::<Vec<_>>(), None);
+    let addr = up.listening().parse().unwrap();
+
+    // A sender that stops itself after 12 MiB, so the receiver dies midway.
+    let sdir = dir.path().join("s");
+    let mut c = Config::local(&sdir);
+    c.transfer.pause_after = Some(12 * MIB);
+    let a = Node::start(c).await.unwrap();
+    let peer = a.connect(addr, None).await.unwrap();
+    let mut ea = a.events();
+    let id = a.send_files(peer, std::slice::from_ref(&f)).await.unwrap();
+    let part = dl.join("video.mp4.part");
+    wait_for(T, "the part to hold 8 MiB", || {
+        let part = part.clone();
+        async move {
+            (std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) >= 8 * MIB).then_some(())
+        }
+    })
+    .await;
+    drop(up); // SIGKILL
+    next_matching(&mut ea, T, "the sender to see the receiver go", |e| {
+        matches!(e, Event::TransferFailed { id: got, path: None, .. } if *got == id).then_some(())
+    })
+    .await;
+    a.shutdown().await.unwrap();
+    let held = std::fs::metadata(&part).unwrap().len();
+    assert!(held >= 8 * MIB && held < size, "{held}");
+
+    // The receiver restarts on its data dir; the same file is sent again.
+    let up = Proc::spawn(&args.iter().map(|a| a.as_str()).collect::<Vec<_>>(), None);
+    let addr = up.listening().parse().unwrap();
+    let a = Node::start(Config::local(&sdir)).await.unwrap();
+    let peer = a.connect(addr, None).await.unwrap();
+    let mut ea = a.events();
+    let id = a.send_files(peer, std::slice::from_ref(&f)).await.unwrap();
+    let end = next_matching(&mut ea, T, "the resumed transfer to end", |e| {
+        (e.transfer_id() == Some(id) && e.ends_transfer()).then(|| e.clone())
+    })
+    .await;
+    let Event::TransferComplete {
+        failed: 0,
+        transferred,
+        ..
+    } = end
+    else {
+        panic!("{end:?}");
+    };
+    // whole 1 MiB chunks of the part were proven; only the rest crossed
+    let proven = held / MIB * MIB;
+    assert_eq!(transferred, size - proven);
+    assert_eq!(a.transfer_stats().bytes_sent, size - proven);
+    assert!(transferred < size);
+    assert_eq!(std::fs::read(dl.join("video.mp4")).unwrap(), data);
+    assert!(!part.exists());
+    let done = up.wait_event("transfer_done");
+    assert_eq!(done["blake3"], blake3::hash(&data).to_hex().as_str());
+    a.shutdown().await.unwrap();
+}

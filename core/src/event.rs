@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerId;
-use crate::proto::messaging::{MessageId, MessageInfo, Status};
 use crate::net::transfer::OfferEntry;
+use crate::proto::messaging::{MessageId, MessageInfo, Status};
 use crate::proto::transfer::{Direction, TransferId};
 use crate::proto::wire::DeviceKind;
 

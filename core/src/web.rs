@@ -27,6 +27,8 @@
 //! - [`auth`]: PIN, rate limits, sessions, who is calling, the Origin check.
 //! - [`guests`]: browser guests as peers, and their chat with the owner.
 //! - [`api`]: the owner's REST API (peers, trust, settings, messages).
+//! - [`files`]: uploads (the owner's to send, guests' with consent), offers,
+//!   received files, downloads.
 //! - [`socket`]: the WebSocket event stream.
 //! - [`assets`]: the embedded static files.
 //!
@@ -35,6 +37,7 @@
 pub(crate) mod api;
 pub(crate) mod assets;
 pub(crate) mod auth;
+pub(crate) mod files;
 pub(crate) mod guests;
 pub(crate) mod socket;
 
@@ -176,6 +179,7 @@ pub(crate) struct AppState {
     pub options: WebOptions,
     pub limiter: auth::Limiter,
     pub guests: guests::Guests,
+    pub files: files::Files,
     /// Cancelled when the server stops: long-lived handlers (WebSockets) end.
     pub stop: CancellationToken,
 }
@@ -195,6 +199,15 @@ impl AppState {
             n.emit(e);
         }
     }
+
+    /// A guest's session ended (logout, expiry, block): its offers and
+    /// shares end too, and it leaves the peer list.
+    pub fn guest_left(&self, id: PeerId) {
+        for e in self.files.guest_left(&id) {
+            self.emit(e);
+        }
+        self.emit(Event::PeerLost { id });
+    }
 }
 
 /// Starts serving on `bound` until the node shuts down (the task is owned by
@@ -203,11 +216,13 @@ pub(crate) fn serve(node: &Node, bound: Bound, options: WebOptions) -> tokio::ta
     let app = new_app(node, bound.info, options);
     let stop = app.stop.clone();
     let sweeper = guests::spawn_sweeper(app.clone());
+    let watcher = files::spawn_watcher(app.clone(), node);
     let router = router(app);
     tokio::spawn(async move {
         // Aborting this task drops the guard: WebSockets and the sweeper end.
         let _guard = stop.clone().drop_guard();
         let _sweeper = AbortOnDrop(sweeper);
+        let _watcher = AbortOnDrop(watcher);
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(bound.listener, service)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -224,6 +239,7 @@ pub(crate) fn new_app(node: &Node, info: WebInfo, options: WebOptions) -> App {
         node: node.downgrade(),
         me: node.id(),
         guests: guests::Guests::new(node.id(), options.max_guests, options.session_idle),
+        files: files::Files::new(node.data_dir()),
         info,
         options,
         limiter: auth::Limiter::default(),
@@ -245,6 +261,7 @@ pub(crate) fn router(app: App) -> Router {
         .merge(auth::routes())
         .merge(api::routes())
         .merge(guests::routes())
+        .merge(files::routes())
         .merge(socket::routes())
         .fallback(assets::serve)
         .layer(axum::middleware::from_fn(auth::check_origin))

@@ -126,11 +126,11 @@ async fn set_trust(
     let node = app.node()?;
     if let Some(peer) = app.guests.set_trust(&id, req.trust) {
         node.store().set_trust(&id, req.trust)?;
-        app.emit(if req.trust == Trust::Blocked {
-            Event::PeerLost { id }
+        if req.trust == Trust::Blocked {
+            app.guest_left(id);
         } else {
-            Event::PeerUpdated { peer }
-        });
+            app.emit(Event::PeerUpdated { peer });
+        }
     } else {
         node.set_trust(id, req.trust).await?;
     }

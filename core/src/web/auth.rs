@@ -360,7 +360,7 @@ async fn login(
 /// Ends the caller's guest session.
 async fn logout(State(app): State<App>, Guest(id): Guest) -> Response {
     if app.guests.remove(&id) {
-        app.emit(crate::Event::PeerLost { id });
+        app.guest_left(id);
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(

@@ -262,7 +262,7 @@ pub(crate) fn spawn_sweeper(app: App) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             let Some(app) = weak.upgrade() else { return };
             for id in app.guests.expire(Instant::now()) {
-                app.emit(Event::PeerLost { id });
+                app.guest_left(id);
             }
         }
     })

@@ -43,7 +43,40 @@ fn concerns(guest: &PeerId, e: &Event) -> bool {
         Event::MessageStatus { peer, .. } => peer == guest,
         Event::PeerUpdated { peer } | Event::PeerConnected { peer, .. } => peer.id == *guest,
         Event::PeerLost { id } => id == guest,
+        Event::Offer { peer, .. }
+        | Event::Progress { peer, .. }
+        | Event::TransferDone { peer, .. }
+        | Event::TransferFailed { peer, .. }
+        | Event::TransferCancelled { peer, .. }
+        | Event::TransferRejected { peer, .. }
+        | Event::TransferComplete { peer, .. } => peer == guest,
         _ => false,
+    }
+}
+
+/// An event as a guest may see it: where files landed on the owner's disk is
+/// none of its business (the file name is enough).
+fn for_guest(e: Event) -> Event {
+    match e {
+        Event::TransferDone {
+            id,
+            peer,
+            direction: direction @ crate::proto::transfer::Direction::Receive,
+            path,
+            bytes,
+            blake3,
+        } => Event::TransferDone {
+            id,
+            peer,
+            direction,
+            path: std::path::Path::new(&path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            bytes,
+            blake3,
+        },
+        other => other,
     }
 }
 
@@ -61,9 +94,11 @@ async fn run(app: App, caller: Caller, mut socket: WebSocket, mut events: crate:
         tokio::select! {
             e = events.recv() => {
                 let Some(e) = e else { break };
-                if let Caller::Guest(id) = caller && !concerns(&id, &e) {
-                    continue;
-                }
+                let e = match caller {
+                    Caller::Owner => e,
+                    Caller::Guest(id) if concerns(&id, &e) => for_guest(e),
+                    Caller::Guest(_) => continue,
+                };
                 let text = serde_json::to_string(&e).expect("events serialize");
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     break;

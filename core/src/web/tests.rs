@@ -39,6 +39,8 @@ async fn fixture_with(options: WebOptions) -> Fixture {
         pin: "123456".into(),
     };
     let app = new_app(&node, info, options);
+    // Follows events as the real server does (aborted with the node's runtime).
+    drop(files::spawn_watcher(app.clone(), &node));
     Fixture {
         _dir: dir,
         node,
@@ -506,4 +508,346 @@ async fn an_optional_web_address_in_use_only_warns() {
     }
     assert!(saw);
     node.shutdown().await.unwrap();
+}
+
+/// A multipart body with one part per (path, bytes).
+fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----pcboundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (path, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn upload(
+    from: &str,
+    path: &str,
+    cookie: Option<&str>,
+    files: &[(&str, &[u8])],
+    with_length: bool,
+) -> Request<Body> {
+    let host = host_for(from);
+    let (ct, body) = multipart(files);
+    let mut b = Request::post(path)
+        .header(header::HOST, host)
+        .header(header::ORIGIN, format!("http://{host}"))
+        .header(header::CONTENT_TYPE, ct);
+    if with_length {
+        b = b.header(header::CONTENT_LENGTH, body.len());
+    }
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+#[tokio::test]
+async fn uploads_over_the_cap_are_refused_whether_announced_or_not() {
+    let f = fixture_with(WebOptions {
+        max_upload: 1000,
+        ..WebOptions::default()
+    })
+    .await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    let big = vec![7u8; 5000];
+    // Announced by Content-Length: refused before a byte is stored.
+    let r = f
+        .call(
+            OWNER,
+            upload(
+                OWNER,
+                &format!("/api/send?to={guest}"),
+                None,
+                &[("big.bin", &big)],
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    // Not announced (streamed): refused when the count passes the cap.
+    let r = f
+        .call(
+            OWNER,
+            upload(
+                OWNER,
+                &format!("/api/send?to={guest}"),
+                None,
+                &[("big.bin", &big)],
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    // Nothing is left behind in the outbox.
+    let outbox = f.node.data_dir().join("web-outbox");
+    let left = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0);
+    // A guest cannot even offer more than the cap.
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/offers",
+                Some(&cookie),
+                serde_json::json!({"entries": [{"path": "big.bin", "size": 5000}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_offer_that_cannot_fit_on_disk_is_refused() {
+    let f = fixture_with(WebOptions {
+        max_upload: u64::MAX,
+        ..WebOptions::default()
+    })
+    .await;
+    let (cookie, _) = login(&f, PHONE, "phone").await;
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/offers",
+                Some(&cookie),
+                serde_json::json!({"entries": [{"path": "huge.iso", "size": 1u64 << 62}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{}", r.json);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guest_uploads_only_after_consent_and_never_more_than_offered() {
+    let f = fixture().await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    let mut events = f.node.subscribe();
+    let offer = |entries: serde_json::Value| {
+        post(
+            PHONE,
+            "/api/guest/offers",
+            Some(&cookie),
+            serde_json::json!({ "entries": entries }),
+        )
+    };
+    // Unsafe paths are refused like any peer's offer.
+    let r = f
+        .call(
+            PHONE,
+            offer(serde_json::json!([{"path": "../etc/passwd", "size": 1}])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    let r = f
+        .call(
+            PHONE,
+            offer(
+                serde_json::json!([{"path": "a.txt", "size": 5}, {"path": "dir/b.txt", "size": 3}]),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["state"], "offered");
+    let id = r.json["id"].as_str().unwrap().to_string();
+    // The owner hears of it as an offer from the guest.
+    let e = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(e @ Event::Offer { .. }) = events.recv().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(&e, Event::Offer { peer, files: 2, total_bytes: 8, auto_accepted: false, .. } if *peer == guest)
+    );
+    let send = |files: &[(&str, &[u8])]| {
+        upload(
+            PHONE,
+            &format!("/api/guest/offers/{id}/upload"),
+            Some(&cookie),
+            files,
+            true,
+        )
+    };
+    // Not before the owner said yes.
+    let r = f.call(PHONE, send(&[("a.txt", b"hello")])).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    let r = f
+        .call(
+            OWNER,
+            post(
+                OWNER,
+                &format!("/api/offers/{id}/accept"),
+                None,
+                serde_json::json!({}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = f
+        .call(PHONE, send(&[("a.txt", b"hello"), ("dir/b.txt", b"abc")]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["failed"], 0);
+    let downloads = f.node.config().downloads.clone();
+    assert_eq!(std::fs::read(downloads.join("a.txt")).unwrap(), b"hello");
+    assert_eq!(std::fs::read(downloads.join("dir/b.txt")).unwrap(), b"abc");
+    // Once is enough.
+    let r = f.call(PHONE, send(&[("a.txt", b"hello")])).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // The owner lists them as received, with a working download link.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = f.call(OWNER, get(OWNER, "/api/received", None)).await;
+        if r.json.as_array().is_some_and(|a| a.len() == 2) {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "received: {}",
+            r.json
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let names: Vec<&str> = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"a.txt") && names.contains(&"b.txt"),
+        "{names:?}"
+    );
+    let a = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "a.txt")
+        .unwrap();
+    assert_eq!(a["blake3"], blake3::hash(b"hello").to_hex().to_string());
+    let req = get(OWNER, a["url"].as_str().unwrap(), None);
+    let from: SocketAddr = OWNER.parse().unwrap();
+    let res = router(f.app.clone())
+        .layer(MockConnectInfo(from))
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"hello");
+
+    // A second offer: a part larger than offered is cut off and nothing of it stays.
+    let r = f
+        .call(
+            PHONE,
+            offer(serde_json::json!([{"path": "c.txt", "size": 2}])),
+        )
+        .await;
+    let id2 = r.json["id"].as_str().unwrap().to_string();
+    f.call(
+        OWNER,
+        post(
+            OWNER,
+            &format!("/api/offers/{id2}/accept"),
+            None,
+            serde_json::json!({}),
+        ),
+    )
+    .await;
+    let r = f
+        .call(
+            PHONE,
+            upload(
+                PHONE,
+                &format!("/api/guest/offers/{id2}/upload"),
+                Some(&cookie),
+                &[("c.txt", b"much more than two bytes")],
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    assert!(!downloads.join("c.txt").exists());
+    assert!(!downloads.join("c.txt.part").exists());
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn files_the_owner_sends_a_guest_are_for_that_guest_only() {
+    let f = fixture().await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    let (other, _) = login(&f, "10.77.0.10:1", "tablet").await;
+    let r = f
+        .call(
+            OWNER,
+            upload(
+                OWNER,
+                &format!("/api/send?to={guest}"),
+                None,
+                &[("folder/pic.jpg", b"JPEGDATA")],
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["shares"].as_array().unwrap().len(), 1);
+    let r = f
+        .call(PHONE, get(PHONE, "/api/guest/shared", Some(&cookie)))
+        .await;
+    let file = &r.json[0]["files"][0];
+    assert_eq!(file["path"], "folder/pic.jpg");
+    let url = file["url"].as_str().unwrap().to_string();
+    let r = f
+        .call("10.77.0.10:1", get("10.77.0.10:1", &url, Some(&other)))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let from: SocketAddr = PHONE.parse().unwrap();
+    let res = router(f.app.clone())
+        .layer(MockConnectInfo(from))
+        .oneshot(get(PHONE, &url, Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("pic.jpg")
+    );
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"JPEGDATA");
+    // When the guest leaves, its share and the staged copy go.
+    let r = f
+        .call(
+            PHONE,
+            post(PHONE, "/api/logout", Some(&cookie), serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let outbox = f.node.data_dir().join("web-outbox");
+    let left = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0);
+    f.node.shutdown().await.unwrap();
 }

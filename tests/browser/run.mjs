@@ -4,7 +4,8 @@
 // Screenshots of every view, at phone (360 px) and desktop widths, go to
 // tests/browser/out/ (or $SCREENSHOTS).
 
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes, createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CHROMIUM, UpNode, launch, makeNamespaces, netnsUnavailable, tempDir } from './lib/env.mjs';
@@ -33,8 +34,17 @@ async function step(name, fn) {
     failed = true;
     results.push({ name, ok: false });
     console.log(`FAIL ${name}\n${e.stack || e}`);
+    // What each page showed when it failed.
+    for (const [label, page] of Object.entries(pages)) {
+      await page.screenshot({ path: join(OUT, `FAILED-${label}.png`) }).catch(() => {});
+      const toasts = await page.locator('.toast').allTextContents().catch(() => []);
+      if (toasts.length) console.log(`  ${label} page says: ${toasts.join(' | ')}`);
+    }
   }
 }
+
+/** Pages by name, for failure screenshots. */
+const pages = {};
 
 function skip(name, why) {
   results.push({ name, ok: true, skipped: true });
@@ -48,6 +58,8 @@ const VIEWPORTS = { phone: { width: 360, height: 740 }, desktop: { width: 1280, 
 /** Saves `name-phone.png` and `name-desktop.png` of the page as it is. */
 async function shoot(page, name, { dark = false } = {}) {
   const before = page.viewportSize();
+  // Toasts come and go: leave them out of the pictures.
+  await page.evaluate(() => document.querySelectorAll('.toast').forEach((t) => t.remove()));
   if (dark) await page.emulateMedia({ colorScheme: 'dark' });
   for (const [size, vp] of Object.entries(VIEWPORTS)) {
     await page.setViewportSize(vp);
@@ -56,6 +68,14 @@ async function shoot(page, name, { dark = false } = {}) {
   }
   if (dark) await page.emulateMedia({ colorScheme: 'light' });
   await page.setViewportSize(before);
+}
+
+const sha = (b) => createHash('sha256').update(b).digest('hex');
+
+/** Clicks a download link and returns the downloaded bytes. */
+async function download(page, link) {
+  const [dl] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  return readFileSync(await dl.path());
 }
 
 /** Status of a same-origin fetch made by the page itself. */
@@ -91,6 +111,7 @@ async function main() {
     const ctxB = await owner.newContext({ viewport: VIEWPORTS.desktop, acceptDownloads: true });
     const pa = await ctxA.newPage();
     const pb = await ctxB.newPage();
+    Object.assign(pages, { A: pa, B: pb });
     for (const [p, n] of [[pa, 'A'], [pb, 'B']]) {
       p.setDefaultTimeout(T);
       p.on('pageerror', (e) => { console.log(`page ${n} error: ${e.message}`); failed = true; });
@@ -142,6 +163,36 @@ async function main() {
       await shoot(pa, 'chat', { dark: true });
     });
 
+    // Files made here, compared byte for byte after their trip.
+    const photo = { name: 'photo.bin', mimeType: 'application/octet-stream', buffer: randomBytes(3 << 20) };
+    const notes = { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('PeerConnect notes\n'.repeat(500)) };
+
+    await step("A's page sends two files to B; B's page accepts; B's download is byte-identical", async () => {
+      await pa.goto(`${a.webUrl}#peers`);
+      await pa.getByRole('button', { name: 'Send files to beta' }).click();
+      await pa.locator('#view-send').waitFor();
+      await pa.setInputFiles('#send-files', [photo, notes]);
+      await pa.locator('.picked li', { hasText: 'photo.bin' }).waitFor();
+      check(await pa.isChecked(`#to-${b.id}`), 'beta is not preselected');
+      await shoot(pa, 'send');
+      await pb.goto(`${b.webUrl}#transfers`);
+      await pa.getByRole('button', { name: /^Send 2 files to 1 device/ }).click();
+      const offer = pb.locator('.transfer.offer', { hasText: 'alpha wants to send you 2 files' });
+      await offer.waitFor();
+      await shoot(pb, 'offer');
+      await offer.getByRole('button', { name: /Accept/ }).click();
+      const link = pb.locator('.received-file', { hasText: 'photo.bin' }).getByRole('link', { name: /Download/ });
+      await link.waitFor();
+      const got = await download(pb, link);
+      check(sha(got) === sha(photo.buffer), `photo.bin differs after the transfer (${got.length} bytes)`);
+      const got2 = await download(pb, pb.locator('.received-file', { hasText: 'notes.txt' }).getByRole('link', { name: /Download/ }));
+      check(sha(got2) === sha(notes.buffer), 'notes.txt differs after the transfer');
+      await pa.locator('#view-send .transfer.state-complete').waitFor();
+      await shoot(pa, 'send-done');
+      await shoot(pb, 'transfers');
+      await shoot(pb, 'transfers', { dark: true });
+    });
+
     await step('the settings view shows the PIN and saves a name for the next start', async () => {
       await pa.goto(`${a.webUrl}#settings`);
       await pa.locator('.pin', { hasText: a.pin }).waitFor();
@@ -160,6 +211,7 @@ async function main() {
       browsers.push(guestBrowser);
       const gctx = await guestBrowser.newContext({ viewport: VIEWPORTS.phone, acceptDownloads: true });
       const pg = await gctx.newPage();
+      pages.guest = pg;
       pg.setDefaultTimeout(T);
       pg.on('pageerror', (e) => { console.log(`guest page error: ${e.message}`); failed = true; });
       const lanUrl = `http://${ns.sIp}:${new URL(b.webUrl).port}/`;
@@ -207,6 +259,61 @@ async function main() {
         await pb.keyboard.press('Enter');
         await pg.locator('.msg.in .bubble', { hasText: 'Welcome, phone' }).waitFor();
         await shoot(pg, 'guest-chat');
+      });
+
+      const video = { name: 'holiday.mp4', mimeType: 'video/mp4', buffer: randomBytes(6 << 20) };
+      await step('the guest uploads files, the owner accepts, and sees it in progress', async () => {
+        check(await fetchStatus(pg, '/api/guest/offers', {
+          method: 'POST', headers: { 'Content-Type': 'application/json' }, credentials: 'omit',
+          body: JSON.stringify({ entries: [{ path: 'x', size: 1, dir: false }] }),
+        }) === 401, 'an offer without the session cookie was not refused');
+        // A slow uplink (DevTools throttling) keeps the upload in progress
+        // long enough to look at it.
+        const cdp = await gctx.newCDPSession(pg);
+        await cdp.send('Network.enable');
+        await cdp.send('Network.emulateNetworkConditions', {
+          offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: Number(process.env.UPLOAD_BPS || (1 << 20)),
+        });
+        await pg.goto(`${lanUrl}#send`);
+        await pg.setInputFiles('#gsend-files', [video, notes]);
+        await pg.getByRole('button', { name: 'Send 2 files' }).click();
+        await pg.locator('.transfer', { hasText: 'Waiting for an answer' }).waitFor();
+        await pb.goto(`${b.webUrl}#transfers`);
+        const offer = pb.locator('.transfer.offer', { hasText: 'Test phone wants to send you 2 files' });
+        await offer.waitFor();
+        await offer.getByRole('button', { name: /Accept/ }).click();
+        // Part of it is there, not all of it: a transfer in progress.
+        const card = pb.locator('.transfer.state-running', { hasText: 'From Test phone' });
+        await card.waitFor();
+        await pb.waitForFunction(() => {
+          const p = document.querySelector('.transfer.state-running .overall progress');
+          return p && p.value > 0 && p.value < p.max;
+        });
+        await shoot(pb, 'transfer');
+        await shoot(pg, 'guest-send');
+        await cdp.send('Network.emulateNetworkConditions', {
+          offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1,
+        });
+        await pg.locator('.transfer.state-complete').waitFor({ timeout: 60000 });
+        const link = pb.locator('.received-file', { hasText: 'holiday.mp4' }).getByRole('link', { name: /Download/ });
+        await link.waitFor();
+        const got = await download(pb, link);
+        check(sha(got) === sha(video.buffer), `holiday.mp4 differs after the upload (${got.length} bytes)`);
+      });
+
+      await step('the owner sends a file to the guest, which downloads it', async () => {
+        await pb.goto(`${b.webUrl}#send`);
+        await pb.setInputFiles('#send-files', [photo]);
+        await pb.locator('.target', { hasText: 'Test phone' }).locator('input').check();
+        await pb.getByRole('button', { name: /^Send 1 file to/ }).click();
+        await pg.goto(`${lanUrl}#files`);
+        const link = pg.locator('.received-file', { hasText: 'photo.bin' }).getByRole('link', { name: /Download/ });
+        await link.waitFor();
+        await shoot(pg, 'guest-files');
+        const got = await download(pg, link);
+        check(sha(got) === sha(photo.buffer), 'photo.bin differs after the guest downloaded it');
+        // The owner sees the guest fetched all of it.
+        await pb.locator('#view-send .transfer.state-complete', { hasText: 'To Test phone' }).waitFor();
       });
     }
   } finally {

@@ -4,6 +4,7 @@
 import * as api from './api.js';
 import { h, fill, icon, code, toast, attempt } from './ui.js';
 import { thread } from './chat-thread.js';
+import { guestSendView, guestFilesView } from './guest-files.js';
 
 export function startGuest(root, session) {
   const me = session.guest;
@@ -37,14 +38,18 @@ export function startGuest(root, session) {
     },
   };
 
+  views.send = guestSendView(node);
+  views.files = guestFilesView(node);
+
   // --- shell ------------------------------------------------------------
-  const list = [['chat', 'Chat']];
+  const list = [['send', 'Send'], ['files', 'Files'], ['chat', 'Chat']];
   const nav = h('nav', { class: 'tabs', 'aria-label': 'Views' });
   const main = h('main', { id: 'main', tabindex: '-1' });
   for (const [name, label] of list) {
     views[name].el.hidden = true;
     main.append(views[name].el);
-    nav.append(h('a', { href: `#${name}`, class: 'tab', dataset: { view: name } }, icon(name), h('span', { class: 'tab-label' }, label)));
+    const ic = name === 'files' ? 'download' : name;
+    nav.append(h('a', { href: `#${name}`, class: 'tab', dataset: { view: name } }, icon(ic), h('span', { class: 'tab-label' }, label)));
   }
   const logout = h('button', { class: 'link', onclick: async () => { await attempt(() => api.post('/api/logout')); location.reload(); } }, 'Leave');
   const header = h('header', { class: 'top' },

@@ -2,10 +2,13 @@
 // navigation, the shared state, and the event stream feeding every view.
 
 import * as api from './api.js';
-import { h, fill, icon, toast } from './ui.js';
+import { h, fill, icon, toast, attempt } from './ui.js';
 import { peersView } from './owner/peers.js';
 import { chatView } from './owner/chat.js';
 import { settingsView } from './owner/settings.js';
+import { sendView } from './owner/send.js';
+import { transfersView } from './owner/transfers.js';
+import { transfersModel } from './transfers-model.js';
 
 /** What the views share. */
 export function createState(session) {
@@ -16,6 +19,7 @@ export function createState(session) {
     /** peer ids picked as targets in the Send view */
     targets: new Set(),
     web: null,
+    transfers: transfersModel(),
   };
 }
 
@@ -27,9 +31,12 @@ export function startOwner(root, session) {
     go: (name, arg) => show(name, arg),
     peerName: (id) => state.peers.get(id)?.name || id.slice(0, 8),
     refreshPeers: () => refreshPeers(),
+    transferActions: (t) => transferActions(t),
   };
   const list = [
     ['peers', 'Devices', peersView(ctx)],
+    ['send', 'Send', sendView(ctx)],
+    ['transfers', 'Transfers', transfersView(ctx)],
     ['chat', 'Chat', chatView(ctx)],
     ['settings', 'Settings', settingsView(ctx)],
   ];
@@ -69,6 +76,24 @@ export function startOwner(root, session) {
     if (name !== current || arg) show(name, arg && decodeURIComponent(arg));
   });
 
+  /** Pause, resume and cancel buttons for a transfer that is not over. */
+  function transferActions(t) {
+    if (state.transfers.isFinal(t) || (t.direction === 'receive' && t.state === 'offered')) return [];
+    const call = (what) => attempt(() => api.post(`/api/transfers/${t.id}/${what}`));
+    const out = [];
+    const guest = state.peers.get(t.peer)?.kind === 'browser';
+    if (!guest && t.state === 'running') out.push(h('button', { onclick: () => call('pause') }, 'Pause'));
+    if (!guest && t.state === 'paused') out.push(h('button', { onclick: () => call('resume') }, 'Resume'));
+    out.push(h('button', { class: 'danger', onclick: () => call('cancel') }, 'Cancel'));
+    return out;
+  }
+
+  async function refreshTransfers() {
+    const [list, offers] = await Promise.all([api.get('/api/transfers'), api.get('/api/offers')]);
+    state.transfers.load(list);
+    for (const o of offers) state.transfers.apply(o);
+  }
+
   async function refreshPeers() {
     const peers = await api.get('/api/peers');
     state.peers = new Map(peers.map((p) => [p.id, p]));
@@ -105,6 +130,8 @@ export function startOwner(root, session) {
     if (e.event.startsWith('peer_')) {
       for (const v of Object.values(views)) v.peersChanged?.();
     }
+    state.transfers.apply(e);
+    if (e.event === 'offer' && !e.auto_accepted) toast(`${e.name} wants to send you ${e.files} file${e.files === 1 ? '' : 's'}`);
     for (const v of Object.values(views)) v.onEvent?.(e);
   }
 
@@ -114,6 +141,7 @@ export function startOwner(root, session) {
     if (open) {
       // Anything may have changed while the stream was down.
       await refreshPeers().catch((e) => toast(e.message, 'error'));
+      await refreshTransfers().catch((e) => toast(e.message, 'error'));
       for (const v of Object.values(views)) v.refresh?.();
     }
   });

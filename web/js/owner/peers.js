@@ -91,7 +91,7 @@ export function peersView(ctx) {
       fill(empty,
         h('p', {}, h('strong', {}, 'No devices found yet.')),
         h('p', { class: 'muted' }, 'Devices running PeerConnect on this network appear here by themselves.'),
-        w ? h('p', { class: 'muted' }, 'A phone without the app: open ', h('span', { class: 'mono' }, w.url),
+        w && !/\/\/(127\.|\[::1\])/.test(w.url) ? h('p', { class: 'muted' }, 'A phone without the app: open ', h('span', { class: 'mono' }, w.url),
           ' and enter the PIN ', h('strong', { class: 'mono' }, w.pin), '.') : null);
     }
   }

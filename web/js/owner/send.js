@@ -82,6 +82,7 @@ export function sendView(ctx) {
       h('div', { class: 'overall' }, bar, text));
     uploads.append(row);
     sendingBox.hidden = false;
+    sendingBox.scrollIntoView({ block: 'start' });
     pick.clear();
     const query = to.map((id) => `to=${encodeURIComponent(id)}`).join('&');
     try {

@@ -266,12 +266,23 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Whether the browser says another site made the request (`<img>`,
+/// `<script>`, a form): such a page must not even read-only use the API.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v == "cross-site" || v == "same-site")
+}
+
 /// Middleware: refuses state-changing requests and WebSocket upgrades from
-/// another origin (403).
+/// another origin, and any API request another site's page made (403).
 pub(crate) async fn check_origin(req: Request, next: Next) -> Response {
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let upgrade = req.headers().contains_key(header::UPGRADE);
-    if (changes || upgrade) && !same_origin(req.headers()) {
+    let api = req.uri().path().starts_with("/api/");
+    if ((changes || upgrade) && !same_origin(req.headers()))
+        || (api && from_another_site(req.headers()))
+    {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "cross-origin request refused (Origin must match Host)",

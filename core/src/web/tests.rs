@@ -290,6 +290,21 @@ async fn cross_origin_requests_are_refused() {
         .body(Body::from(r#"{"pin":"123456"}"#))
         .unwrap();
     assert_eq!(f.call(PHONE, req).await.status, StatusCode::FORBIDDEN);
+    // Another site's <img> or <script> pointing at the owner's API is refused
+    // too, though it could not read the answer.
+    let req = Request::get("/api/peers")
+        .header(header::HOST, "127.0.0.1:47480")
+        .header("sec-fetch-site", "cross-site")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.call(OWNER, req).await.status, StatusCode::FORBIDDEN);
+    // The UI's files may be loaded from anywhere (they hold nothing private).
+    let req = Request::get("/")
+        .header(header::HOST, "127.0.0.1:47480")
+        .header("sec-fetch-site", "cross-site")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.call(OWNER, req).await.status, StatusCode::OK);
     f.node.shutdown().await.unwrap();
 }
 

@@ -4,7 +4,7 @@
 // Screenshots of every view, at phone (360 px) and desktop widths, go to
 // tests/browser/out/ (or $SCREENSHOTS).
 
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -193,6 +193,34 @@ async function main() {
       await shoot(pb, 'transfers', { dark: true });
     });
 
+    await step('a folder (picked or dropped) keeps its structure on the way', async () => {
+      const dir = join(work, 'Album');
+      mkdirSync(join(dir, 'day 2'), { recursive: true });
+      writeFileSync(join(dir, 'cover.txt'), 'cover');
+      writeFileSync(join(dir, 'day 2', 'näht.txt'), 'second day');
+      await pa.goto(`${a.webUrl}#send`);
+      await pa.setInputFiles('#send-folder', dir);
+      await pa.locator('.picked li', { hasText: 'Album/day 2/näht.txt' }).waitFor();
+      // A drop of a plain file adds to the list.
+      await pa.evaluate(() => {
+        const dt = new DataTransfer();
+        dt.items.add(new File(['dropped bytes'], 'dropped.txt', { type: 'text/plain' }));
+        document.querySelector('#send-zone').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      });
+      await pa.locator('.picked li', { hasText: 'dropped.txt' }).waitFor();
+      await pa.getByRole('button', { name: /^Send 3 files to 1 device/ }).click();
+      await pb.goto(`${b.webUrl}#transfers`);
+      const offer = pb.locator('.transfer.offer', { hasText: 'alpha wants to send you 3 files' });
+      await offer.waitFor();
+      check(await offer.getByText('Album/day 2/näht.txt').isVisible(), 'the folder path is not in the offer');
+      await offer.getByRole('button', { name: /Accept/ }).click();
+      const link = pb.locator('.received-file', { hasText: 'näht.txt' }).getByRole('link', { name: /Download/ });
+      await link.waitFor();
+      check((await download(pb, link)).toString() === 'second day', 'näht.txt differs');
+      const where = await pb.locator('.received-file', { hasText: 'näht.txt' }).locator('.file-name').getAttribute('title');
+      check(where.endsWith('/Album/day 2/näht.txt'), `received at ${where}`);
+    });
+
     await step('the settings view shows the PIN and saves a name for the next start', async () => {
       await pa.goto(`${a.webUrl}#settings`);
       await pa.locator('.pin', { hasText: a.pin }).waitFor();
@@ -202,6 +230,23 @@ async function main() {
       await shoot(pa, 'settings');
       await pa.fill('#set-name', 'alpha');
       await pa.getByRole('button', { name: 'Save' }).click();
+    });
+
+    await step('every view is reachable with the keyboard alone', async () => {
+      await pa.goto(`${a.webUrl}#peers`);
+      await pa.reload();
+      await pa.locator('.link-state.live').waitFor();
+      await pa.keyboard.press('Tab');
+      check(await pa.evaluate(() => document.activeElement.classList.contains('skip')),
+        'the first Tab does not reach the skip link');
+      const onTab = (name) => pa.evaluate((n) => document.activeElement?.dataset?.view === n, name);
+      for (let i = 0; i < 30 && !(await onTab('transfers')); i++) await pa.keyboard.press('Tab');
+      check(await onTab('transfers'), 'Tab never reaches the Transfers tab');
+      const ring = await pa.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+      check(ring !== 'none', 'the focused tab shows no focus ring');
+      await pa.keyboard.press('Enter');
+      await pa.locator('#view-transfers').waitFor();
+      check(await pa.isHidden('#view-peers'), 'Enter on the Transfers tab did not switch views');
     });
 
     if (!ns) {

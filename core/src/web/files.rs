@@ -1080,7 +1080,6 @@ fn guest_progress(
 
 /// One file being written from an upload.
 struct Incoming {
-    index: usize,
     rel: String,
     part: PathBuf,
     target: PathBuf,
@@ -1254,7 +1253,6 @@ async fn receive_upload(
         let part = tfs::part_path(&target);
         let f = tfs::open_part(&part, 0).map_err(|e| internal(e.to_string()))?;
         let mut inc = Incoming {
-            index: i,
             rel: path.as_str().to_string(),
             part,
             target,
@@ -1325,7 +1323,6 @@ async fn receive_upload(
             let _ = std::fs::remove_file(&inc.part);
             internal(format!("placing {}: {e}", inc.rel))
         })?;
-        let _ = inc.index;
         app.emit(Event::TransferDone {
             id,
             peer: guest,

@@ -563,6 +563,11 @@ async fn store_fields(
         let mut f = tokio::fs::File::from_std(f);
         let mut size = 0u64;
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            // Without a Content-Length nothing was checked up front: keep
+            // the margin free as the bytes come.
+            if (total + chunk.len() as u64) / SPACE_MARGIN > total / SPACE_MARGIN {
+                check_space(dir, 0)?;
+            }
             total += chunk.len() as u64;
             if total > max {
                 return Err(too_large(max));

@@ -15,7 +15,7 @@ export function guestSendView(node) {
   const pick = picker({ id: 'gsend', onChange: () => update(), label: `Drop files or folders to send to ${node.name}` });
   const button = h('button', { type: 'submit', class: 'primary big', disabled: true }, icon('send'), 'Send');
   const list = h('ul', { class: 'transfer-list', 'aria-label': 'Sent files' });
-  const form = h('form', { class: 'send-form' }, h('div', { class: 'card' }, pick.el), h('div', { class: 'send-bar' }, button));
+  const form = h('form', { class: 'send-form single' }, h('div', { class: 'card' }, pick.el), h('div', { class: 'send-bar' }, button));
   const el = h('section', { class: 'view', 'aria-labelledby': 'g-send-title' },
     h('div', { class: 'view-head' }, h('h1', { id: 'g-send-title' }, `Send to ${node.name}`)),
     form, h('div', { class: 'sending' }, list));

@@ -36,6 +36,27 @@ pub enum Request {
     Peers,
     /// Set the trust of a peer named by `peer` (id, prefix, name).
     SetTrust { peer: String, trust: Trust },
+    /// Send files and folders to each peer in `to` (id, prefix, name or
+    /// `HOST:PORT`); streams the transfers' events until each one ends.
+    Send {
+        to: Vec<String>,
+        paths: Vec<std::path::PathBuf>,
+    },
+    /// Stream incoming offers and transfers; with `yes`, accept every offer
+    /// (into `dir`, else the node's download folder); with `once`, end after
+    /// the first accepted transfer ends.
+    Receive {
+        dir: Option<std::path::PathBuf>,
+        yes: bool,
+        once: bool,
+    },
+    /// Answer an offer: accept all of it (into `dir`, else the download
+    /// folder), or refuse it.
+    Answer {
+        id: crate::net::transfer::TransferId,
+        accept: bool,
+        dir: Option<std::path::PathBuf>,
+    },
     /// Find peers through the DHT by id or name.
     Find { query: String },
     /// The id and name of the peer `peer` names (id, prefix, name, or
@@ -67,27 +88,6 @@ pub enum Request {
     /// hangs up or the node stops. The first line is the node's `listening`
     /// event, written once the node is subscribed.
     Events,
-    /// Send files and folders to each peer in `to` (id, prefix, name or
-    /// `HOST:PORT`); streams the transfers' events until each one ends.
-    Send {
-        to: Vec<String>,
-        paths: Vec<std::path::PathBuf>,
-    },
-    /// Stream incoming offers and transfers; with `yes`, accept every offer
-    /// (into `dir`, else the node's download folder); with `once`, end after
-    /// the first accepted transfer ends.
-    Receive {
-        dir: Option<std::path::PathBuf>,
-        yes: bool,
-        once: bool,
-    },
-    /// Answer an offer: accept all of it (into `dir`, else the download
-    /// folder), or refuse it.
-    Answer {
-        id: crate::net::transfer::TransferId,
-        accept: bool,
-        dir: Option<std::path::PathBuf>,
-    },
 }
 
 fn default_history_page() -> usize {
@@ -180,6 +180,18 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
                 node.set_trust(id, trust).await?;
                 serde_json::json!({ "id": id, "trust": trust })
             }
+            Request::Send { to, paths } => transfer::send(node, &to, &paths, w).await?,
+            Request::Receive { dir, yes, once } => {
+                transfer::receive(node, dir, yes, once, w).await?
+            }
+            Request::Answer { id, accept, dir } => {
+                match (accept, dir) {
+                    (false, _) => node.reject_offer(id)?,
+                    (true, None) => node.accept_offer(id, Default::default())?,
+                    (true, Some(d)) => node.accept_offer_into(id, Default::default(), d)?,
+                }
+                serde_json::json!({ "id": id, "accepted": accept })
+            }
             Request::Find { query } => {
                 serde_json::to_value(node.find(&query).await?).expect("records serialize")
             }
@@ -232,18 +244,6 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
                 return Err(crate::Error::Invalid(
                     "events is a streaming request".into(),
                 ));
-            }
-            Request::Send { to, paths } => transfer::send(node, &to, &paths, w).await?,
-            Request::Receive { dir, yes, once } => {
-                transfer::receive(node, dir, yes, once, w).await?
-            }
-            Request::Answer { id, accept, dir } => {
-                match (accept, dir) {
-                    (false, _) => node.reject_offer(id)?,
-                    (true, None) => node.accept_offer(id, Default::default())?,
-                    (true, Some(d)) => node.accept_offer_into(id, Default::default(), d)?,
-                }
-                serde_json::json!({ "id": id, "accepted": accept })
             }
         })
     }

@@ -95,14 +95,6 @@ pub enum Event {
     },
     /// Something failed that the user should know about.
     Error { message: String },
-    /// A direct message arrived (each message once, however often it was sent).
-    MessageReceived { message: MessageInfo },
-    /// A message we sent moved to `status` (pending, sent, delivered, read).
-    MessageStatus {
-        id: MessageId,
-        peer: PeerId,
-        status: Status,
-    },
     /// A peer offers files: answer with `Node::accept_offer` (all, some or
     /// none) or `Node::reject_offer`, unless `auto_accepted` says the node
     /// already took it (`--yes`, a trusted peer, or a resumed transfer).
@@ -185,6 +177,14 @@ pub enum Event {
         bytes: u64,
         /// File bytes that crossed the network (less than `bytes` when resumed).
         transferred: u64,
+    },
+    /// A direct message arrived (each message once, however often it was sent).
+    MessageReceived { message: MessageInfo },
+    /// A message we sent moved to `status` (pending, sent, delivered, read).
+    MessageStatus {
+        id: MessageId,
+        peer: PeerId,
+        status: Status,
     },
 }
 

@@ -105,8 +105,6 @@ impl Node {
         let links = Links::new(cmd.clone());
         let web = crate::web::bind(&config).await?;
         let mut router = Router::default();
-        let (messaging, messaging_service) =
-            crate::net::messaging::prepare(&mut router, &links, identity.peer_id(), events.clone());
         let (transfers, transfer_streams, transfer_task) = crate::net::transfer::Service::start(
             &config,
             identity.peer_id(),
@@ -115,6 +113,8 @@ impl Node {
             events.clone(),
         );
         router.transfer = Some(transfer_streams);
+        let (messaging, messaging_service) =
+            crate::net::messaging::prepare(&mut router, &links, identity.peer_id(), events.clone());
         let started = Actor::spawn(
             config.clone(),
             identity.clone(),
@@ -157,8 +157,8 @@ impl Node {
                 transfers,
             }),
         };
-        node.own_task(messaging_service.spawn(node.store().clone(), node.links().clone()));
         node.own_task(transfer_task);
+        node.own_task(messaging_service.spawn(node.store().clone(), node.links().clone()));
         #[cfg(unix)]
         if let Some(t) = crate::control::serve(node.clone()) {
             node.own_task(t);

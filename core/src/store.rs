@@ -61,9 +61,9 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         trust TEXT NOT NULL DEFAULT 'unknown'
     );",
     ),
+    transfers::MIGRATION,
     messages::MIGRATION,
     settings::MIGRATION,
-    transfers::MIGRATION,
 ];
 
 /// A peer as remembered across restarts.

@@ -356,9 +356,12 @@ fn up(dir: &std::path::Path, name: &str, connect: Option<&str>) -> UpProcess {
     UpProcess::spawn(cmd)
 }
 
-fn msg(dir: &std::path::Path, peer: &str, text: &str) -> (bool, String) {
+/// Runs `peerconnect msg`. `wait`: seconds to wait for delivery before the
+/// message counts as queued (generous where delivery is expected, so a loaded
+/// machine cannot turn "delivered" into "queued").
+fn msg(dir: &std::path::Path, peer: &str, text: &str, wait: &str) -> (bool, String) {
     let out = Command::new(peerconnect_bin())
-        .args(["msg", peer, text, "--wait", "2", "--data-dir"])
+        .args(["msg", peer, text, "--wait", wait, "--data-dir"])
         .arg(dir)
         .output()
         .expect("run peerconnect msg");
@@ -390,9 +393,9 @@ fn msg_between_two_up_processes_prints_delivered_or_queued() {
     });
 
     // through b's running node, by id and by name
-    let (ok, out) = msg(&bdir, &a_id, "hello from b");
+    let (ok, out) = msg(&bdir, &a_id, "hello from b", "30");
     assert!(ok && out.contains("delivered to alpha"), "{out}");
-    let (ok, out) = msg(&bdir, "alpha", "second");
+    let (ok, out) = msg(&bdir, "alpha", "second", "30");
     assert!(ok && out.contains("delivered"), "{out}");
     a.until(T, "a got both", |s| {
         received(s, "hello from b") == 1 && received(s, "second") == 1
@@ -412,7 +415,7 @@ fn msg_between_two_up_processes_prints_delivered_or_queued() {
     a.until(T, "a got the chat line", |s| {
         received(s, "hi via chat") == 1
     });
-    let (ok, out) = msg(&adir, "beta", "hi back");
+    let (ok, out) = msg(&adir, "beta", "hi back", "30");
     assert!(ok && out.contains("delivered to beta"), "{out}");
     chat.until(T, "chat shows the answer", |s| received(s, "hi back") == 1);
     drop(stdin);
@@ -420,7 +423,7 @@ fn msg_between_two_up_processes_prints_delivered_or_queued() {
 
     // a is down: queued by b's node, delivered when a is back
     a.stop();
-    let (ok, out) = msg(&bdir, "alpha", "while you were away");
+    let (ok, out) = msg(&bdir, "alpha", "while you were away", "2");
     assert!(ok && out.contains("queued"), "{out}");
     let mut a = up(&adir, "alpha", Some(&b_addr));
     a.until(T, "a got the queued message", |s| {
@@ -430,7 +433,7 @@ fn msg_between_two_up_processes_prints_delivered_or_queued() {
     // no node on a data dir: `msg` runs its own, dialing HOST:PORT
     let cdir = dir.path().join("c");
     let a_addr = a.listening(T)["addrs"][0].as_str().unwrap().to_string();
-    let (ok, out) = msg(&cdir, &a_addr, "from a passing node");
+    let (ok, out) = msg(&cdir, &a_addr, "from a passing node", "30");
     assert!(ok && out.contains("delivered to alpha"), "{out}");
     a.until(T, "a got it", |s| received(s, "from a passing node") == 1);
     // an unknown peer is exit code 3, an oversize message 2

@@ -76,6 +76,10 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Send files and folders to one or more peers; exits when done.
+    Send(transfer::SendArgs),
+    /// Wait for offers and accept them (asks unless --yes).
+    Receive(transfer::ReceiveArgs),
     /// Find a peer by name or PeerId through the DHT (beyond multicast reach).
     Find {
         /// A device name or a PeerId.
@@ -110,10 +114,6 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Send files and folders to one or more peers; exits when done.
-    Send(transfer::SendArgs),
-    /// Wait for offers and accept them (asks unless --yes).
-    Receive(transfer::ReceiveArgs),
     /// Run the simulator (virtual time, thousands of nodes, one seed).
     #[command(subcommand)]
     Sim(sim::SimCmd),
@@ -195,18 +195,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Block { peer, node } => set_trust(node, &peer, Trust::Blocked).await,
         Cmd::Unblock { peer, node } => set_trust(node, &peer, Trust::Unknown).await,
         Cmd::Find { query, wait, node } => find(node, &query, wait).await,
-
-        Cmd::Msg {
-            peer,
-            text,
-            wait,
-            node,
-        } => messages::msg(node, &peer, text, wait).await,
-        Cmd::Chat {
-            peer,
-            history,
-            node,
-        } => messages::chat(node, &peer, history).await,
         Cmd::Bench { what, json } => match what {
             BenchWhat::Dht(args) => bench::dht::run(args, json)
                 .await
@@ -220,6 +208,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Cmd::Send(args) => transfer::send(args).await,
         Cmd::Receive(args) => transfer::receive(args).await,
+        Cmd::Msg {
+            peer,
+            text,
+            wait,
+            node,
+        } => messages::msg(node, &peer, text, wait).await,
+        Cmd::Chat {
+            peer,
+            history,
+            node,
+        } => messages::chat(node, &peer, history).await,
         Cmd::Sim(cmd) => {
             tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
             Ok(ExitCode::SUCCESS)

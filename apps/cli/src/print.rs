@@ -68,16 +68,6 @@ impl Printer {
                     .unwrap_or_default()
             ),
             Event::Error { message } => eprintln!("error: {message}"),
-            Event::MessageReceived { message } => {
-                println!(
-                    "< message   from {}: {}",
-                    message.from.short(),
-                    message.text
-                )
-            }
-            Event::MessageStatus { id, peer, status } => {
-                println!("· message   {id} to {}: {status}", peer.short())
-            }
             Event::Offer {
                 id,
                 name,
@@ -129,6 +119,16 @@ impl Printer {
             ),
             Event::TransferRejected { id, reason, .. } => println!("  refused   {id}: {reason}"),
             Event::Progress { .. } => {}
+            Event::MessageReceived { message } => {
+                println!(
+                    "< message   from {}: {}",
+                    message.from.short(),
+                    message.text
+                )
+            }
+            Event::MessageStatus { id, peer, status } => {
+                println!("· message   {id} to {}: {status}", peer.short())
+            }
             other => println!(
                 "{}",
                 serde_json::to_string(other).expect("events serialize")

@@ -25,7 +25,7 @@ use crate::event::{Event, PeerInfo, Trust};
 use crate::identity::{Identity, PeerId, verification_code};
 use crate::net::discovery::Sockets;
 use crate::net::links::{Links, PeerLink, Router};
-use crate::net::mux::{MuxConfig, MuxSession, Side};
+use crate::net::mux::{BoxedLane, LaneDialer, MuxConfig, MuxSession, Side};
 use crate::net::transport::{self, Connection, Transport, read_frame};
 use crate::proto::discovery as disco;
 use crate::proto::wire::{self, DeviceKind, Hello, Message};
@@ -720,7 +720,7 @@ impl Actor {
         {
             tracing::warn!(error = %e, "cannot remember peer");
         }
-        self.start_session(peer, hello.instance, conn);
+        self.start_session(peer, hello.instance, conn, addr);
         for w in self.dial_waiters.remove(&peer).unwrap_or_default() {
             let _ = w.send(Ok(()));
         }
@@ -735,7 +735,7 @@ impl Actor {
         });
     }
 
-    fn start_session(&mut self, peer: PeerId, instance: u64, conn: Connection) {
+    fn start_session(&mut self, peer: PeerId, instance: u64, conn: Connection, addr: SocketAddr) {
         self.next_session += 1;
         let id = self.next_session;
         let side = if self.identity.peer_id() < peer {
@@ -743,7 +743,11 @@ impl Actor {
         } else {
             Side::High
         };
-        let mux = MuxSession::new(MuxConfig::default(), side);
+        let mux = MuxSession::with_dialer(
+            MuxConfig::default(),
+            side,
+            Some(self.lane_dialer(peer, addr)),
+        );
         let (tx, mut rx) = mpsc::channel::<Message>(PEER_QUEUE);
         let input = self.input_tx.clone();
         let router = self.router.clone();
@@ -881,6 +885,24 @@ impl Actor {
             };
             let _ = tx.send(input).await;
         });
+    }
+
+    /// How the mux session to `peer` opens more lanes for bulk streams: a new TLS
+    /// connection to the address the session was reached at, with the usual
+    /// Hello. The peer's actor adds it to its side of the same session.
+    fn lane_dialer(&self, peer: PeerId, addr: SocketAddr) -> LaneDialer {
+        let t = self.transport.clone();
+        let h = hello(&self.config, self.instance, self.listen_port);
+        Arc::new(move || {
+            let t = t.clone();
+            let h = h.clone();
+            Box::pin(async move {
+                let (conn, _) = dial_once(&t, addr, Some(peer), &h)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                Ok(Box::new(conn) as BoxedLane)
+            })
+        })
     }
 
     /// Dials `addrs` one after the other until one reaches `peer`.

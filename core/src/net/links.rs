@@ -150,9 +150,9 @@ impl Links {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Router {
     pub gossip: Option<mpsc::Sender<(PeerId, gossip::Message)>>,
-    pub dm: Option<mpsc::Sender<(PeerId, messaging::Message)>>,
     /// Streams peers open for file transfers (see [`crate::net::streams`]).
     pub transfer: Option<mpsc::Sender<(PeerId, crate::net::mux::MuxStream)>>,
     /// Streams refused for a bad or unserved header.
     pub bad_streams: Arc<std::sync::atomic::AtomicU64>,
+    pub dm: Option<mpsc::Sender<(PeerId, messaging::Message)>>,
 }

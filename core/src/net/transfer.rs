@@ -728,5 +728,37 @@ fn progress_event(
 
 /// Lowercase hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lowercase_and_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab]), "000fab");
+        let h = blake3::hash(b"x");
+        assert_eq!(hex(h.as_bytes()), h.to_hex().as_str());
+    }
+
+    #[test]
+    fn an_offer_larger_than_the_free_space_is_refused_and_what_is_held_counts() {
+        let d = tempfile::tempdir().unwrap();
+        // far beyond whatever the free space is by the time it is checked
+        let huge = fs::free_space(d.path()).unwrap() + (1 << 40);
+        let m = Manifest::new(vec![Entry::file("huge", huge), Entry::file("small", 10)]).unwrap();
+        let err = check_space(d.path(), &m, &[true, true], &BTreeMap::new()).unwrap_err();
+        assert!(err.contains("not enough free space"), "{err}");
+        check_space(d.path(), &m, &[false, true], &BTreeMap::new()).unwrap();
+        // a resumed file that is nearly all there fits again
+        let have = BTreeMap::from([(0, huge - 1000)]);
+        check_space(d.path(), &m, &[true, true], &have).unwrap();
+    }
 }

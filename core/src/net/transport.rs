@@ -37,6 +37,12 @@ use crate::proto::wire::{self, DecodeError, Hello};
 /// ALPN protocol id of PeerConnect's TLS connections.
 pub const ALPN: &[u8] = b"peerconnect/1";
 
+/// Unsent bytes the kernel may hold per connection before the socket stops
+/// being writable. Small, so the multiplexer (which sees only writability) keeps
+/// data in its own queues and can move it to another lane when this one stalls,
+/// instead of megabytes waiting behind a lossy TCP connection.
+pub const NOTSENT_LOWAT: u32 = 128 * 1024;
+
 /// A TLS handshake plus Hello exchange must finish within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -311,7 +317,7 @@ impl Transport {
         let permit = self.permit()?;
         let fut = async {
             let tcp = TcpStream::connect(addr).await?;
-            tcp.set_nodelay(true)?;
+            tune(&tcp)?;
             let connector = TlsConnector::from(self.client_config(expected)?);
             let name = ServerName::try_from("peerconnect").expect("static name is valid");
             let tls = connector
@@ -338,13 +344,27 @@ impl Transport {
     /// Runs the server side of the handshake on an accepted TCP connection.
     pub async fn accept(&self, tcp: TcpStream, addr: SocketAddr) -> Result<Connection, Error> {
         let permit = self.permit()?;
-        tcp.set_nodelay(true)?;
+        tune(&tcp)?;
         let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
             .await
             .map_err(|_| Error::Timeout(addr))?
             .map_err(|e| Error::Tls(e.to_string()))?;
         Connection::new(TlsStream::Server(tls), addr, permit)
     }
+}
+
+/// Socket options of every peer connection.
+fn tune(tcp: &TcpStream) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let sock = socket2::SockRef::from(tcp);
+        // Not fatal: older kernels lack it, and it only tunes failover.
+        if let Err(e) = sock.set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+            tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
+        }
+    }
+    Ok(())
 }
 
 fn tls_error(e: io::Error, addr: SocketAddr, expected: Option<PeerId>) -> Error {

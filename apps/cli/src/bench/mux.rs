@@ -3,7 +3,7 @@
 //!
 //! - Loopback (default): one process sends `--bytes` over raw TCP, one raw TLS
 //!   connection (the node's transport), and a mux session of 1, 2, 4 and 8 TLS
-//!   lanes, all on 127.0.0.1, best of `--runs`.
+//!   lanes, all on 127.0.0.1, the median of `--runs`.
 //! - Shaped (`--shaped`, root): two network namespaces joined by a veth pair,
 //!   each side's egress shaped with `tbf` to `--rate` and `--loss` % of the
 //!   packets dropped on arrival (nftables), like `shared/lan up 2 --rate 200mbit
@@ -37,7 +37,7 @@ pub struct MuxArgs {
     /// Bytes per measurement (default 2 GiB on loopback, 128 MiB shaped).
     #[arg(long)]
     bytes: Option<u64>,
-    /// Measurements per case; the best is reported.
+    /// Measurements per case; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Lane counts to measure.
@@ -62,6 +62,10 @@ pub struct MuxArgs {
     /// namespaces (what a lane socket's TCP_NOTSENT_LOWAT would do).
     #[arg(long)]
     notsent_lowat: Option<u64>,
+    /// Bytes queued per lane before the scheduler looks elsewhere, KiB
+    /// (default: the library's).
+    #[arg(long)]
+    lane_queue_kib: Option<u64>,
     /// Receive window of the bulk stream, MiB (default: the library's).
     #[arg(long)]
     bulk_window_mib: Option<u64>,
@@ -78,6 +82,12 @@ struct Row {
     mbits_per_s: f64,
     /// Frames the mux sent again (lane death or hedging), 0 for the baselines.
     resent_frames: u64,
+    /// CPU cores other processes used during the run (loopback only): a run
+    /// that shared the machine is not a clean measurement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    other_cores: Option<f64>,
+    /// Throughput of every run, MB/s (the row shows the median run).
+    runs_mbytes_per_s: Vec<f64>,
 }
 
 impl Row {
@@ -91,13 +101,15 @@ impl Row {
             mbytes_per_s: bytes as f64 / s / 1e6,
             mbits_per_s: bytes as f64 * 8.0 / s / 1e6,
             resent_frames: resent,
+            other_cores: None,
+            runs_mbytes_per_s: Vec::new(),
         }
     }
 }
 
 pub async fn run(args: MuxArgs, json: bool) -> anyhow::Result<()> {
     if let Some(addr) = args.server {
-        return serve(addr, args.bulk_window_mib).await;
+        return serve(addr, (args.bulk_window_mib, args.lane_queue_kib)).await;
     }
     if let Some(addr) = args.client {
         let rows = client(&args, addr).await?;
@@ -119,14 +131,14 @@ async fn loopback(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     let (ta, tb) = (Transport::new(&a, 256)?, Transport::new(&b, 256)?);
     let mut rows = Vec::new();
     rows.push(
-        best(args.runs, || async {
+        median(args.runs, || async {
             let (mut x, mut y) = tcp_pair().await?;
             timed("raw TCP", 1, bytes, &mut x, &mut y).await
         })
         .await?,
     );
     rows.push(
-        best(args.runs, || async {
+        median(args.runs, || async {
             let (mut x, mut y) = tls_pair(&ta, &tb).await?;
             timed("raw TLS", 1, bytes, &mut x, &mut y).await
         })
@@ -134,8 +146,14 @@ async fn loopback(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     );
     for &n in &lanes {
         rows.push(
-            best(args.runs, || {
-                mux_loopback(&ta, &tb, n, bytes, args.bulk_window_mib)
+            median(args.runs, || {
+                mux_loopback(
+                    &ta,
+                    &tb,
+                    n,
+                    bytes,
+                    (args.bulk_window_mib, args.lane_queue_kib),
+                )
             })
             .await?,
         );
@@ -144,19 +162,55 @@ async fn loopback(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn best<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<Row>
+/// Runs a case `runs` times and reports the median run (links and a shared
+/// machine are noisy; the median is the honest middle), with every run's
+/// throughput alongside.
+async fn median<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<Row>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Row>>,
 {
-    let mut best: Option<Row> = None;
+    let mut all = Vec::new();
     for _ in 0..runs.max(1) {
-        let row = f().await?;
-        if best.as_ref().is_none_or(|b| row.seconds < b.seconds) {
-            best = Some(row);
+        let before = cpu_ticks();
+        let start = Instant::now();
+        let mut row = f().await?;
+        let wall = start.elapsed().as_secs_f64();
+        if let (Some((busy0, own0)), Some((busy1, own1))) = (before, cpu_ticks()) {
+            let others = busy1
+                .saturating_sub(busy0)
+                .saturating_sub(own1.saturating_sub(own0));
+            row.other_cores = Some(others as f64 / CLOCK_TICKS / wall);
         }
+        all.push(row);
     }
-    Ok(best.expect("at least one run"))
+    let runs: Vec<f64> = all.iter().map(|r| r.mbytes_per_s).collect();
+    all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let mut mid = all.swap_remove(all.len() / 2);
+    mid.runs_mbytes_per_s = runs;
+    Ok(mid)
+}
+
+/// `sysconf(_SC_CLK_TCK)` on Linux.
+const CLOCK_TICKS: f64 = 100.0;
+
+/// Busy CPU ticks of the whole machine and of this process, from /proc.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = cpu.first()? + cpu.get(1)? + cpu.get(2)? + cpu.get(5)? + cpu.get(6)? + cpu.get(7)?;
+    let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = me.rsplit_once(')')?.1.split_whitespace().collect();
+    // after the command name: state is field 3, utime 14, stime 15
+    let own = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((busy, own))
 }
 
 async fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
@@ -251,7 +305,7 @@ async fn mux_loopback(
     tb: &Transport,
     lanes: usize,
     bytes: u64,
-    window: Option<u64>,
+    window: Tuning,
 ) -> anyhow::Result<Row> {
     let config = mux_config(lanes, window);
     let a = MuxSession::new(config.clone(), Side::Low);
@@ -280,11 +334,17 @@ async fn mux_loopback(
     Ok(Row::new("mux", lanes, bytes, took, stats.resent_frames))
 }
 
-fn mux_config(lanes: usize, bulk_window_mib: Option<u64>) -> MuxConfig {
+/// The bulk window (MiB) and lane queue (KiB) overrides of a run.
+type Tuning = (Option<u64>, Option<u64>);
+
+fn mux_config(lanes: usize, (bulk_window_mib, lane_queue_kib): Tuning) -> MuxConfig {
     let mut mux = Config {
         max_lanes: lanes,
         ..Config::default()
     };
+    if let Some(q) = lane_queue_kib {
+        mux.lane_queue = q << 10;
+    }
     if let Some(w) = bulk_window_mib {
         mux.bulk_window = w << 20;
         mux.session_window = mux.session_window.max(4 * mux.bulk_window);
@@ -302,7 +362,7 @@ fn mux_config(lanes: usize, bulk_window_mib: Option<u64>) -> MuxConfig {
 /// accepted there form one session).
 const MAX_LANES: u16 = 8;
 
-async fn serve(addr: SocketAddr, window: Option<u64>) -> anyhow::Result<()> {
+async fn serve(addr: SocketAddr, window: Tuning) -> anyhow::Result<()> {
     let transport = Arc::new(Transport::new(&Identity::generate(), 1024)?);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(serve_tcp(TcpListener::bind(addr).await?));
@@ -344,7 +404,7 @@ async fn serve_mux(
     l: TcpListener,
     t: Arc<Transport>,
     lanes: usize,
-    window: Option<u64>,
+    window: Tuning,
 ) -> anyhow::Result<()> {
     loop {
         let session = MuxSession::new(mux_config(lanes, window), Side::High);
@@ -379,7 +439,7 @@ async fn client(args: &MuxArgs, addr: SocketAddr) -> anyhow::Result<Vec<Row>> {
     let transport = Transport::new(&Identity::generate(), 1024)?;
     let mut rows = Vec::new();
     rows.push(
-        best(args.runs, || async {
+        median(args.runs, || async {
             let mut tcp = TcpStream::connect(addr).await?;
             tcp.set_nodelay(true)?;
             let start = Instant::now();
@@ -389,7 +449,7 @@ async fn client(args: &MuxArgs, addr: SocketAddr) -> anyhow::Result<Vec<Row>> {
         .await?,
     );
     rows.push(
-        best(args.runs, || async {
+        median(args.runs, || async {
             let mut c = transport.connect(port(addr, 1), None).await?;
             let start = Instant::now();
             send_then_wait(&mut c, bytes).await?;
@@ -403,8 +463,11 @@ async fn client(args: &MuxArgs, addr: SocketAddr) -> anyhow::Result<Vec<Row>> {
             "lanes must be 1..={MAX_LANES}"
         );
         rows.push(
-            best(args.runs, || async {
-                let session = MuxSession::new(mux_config(n, args.bulk_window_mib), Side::Low);
+            median(args.runs, || async {
+                let session = MuxSession::new(
+                    mux_config(n, (args.bulk_window_mib, args.lane_queue_kib)),
+                    Side::Low,
+                );
                 for _ in 0..n {
                     let c = transport.connect(port(addr, 1 + n as u16), None).await?;
                     session.add_lane(c).await;
@@ -546,10 +609,16 @@ async fn shaped(args: &MuxArgs, json: bool) -> anyhow::Result<()> {
     for streams in [1, 4] {
         rows.extend(iperf3(args.bytes.unwrap_or(128 << 20), streams));
     }
-    let title = format!(
+    let mut title = format!(
         "shaped link {} with {} % loss (two namespaces)",
         args.rate, args.loss
     );
+    if let Some(b) = args.notsent_lowat {
+        title += &format!(", tcp_notsent_lowat {b}");
+    }
+    if let Some(q) = args.lane_queue_kib {
+        title += &format!(", lane queue {q} KiB");
+    }
     report(&title, &rows, json, Some(rate_mbit(&args.rate)));
     Ok(())
 }
@@ -594,6 +663,9 @@ async fn shaped_client(args: &MuxArgs, exe: &str, server: &str) -> anyhow::Resul
     if let Some(w) = args.bulk_window_mib {
         cmd.push(format!("--bulk-window-mib={w}"));
     }
+    if let Some(q) = args.lane_queue_kib {
+        cmd.push(format!("--lane-queue-kib={q}"));
+    }
     if let Some(l) = &args.lanes {
         cmd.extend([
             "--lanes".into(),
@@ -621,17 +693,21 @@ struct RowIn {
     bytes: u64,
     seconds: f64,
     resent_frames: u64,
+    #[serde(default)]
+    runs_mbytes_per_s: Vec<f64>,
 }
 
 impl RowIn {
     fn into_row(self) -> Row {
-        Row::new(
+        let mut row = Row::new(
             &self.case,
             self.lanes,
             self.bytes,
             Duration::from_secs_f64(self.seconds),
             self.resent_frames,
-        )
+        );
+        row.runs_mbytes_per_s = self.runs_mbytes_per_s;
+        row
     }
 }
 
@@ -710,8 +786,8 @@ fn report(title: &str, rows: &[Row], json: bool, link_mbit: Option<f64>) {
     }
     println!("mux throughput, {title}");
     println!(
-        "{:<12} {:>5} {:>10} {:>10} {:>9} {:>9} {:>7}",
-        "case", "lanes", "MB/s", "Mbit/s", "vs TLS", "vs link", "resent"
+        "{:<12} {:>5} {:>10} {:>10} {:>9} {:>9} {:>7} {:>7}",
+        "case", "lanes", "MB/s", "Mbit/s", "vs TLS", "vs link", "resent", "others"
     );
     for r in rows {
         let vs_tls = tls
@@ -720,9 +796,17 @@ fn report(title: &str, rows: &[Row], json: bool, link_mbit: Option<f64>) {
         let vs_link = link_mbit
             .map(|l| format!("{:.2}", r.mbits_per_s / l))
             .unwrap_or_default();
+        let others = r.other_cores.map(|c| format!("{c:.2}")).unwrap_or_default();
         println!(
-            "{:<12} {:>5} {:>10.1} {:>10.1} {:>9} {:>9} {:>7}",
-            r.case, r.lanes, r.mbytes_per_s, r.mbits_per_s, vs_tls, vs_link, r.resent_frames
+            "{:<12} {:>5} {:>10.1} {:>10.1} {:>9} {:>9} {:>7} {:>7}",
+            r.case,
+            r.lanes,
+            r.mbytes_per_s,
+            r.mbits_per_s,
+            vs_tls,
+            vs_link,
+            r.resent_frames,
+            others
         );
     }
 }

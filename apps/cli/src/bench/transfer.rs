@@ -69,6 +69,12 @@ struct Report {
     blake3_mbytes_per_s: f64,
     /// `std::fs::copy` of the big file on the same disk.
     local_copy_mbytes_per_s: f64,
+    /// Copying the small files one by one on the same disk, files/s.
+    local_copy_files_per_s: f64,
+    /// One TLS connection on 127.0.0.1, memory to memory, in this process.
+    tls_mbytes_per_s: f64,
+    /// One mux bulk stream over one TLS lane, memory to memory, in this process.
+    mux_mbytes_per_s: f64,
     targets: serde_json::Value,
 }
 
@@ -131,6 +137,15 @@ pub async fn run(args: TransferArgs, json: bool) -> anyhow::Result<()> {
         .await?,
     );
     let _ = std::fs::remove_file(receiver.downloads.join("big.bin"));
+    say("copying the small files locally (the disk's files-per-second ceiling)");
+    let t = Instant::now();
+    let copy_dir = root.join("copy-small");
+    std::fs::create_dir(&copy_dir)?;
+    for e in std::fs::read_dir(src.join("small"))? {
+        let e = e?;
+        std::fs::copy(e.path(), copy_dir.join(e.file_name()))?;
+    }
+    let copy_files_per_s = args.files as f64 / t.elapsed().as_secs_f64();
     say("sending the small files");
     runs.push(
         measure(
@@ -147,6 +162,8 @@ pub async fn run(args: TransferArgs, json: bool) -> anyhow::Result<()> {
     node.shutdown().await?;
     receiver.stop();
 
+    say("measuring TLS and a mux stream, memory to memory");
+    let (tls_mbytes_per_s, mux_mbytes_per_s) = memory_to_memory(args.size).await?;
     let iperf3_mbytes_per_s = if args.no_iperf {
         None
     } else {
@@ -158,6 +175,9 @@ pub async fn run(args: TransferArgs, json: bool) -> anyhow::Result<()> {
         iperf3_mbytes_per_s,
         blake3_mbytes_per_s,
         local_copy_mbytes_per_s: copy_mbytes_per_s,
+        local_copy_files_per_s: copy_files_per_s,
+        tls_mbytes_per_s,
+        mux_mbytes_per_s,
         targets: serde_json::json!({
             "big_file_mbytes_per_s": 1500,
             "peak_rss_mb": 100,
@@ -206,10 +226,14 @@ fn print_table(r: &Report) {
         Some(v) => println!("iperf3 single stream, 127.0.0.1: {v:.0} MB/s"),
         None => println!("iperf3: not run (not installed or --no-iperf)"),
     }
+    println!(
+        "memory to memory in one process: TLS {:.0} MB/s, mux bulk stream {:.0} MB/s",
+        r.tls_mbytes_per_s, r.mux_mbytes_per_s
+    );
     println!("BLAKE3, one thread: {:.0} MB/s", r.blake3_mbytes_per_s);
     println!(
-        "local copy of the big file on the same disk: {:.0} MB/s",
-        r.local_copy_mbytes_per_s
+        "local copy on the same disk: big file {:.0} MB/s, small files {:.0} files/s",
+        r.local_copy_mbytes_per_s, r.local_copy_files_per_s
     );
     println!("targets: big file ≥ 1500 MB/s, peak RSS < 100 MB, small files ≥ 5000 files/s");
 }
@@ -422,6 +446,91 @@ fn blake3_speed() -> f64 {
     (16 * data.len()) as f64 / t.elapsed().as_secs_f64() / 1e6
 }
 
+/// `bytes` through one TLS connection, then through a mux bulk stream on one
+/// TLS lane, both on 127.0.0.1 within this process: MB/s of each.
+async fn memory_to_memory(bytes: u64) -> anyhow::Result<(f64, f64)> {
+    use peerconnect::net::mux::{MuxConfig, MuxSession, Side};
+    use peerconnect::net::transport::Transport;
+    let (a, b) = (
+        peerconnect::Identity::generate(),
+        peerconnect::Identity::generate(),
+    );
+    let (ta, tb) = (Transport::new(&a, 8)?, Transport::new(&b, 8)?);
+    let pair = || async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        let accept = async {
+            let (tcp, from) = l.accept().await?;
+            anyhow::Ok(tb.accept(tcp, from).await?)
+        };
+        let (x, y) = tokio::join!(ta.connect(addr, Some(b.peer_id())), accept);
+        anyhow::Ok((x?, y?))
+    };
+    let (x, y) = pair().await?;
+    let tls = pump(x, y, bytes).await?;
+    let (x, y) = pair().await?;
+    let (ma, mb) = (
+        MuxSession::new(MuxConfig::default(), Side::Low),
+        MuxSession::new(MuxConfig::default(), Side::High),
+    );
+    ma.add_lane(x).await;
+    mb.add_lane(y).await;
+    let w = ma.open_bulk_stream().await?;
+    let accept = async {
+        let mut r = mb.accept_stream().await.context("no stream")?;
+        // the stream opens on its first byte
+        let mut first = [0u8; 1];
+        tokio::io::AsyncReadExt::read_exact(&mut r, &mut first).await?;
+        anyhow::Ok(r)
+    };
+    let (w, r) = tokio::join!(
+        async {
+            let mut w = w;
+            tokio::io::AsyncWriteExt::write_all(&mut w, &[0]).await?;
+            anyhow::Ok(w)
+        },
+        accept
+    );
+    let mux = pump(w?, r?, bytes).await?;
+    Ok((tls, mux))
+}
+
+/// Writes `bytes` into `w` while reading them from `r`: MB/s.
+async fn pump<W, R>(mut w: W, mut r: R, bytes: u64) -> anyhow::Result<f64>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = Instant::now();
+    let send = async {
+        let buf = vec![0x5au8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            w.write_all(&buf[..n]).await?;
+            left -= n as u64;
+        }
+        w.flush().await?;
+        anyhow::Ok(w)
+    };
+    let recv = async {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < bytes {
+            let n = r.read(&mut buf).await?;
+            anyhow::ensure!(n > 0, "the stream ended early");
+            got += n as u64;
+        }
+        anyhow::Ok(())
+    };
+    let (w, got) = tokio::join!(send, recv);
+    got?;
+    let secs = t.elapsed().as_secs_f64();
+    drop(w?);
+    Ok(bytes as f64 / secs / 1e6)
+}
+
 /// iperf3, one TCP stream on 127.0.0.1 for 3 s, received MB/s.
 fn iperf3() -> Option<f64> {
     Command::new("iperf3").arg("--version").output().ok()?;
@@ -438,8 +547,9 @@ fn iperf3() -> Option<f64> {
         .spawn()
         .ok()?;
     let mut out = None;
-    // The server needs a moment to listen: retry the client briefly.
-    for _ in 0..20 {
+    // The server needs a moment to listen: retry the client for a while.
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..50 {
         let o = Command::new("iperf3")
             .args(["-c", "127.0.0.1", "-p", &port, "-t", "3", "-J"])
             .output()
@@ -448,7 +558,7 @@ fn iperf3() -> Option<f64> {
             out = Some(o);
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(200));
     }
     let _ = server.kill();
     let _ = server.wait();

@@ -35,6 +35,8 @@ const OFFER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const OPS_QUEUE: usize = 8;
 /// After our summary, how long we wait for the sender to close its side.
 const FIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a new offer waits for a live attempt of the same files to end.
+const DYING_WAIT: Duration = Duration::from_secs(3);
 
 /// How a transfer ended, from the receiver's side.
 enum Outcome {
@@ -244,17 +246,29 @@ async fn receive(
     progress: &mut Progress,
 ) -> Outcome {
     let fingerprint = hex(&manifest.fingerprint());
-    let previous = sh
+    // The same files from the same peer, still live: usually the attempt the
+    // peer just abandoned (it restarted, and our side has not noticed the old
+    // session's end yet). Give it a moment to end, so this offer resumes it.
+    let deadline = tokio::time::Instant::now() + DYING_WAIT;
+    let mut found = sh
         .store
         .resumable_transfer(&peer, &fingerprint)
         .ok()
-        .flatten()
-        .filter(|p| !sh.is_live(p.id))
-        .and_then(|p| {
-            let mask = ranges_to_mask(&p.selected, manifest.len()).ok()?;
-            let roots_ok = manifest.roots().iter().all(|r| p.roots.contains_key(*r));
-            roots_ok.then_some((p, mask))
-        });
+        .flatten();
+    while found.as_ref().is_some_and(|p| sh.is_live(p.id)) && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        found = sh
+            .store
+            .resumable_transfer(&peer, &fingerprint)
+            .ok()
+            .flatten();
+    }
+    let previous = found.filter(|p| !sh.is_live(p.id)).and_then(|p| {
+        let mask = ranges_to_mask(&p.selected, manifest.len()).ok()?;
+        let roots_ok = manifest.roots().iter().all(|r| p.roots.contains_key(*r));
+        roots_ok.then_some((p, mask))
+    });
     let trusted = sh.store.trust(&peer).ok() == Some(Trust::Trusted);
     let auto = previous.is_some() || sh.accept_all || (trusted && sh.auto_accept_trusted);
     let name = sh

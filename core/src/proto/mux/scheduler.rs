@@ -3,9 +3,8 @@
 //! acknowledged.
 //!
 //! Choice of lane: the one with the fewest queued bytes (handed to its writer and
-//! not yet written to the socket, counted in whole frames of [`QUEUE_QUANTUM`]);
-//! ties go to the lower smoothed RTT, then the lower lane id so that runs are
-//! deterministic. A lane whose socket stalls stops
+//! not yet written to the socket); ties go to the lower smoothed RTT, then the
+//! lower lane id so that runs are deterministic. A lane whose socket stalls stops
 //! draining, its queue stays full, and the scheduler sends elsewhere: this is what
 //! makes several TCP connections on a lossy link add up.
 //!
@@ -22,11 +21,6 @@ use bytes::Bytes;
 
 use super::frame::{Message, StreamId};
 use super::{CONTROL, Ctl, Fin, LaneId, LaneStats, State};
-
-/// Queues are compared in units of this many bytes (one full frame), so lanes
-/// that are all nearly idle tie and the fastest one takes the frame: on a fast
-/// link the data stays on few lanes and writes batch better.
-pub const QUEUE_QUANTUM: u64 = 64 * 1024;
 
 /// How deep into a lane's unacknowledged frames a hedge looks.
 const HEDGE_SCAN: usize = 16;
@@ -128,13 +122,7 @@ pub fn pick(
                     && !(skip_stalled && l.stalled)
                     && limit.is_none_or(|m| l.queued < m)
             })
-            .min_by_key(|(id, l)| {
-                (
-                    l.queued / QUEUE_QUANTUM,
-                    l.srtt.unwrap_or(Duration::MAX),
-                    **id,
-                )
-            })
+            .min_by_key(|(id, l)| (l.queued, l.srtt.unwrap_or(Duration::MAX), **id))
             .map(|(id, _)| *id)
     };
     // Stalled lanes only when no other lane can take the frame.
@@ -451,14 +439,13 @@ mod tests {
 
     #[test]
     fn least_queued_lane_wins() {
-        let q = QUEUE_QUANTUM;
-        let l = lanes(&[(5 * q, Some(1)), (q, Some(9)), (3 * q, None)]);
+        let l = lanes(&[(500, Some(1)), (100, Some(9)), (300, None)]);
         assert_eq!(pick(&l, None, None), Some(1));
     }
 
     #[test]
     fn ties_go_to_the_lower_rtt_then_the_lower_id() {
-        let l = lanes(&[(100, Some(5)), (9000, Some(2)), (100, Some(2)), (100, None)]);
+        let l = lanes(&[(100, Some(5)), (100, Some(2)), (100, Some(2)), (100, None)]);
         assert_eq!(pick(&l, None, None), Some(1));
         assert_eq!(pick(&l, None, Some(1)), Some(2));
     }
@@ -468,16 +455,15 @@ mod tests {
         let l = lanes(&[(1000, None), (2000, None)]);
         assert_eq!(pick(&l, Some(1000), None), None);
         assert_eq!(pick(&l, Some(1001), None), Some(0));
-        assert_eq!(pick(&l, Some(2001), None), Some(0));
         assert_eq!(pick(&l, None, None), Some(0));
     }
 
     #[test]
     fn stalled_lanes_are_a_last_resort() {
-        let mut l = lanes(&[(0, None), (5 * QUEUE_QUANTUM, None)]);
+        let mut l = lanes(&[(0, None), (500, None)]);
         l.get_mut(&0).unwrap().stalled = true;
         assert_eq!(pick(&l, None, None), Some(1));
-        assert_eq!(pick(&l, Some(QUEUE_QUANTUM), None), Some(0));
+        assert_eq!(pick(&l, Some(400), None), Some(0));
     }
 
     #[test]

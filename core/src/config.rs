@@ -58,8 +58,28 @@ pub struct Config {
     pub web: Option<SocketAddr>,
     /// Limits and access rules of the web UI.
     pub web_options: crate::web::WebOptions,
+    /// Where the identity and the store live.
+    pub storage: Storage,
     /// File transfer settings.
     pub transfer: crate::net::transfer::TransferConfig,
+    /// Gossip (HyParView, Plumtree, rumor mongering) settings for every topic,
+    /// rooms included.
+    pub gossip: crate::proto::gossip::Config,
+}
+
+/// Where a node keeps its identity key, store and control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// In `data_dir`: the key persists, the store is a SQLite file, the control
+    /// socket lets the CLI use the running node, and a lock keeps a second node
+    /// off the same dir.
+    #[default]
+    DataDir,
+    /// Nothing on disk and `data_dir` unused: a fresh identity each start, an
+    /// in-memory store (peers, trust and room history are lost at shutdown), no
+    /// control socket, no lock. For tests and benchmarks that run many nodes in
+    /// one process.
+    Memory,
 }
 
 /// LAN discovery settings.
@@ -115,7 +135,9 @@ impl Config {
             keepalive: Duration::from_secs(10),
             web: None,
             web_options: crate::web::WebOptions::default(),
+            storage: Storage::DataDir,
             transfer: Default::default(),
+            gossip: crate::proto::gossip::Config::default(),
         }
     }
 

@@ -36,6 +36,30 @@ pub enum Request {
     Peers,
     /// Set the trust of a peer named by `peer` (id, prefix, name).
     SetTrust { peer: String, trust: Trust },
+    /// Join `room` (if not in it yet) and stream it: the last `history`
+    /// messages, then each new one, as `room_message` event lines, until the
+    /// client closes its side; then leave the room if this request joined it,
+    /// and answer `{"ok":…}`.
+    RoomWatch { room: String, history: usize },
+    /// Say `text` in `room`, joining it for the purpose if needed (and leaving
+    /// again after). With `wait_ms` > 0, first wait that long at most for a
+    /// neighbour in the room, and answer once the neighbours have read it:
+    /// `{"ok":{"message":…,"reached":[…]}}`.
+    RoomSay {
+        room: String,
+        text: String,
+        wait_ms: u64,
+    },
+    /// Leave `room`.
+    RoomLeave { room: String },
+    /// Rooms joined, with neighbour counts.
+    Rooms,
+    /// Stored messages of `room`, oldest first (see `Node::room_history`).
+    RoomHistory {
+        room: String,
+        before: Option<crate::proto::rooms::RoomMessageId>,
+        limit: usize,
+    },
     /// Send files and folders to each peer in `to` (id, prefix, name or
     /// `HOST:PORT`); streams the transfers' events until each one ends.
     Send {
@@ -140,15 +164,18 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
                     return;
                 }
                 let reply = match serde_json::from_str::<Request>(&line) {
+                    Ok(Request::RoomWatch { room, history }) => {
+                        let weak = node.downgrade();
+                        drop(node);
+                        watch_room(weak, &room, history, r.into_inner(), &mut w).await
+                    }
                     Ok(Request::Events) => return stream_events(node, r, w).await,
                     Ok(req) => handle(&node, req, &mut w).await,
                     Err(e) => Reply::Error {
                         error: format!("bad request: {e}"),
                     },
                 };
-                let mut out = serde_json::to_vec(&reply).expect("replies serialize");
-                out.push(b'\n');
-                let _ = w.write_all(&out).await;
+                let _ = write_line(&mut w, &reply).await;
             });
         }
     }))
@@ -180,6 +207,41 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
                 node.set_trust(id, trust).await?;
                 serde_json::json!({ "id": id, "trust": trust })
             }
+            Request::RoomWatch { .. } => unreachable!("streamed by watch_room"),
+            Request::RoomSay {
+                room,
+                text,
+                wait_ms,
+            } => {
+                let joined_here = !is_joined(node, &room).await?;
+                node.join_room(&room).await?;
+                let res = if wait_ms == 0 {
+                    node.room_say(&room, &text)
+                        .await
+                        .map(|message| crate::rooms::RoomSaid {
+                            message,
+                            reached: Vec::new(),
+                        })
+                } else {
+                    let wait = std::time::Duration::from_millis(wait_ms);
+                    node.room_say_and_wait(&room, &text, wait).await
+                };
+                if joined_here {
+                    node.leave_room(&room).await?;
+                }
+                serde_json::to_value(res?).expect("room messages serialize")
+            }
+            Request::RoomLeave { room } => {
+                node.leave_room(&room).await?;
+                serde_json::json!({ "room": room })
+            }
+            Request::Rooms => serde_json::to_value(node.rooms().await?).expect("rooms serialize"),
+            Request::RoomHistory {
+                room,
+                before,
+                limit,
+            } => serde_json::to_value(node.room_history(&room, before, limit)?)
+                .expect("room messages serialize"),
             Request::Send { to, paths } => transfer::send(node, &to, &paths, w).await?,
             Request::Receive { dir, yes, once } => {
                 transfer::receive(node, dir, yes, once, w).await?
@@ -253,6 +315,93 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
         Err(e) => Reply::Error {
             error: e.to_string(),
         },
+    }
+}
+
+async fn is_joined(node: &Node, room: &str) -> crate::Result<bool> {
+    Ok(node.rooms().await?.iter().any(|r| r.name == room))
+}
+
+async fn write_line(w: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(reply).expect("replies serialize");
+    out.push(b'\n');
+    w.write_all(&out).await
+}
+
+/// Streams a room to a control client until it closes its side (see
+/// [`Request::RoomWatch`]). Holds the node weakly: a node shutting down ends
+/// the stream.
+async fn watch_room(
+    weak: crate::node::WeakNode,
+    room: &str,
+    history: usize,
+    mut r: impl tokio::io::AsyncBufRead + Unpin,
+    w: &mut (impl AsyncWriteExt + Unpin),
+) -> Reply {
+    let setup = async {
+        let node = weak.upgrade().ok_or(crate::Error::Shutdown)?;
+        // Subscribe before reading the history: a message arriving in between
+        // shows up in both, and is printed once.
+        let events = node.subscribe_events();
+        let joined_here = !is_joined(&node, room).await?;
+        node.join_room(room).await?;
+        let past = node.room_history(room, None, history)?;
+        Ok::<_, crate::Error>((events, joined_here, past))
+    };
+    let (mut events, joined_here, past) = match setup.await {
+        Ok(x) => x,
+        Err(e) => {
+            return Reply::Error {
+                error: e.to_string(),
+            };
+        }
+    };
+    let mut shown = std::collections::HashSet::new();
+    let joined = Event::RoomJoined {
+        room: room.to_string(),
+    };
+    let mut ok = write_line(w, &Reply::Event(joined)).await.is_ok();
+    for message in past {
+        shown.insert(message.id);
+        let e = Event::RoomMessage {
+            room: room.to_string(),
+            message,
+        };
+        ok &= write_line(w, &Reply::Event(e)).await.is_ok();
+    }
+    let mut sink = Vec::new();
+    while ok {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(Event::RoomMessage { room: r, message }) if r == room => {
+                    if shown.remove(&message.id) {
+                        continue;
+                    }
+                    let e = Event::RoomMessage { room: r, message };
+                    ok = write_line(w, &Reply::Event(e)).await.is_ok();
+                }
+                Ok(Event::RoomLeft { room: r }) if r == room => {
+                    return Reply::Error { error: format!("left room {room:?}") };
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let e = Event::Error { message: format!("missed {n} events (too slow)") };
+                    ok = write_line(w, &Reply::Event(e)).await.is_ok();
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Reply::Error { error: "the node has shut down".into() };
+                }
+            },
+            // The client closes its side (or sends anything): stop.
+            _ = r.read_until(b'\n', &mut sink) => break,
+        }
+    }
+    let left = match weak.upgrade() {
+        Some(node) if joined_here => node.leave_room(room).await.is_ok(),
+        _ => false,
+    };
+    Reply::Ok {
+        ok: serde_json::json!({ "room": room, "left": left }),
     }
 }
 
@@ -381,4 +530,66 @@ pub async fn call(
     Ok(Some(Err(
         "the running node closed the control socket".into()
     )))
+}
+
+/// A streaming request in progress (client side): read its lines with
+/// [`Stream::next`], end it with [`Stream::finish`].
+#[cfg(unix)]
+pub struct Stream {
+    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    w: tokio::net::unix::OwnedWriteHalf,
+}
+
+#[cfg(unix)]
+impl Stream {
+    /// Sends `req` to the node running on `data_dir`; `None` if none runs there.
+    pub async fn open(data_dir: &Path, req: &Request) -> std::io::Result<Option<Stream>> {
+        let path = socket_path(data_dir);
+        let stream = match tokio::net::UnixStream::connect(&path).await {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let (r, mut w) = stream.into_split();
+        let mut line = serde_json::to_vec(req).expect("requests serialize");
+        line.push(b'\n');
+        w.write_all(&line).await?;
+        Ok(Some(Stream {
+            lines: BufReader::new(r).lines(),
+            w,
+        }))
+    }
+
+    /// The next line: an event, or the final answer (then the stream is over).
+    /// `None` when the node closed the socket.
+    pub async fn next(&mut self) -> std::io::Result<Option<Reply>> {
+        let Some(l) = self.lines.next_line().await? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_str(&l).unwrap_or_else(|e| {
+            Reply::Error {
+                error: format!("bad reply from node: {e}"),
+            }
+        })))
+    }
+
+    /// Closes our side and waits for the final answer.
+    pub async fn finish(mut self) -> std::io::Result<Result<serde_json::Value, String>> {
+        self.w.shutdown().await?;
+        loop {
+            match self.next().await? {
+                Some(Reply::Ok { ok }) => return Ok(Ok(ok)),
+                Some(Reply::Error { error }) => return Ok(Err(error)),
+                Some(Reply::Event(_)) => {}
+                None => return Ok(Err("the running node closed the control socket".into())),
+            }
+        }
+    }
 }

@@ -95,6 +95,16 @@ pub enum Event {
     },
     /// Something failed that the user should know about.
     Error { message: String },
+    /// A message in a room we are in (ours included); its author's signature
+    /// was checked.
+    RoomMessage {
+        room: String,
+        message: crate::proto::rooms::RoomMessage,
+    },
+    /// We joined a room.
+    RoomJoined { room: String },
+    /// We left a room.
+    RoomLeft { room: String },
     /// A peer offers files: answer with `Node::accept_offer` (all, some or
     /// none) or `Node::reject_offer`, unless `auto_accepted` says the node
     /// already took it (`--yes`, a trusted peer, or a resumed transfer).

@@ -22,7 +22,9 @@
 //!   [`net::messaging`]), their protocol in [`proto::messaging`].
 //! - [`proto`]: sans-IO protocol state machines (wire format, discovery, ...),
 //!   driven by [`net`] in production and by `proto::sim` in simulations.
-//! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor.
+//! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor,
+//!   the gossip service.
+//! - [`rooms`]: group chat rooms on gossip (signed messages, history).
 //! - [`web`]: the web UI (axum): embedded static files, REST API, WebSocket
 //!   events, PIN access for browser guests.
 
@@ -34,6 +36,7 @@ pub mod identity;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod rooms;
 pub mod store;
 pub mod web;
 
@@ -42,3 +45,4 @@ pub use error::{Error, Result};
 pub use event::{Event, PeerInfo, Trust};
 pub use identity::{Identity, PeerId};
 pub use node::{EventStream, Node};
+pub use proto::rooms::RoomMessage;

@@ -7,6 +7,7 @@
 pub(crate) mod actor;
 pub mod dht;
 pub mod discovery;
+pub mod gossip;
 pub mod links;
 pub mod messaging;
 pub mod mux;

@@ -17,14 +17,22 @@ use futures::Stream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, Storage};
 use crate::error::{Error, Result};
 use crate::event::{Event, PeerInfo, Trust};
 use crate::identity::{Identity, PeerId};
 use crate::net::actor::{Actor, Command, Stats};
 use crate::net::dht::{Dht, DhtHandle};
+use crate::net::gossip::Gossip;
 use crate::net::links::{Links, Router};
+use crate::proto::rooms::{RoomMessage, RoomMessageId};
+use crate::rooms::{RoomInfo, RoomSaid, RoomStats, Rooms};
 use crate::store::Store;
+
+/// Gossip frames from all peers waiting for the gossip service, at most.
+const GOSSIP_QUEUE: usize = 256;
+/// Gossip events waiting for the rooms layer, at most.
+const GOSSIP_EVENTS: usize = 256;
 
 #[derive(Clone)]
 pub struct Node {
@@ -41,6 +49,8 @@ struct Inner {
     first_events: Mutex<Option<broadcast::Receiver<Event>>>,
     store: Arc<Store>,
     links: Arc<Links>,
+    gossip: Gossip,
+    rooms: Rooms,
     dht: Option<DhtHandle>,
     listen_addrs: Vec<SocketAddr>,
     messaging: crate::net::messaging::Handle,
@@ -91,20 +101,30 @@ impl Node {
     /// Starts a node. Fails if the data dir is used by another running node, or
     /// the listening or discovery port cannot be bound.
     pub async fn start(config: Config) -> Result<Node> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            Error::io(
-                format!("creating data dir {}", config.data_dir.display()),
-                e,
-            )
-        })?;
-        let lock = DataDirLock::acquire(&config.data_dir)?;
-        let identity = Identity::load_or_create(&config.data_dir)?;
-        let store = Arc::new(Store::open(&config.data_dir)?);
-        let (events, first) = broadcast::channel(config.event_buffer.max(16));
+        let (lock, identity, store) = match config.storage {
+            Storage::DataDir => {
+                std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                    Error::io(
+                        format!("creating data dir {}", config.data_dir.display()),
+                        e,
+                    )
+                })?;
+                let lock = DataDirLock::acquire(&config.data_dir)?;
+                let identity = Identity::load_or_create(&config.data_dir)?;
+                (Some(lock), identity, Store::open(&config.data_dir)?)
+            }
+            Storage::Memory => (None, Identity::generate(), Store::in_memory()?),
+        };
+        let store = Arc::new(store);
+        let (events, first) = broadcast::channel(config.event_buffer.max(1));
         let (cmd, cmd_rx) = mpsc::channel(64);
-        let links = Links::new(cmd.clone());
+        let links = Links::new(cmd.clone(), config.event_buffer.min(1024));
         let web = crate::web::bind(&config).await?;
-        let mut router = Router::default();
+        let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
+        let mut router = Router {
+            gossip: Some(gossip_tx),
+            ..Router::default()
+        };
         let (transfers, transfer_streams, transfer_task) = crate::net::transfer::Service::start(
             &config,
             identity.peer_id(),
@@ -128,6 +148,24 @@ impl Node {
                 .map(|b| b.info().url.clone()),
         )
         .await?;
+        let (gossip_events, gossip_events_rx) = mpsc::channel(GOSSIP_EVENTS);
+        let (gossip, gossip_task) = Gossip::spawn(
+            identity.peer_id(),
+            &started.listen_addrs,
+            config.gossip.clone(),
+            links.clone(),
+            gossip_rx,
+            gossip_events,
+        );
+        let rooms = Rooms::new(
+            identity.clone(),
+            config.name.clone(),
+            gossip.clone(),
+            links.clone(),
+            store.clone(),
+            events.clone(),
+        );
+        let receiver = rooms.spawn_receiver(gossip_events_rx);
         let (dht, dht_task) = if config.dht {
             start_dht(&config, &identity, &started.listen_addrs).await?
         } else {
@@ -143,12 +181,14 @@ impl Node {
                 first_events: Mutex::new(Some(first)),
                 store,
                 links,
+                gossip,
+                rooms,
                 dht: dht.clone(),
                 listen_addrs: started.listen_addrs,
                 messaging,
                 join: Mutex::new(Some(started.join)),
-                tasks: Mutex::new(Vec::new()),
-                lock: Mutex::new(Some(lock)),
+                tasks: Mutex::new(vec![gossip_task, receiver]),
+                lock: Mutex::new(lock),
                 web: web
                     .as_ref()
                     .and_then(|w| w.as_ref().ok())
@@ -159,8 +199,13 @@ impl Node {
         };
         node.own_task(transfer_task);
         node.own_task(messaging_service.spawn(node.store().clone(), node.links().clone()));
+        if let Some(t) = crate::rooms::spawn_lonely_rooms(node.downgrade()) {
+            node.own_task(t);
+        }
         #[cfg(unix)]
-        if let Some(t) = crate::control::serve(node.clone()) {
+        if config.storage == Storage::DataDir
+            && let Some(t) = crate::control::serve(node.clone())
+        {
             node.own_task(t);
         }
         match web {
@@ -232,6 +277,72 @@ impl Node {
         &self.inner.links
     }
 
+    /// The gossip service (topics of any kind; rooms are built on it).
+    pub fn gossip(&self) -> &Gossip {
+        &self.inner.gossip
+    }
+
+    pub(crate) fn rooms_service(&self) -> &Rooms {
+        &self.inner.rooms
+    }
+
+    /// Joins room `name` (no-op if already in it), bootstrapping from the peers
+    /// the node knows. Messages of the room then arrive as
+    /// [`Event::RoomMessage`].
+    pub async fn join_room(&self, name: &str) -> Result<()> {
+        self.inner.rooms.join(self, name).await
+    }
+
+    /// Leaves room `name` (no-op if not in it): no more of its messages arrive.
+    pub async fn leave_room(&self, name: &str) -> Result<()> {
+        self.inner.rooms.leave(name).await
+    }
+
+    /// Signs `text` and sends it to everyone in room `name` (which must be
+    /// joined); stores it in the history. Fails with [`Error::Invalid`] for a
+    /// text over 16 KiB.
+    pub async fn room_say(&self, name: &str, text: &str) -> Result<RoomMessage> {
+        self.inner.rooms.say(name, text).await
+    }
+
+    /// Like [`Node::room_say`], but first waits (within `wait`) for a neighbour
+    /// that is in the room, and returns once the neighbours have read the
+    /// message (or `wait` is over). For senders about to exit.
+    pub async fn room_say_and_wait(
+        &self,
+        name: &str,
+        text: &str,
+        wait: std::time::Duration,
+    ) -> Result<RoomSaid> {
+        self.inner.rooms.say_and_wait(name, text, wait).await
+    }
+
+    /// Up to `limit` (at most 1000) stored messages of room `name`, oldest
+    /// first: the latest, or those that arrived before message `before`.
+    pub fn room_history(
+        &self,
+        name: &str,
+        before: Option<RoomMessageId>,
+        limit: usize,
+    ) -> Result<Vec<RoomMessage>> {
+        self.inner.rooms.history(name, before, limit)
+    }
+
+    /// Rooms joined, with their neighbour counts.
+    pub async fn rooms(&self) -> Result<Vec<RoomInfo>> {
+        self.inner.rooms.list().await
+    }
+
+    /// Neighbours in room `name` that proved they are members.
+    pub async fn room_neighbors(&self, name: &str) -> Result<Vec<PeerId>> {
+        self.inner.rooms.neighbors(name).await
+    }
+
+    /// Room messages received, and dropped by reason (forgeries, ...).
+    pub fn room_stats(&self) -> RoomStats {
+        self.inner.rooms.stats()
+    }
+
     /// The node's store.
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
@@ -264,6 +375,12 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         EventStream::new(first.unwrap_or_else(|| self.inner.events.subscribe()))
+    }
+
+    /// Events from now on (never the backlog since start that the first
+    /// [`Node::events`] caller gets).
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
     }
 
     async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
@@ -408,7 +525,15 @@ impl Node {
         {
             t.abort();
         }
-        let _ = std::fs::remove_file(crate::control::socket_path(self.data_dir()));
+        if self
+            .inner
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            let _ = std::fs::remove_file(crate::control::socket_path(self.data_dir()));
+        }
         if let Some(d) = self.dht() {
             d.shutdown().await;
         }

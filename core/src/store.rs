@@ -1,5 +1,5 @@
-//! Durable state in SQLite: known peers and trust (and, as features land,
-//! messages, transfers and rooms).
+//! Durable state in SQLite: known peers and trust, room history (and, as
+//! features land, messages and transfers).
 //!
 //! One file `peerconnect.db` in the data dir, WAL mode, `synchronous=NORMAL`
 //! (durable across process crashes; an OS crash may lose the last transactions but
@@ -24,6 +24,7 @@ use crate::event::Trust;
 use crate::identity::PeerId;
 use crate::proto::wire::DeviceKind;
 
+mod rooms;
 mod transfers;
 pub use transfers::TransferRecord;
 
@@ -64,6 +65,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     transfers::MIGRATION,
     messages::MIGRATION,
     settings::MIGRATION,
+    ("rooms_1", rooms::MIGRATION),
 ];
 
 /// A peer as remembered across restarts.
@@ -157,7 +159,7 @@ impl Store {
     }
 
     /// Runs `f` inside one transaction (all or nothing).
-    #[allow(dead_code)] // for the feature stores (messages, transfers, rooms)
+    #[allow(dead_code)] // for the feature stores (messages, transfers)
     pub(crate) fn with_tx<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
@@ -170,7 +172,6 @@ impl Store {
     }
 
     /// Runs `f` with the connection (single statements, reads).
-    #[allow(dead_code)] // for the feature stores (messages, transfers, rooms)
     pub(crate) fn with_conn<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,

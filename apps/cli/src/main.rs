@@ -5,6 +5,7 @@ mod bench;
 mod messages;
 mod node_args;
 mod print;
+mod room;
 mod sim;
 mod transfer;
 
@@ -21,7 +22,7 @@ use node_args::NodeArgs;
 use print::Printer;
 
 /// Exit codes of the command-line contract.
-mod exit {
+pub(crate) mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const NOT_FOUND: u8 = 3;
@@ -117,6 +118,9 @@ enum Cmd {
     /// Run the simulator (virtual time, thousands of nodes, one seed).
     #[command(subcommand)]
     Sim(sim::SimCmd),
+    /// Chat rooms: everyone on the LAN who joins the same name.
+    #[command(subcommand)]
+    Room(room::RoomCmd),
     /// Run a benchmark: print a table, or one JSON object with --json.
     Bench {
         #[command(subcommand)]
@@ -134,6 +138,8 @@ enum BenchWhat {
     Mux(bench::mux::MuxArgs),
     /// File transfer: a big file and many small ones, file to file on loopback.
     Transfer(bench::transfer::TransferArgs),
+    /// N real nodes in one process join one room; broadcasts must reach all.
+    Gossip(bench::gossip::GossipArgs),
 }
 
 fn main() -> ExitCode {
@@ -205,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             BenchWhat::Transfer(args) => bench::transfer::run(args, json)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            BenchWhat::Gossip(args) => bench::gossip::run(args, json).await,
         },
         Cmd::Send(args) => transfer::send(args).await,
         Cmd::Receive(args) => transfer::receive(args).await,
@@ -223,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || sim::run(cmd)).await??;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Room(cmd) => room::run(cmd).await,
     }
 }
 
@@ -351,7 +359,7 @@ async fn set_trust(args: NodeArgs, peer: &str, trust: Trust) -> anyhow::Result<E
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -68,6 +68,14 @@ impl Printer {
                     .unwrap_or_default()
             ),
             Event::Error { message } => eprintln!("error: {message}"),
+            Event::RoomMessage { room, message } => println!(
+                "[{room}] {} ({}): {}",
+                message.author_name,
+                message.author.short(),
+                message.text
+            ),
+            Event::RoomJoined { room } => println!("> joined room {room}"),
+            Event::RoomLeft { room } => println!("< left room {room}"),
             Event::Offer {
                 id,
                 name,

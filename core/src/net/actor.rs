@@ -62,6 +62,11 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), String>>,
     },
     Stats(oneshot::Sender<Stats>),
+    /// Close this session to `peer` (see [`Links::close`]).
+    Close {
+        peer: PeerId,
+        session: u64,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -536,6 +541,11 @@ impl Actor {
                     .load(std::sync::atomic::Ordering::Relaxed);
                 let _ = reply.send(s);
             }
+            Command::Close { peer, session } => {
+                if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
+                    self.close_session(peer, Some("no longer needed".into()));
+                }
+            }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
@@ -617,8 +627,12 @@ impl Actor {
                     return;
                 }
                 s.last_heard = Instant::now();
-                if let Message::Ping(n) = msg {
-                    let _ = s.tx.try_send(Message::Pong(n));
+                match msg {
+                    Message::Ping(n) => {
+                        let _ = s.tx.try_send(Message::Pong(n));
+                    }
+                    Message::Pong(n) => self.links.on_pong(n),
+                    _ => {}
                 }
             }
             Input::BadFrame {

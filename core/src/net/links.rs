@@ -7,10 +7,16 @@
 //! gossip storm never queues behind the actor. Incoming control messages are
 //! routed the other way by the [`Router`]: each kind to the one service that
 //! owns it.
+//!
+//! Sessions are shared by every service. A service that opened a session on
+//! demand may close it when it is done ([`Links::close`]) unless another service
+//! holds it ([`Links::hold`]): services that need a session to stay up while
+//! they use it (a transfer, a chat) hold it for that long.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -43,6 +49,8 @@ pub enum SendError {
     NotConnected(PeerId),
     #[error("send queue to {0} is full")]
     QueueFull(PeerId),
+    #[error("{0} did not answer in time")]
+    NoAnswer(PeerId),
 }
 
 /// Shared by the actor (which writes it) and the services (which read it).
@@ -51,14 +59,40 @@ pub struct Links {
     peers: RwLock<HashMap<PeerId, PeerLink>>,
     events: broadcast::Sender<LinkEvent>,
     cmd: mpsc::Sender<Command>,
+    /// How many [`LinkHold`]s exist per peer.
+    holds: Mutex<HashMap<PeerId, usize>>,
+    /// Round trips waiting for their pong, by nonce.
+    pongs: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+}
+
+/// Keeps [`Links::close`] from closing the session to a peer while it lives.
+#[derive(Debug)]
+pub struct LinkHold {
+    links: Arc<Links>,
+    peer: PeerId,
+}
+
+impl Drop for LinkHold {
+    fn drop(&mut self) {
+        let mut holds = self.links.holds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = holds.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                holds.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl Links {
-    pub(crate) fn new(cmd: mpsc::Sender<Command>) -> Arc<Self> {
+    /// `event_buffer`: how many ups and downs a slow subscriber may fall behind.
+    pub(crate) fn new(cmd: mpsc::Sender<Command>, event_buffer: usize) -> Arc<Self> {
         Arc::new(Self {
             peers: RwLock::new(HashMap::new()),
-            events: broadcast::channel(1024).0,
+            events: broadcast::channel(event_buffer.max(16)).0,
             cmd,
+            holds: Mutex::new(HashMap::new()),
+            pongs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -142,6 +176,81 @@ impl Links {
             .await
             .map_err(|_| "the node has shut down".to_string())?;
         rx.await.map_err(|_| "the node has shut down".to_string())?
+    }
+
+    /// Keeps the session to `peer` (now and after reconnects) from being closed
+    /// by another service's [`Links::close`] until the hold is dropped.
+    pub fn hold(self: &Arc<Self>, peer: PeerId) -> LinkHold {
+        *self
+            .holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(peer)
+            .or_default() += 1;
+        LinkHold {
+            links: self.clone(),
+            peer,
+        }
+    }
+
+    pub fn is_held(&self, peer: &PeerId) -> bool {
+        self.holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(peer)
+    }
+
+    /// Closes session `session` to `peer` (not a newer one) unless some service
+    /// holds it. Returns whether a close was requested. For a service that
+    /// opened the session on demand and no longer needs it; queued frames may
+    /// be lost, so call it only once the session has been idle for a while.
+    pub fn close(&self, peer: PeerId, session: u64) -> bool {
+        if self.is_held(&peer) || self.get(&peer).is_none_or(|l| l.session != session) {
+            return false;
+        }
+        self.cmd.try_send(Command::Close { peer, session }).is_ok()
+    }
+
+    /// Sends a ping to `peer` and waits for its pong: once it returns, the peer
+    /// has read every frame queued to it before the call (the control stream is
+    /// ordered) and handed each to the service that owns its kind.
+    pub async fn round_trip(
+        &self,
+        peer: &PeerId,
+        timeout: Duration,
+    ) -> Result<Duration, SendError> {
+        // The high bit keeps our nonces apart from the actor's keepalive pings.
+        let nonce = rand::random::<u64>() | 1 << 63;
+        let (tx, rx) = oneshot::channel();
+        self.pongs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(nonce, tx);
+        let started = tokio::time::Instant::now();
+        let res = match self.send(peer, Message::Ping(nonce)).await {
+            Ok(()) => match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(())) => Ok(started.elapsed()),
+                _ => Err(SendError::NoAnswer(*peer)),
+            },
+            Err(e) => Err(e),
+        };
+        self.pongs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&nonce);
+        res
+    }
+
+    /// A pong arrived (called by the actor).
+    pub(crate) fn on_pong(&self, nonce: u64) {
+        if let Some(tx) = self
+            .pongs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&nonce)
+        {
+            let _ = tx.send(());
+        }
     }
 }
 

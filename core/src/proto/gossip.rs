@@ -160,6 +160,10 @@ pub enum TopicTimer {
 #[derive(Debug, Clone)]
 pub enum InEvent {
     /// Join `topic` through the first bootstrap peer; the others are fallbacks.
+    /// For a topic already joined, joins again through these peers (keeping the
+    /// topic's strategy and caches): for a node whose view emptied, or that
+    /// joined before it knew any member. Best sent only when the topic has no
+    /// neighbour, since the contact takes a slot of the active view.
     Join {
         topic: TopicId,
         strategy: Strategy,
@@ -563,11 +567,26 @@ impl<R: Rng + SeedableRng> State<R> {
                 strategy,
                 bootstrap,
             } => {
-                if self.topics.contains_key(&topic) || self.topics.len() >= self.config.max_topics {
+                let me = self.me.id;
+                let mut bootstrap = bootstrap.into_iter().filter(|p| p.id != me);
+                if let Some(t) = self.topics.get_mut(&topic) {
+                    // Already joined: join again through these peers, keeping
+                    // the topic's caches (a node left alone, or that joined
+                    // before it knew anyone).
+                    if let Some(contact) = bootstrap.next() {
+                        let others = bootstrap.collect();
+                        t.on_membership(
+                            now,
+                            hyparview::InEvent::Join { contact, others },
+                            &mut ctx,
+                        );
+                    }
+                    return;
+                }
+                if self.topics.len() >= self.config.max_topics {
                     return;
                 }
                 let mut t = new_topic(&self.me, &self.config, &mut self.rng, topic, strategy);
-                let mut bootstrap = bootstrap.into_iter().filter(|p| p.id != self.me.id);
                 if let Some(contact) = bootstrap.next() {
                     let others = bootstrap.collect();
                     t.on_membership(now, hyparview::InEvent::Join { contact, others }, &mut ctx);
@@ -851,6 +870,35 @@ mod tests {
             assert_eq!(got.len(), 11, "{strategy:?}");
             assert!(!got.contains(&me));
         }
+    }
+
+    #[test]
+    fn joining_again_bootstraps_through_new_peers_and_keeps_the_caches() {
+        let topic = TopicId::from_name("room");
+        let mut s = node(1);
+        // alone: nobody to join through
+        assert!(s.handle(T0, join(topic, Strategy::Lan, None)).is_empty());
+        let mut out = Vec::new();
+        let p = Payload::from(b"said while alone".to_vec());
+        s.broadcast(T0, topic, p.clone(), &mut out).unwrap();
+        let out = s.handle(T0, join(topic, Strategy::Lan, Some(2)));
+        assert!(out.contains(&OutEvent::Dial(info(2).id, info(2).data)));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            OutEvent::Send(peer, Message { body: Body::Membership(hyparview::Message::Join { .. }), .. })
+                if *peer == info(2).id
+        )));
+        // the new neighbour is offered what was said while alone
+        assert!(out.iter().any(|o| matches!(
+            o,
+            OutEvent::Send(_, Message { body: Body::Plumtree(plumtree::Message::IHave(l)), .. })
+                if l.iter().any(|h| h.id == MessageId::of(&p.0))
+        )));
+        assert_eq!(
+            s.broadcast(T0, topic, p, &mut Vec::new()),
+            Err(BroadcastError::Duplicate)
+        );
+        assert_eq!(s.neighbors(&topic), [info(2).id]);
     }
 
     #[test]

@@ -16,9 +16,12 @@
 //! ends in a node that takes the newcomer as a neighbour, and the node at hop PRWL
 //! (3) puts it in its passive view. A lost connection means a failed peer: it is
 //! dropped and the active view is refilled from the passive view with NEIGHBOR
-//! requests, of high priority (always accepted) when the active view is empty and
-//! of low priority (accepted only where there is room) otherwise. A periodic
-//! SHUFFLE walk exchanges samples of both views, so passive views stay fresh.
+//! requests, of high priority (always accepted) when at most half the active
+//! view is left (the paper: when it is empty) and of low priority (accepted only
+//! where there is room) otherwise; after a refusal the next attempt waits for
+//! the next shuffle tick, and the refusing peer is not asked again before it. An eviction (DISCONNECT) is replaced at once, too.
+//! A periodic SHUFFLE walk exchanges samples of both views, so passive views
+//! stay fresh.
 //!
 //! Sans-IO: the driver feeds [`InEvent`]s and acts on [`OutEvent`]s. Connections
 //! are the driver's: [`OutEvent::Dial`] means "hold a connection to this peer",
@@ -216,6 +219,10 @@ pub struct State<R> {
     passive: BTreeMap<PeerId, PeerData>,
     /// Outstanding NEIGHBOR requests we sent.
     pending: BTreeSet<PeerId>,
+    /// Passive peers that refused a low-priority NEIGHBOR since the last
+    /// shuffle tick: not asked again before it (else a node whose passive
+    /// peers are all full asks them in a loop, one round trip per request).
+    refused: BTreeSet<PeerId>,
     /// Peers we sent in our last shuffle: evicted first when the reply arrives.
     last_shuffle: Vec<PeerId>,
     banned: BTreeMap<PeerId, Duration>,
@@ -232,6 +239,7 @@ impl<R: Rng> State<R> {
             active: BTreeMap::new(),
             passive: BTreeMap::new(),
             pending: BTreeSet::new(),
+            refused: BTreeSet::new(),
             last_shuffle: Vec::new(),
             banned: BTreeMap::new(),
             shuffle_scheduled: false,
@@ -274,6 +282,7 @@ impl<R: Rng> State<R> {
             InEvent::ConnectionLost(peer) => self.on_connection_lost(peer, out),
             InEvent::Timer(Timer::Shuffle) => {
                 self.shuffle_scheduled = false;
+                self.refused.clear();
                 self.send_shuffle(out);
                 self.refill(out);
                 self.schedule_shuffle(out);
@@ -450,8 +459,15 @@ impl<R: Rng> State<R> {
             let data = self.passive.remove(&from).unwrap_or_default();
             self.add_active(from, data, out);
         } else {
+            if self.refused.len() >= self.config.passive_view_capacity {
+                self.refused.clear();
+            }
+            // Try again at the next shuffle tick, not now: asking the next
+            // passive peer at once, and the next, makes every node short of a
+            // neighbour open a connection per passive peer per round (with
+            // 2,000 real nodes in one process that ran out of descriptors).
+            self.refused.insert(from);
             self.release(from, out);
-            self.refill(out);
         }
     }
 
@@ -466,10 +482,11 @@ impl<R: Rng> State<R> {
         if self.pending.remove(&from) {
             self.release(from, out);
         }
-        // An empty view cannot wait for the next shuffle tick.
-        if self.active.is_empty() {
-            self.refill(out);
-        }
+        // Replace the lost link now rather than at the next shuffle tick: an
+        // eviction during a burst of joins can otherwise cut a few nodes off
+        // the overlay for a whole shuffle interval. (Each passive peer is asked
+        // at most once per round, so this cannot loop.)
+        self.refill(out);
     }
 
     fn on_connection_lost(&mut self, peer: PeerId, out: &mut Vec<OutEvent>) {
@@ -631,19 +648,27 @@ impl<R: Rng> State<R> {
         let mut free = cap.saturating_sub(self.active.len() + self.pending.len());
         // bounded: every iteration removes a peer from the candidates
         while free > 0 {
+            // The paper asks with high priority only from an empty view. We do
+            // so down to half a view: nodes hanging by one or two links (left
+            // so by evictions in a burst of joins) otherwise only ask full
+            // peers, which refuse low priority, and can stay cut off as a
+            // small island for many shuffle rounds. A high-priority request
+            // costs the receiver one eviction, leaving it at capacity - 1.
+            let priority = if self.active.len() <= self.config.active_view_capacity / 2 {
+                Priority::High
+            } else {
+                Priority::Low
+            };
+            // A high-priority request is never refused: any passive peer will do.
+            let high = priority == Priority::High;
             let Some(peer) = self
                 .passive
                 .keys()
-                .filter(|p| !self.pending.contains(p))
+                .filter(|p| !self.pending.contains(p) && (high || !self.refused.contains(p)))
                 .choose(&mut self.rng)
                 .copied()
             else {
                 break;
-            };
-            let priority = if self.active.is_empty() {
-                Priority::High
-            } else {
-                Priority::Low
             };
             let data = self.passive.get(&peer).cloned().unwrap_or_default();
             self.send_neighbor(peer, data, priority, out);
@@ -1065,6 +1090,54 @@ mod tests {
         assert!(s.is_active(&id(3)));
         // the failed peer is not kept as a candidate
         assert!(!s.passive_view().any(|p| *p == id(2)));
+    }
+
+    #[test]
+    fn passive_peers_that_refuse_are_not_asked_again_before_the_next_shuffle() {
+        // active {2, 5, 6}, passive {3, 4}: room for two more, so the shuffle
+        // tick asks both, with low priority
+        let mut s = with_active(1, &[2, 5, 6]);
+        run(
+            &mut s,
+            InEvent::Join {
+                contact: info(2),
+                others: vec![info(3), info(4)],
+            },
+        );
+        let asked = |out: &[OutEvent]| -> Vec<PeerId> {
+            sends(out)
+                .into_iter()
+                .filter(|(_, m)| {
+                    matches!(
+                        m,
+                        Message::Neighbor {
+                            priority: Priority::Low,
+                            ..
+                        }
+                    )
+                })
+                .map(|(p, _)| p)
+                .collect()
+        };
+        let first = asked(&run(&mut s, InEvent::Timer(Timer::Shuffle)));
+        assert_eq!(first.len(), 2, "{first:?}");
+        // both are full and refuse: nobody is asked again in this round
+        for p in [3, 4] {
+            let reply = Message::NeighborReply { accepted: false };
+            let out = run(&mut s, InEvent::Message(id(p), reply));
+            assert!(
+                asked(&out).is_empty(),
+                "asked again after a refusal: {out:?}"
+            );
+        }
+        assert_eq!(
+            s.passive_view().count(),
+            2,
+            "refusing peers stay candidates"
+        );
+        // the next round asks them again
+        let again = asked(&run(&mut s, InEvent::Timer(Timer::Shuffle)));
+        assert_eq!(again.len(), 2);
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub(crate) mod assets;
 pub(crate) mod auth;
 pub(crate) mod files;
 pub(crate) mod guests;
+pub(crate) mod rooms;
 pub(crate) mod socket;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -261,6 +262,7 @@ pub(crate) fn router(app: App) -> Router {
         .merge(auth::routes())
         .merge(api::routes())
         .merge(guests::routes())
+        .merge(rooms::routes())
         .merge(files::routes())
         .merge(socket::routes())
         .fallback(assets::serve)

@@ -147,20 +147,44 @@ async function main() {
 
     await step('the two pages chat', async () => {
       await pa.getByRole('button', { name: 'Chat with beta' }).click();
-      await pa.locator('.composer-input').fill('Hello beta, this is alpha');
+      await pa.locator('#view-chat .composer-input').fill('Hello beta, this is alpha');
       await pa.keyboard.press('Enter');
       await pa.locator('.msg.out .bubble', { hasText: 'Hello beta' }).waitFor();
       await pa.locator('.msg.out .mstatus.delivered, .msg.out .mstatus.read').first().waitFor();
       await pb.goto(`${b.webUrl}#chat`);
       await pb.locator('.conv', { hasText: 'alpha' }).click();
       await pb.locator('.msg.in .bubble', { hasText: 'Hello beta, this is alpha' }).waitFor();
-      await pb.locator('.composer-input').fill('Hi alpha! Got it.');
+      await pb.locator('#view-chat .composer-input').fill('Hi alpha! Got it.');
       await pb.getByRole('button', { name: 'Send', exact: true }).click();
       await pa.locator('.msg.in .bubble', { hasText: 'Hi alpha! Got it.' }).waitFor();
       // B's page showed A's message: A sees it read.
       await pa.locator('.msg.out .mstatus.read').first().waitFor();
       await shoot(pa, 'chat');
       await shoot(pa, 'chat', { dark: true });
+    });
+
+    await step('both pages join a room and each sees the other\'s message with its name', async () => {
+      for (const p of [pa, pb]) {
+        await p.goto(`${p === pa ? a.webUrl : b.webUrl}#rooms`);
+        await p.fill('.room-join input', 'lobby');
+        await p.getByRole('button', { name: 'Join', exact: true }).click();
+        await p.locator('.thread-head h2', { hasText: 'lobby' }).waitFor();
+      }
+      // Each node must see the other as a member before a message can travel.
+      await pa.waitForFunction(async () => {
+        const r = await (await fetch('/api/rooms')).json();
+        return r.some((x) => x.name === 'lobby' && x.neighbors > 0);
+      }, null, { polling: 200, timeout: T });
+      await pa.locator('#view-rooms .composer-input').fill('Hello room from alpha');
+      await pa.keyboard.press('Enter');
+      await pa.locator('#view-rooms .msg.out .bubble', { hasText: 'Hello room from alpha' }).waitFor();
+      const inB = pb.locator('#view-rooms .msg.in', { hasText: 'Hello room from alpha' });
+      await inB.waitFor();
+      check((await inB.locator('.msg-author').textContent()).startsWith('alpha'), 'the author name is missing');
+      await pb.locator('#view-rooms .composer-input').fill('beta here too');
+      await pb.getByRole('button', { name: 'Send', exact: true }).click();
+      await pa.locator('#view-rooms .msg.in .bubble', { hasText: 'beta here too' }).waitFor();
+      await shoot(pa, 'rooms');
     });
 
     // Files made here, compared byte for byte after their trip.
@@ -219,6 +243,10 @@ async function main() {
       check((await download(pb, link)).toString() === 'second day', 'näht.txt differs');
       const where = await pb.locator('.received-file', { hasText: 'näht.txt' }).locator('.file-name').getAttribute('title');
       check(where.endsWith('/Album/day 2/näht.txt'), `received at ${where}`);
+      // Both sides show it finished, also after a reload (the node's list agrees).
+      await pb.locator('.transfer.state-complete', { hasText: 'dropped.txt' }).waitFor();
+      await pb.reload();
+      await pb.locator('.transfer.state-complete', { hasText: '3 files' }).waitFor();
     });
 
     await step('the settings view shows the PIN and saves a name for the next start', async () => {
@@ -300,7 +328,7 @@ async function main() {
         await pb.goto(`${b.webUrl}#chat`);
         await pb.locator('.conv', { hasText: 'Test phone' }).click();
         await pb.locator('.msg.in .bubble', { hasText: 'Hello from the phone' }).waitFor();
-        await pb.locator('.composer-input').fill('Welcome, phone');
+        await pb.locator('#view-chat .composer-input').fill('Welcome, phone');
         await pb.keyboard.press('Enter');
         await pg.locator('.msg.in .bubble', { hasText: 'Welcome, phone' }).waitFor();
         await shoot(pg, 'guest-chat');

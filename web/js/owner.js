@@ -5,6 +5,7 @@ import * as api from './api.js';
 import { h, fill, icon, toast, attempt } from './ui.js';
 import { peersView } from './owner/peers.js';
 import { chatView } from './owner/chat.js';
+import { roomsView } from './owner/rooms.js';
 import { settingsView } from './owner/settings.js';
 import { sendView } from './owner/send.js';
 import { transfersView } from './owner/transfers.js';
@@ -38,6 +39,7 @@ export function startOwner(root, session) {
     ['send', 'Send', sendView(ctx)],
     ['transfers', 'Transfers', transfersView(ctx)],
     ['chat', 'Chat', chatView(ctx)],
+    ['rooms', 'Rooms', roomsView(ctx)],
     ['settings', 'Settings', settingsView(ctx)],
   ];
   const linkState = h('span', { class: 'link-state', role: 'status' }, 'connecting…');

@@ -4,6 +4,9 @@
 
 const FINAL = new Set(['complete', 'failed', 'cancelled', 'rejected', 'resumed']);
 
+/** Whether moving `t` to `state` would take it out of a final state. */
+const regresses = (t, state) => state !== undefined && FINAL.has(t.state) && !FINAL.has(state);
+
 export function transfersModel() {
   const byId = new Map();
   const listeners = new Set();
@@ -45,7 +48,11 @@ export function transfersModel() {
     put(id, patch) {
       const t = get(id);
       const files = patch.files;
-      Object.assign(t, { ...patch, files: t.files });
+      // An answer can arrive after the events it caused (a small transfer
+      // ends before the request that accepted it returns): never move a
+      // transfer out of a final state.
+      const state = regresses(t, patch.state) ? t.state : (patch.state ?? t.state);
+      Object.assign(t, { ...patch, state, files: t.files });
       if (files) for (const f of files) file(t, f.path, f.size);
       changed();
       return t;
@@ -121,7 +128,7 @@ export function transfersModel() {
       for (const i of infos) {
         const t = get(i.id);
         Object.assign(t, {
-          peer: i.peer, direction: i.direction, state: i.state,
+          peer: i.peer, direction: i.direction, state: regresses(t, i.state) ? t.state : i.state,
           total_bytes: i.total_bytes, done_bytes: i.done_bytes, files_total: i.files,
           error: i.error || t.error,
         });

@@ -53,6 +53,11 @@ pub struct Config {
     /// How often connected peers are pinged; a peer silent for three intervals is
     /// considered gone.
     pub keepalive: Duration,
+    /// Address of the web UI (`None`: no web UI). `peerconnect up` serves it on
+    /// `0.0.0.0:47480` ([`DEFAULT_WEB_PORT`]); tests use `127.0.0.1:0`.
+    pub web: Option<SocketAddr>,
+    /// Limits and access rules of the web UI.
+    pub web_options: crate::web::WebOptions,
     /// Where the identity and the store live.
     pub storage: Storage,
     /// File transfer settings.
@@ -128,6 +133,8 @@ impl Config {
             dht: true,
             event_buffer: 1024,
             keepalive: Duration::from_secs(10),
+            web: None,
+            web_options: crate::web::WebOptions::default(),
             storage: Storage::DataDir,
             transfer: Default::default(),
             gossip: crate::proto::gossip::Config::default(),

@@ -25,6 +25,8 @@
 //! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor,
 //!   the gossip service.
 //! - [`rooms`]: group chat rooms on gossip (signed messages, history).
+//! - [`web`]: the web UI (axum): embedded static files, REST API, WebSocket
+//!   events, PIN access for browser guests.
 
 pub mod config;
 pub mod control;
@@ -36,6 +38,7 @@ pub mod node;
 pub mod proto;
 pub mod rooms;
 pub mod store;
+pub mod web;
 
 pub use config::Config;
 pub use error::{Error, Result};

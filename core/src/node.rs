@@ -61,6 +61,9 @@ struct Inner {
     lock: Mutex<Option<DataDirLock>>,
     /// Cancelled at shutdown: ends every stream `events()` handed out.
     closed: tokio_util::sync::CancellationToken,
+    /// The configuration the node started with.
+    config: Config,
+    web: Option<crate::web::WebInfo>,
     transfers: crate::net::transfer::Service,
 }
 
@@ -118,6 +121,7 @@ impl Node {
         let (events, first) = broadcast::channel(config.event_buffer.max(1));
         let (cmd, cmd_rx) = mpsc::channel(64);
         let links = Links::new(cmd.clone(), config.event_buffer.min(1024));
+        let web = crate::web::bind(&config).await?;
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
         let mut router = Router {
             gossip: Some(gossip_tx),
@@ -141,6 +145,9 @@ impl Node {
             cmd_rx,
             links.clone(),
             router,
+            web.as_ref()
+                .and_then(|w| w.as_ref().ok())
+                .map(|b| b.info().url.clone()),
         )
         .await?;
         let (gossip_events, gossip_events_rx) = mpsc::channel(GOSSIP_EVENTS);
@@ -185,6 +192,11 @@ impl Node {
                 tasks: Mutex::new(vec![gossip_task, receiver]),
                 lock: Mutex::new(lock),
                 closed: tokio_util::sync::CancellationToken::new(),
+                web: web
+                    .as_ref()
+                    .and_then(|w| w.as_ref().ok())
+                    .map(|b| b.info().clone()),
+                config: config.clone(),
                 transfers,
             }),
         };
@@ -198,6 +210,13 @@ impl Node {
             && let Some(t) = crate::control::serve(node.clone())
         {
             node.own_task(t);
+        }
+        match web {
+            Some(Ok(bound)) => {
+                node.own_task(crate::web::serve(&node, bound, config.web_options.clone()))
+            }
+            Some(Err(message)) => node.emit(Event::Error { message }),
+            None => {}
         }
         if let (Some(dht), Some(task)) = (dht, dht_task) {
             node.own_task(task);
@@ -239,6 +258,21 @@ impl Node {
 
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// The configuration the node started with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Where the web UI is served and its PIN (`None`: no web UI).
+    pub fn web(&self) -> Option<&crate::web::WebInfo> {
+        self.inner.web.as_ref()
+    }
+
+    /// Puts an event on the node's stream (for services outside the actor).
+    pub(crate) fn emit(&self, e: Event) {
+        let _ = self.inner.events.send(e);
     }
 
     /// Connected peers' links, for the node's services.

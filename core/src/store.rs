@@ -41,8 +41,13 @@ pub enum StoreError {
 }
 
 mod messages;
+mod settings;
 
 pub use messages::MessageCounts;
+pub use settings::SavedSettings;
+
+/// The database file in the data dir.
+pub(crate) const DB_FILE: &str = "peerconnect.db";
 
 /// The schema, one named migration per entry; never edit a released entry, append.
 pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
@@ -59,6 +64,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ),
     transfers::MIGRATION,
     messages::MIGRATION,
+    settings::MIGRATION,
     ("rooms_1", rooms::MIGRATION),
 ];
 
@@ -84,7 +90,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let path = dir.join("peerconnect.db");
+        let path = dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;

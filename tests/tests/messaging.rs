@@ -341,6 +341,7 @@ fn up(dir: &std::path::Path, name: &str, connect: Option<&str>) -> UpProcess {
     cmd.args([
         "up",
         "--json",
+        "--no-web",
         "--no-discovery",
         "--listen",
         "127.0.0.1:0",

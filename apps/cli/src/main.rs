@@ -238,7 +238,7 @@ async fn up(args: NodeArgs) -> anyhow::Result<ExitCode> {
     args.init_logging();
     let config = args.config(false)?;
     let node = Node::start(config).await?;
-    let printer = Printer::new(args.json);
+    let printer = Printer::new(args.json).with_web(node.web().cloned());
     let mut events = node.events();
     let stop = shutdown_signal();
     tokio::pin!(stop);

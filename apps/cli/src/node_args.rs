@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
 use peerconnect::Config;
-use peerconnect::config::{DEFAULT_PORT, default_data_dir, truncate_name};
+use peerconnect::config::{DEFAULT_PORT, DEFAULT_WEB_PORT, default_data_dir, truncate_name};
+use peerconnect::store::SavedSettings;
 
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
@@ -33,6 +35,12 @@ pub struct NodeArgs {
     /// Dial this HOST:PORT (repeatable), for networks where discovery finds nobody.
     #[arg(long, global = true)]
     pub connect: Vec<String>,
+    /// Address of the web UI (`up` only; default 0.0.0.0:47480, port 0 = any).
+    #[arg(long, global = true, value_name = "ADDR", conflicts_with = "no_web")]
+    pub web: Option<SocketAddr>,
+    /// Do not serve the web UI.
+    #[arg(long, global = true)]
+    pub no_web: bool,
     /// Folder for received files.
     #[arg(long, global = true)]
     pub downloads: Option<PathBuf>,
@@ -59,6 +67,10 @@ impl NodeArgs {
     /// (`peers`, `send`, ...) that must not fight a running node for the default port.
     pub fn config(&self, ephemeral_port: bool) -> anyhow::Result<Config> {
         let mut c = Config::new(self.data_dir());
+        // Settings saved in the web UI, then flags over them.
+        SavedSettings::load(&c.data_dir)
+            .context("reading saved settings")?
+            .apply(&mut c);
         if let Some(n) = &self.name {
             let n = n.trim();
             anyhow::ensure!(!n.is_empty(), "--name must not be empty");
@@ -82,6 +94,16 @@ impl NodeArgs {
             c.downloads = d.clone();
         }
         c.accept_all = self.yes;
+        // Helper nodes (`peers`, `send`, ...) never serve the web UI.
+        c.web = match (self.no_web, self.web) {
+            (true, _) => None,
+            (false, Some(addr)) => Some(addr),
+            (false, None) if ephemeral_port => None,
+            (false, None) => {
+                c.web_options.optional = true;
+                Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_WEB_PORT)))
+            }
+        };
         Ok(c)
     }
 

@@ -1,19 +1,34 @@
 //! Turning events into lines for humans, or JSON lines for scripts.
 
+use peerconnect::web::WebInfo;
 use peerconnect::{Event, PeerInfo};
 
 pub struct Printer {
     json: bool,
+    /// The web UI, announced after the `listening` event.
+    web: Option<WebInfo>,
 }
 
 impl Printer {
     pub fn new(json: bool) -> Self {
-        Self { json }
+        Self { json, web: None }
+    }
+
+    /// Also prints the web UI's URLs, PIN and QR code after `listening`.
+    pub fn with_web(mut self, web: Option<WebInfo>) -> Self {
+        self.web = web;
+        self
     }
 
     pub fn event(&self, e: &Event) {
         if self.json {
             println!("{}", serde_json::to_string(e).expect("events serialize"));
+            if let (Event::Listening { .. }, Some(w)) = (e, &self.web) {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "web", "url": w.url, "urls": w.urls, "pin": w.pin})
+                );
+            }
             return;
         }
         match e {
@@ -28,8 +43,10 @@ impl Printer {
                 for a in addrs {
                     println!("  listen {a}");
                 }
-                if let Some(w) = web {
-                    println!("  web    {w}");
+                match (&self.web, web) {
+                    (Some(w), _) => print_web(w),
+                    (None, Some(w)) => println!("  web    {w}"),
+                    (None, None) => {}
                 }
             }
             Event::PeerFound { peer } => println!("+ found     {}", describe(peer)),
@@ -168,4 +185,28 @@ fn describe(p: &PeerInfo) -> String {
         .map(|a| format!(" at {a}"))
         .unwrap_or_default();
     format!("{} ({}, {}){addr}", p.name, p.id.short(), p.kind.as_str())
+}
+
+/// The web UI's addresses, the PIN and a QR code of the LAN URL (carrying the
+/// PIN, so a phone that scans it is let in at once).
+fn print_web(w: &WebInfo) {
+    for u in &w.urls {
+        println!("  web    {u}");
+    }
+    println!("  PIN    {}  (browsers on other devices enter it)", w.pin);
+    let link = format!("{}#pin={}", w.url, w.pin);
+    match qrcode::QrCode::new(link.as_bytes()) {
+        Ok(code) => {
+            // Light modules drawn as blocks: right on the usual dark terminal.
+            let qr = code
+                .render::<qrcode::render::unicode::Dense1x2>()
+                .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                .quiet_zone(true)
+                .build();
+            println!("  scan to open {} on a phone:", w.url);
+            println!("{qr}");
+        }
+        Err(e) => println!("  (no QR code: {e})"),
+    }
 }

@@ -272,6 +272,7 @@ fn dialable_addrs(local: SocketAddr) -> Vec<SocketAddr> {
 
 impl Actor {
     /// Binds the listener and discovery sockets and spawns the actor.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn spawn(
         config: Config,
         identity: Identity,
@@ -280,6 +281,7 @@ impl Actor {
         cmd_rx: mpsc::Receiver<Command>,
         links: Arc<Links>,
         router: Router,
+        web_url: Option<String>,
     ) -> crate::Result<Started> {
         let transport = Transport::new(&identity, config.max_connections)?;
         let listener = TcpListener::bind(config.listen)
@@ -370,7 +372,7 @@ impl Actor {
             tasks,
         };
         let addrs = listen_addrs.clone();
-        let join = tokio::spawn(actor.run(addrs));
+        let join = tokio::spawn(actor.run(addrs, web_url));
         Ok(Started { listen_addrs, join })
     }
 
@@ -382,12 +384,12 @@ impl Actor {
         self.start.elapsed()
     }
 
-    async fn run(mut self, listen_addrs: Vec<SocketAddr>) {
+    async fn run(mut self, listen_addrs: Vec<SocketAddr>, web: Option<String>) {
         self.emit(Event::Listening {
             id: self.identity.peer_id(),
             name: self.config.name.clone(),
             addrs: listen_addrs,
-            web: None,
+            web,
         });
         self.on_start().await;
         loop {

@@ -51,7 +51,7 @@
 //! Cancelling (either side) deletes the `.part` files; losing the peer,
 //! shutting down or crashing keeps them.
 
-mod fs;
+pub(crate) mod fs;
 mod reader;
 mod recv;
 mod send;

@@ -1,0 +1,348 @@
+//! The web UI: an axum server every node can run, serving the static UI in
+//! `web/` (embedded into the binary), a JSON REST API and a WebSocket that
+//! carries the node's [`Event`]s, to any browser on the LAN.
+//!
+//! # Who may do what
+//!
+//! - A request from a loopback address, for a `Host` that is `localhost` or an
+//!   IP literal, comes from the **owner** (someone logged in on this machine)
+//!   and may do everything. The `Host` rule stops DNS rebinding: a web page
+//!   from elsewhere that points its own name at 127.0.0.1 is not the owner.
+//! - Any other client is a **browser guest** once it has entered the 6-digit
+//!   PIN that `peerconnect up` prints ([`WebInfo::pin`]): it then holds an
+//!   HttpOnly, SameSite=Strict session cookie, appears in the peer list as a
+//!   peer of kind `browser`, and may upload files to this node (an offer the
+//!   owner accepts or rejects), download what the owner sends it, and chat
+//!   with the owner. PIN attempts are rate-limited per client address and in
+//!   total ([`auth`]).
+//! - Anyone else gets the static UI (which asks for the PIN) and `401` from
+//!   the API.
+//! - State-changing requests and WebSocket upgrades must come from this
+//!   origin (`Origin` = `http://<Host>`), against cross-site requests.
+//!
+//! Guests live in memory: a restart ends every session (and makes a new PIN).
+//!
+//! # Layout
+//!
+//! - [`auth`]: PIN, rate limits, sessions, who is calling, the Origin check.
+//! - [`guests`]: browser guests as peers, and their chat with the owner.
+//! - [`api`]: the owner's REST API (peers, trust, settings, messages).
+//! - [`files`]: uploads (the owner's to send, guests' with consent), offers,
+//!   received files, downloads.
+//! - [`socket`]: the WebSocket event stream.
+//! - [`assets`]: the embedded static files.
+//!
+//! The API is documented in `docs/api.md`.
+
+pub(crate) mod api;
+pub(crate) mod assets;
+pub(crate) mod auth;
+pub(crate) mod files;
+pub(crate) mod guests;
+pub(crate) mod rooms;
+pub(crate) mod socket;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::identity::PeerId;
+use crate::node::{Node, WeakNode};
+
+/// Limits and access rules of the web UI (part of [`Config`]).
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// If the web address cannot be bound, run without the web UI (and say so in
+    /// an [`Event::Error`]) instead of failing to start. `peerconnect up` sets
+    /// this for its default address, not for an explicit `--web`.
+    pub optional: bool,
+    /// Largest upload (one request) in bytes.
+    pub max_upload: u64,
+    /// Most browser guests logged in at once.
+    pub max_guests: usize,
+    /// A guest session unused for this long ends.
+    pub session_idle: Duration,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        Self {
+            optional: false,
+            max_upload: 16 << 30,
+            max_guests: 32,
+            session_idle: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Where the web UI is and how guests get in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebInfo {
+    /// The address the server is bound to.
+    pub addr: SocketAddr,
+    /// The URL to give other devices: a LAN address if the server listens on
+    /// one, else the loopback URL.
+    pub url: String,
+    /// Every URL the UI is reachable at (LAN addresses first, then loopback).
+    pub urls: Vec<String>,
+    /// The 6-digit PIN browser guests must enter (new at every start).
+    pub pin: String,
+}
+
+/// A bound but not yet serving web server.
+pub(crate) struct Bound {
+    listener: TcpListener,
+    info: WebInfo,
+}
+
+impl Bound {
+    pub(crate) fn info(&self) -> &WebInfo {
+        &self.info
+    }
+}
+
+/// Binds the web UI's address if the config asks for one. With
+/// [`WebOptions::optional`], a failure is returned as `Err(message)` inside
+/// `Ok` so the node can start without it.
+pub(crate) async fn bind(config: &Config) -> Result<Option<std::result::Result<Bound, String>>> {
+    let Some(addr) = config.web else {
+        return Ok(None);
+    };
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) if config.web_options.optional => {
+            return Ok(Some(Err(format!(
+                "web UI not started: cannot listen on {addr}: {e} (use --web ADDR or --no-web)"
+            ))));
+        }
+        Err(e) => return Err(Error::io(format!("web UI: listening on {addr}"), e)),
+    };
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("web UI address", e))?;
+    let urls = urls_for(local);
+    let info = WebInfo {
+        addr: local,
+        url: urls[0].clone(),
+        urls,
+        pin: auth::new_pin(),
+    };
+    Ok(Some(Ok(Bound { listener, info })))
+}
+
+/// The URLs a server bound to `local` is reachable at, LAN addresses first.
+fn urls_for(local: SocketAddr) -> Vec<String> {
+    let url = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => format!("http://{v4}:{}/", local.port()),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{}/", local.port()),
+    };
+    if !local.ip().is_unspecified() {
+        return vec![url(local.ip())];
+    }
+    let mut lan = Vec::new();
+    if let Ok(ifs) = if_addrs::get_if_addrs() {
+        for i in ifs {
+            let ip = i.ip();
+            // IPv6 link-local addresses need a scope id browsers do not take.
+            let link_local_v6 =
+                matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+            if ip.is_ipv4() == local.is_ipv4() && !ip.is_loopback() && !link_local_v6 {
+                lan.push(url(ip));
+            }
+        }
+    }
+    lan.sort();
+    lan.dedup();
+    lan.push(url(if local.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+    }));
+    lan
+}
+
+/// What every request handler shares.
+pub(crate) struct AppState {
+    pub node: WeakNode,
+    pub me: PeerId,
+    pub info: WebInfo,
+    pub options: WebOptions,
+    pub limiter: auth::Limiter,
+    pub guests: guests::Guests,
+    pub files: files::Files,
+    /// Cancelled when the server stops: long-lived handlers (WebSockets) end.
+    pub stop: CancellationToken,
+}
+
+pub(crate) type App = Arc<AppState>;
+
+impl AppState {
+    /// The node, or 503 once it has shut down.
+    pub fn node(&self) -> std::result::Result<Node, ApiError> {
+        self.node
+            .upgrade()
+            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node has shut down"))
+    }
+
+    pub fn emit(&self, e: Event) {
+        if let Some(n) = self.node.upgrade() {
+            n.emit(e);
+        }
+    }
+
+    /// A guest's session ended (logout, expiry, block): its offers and
+    /// shares end too, and it leaves the peer list.
+    pub fn guest_left(&self, id: PeerId) {
+        for e in self.files.guest_left(&id) {
+            self.emit(e);
+        }
+        self.emit(Event::PeerLost { id });
+    }
+}
+
+/// Starts serving on `bound` until the node shuts down (the task is owned by
+/// the node and aborted then).
+pub(crate) fn serve(node: &Node, bound: Bound, options: WebOptions) -> tokio::task::JoinHandle<()> {
+    let app = new_app(node, bound.info, options);
+    let stop = app.stop.clone();
+    let sweeper = guests::spawn_sweeper(app.clone());
+    let watcher = files::spawn_watcher(app.clone(), node);
+    let router = router(app);
+    tokio::spawn(async move {
+        // Aborting this task drops the guard: WebSockets and the sweeper end.
+        let _guard = stop.clone().drop_guard();
+        let _sweeper = AbortOnDrop(sweeper);
+        let _watcher = AbortOnDrop(watcher);
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(bound.listener, service)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::warn!(error = %e, "web UI server stopped");
+        }
+    })
+}
+
+/// The state of a server for `node`.
+pub(crate) fn new_app(node: &Node, info: WebInfo, options: WebOptions) -> App {
+    Arc::new(AppState {
+        node: node.downgrade(),
+        me: node.id(),
+        guests: guests::Guests::new(node.id(), options.max_guests, options.session_idle),
+        files: files::Files::new(node.data_dir()),
+        info,
+        options,
+        limiter: auth::Limiter::default(),
+        stop: CancellationToken::new(),
+    })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every route of the UI and the API.
+pub(crate) fn router(app: App) -> Router {
+    Router::new()
+        .merge(auth::routes())
+        .merge(api::routes())
+        .merge(guests::routes())
+        .merge(rooms::routes())
+        .merge(files::routes())
+        .merge(socket::routes())
+        .fallback(assets::serve)
+        .layer(axum::middleware::from_fn(auth::check_origin))
+        .with_state(app)
+}
+
+/// An API error: a status and a JSON body `{"error": "..."}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// Seconds to wait (429 answers).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = s.to_string().parse()
+        {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        use crate::proto::messaging::Error as M;
+        let status = match &e {
+            Error::PeerNotFound(_) => StatusCode::NOT_FOUND,
+            Error::AmbiguousPeer(..) => StatusCode::CONFLICT,
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::Messaging(M::TooLong { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Messaging(M::Blocked(_)) => StatusCode::FORBIDDEN,
+            Error::Messaging(_) => StatusCode::BAD_REQUEST,
+            Error::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::from(e).into()
+    }
+}
+
+pub(crate) type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// Parses a PeerId from a path segment (400 if it is not one).
+pub(crate) fn parse_peer(s: &str) -> ApiResult<PeerId> {
+    s.parse()
+        .map_err(|_| ApiError::bad_request(format!("{s:?} is not a peer id")))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! The owner's rooms API: rooms joined, join and leave, a room's stored
+//! messages and saying something in it. Each handler is a few lines over the
+//! [`Node`](crate::Node) room calls; live messages reach the page as
+//! `room_message` events on the WebSocket.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::auth::Owner;
+use super::{ApiResult, App};
+use crate::proto::rooms::{RoomMessage, RoomMessageId};
+use crate::rooms::RoomInfo;
+
+pub(crate) fn routes() -> Router<App> {
+    Router::new()
+        .route("/api/rooms", get(list).post(join))
+        .route("/api/rooms/{room}/leave", post(leave))
+        .route("/api/rooms/{room}/messages", get(history).post(say))
+}
+
+#[derive(Debug, Deserialize)]
+struct Join {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    before: Option<RoomMessageId>,
+    #[serde(default = "default_page")]
+    limit: usize,
+}
+
+fn default_page() -> usize {
+    100
+}
+
+#[derive(Debug, Deserialize)]
+struct Say {
+    text: String,
+}
+
+/// Rooms this node is in, with their neighbour counts.
+async fn list(State(app): State<App>, _: Owner) -> ApiResult<Json<Vec<RoomInfo>>> {
+    Ok(Json(app.node()?.rooms().await?))
+}
+
+/// Joins a room (no-op if already in it); answers the room list.
+async fn join(
+    State(app): State<App>,
+    _: Owner,
+    Json(j): Json<Join>,
+) -> ApiResult<Json<Vec<RoomInfo>>> {
+    let node = app.node()?;
+    node.join_room(j.name.trim()).await?;
+    Ok(Json(node.rooms().await?))
+}
+
+async fn leave(
+    State(app): State<App>,
+    _: Owner,
+    Path(room): Path<String>,
+) -> ApiResult<Json<Vec<RoomInfo>>> {
+    let node = app.node()?;
+    node.leave_room(&room).await?;
+    Ok(Json(node.rooms().await?))
+}
+
+/// Stored messages of a room, oldest first (at most `limit`, before `before`).
+async fn history(
+    State(app): State<App>,
+    _: Owner,
+    Path(room): Path<String>,
+    Query(p): Query<Page>,
+) -> ApiResult<Json<Vec<RoomMessage>>> {
+    let limit = p.limit.clamp(1, 1000);
+    Ok(Json(app.node()?.room_history(&room, p.before, limit)?))
+}
+
+/// Says `text` in a room this node is in; answers the signed message.
+async fn say(
+    State(app): State<App>,
+    _: Owner,
+    Path(room): Path<String>,
+    Json(s): Json<Say>,
+) -> ApiResult<Json<RoomMessage>> {
+    Ok(Json(app.node()?.room_say(&room, &s.text).await?))
+}

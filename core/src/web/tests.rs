@@ -1,0 +1,868 @@
+//! The API's access rules, driven through the real router with the client's
+//! address injected (`MockConnectInfo`), so "a browser on another machine" is
+//! tested without a second machine. The browser tests (tests/browser) do the
+//! same over real sockets from a network namespace.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt;
+
+use super::*;
+use crate::Config;
+
+const OWNER: &str = "127.0.0.1:50000";
+const PHONE: &str = "10.77.0.9:50000";
+const HOST: &str = "10.77.0.1:47480";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    node: Node,
+    app: App,
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(WebOptions::default()).await
+}
+
+async fn fixture_with(options: WebOptions) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::local(dir.path());
+    c.name = "owner-node".into();
+    let node = Node::start(c).await.unwrap();
+    let info = WebInfo {
+        addr: HOST.parse().unwrap(),
+        url: format!("http://{HOST}/"),
+        urls: vec![format!("http://{HOST}/")],
+        pin: "123456".into(),
+    };
+    let app = new_app(&node, info, options);
+    // Follows events as the real server does (aborted with the node's runtime).
+    drop(files::spawn_watcher(app.clone(), &node));
+    Fixture {
+        _dir: dir,
+        node,
+        app,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: serde_json::Value,
+}
+
+impl Fixture {
+    /// Sends a request from `from` (a client address), with `Host` set to
+    /// loopback for loopback clients and to the LAN address otherwise.
+    async fn call(&self, from: &str, req: Request<Body>) -> Reply {
+        let from: SocketAddr = from.parse().unwrap();
+        let router = router(self.app.clone()).layer(MockConnectInfo(from));
+        let res = router.oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+}
+
+fn host_for(from: &str) -> &'static str {
+    if from.starts_with("127.") {
+        "127.0.0.1:47480"
+    } else {
+        HOST
+    }
+}
+
+fn get(from: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut b = Request::get(path).header(header::HOST, host_for(from));
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+fn post(from: &str, path: &str, cookie: Option<&str>, body: serde_json::Value) -> Request<Body> {
+    let host = host_for(from);
+    let mut b = Request::post(path)
+        .header(header::HOST, host)
+        .header(header::ORIGIN, format!("http://{host}"))
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+/// Logs in from `from` with the right PIN; returns the `Cookie` header value.
+async fn login(f: &Fixture, from: &str, name: &str) -> (String, PeerId) {
+    let r = f
+        .call(
+            from,
+            post(
+                from,
+                "/api/login",
+                None,
+                serde_json::json!({"pin": "123456", "name": name}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let id = r.json["guest"]["id"].as_str().unwrap().parse().unwrap();
+    (cookie, id)
+}
+
+#[tokio::test]
+async fn loopback_is_the_owner_and_other_clients_need_the_pin() {
+    let f = fixture().await;
+    let r = f.call(OWNER, get(OWNER, "/api/peers", None)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = f.call(PHONE, get(PHONE, "/api/peers", None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = f.call(PHONE, get(PHONE, "/api/events", None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = f.call(PHONE, get(PHONE, "/api/guest/messages", None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The session endpoint and the static UI are open: they show the PIN screen.
+    let r = f.call(PHONE, get(PHONE, "/api/session", None)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["role"], "none");
+    assert_eq!(r.json["node"]["name"], "owner-node");
+    // A page that rebinds its own DNS name to 127.0.0.1 is not the owner.
+    let req = Request::get("/api/peers")
+        .header(header::HOST, "evil.example:47480")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.call(OWNER, req).await.status, StatusCode::UNAUTHORIZED);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_right_pin_gives_a_strict_httponly_session_that_is_a_guest_not_the_owner() {
+    let f = fixture().await;
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/login",
+                None,
+                serde_json::json!({"pin": "000000"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!r.headers.contains_key(header::SET_COOKIE));
+    let mut events = f.node.subscribe();
+    let (cookie, id) = login(&f, PHONE, "Ana's phone").await;
+    let r = f.call(PHONE, get(PHONE, "/api/guest", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["guest"]["kind"], "browser");
+    assert_eq!(r.json["guest"]["name"], "Ana's phone");
+    // A guest is not the owner.
+    let r = f.call(PHONE, get(PHONE, "/api/peers", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // ... and shows up in the owner's peer list as a browser guest.
+    let r = f.call(OWNER, get(OWNER, "/api/peers", None)).await;
+    let list = r.json.as_array().unwrap();
+    assert!(
+        list.iter()
+            .any(|p| p["id"] == id.to_string() && p["kind"] == "browser" && p["online"] == true)
+    );
+    let found = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(Event::PeerFound { peer }) = events.recv().await
+                && peer.id == id
+            {
+                return peer;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(found.kind, crate::proto::wire::DeviceKind::Browser);
+    // A forged cookie is nobody.
+    let r = f
+        .call(PHONE, get(PHONE, "/api/guest", Some("pc_session=forged")))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Logging out ends the session.
+    let r = f
+        .call(
+            PHONE,
+            post(PHONE, "/api/logout", Some(&cookie), serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = f.call(PHONE, get(PHONE, "/api/guest", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn pin_guessing_is_rate_limited_even_the_right_pin() {
+    let f = fixture().await;
+    for i in 0..auth::PER_CLIENT_BURST as usize {
+        let r = f
+            .call(
+                PHONE,
+                post(
+                    PHONE,
+                    "/api/login",
+                    None,
+                    serde_json::json!({"pin": format!("{i:06}")}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/login",
+                None,
+                serde_json::json!({"pin": "123456"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=auth::PER_CLIENT_REFILL.as_secs()).contains(&wait));
+    // Another device is not locked out by this one.
+    login(&f, "10.77.0.10:40000", "tablet").await;
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cross_origin_requests_are_refused() {
+    let f = fixture().await;
+    let evil = |path: &str| {
+        Request::post(path)
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, "http://evil.example")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"pin":"123456"}"#))
+            .unwrap()
+    };
+    let r = f.call(PHONE, evil("/api/login")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!r.headers.contains_key(header::SET_COOKIE));
+    // Not even the owner's browser may be driven by another site.
+    let req = Request::post("/api/connect")
+        .header(header::HOST, "127.0.0.1:47480")
+        .header(header::ORIGIN, "http://evil.example")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"peer":"127.0.0.1:1"}"#))
+        .unwrap();
+    assert_eq!(f.call(OWNER, req).await.status, StatusCode::FORBIDDEN);
+    // Nor open its event stream.
+    let req = Request::get("/api/events")
+        .header(header::HOST, "127.0.0.1:47480")
+        .header(header::ORIGIN, "http://evil.example")
+        .header(header::UPGRADE, "websocket")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.call(OWNER, req).await.status, StatusCode::FORBIDDEN);
+    // A fetch from another site without Origin still says so.
+    let req = Request::post("/api/login")
+        .header(header::HOST, HOST)
+        .header("sec-fetch-site", "cross-site")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"pin":"123456"}"#))
+        .unwrap();
+    assert_eq!(f.call(PHONE, req).await.status, StatusCode::FORBIDDEN);
+    // Another site's <img> or <script> pointing at the owner's API is refused
+    // too, though it could not read the answer.
+    let req = Request::get("/api/peers")
+        .header(header::HOST, "127.0.0.1:47480")
+        .header("sec-fetch-site", "cross-site")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.call(OWNER, req).await.status, StatusCode::FORBIDDEN);
+    // The UI's files may be loaded from anywhere (they hold nothing private).
+    let req = Request::get("/")
+        .header(header::HOST, "127.0.0.1:47480")
+        .header("sec-fetch-site", "cross-site")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.call(OWNER, req).await.status, StatusCode::OK);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guest_and_the_owner_chat_and_the_history_is_kept() {
+    let f = fixture().await;
+    let (cookie, id) = login(&f, PHONE, "phone").await;
+    let mut events = f.node.subscribe();
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/messages",
+                Some(&cookie),
+                serde_json::json!({"text": "hello from the phone"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&e, Event::MessageReceived { message } if message.from == id && message.text == "hello from the phone"),
+        "{e:?}"
+    );
+    let r = f
+        .call(
+            OWNER,
+            post(
+                OWNER,
+                &format!("/api/messages/{id}"),
+                None,
+                serde_json::json!({"text": "hi phone"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["status"], "delivered");
+    let r = f
+        .call(PHONE, get(PHONE, "/api/guest/messages", Some(&cookie)))
+        .await;
+    let texts: Vec<&str> = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["hello from the phone", "hi phone"]);
+    let r = f.call(OWNER, get(OWNER, "/api/conversations", None)).await;
+    let c = &r.json.as_array().unwrap()[0];
+    assert_eq!(c["peer"], id.to_string());
+    assert_eq!(c["name"], "phone");
+    // A guest cannot read anyone else's conversation: the routes take no peer.
+    let r = f
+        .call(
+            PHONE,
+            get(PHONE, &format!("/api/messages/{id}"), Some(&cookie)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn blocking_a_guest_ends_its_session_and_refuses_its_address() {
+    let f = fixture().await;
+    let (cookie, id) = login(&f, PHONE, "phone").await;
+    let r = f
+        .call(
+            OWNER,
+            post(
+                OWNER,
+                &format!("/api/peers/{id}/trust"),
+                None,
+                serde_json::json!({"trust": "blocked"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = f.call(PHONE, get(PHONE, "/api/guest", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/login",
+                None,
+                serde_json::json!({"pin": "123456"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // It stays listed (blocked) so the owner can unblock it.
+    let r = f.call(OWNER, get(OWNER, "/api/peers", None)).await;
+    assert!(
+        r.json
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == id.to_string() && p["trust"] == "blocked")
+    );
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn guests_are_capped() {
+    let f = fixture_with(WebOptions {
+        max_guests: 1,
+        ..WebOptions::default()
+    })
+    .await;
+    login(&f, PHONE, "one").await;
+    let r = f
+        .call(
+            "10.77.0.10:1",
+            post(
+                "10.77.0.10:1",
+                "/api/login",
+                None,
+                serde_json::json!({"pin": "123456"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn settings_are_saved_and_say_what_needs_a_restart() {
+    let f = fixture().await;
+    let put = |body: serde_json::Value| {
+        Request::put("/api/settings")
+            .header(header::HOST, "127.0.0.1:47480")
+            .header(header::ORIGIN, "http://127.0.0.1:47480")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let r = f
+        .call(OWNER, put(serde_json::json!({"name": "  den  "})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["name"], "den");
+    assert_eq!(r.json["restart_needed"], serde_json::json!(["name"]));
+    let r = f
+        .call(OWNER, put(serde_json::json!({"downloads": "relative/dir"})))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let saved = crate::store::SavedSettings::load(f.node.data_dir()).unwrap();
+    assert_eq!(saved.name.as_deref(), Some("den"));
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_node_with_web_serves_the_ui_and_announces_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::local(dir.path());
+    c.web = Some("127.0.0.1:0".parse().unwrap());
+    let node = Node::start(c).await.unwrap();
+    let info = node.web().unwrap().clone();
+    assert_eq!(info.pin.len(), 6);
+    let mut events = node.events();
+    match events.recv().await.unwrap() {
+        Event::Listening { web, .. } => assert_eq!(web.as_deref(), Some(info.url.as_str())),
+        e => panic!("first event {e:?}"),
+    }
+    // A plain HTTP/1.1 request over a real socket.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(info.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            info.addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("<title>PeerConnect</title>"));
+    node.shutdown().await.unwrap();
+    // The port is free again once the node stopped.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpListener::bind(info.addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "web port still bound"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_optional_web_address_in_use_only_warns() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::local(dir.path());
+    c.web = Some(taken.local_addr().unwrap());
+    assert!(Node::start(c.clone()).await.is_err());
+    c.web_options.optional = true;
+    let node = Node::start(c).await.unwrap();
+    assert!(node.web().is_none());
+    let mut events = node.events();
+    let mut saw = false;
+    for _ in 0..2 {
+        if let Some(Event::Error { message }) = events.recv().await {
+            saw |= message.contains("web UI not started");
+        }
+    }
+    assert!(saw);
+    node.shutdown().await.unwrap();
+}
+
+/// A multipart body with one part per (path, bytes).
+fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----pcboundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (path, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn upload(
+    from: &str,
+    path: &str,
+    cookie: Option<&str>,
+    files: &[(&str, &[u8])],
+    with_length: bool,
+) -> Request<Body> {
+    let host = host_for(from);
+    let (ct, body) = multipart(files);
+    let mut b = Request::post(path)
+        .header(header::HOST, host)
+        .header(header::ORIGIN, format!("http://{host}"))
+        .header(header::CONTENT_TYPE, ct);
+    if with_length {
+        b = b.header(header::CONTENT_LENGTH, body.len());
+    }
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+#[tokio::test]
+async fn uploads_over_the_cap_are_refused_whether_announced_or_not() {
+    let f = fixture_with(WebOptions {
+        max_upload: 1000,
+        ..WebOptions::default()
+    })
+    .await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    let big = vec![7u8; 5000];
+    // Announced by Content-Length: refused before a byte is stored.
+    let r = f
+        .call(
+            OWNER,
+            upload(
+                OWNER,
+                &format!("/api/send?to={guest}"),
+                None,
+                &[("big.bin", &big)],
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    // Not announced (streamed): refused when the count passes the cap.
+    let r = f
+        .call(
+            OWNER,
+            upload(
+                OWNER,
+                &format!("/api/send?to={guest}"),
+                None,
+                &[("big.bin", &big)],
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    // Nothing is left behind in the outbox.
+    let outbox = f.node.data_dir().join("web-outbox");
+    let left = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0);
+    // A guest cannot even offer more than the cap.
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/offers",
+                Some(&cookie),
+                serde_json::json!({"entries": [{"path": "big.bin", "size": 5000}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_offer_that_cannot_fit_on_disk_is_refused() {
+    let f = fixture_with(WebOptions {
+        max_upload: u64::MAX,
+        ..WebOptions::default()
+    })
+    .await;
+    let (cookie, _) = login(&f, PHONE, "phone").await;
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/offers",
+                Some(&cookie),
+                serde_json::json!({"entries": [{"path": "huge.iso", "size": 1u64 << 62}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{}", r.json);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guest_uploads_only_after_consent_and_never_more_than_offered() {
+    let f = fixture().await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    let mut events = f.node.subscribe();
+    let offer = |entries: serde_json::Value| {
+        post(
+            PHONE,
+            "/api/guest/offers",
+            Some(&cookie),
+            serde_json::json!({ "entries": entries }),
+        )
+    };
+    // Unsafe paths are refused like any peer's offer.
+    let r = f
+        .call(
+            PHONE,
+            offer(serde_json::json!([{"path": "../etc/passwd", "size": 1}])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    let r = f
+        .call(
+            PHONE,
+            offer(
+                serde_json::json!([{"path": "a.txt", "size": 5}, {"path": "dir/b.txt", "size": 3}]),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["state"], "offered");
+    let id = r.json["id"].as_str().unwrap().to_string();
+    // The owner hears of it as an offer from the guest.
+    let e = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(e @ Event::Offer { .. }) = events.recv().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(&e, Event::Offer { peer, files: 2, total_bytes: 8, auto_accepted: false, .. } if *peer == guest)
+    );
+    let send = |files: &[(&str, &[u8])]| {
+        upload(
+            PHONE,
+            &format!("/api/guest/offers/{id}/upload"),
+            Some(&cookie),
+            files,
+            true,
+        )
+    };
+    // Not before the owner said yes.
+    let r = f.call(PHONE, send(&[("a.txt", b"hello")])).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    let r = f
+        .call(
+            OWNER,
+            post(
+                OWNER,
+                &format!("/api/offers/{id}/accept"),
+                None,
+                serde_json::json!({}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = f
+        .call(PHONE, send(&[("a.txt", b"hello"), ("dir/b.txt", b"abc")]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["failed"], 0);
+    let downloads = f.node.config().downloads.clone();
+    assert_eq!(std::fs::read(downloads.join("a.txt")).unwrap(), b"hello");
+    assert_eq!(std::fs::read(downloads.join("dir/b.txt")).unwrap(), b"abc");
+    // Once is enough.
+    let r = f.call(PHONE, send(&[("a.txt", b"hello")])).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // The owner lists them as received, with a working download link.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = f.call(OWNER, get(OWNER, "/api/received", None)).await;
+        if r.json.as_array().is_some_and(|a| a.len() == 2) {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "received: {}",
+            r.json
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let names: Vec<&str> = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"a.txt") && names.contains(&"b.txt"),
+        "{names:?}"
+    );
+    let a = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "a.txt")
+        .unwrap();
+    assert_eq!(a["blake3"], blake3::hash(b"hello").to_hex().to_string());
+    let req = get(OWNER, a["url"].as_str().unwrap(), None);
+    let from: SocketAddr = OWNER.parse().unwrap();
+    let res = router(f.app.clone())
+        .layer(MockConnectInfo(from))
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"hello");
+
+    // A second offer: a part larger than offered is cut off and nothing of it stays.
+    let r = f
+        .call(
+            PHONE,
+            offer(serde_json::json!([{"path": "c.txt", "size": 2}])),
+        )
+        .await;
+    let id2 = r.json["id"].as_str().unwrap().to_string();
+    f.call(
+        OWNER,
+        post(
+            OWNER,
+            &format!("/api/offers/{id2}/accept"),
+            None,
+            serde_json::json!({}),
+        ),
+    )
+    .await;
+    let r = f
+        .call(
+            PHONE,
+            upload(
+                PHONE,
+                &format!("/api/guest/offers/{id2}/upload"),
+                Some(&cookie),
+                &[("c.txt", b"much more than two bytes")],
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    assert!(!downloads.join("c.txt").exists());
+    assert!(!downloads.join("c.txt.part").exists());
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn files_the_owner_sends_a_guest_are_for_that_guest_only() {
+    let f = fixture().await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    let (other, _) = login(&f, "10.77.0.10:1", "tablet").await;
+    let r = f
+        .call(
+            OWNER,
+            upload(
+                OWNER,
+                &format!("/api/send?to={guest}"),
+                None,
+                &[("folder/pic.jpg", b"JPEGDATA")],
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["shares"].as_array().unwrap().len(), 1);
+    let r = f
+        .call(PHONE, get(PHONE, "/api/guest/shared", Some(&cookie)))
+        .await;
+    let file = &r.json[0]["files"][0];
+    assert_eq!(file["path"], "folder/pic.jpg");
+    let url = file["url"].as_str().unwrap().to_string();
+    let r = f
+        .call("10.77.0.10:1", get("10.77.0.10:1", &url, Some(&other)))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let from: SocketAddr = PHONE.parse().unwrap();
+    let res = router(f.app.clone())
+        .layer(MockConnectInfo(from))
+        .oneshot(get(PHONE, &url, Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("pic.jpg")
+    );
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"JPEGDATA");
+    // When the guest leaves, its share and the staged copy go.
+    let r = f
+        .call(
+            PHONE,
+            post(PHONE, "/api/logout", Some(&cookie), serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let outbox = f.node.data_dir().join("web-outbox");
+    let left = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0);
+    f.node.shutdown().await.unwrap();
+}

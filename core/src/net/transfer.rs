@@ -51,6 +51,15 @@
 //! Cancelling (either side) deletes the `.part` files; losing the peer,
 //! shutting down or crashing keeps them.
 
+/// How a transfer ended, from either side.
+pub(crate) enum Outcome {
+    Complete { ok: u32, failed: u32 },
+    Rejected(String),
+    Cancelled { by_peer: bool },
+    Interrupted(String),
+    Failed(String),
+}
+
 pub(crate) mod fs;
 mod reader;
 mod recv;
@@ -340,6 +349,73 @@ impl Shared {
         self.counters
             .protocol_errors
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ends a transfer: records its final state, leaves the registry and emits
+    /// its last event. `resume_hint` tells the user what to do after an
+    /// interruption (it differs between sender and receiver).
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish(
+        &self,
+        id: TransferId,
+        peer: PeerId,
+        direction: Direction,
+        outcome: Outcome,
+        snap: crate::proto::transfer::progress::Snapshot,
+        meter: &Meter,
+        resume_hint: &str,
+    ) {
+        meter.done.store(snap.done_bytes, Ordering::Relaxed);
+        let (state, error) = match &outcome {
+            Outcome::Complete { failed: 0, .. } => (TransferState::Complete, None),
+            Outcome::Complete { failed, .. } => (
+                TransferState::Failed,
+                Some(format!("{failed} file(s) failed")),
+            ),
+            Outcome::Rejected(r) => (TransferState::Rejected, Some(r.clone())),
+            Outcome::Cancelled { .. } => (TransferState::Cancelled, None),
+            Outcome::Interrupted(e) => (TransferState::Interrupted, Some(e.clone())),
+            Outcome::Failed(e) => (TransferState::Failed, Some(e.clone())),
+        };
+        self.record_state(id, state, snap.done_bytes, error.as_deref());
+        self.unregister(id);
+        self.emit(match outcome {
+            Outcome::Complete { ok, failed } => Event::TransferComplete {
+                id,
+                peer,
+                direction,
+                files: (ok + failed) as u64,
+                failed: failed as u64,
+                bytes: snap.total_bytes,
+                transferred: snap.transferred,
+            },
+            Outcome::Rejected(reason) => Event::TransferRejected {
+                id,
+                peer,
+                direction,
+                reason,
+            },
+            Outcome::Cancelled { by_peer } => Event::TransferCancelled {
+                id,
+                peer,
+                direction,
+                by_peer,
+            },
+            Outcome::Interrupted(e) => Event::TransferFailed {
+                id,
+                peer,
+                direction,
+                path: None,
+                error: format!("interrupted ({e}); {resume_hint}"),
+            },
+            Outcome::Failed(error) => Event::TransferFailed {
+                id,
+                peer,
+                direction,
+                path: None,
+                error,
+            },
+        });
     }
 
     /// Records a state change in the store (failures are logged: the store is

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::stream::{Shared as SharedStream, peer_reset_code};
 use super::writer::{self, Op, Res};
-use super::{Ctl, Decision, Meter, OfferEntry, Pending, Shared, check_space, fs, hex};
+use super::{Ctl, Decision, Meter, OfferEntry, Outcome, Pending, Shared, check_space, fs, hex};
 use crate::event::{Event, Trust};
 use crate::identity::{PeerId, verification_code};
 use crate::net::mux::MuxStream;
@@ -37,15 +37,6 @@ const OPS_QUEUE: usize = 8;
 const FIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a new offer waits for a live attempt of the same files to end.
 const DYING_WAIT: Duration = Duration::from_secs(3);
-
-/// How a transfer ended, from the receiver's side.
-enum Outcome {
-    Complete { ok: u32, failed: u32 },
-    Rejected(String),
-    Cancelled { by_peer: bool },
-    Interrupted(String),
-    Failed(String),
-}
 
 /// Why reading the sender's frames stopped.
 enum ReadErr {
@@ -146,61 +137,15 @@ pub(super) async fn run(sh: Arc<Shared>, peer: PeerId, stream: MuxStream) {
         &mut progress,
     )
     .await;
-    let snap = progress.snapshot(sh.now());
-    meter.done.store(snap.done_bytes, Ordering::Relaxed);
-    let (st, error) = match &outcome {
-        Outcome::Complete { failed: 0, .. } => (TransferState::Complete, None),
-        Outcome::Complete { failed, .. } => (
-            TransferState::Failed,
-            Some(format!("{failed} file(s) failed")),
-        ),
-        Outcome::Rejected(r) => (TransferState::Rejected, Some(r.clone())),
-        Outcome::Cancelled { .. } => (TransferState::Cancelled, None),
-        Outcome::Interrupted(e) => (TransferState::Interrupted, Some(e.clone())),
-        Outcome::Failed(e) => (TransferState::Failed, Some(e.clone())),
-    };
-    sh.record_state(id, st, snap.done_bytes, error.as_deref());
-    sh.unregister(id);
-    let dir = Direction::Receive;
-    sh.emit(match outcome {
-        Outcome::Complete { ok, failed } => Event::TransferComplete {
-            id,
-            peer,
-            direction: dir,
-            files: (ok + failed) as u64,
-            failed: failed as u64,
-            bytes: snap.total_bytes,
-            transferred: snap.transferred,
-        },
-        Outcome::Rejected(reason) => Event::TransferRejected {
-            id,
-            peer,
-            direction: dir,
-            reason,
-        },
-        Outcome::Cancelled { by_peer } => Event::TransferCancelled {
-            id,
-            peer,
-            direction: dir,
-            by_peer,
-        },
-        Outcome::Interrupted(e) => Event::TransferFailed {
-            id,
-            peer,
-            direction: dir,
-            path: None,
-            error: format!(
-                "interrupted ({e}); the partial files are kept: offering the same files again resumes"
-            ),
-        },
-        Outcome::Failed(error) => Event::TransferFailed {
-            id,
-            peer,
-            direction: dir,
-            path: None,
-            error,
-        },
-    });
+    sh.finish(
+        id,
+        peer,
+        Direction::Receive,
+        outcome,
+        progress.snapshot(sh.now()),
+        &meter,
+        "the partial files are kept: offering the same files again resumes",
+    );
 }
 
 async fn read_offer(r: &mut SharedStream, state: &mut receiver::State) -> Result<(), ReadErr> {

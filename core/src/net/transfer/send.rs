@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::reader::{self, Item, Job, Note};
 use super::stream::{Shared as SharedStream, peer_reset_code};
-use super::{Ctl, Meter, Shared, hex};
+use super::{Ctl, Meter, Outcome, Shared, hex};
 use crate::event::Event;
 use crate::identity::PeerId;
 use crate::net::transport::read_frame;
@@ -28,15 +28,6 @@ use crate::proto::wire::{StreamKind, encode_frame};
 const ITEMS_QUEUE: usize = 4;
 /// Offer entries per frame are cut at about this many encoded bytes.
 const ENTRIES_BATCH: usize = 256 * 1024;
-
-/// How a transfer ended, from the sender's side.
-enum Outcome {
-    Complete { ok: u32, failed: u32 },
-    Rejected(String),
-    Cancelled { by_peer: bool },
-    Interrupted(String),
-    Failed(String),
-}
 
 fn classify(e: &std::io::Error) -> Outcome {
     match peer_reset_code(e) {
@@ -67,59 +58,15 @@ pub(super) async fn run(
         &mut progress,
     )
     .await;
-    let snap = progress.snapshot(sh.now());
-    meter.done.store(snap.done_bytes, Ordering::Relaxed);
-    let (st, error) = match &outcome {
-        Outcome::Complete { failed: 0, .. } => (TransferState::Complete, None),
-        Outcome::Complete { failed, .. } => (
-            TransferState::Failed,
-            Some(format!("{failed} file(s) failed")),
-        ),
-        Outcome::Rejected(r) => (TransferState::Rejected, Some(r.clone())),
-        Outcome::Cancelled { .. } => (TransferState::Cancelled, None),
-        Outcome::Interrupted(e) => (TransferState::Interrupted, Some(e.clone())),
-        Outcome::Failed(e) => (TransferState::Failed, Some(e.clone())),
-    };
-    sh.record_state(id, st, snap.done_bytes, error.as_deref());
-    sh.unregister(id);
-    let dir = Direction::Send;
-    sh.emit(match outcome {
-        Outcome::Complete { ok, failed } => Event::TransferComplete {
-            id,
-            peer,
-            direction: dir,
-            files: (ok + failed) as u64,
-            failed: failed as u64,
-            bytes: snap.total_bytes,
-            transferred: snap.transferred,
-        },
-        Outcome::Rejected(reason) => Event::TransferRejected {
-            id,
-            peer,
-            direction: dir,
-            reason,
-        },
-        Outcome::Cancelled { by_peer } => Event::TransferCancelled {
-            id,
-            peer,
-            direction: dir,
-            by_peer,
-        },
-        Outcome::Interrupted(e) => Event::TransferFailed {
-            id,
-            peer,
-            direction: dir,
-            path: None,
-            error: format!("interrupted ({e}); sending the same files again resumes"),
-        },
-        Outcome::Failed(error) => Event::TransferFailed {
-            id,
-            peer,
-            direction: dir,
-            path: None,
-            error,
-        },
-    });
+    sh.finish(
+        id,
+        peer,
+        Direction::Send,
+        outcome,
+        progress.snapshot(sh.now()),
+        &meter,
+        "sending the same files again resumes",
+    );
 }
 
 /// The offer's frames: the stream header, the head, the entries in batches.

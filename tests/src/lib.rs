@@ -368,24 +368,61 @@ impl UpProcess {
             .expect("listening event")
     }
 
+    /// The first event `pick` accepts (already read, or the next ones),
+    /// panicking after `timeout`.
+    pub fn first(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pick: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.until(timeout, what, |s| s.iter().any(&pick));
+        self.seen
+            .iter()
+            .find(|v| pick(v))
+            .cloned()
+            .expect("until saw it")
+    }
+
+    /// Writes one line to the child's (piped) stdin.
+    pub fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin was not piped");
+        writeln!(stdin, "{line}").expect("write to stdin");
+    }
+
     /// The child's stdin, if it was piped.
     pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
         self.child.stdin.take()
     }
 
-    /// Waits up to `timeout` for the process to exit by itself.
-    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+    /// Waits up to `timeout` for the process to exit by itself; its status
+    /// and every event it printed.
+    pub fn finish(
+        mut self,
+        timeout: Duration,
+    ) -> (std::process::ExitStatus, Vec<serde_json::Value>) {
         let deadline = Instant::now() + timeout;
-        loop {
+        let status = loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
+                break status;
             }
             assert!(
                 Instant::now() < deadline,
                 "process did not exit within {timeout:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends at end of output, which closes the channel.
+        while let Ok(v) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(v);
         }
+        (status, std::mem::take(&mut self.seen))
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(self, timeout: Duration) -> std::process::ExitStatus {
+        self.finish(timeout).0
     }
 
     /// Stops the node with SIGTERM and checks it exits cleanly.

@@ -2,15 +2,13 @@
 //! discovery off) chatting in one room; and three `peerconnect up` processes
 //! in three network namespaces chatting through the CLI.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use peerconnect::config::Storage;
 use peerconnect::proto::rooms::{self, RoomMessageId, SignedRoomMessage};
 use peerconnect::{Config, Event, Identity, Node, RoomMessage};
-use peerconnect_tests::{Lan, next_matching, peerconnect_bin, skip, wait_for};
+use peerconnect_tests::{Lan, UpProcess, next_matching, peerconnect_bin, skip, wait_for};
 use rand::seq::IndexedRandom;
 use serde_json::Value;
 
@@ -164,98 +162,6 @@ async fn oversized_room_message_is_refused_with_a_clear_error() {
     nodes[0].shutdown().await.unwrap();
 }
 
-/// A child process printing one JSON object per stdout line.
-struct JsonProcess {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl JsonProcess {
-    fn spawn(mut cmd: std::process::Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn peerconnect");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                assert!(v["event"].is_string(), "line without event field: {line}");
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads lines until one satisfies `pick`, or panics after `timeout`.
-    fn until(&mut self, timeout: Duration, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
-        if let Some(v) = self.seen.iter().find(|v| pick(v)) {
-            return v.clone();
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pick(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").expect("write to stdin");
-    }
-
-    /// Closes stdin (Ctrl-D) and waits for a clean exit.
-    fn end_input_and_wait(mut self, timeout: Duration) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "exited with {status} after Ctrl-D");
-                return;
-            }
-            assert!(Instant::now() < deadline, "did not exit after Ctrl-D");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn terminate(mut self) {
-        // SAFETY: sending SIGTERM to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().expect("wait");
-        assert!(
-            status.success(),
-            "peerconnect up exited with {status} on SIGTERM"
-        );
-    }
-}
-
-impl Drop for JsonProcess {
-    fn drop(&mut self) {
-        // A failed test must not leave nodes running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn room_message_from(v: &Value, author_name: &str, text: &str) -> bool {
     v["event"] == "room_message"
         && v["room"] == "chat"
@@ -273,23 +179,23 @@ fn three_namespaces_chat_in_one_room_with_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = |i: usize| dir.path().join(format!("h{i}"));
     let bin = peerconnect_bin();
-    let mut ups: Vec<JsonProcess> = (1..=3)
+    let mut ups: Vec<UpProcess> = (1..=3)
         .map(|i| {
             let mut c = lan.command(i, &bin);
             c.args(["up", "--json", "--name", &format!("host{i}"), "--data-dir"])
                 .arg(data(i));
-            JsonProcess::spawn(c)
+            UpProcess::spawn(c)
         })
         .collect();
     let mut ids = Vec::new();
     for up in &mut ups {
-        let l = up.until(T, "listening", |v| v["event"] == "listening");
+        let l = up.listening(T);
         ids.push(l["id"].as_str().unwrap().to_string());
     }
     for (i, up) in ups.iter_mut().enumerate() {
         for (j, id) in ids.iter().enumerate() {
             if i != j {
-                up.until(T, "the other hosts connected", |v| {
+                up.first(T, "the other hosts connected", |v| {
                     v["event"] == "peer_connected" && v["peer"]["id"] == id.as_str()
                 });
             }
@@ -300,13 +206,14 @@ fn three_namespaces_chat_in_one_room_with_the_cli() {
     let watch = |i: usize| {
         let mut c = lan.command(i, &bin);
         c.args(["room", "join", "chat", "--json", "--data-dir"])
-            .arg(data(i));
-        JsonProcess::spawn(c)
+            .arg(data(i))
+            .stdin(Stdio::piped());
+        UpProcess::spawn(c)
     };
     let mut w1 = watch(1);
-    w1.until(T, "host 1 in the room", |v| v["event"] == "room_joined");
+    w1.first(T, "host 1 in the room", |v| v["event"] == "room_joined");
     let mut w3 = watch(3);
-    w3.until(T, "host 3 in the room", |v| v["event"] == "room_joined");
+    w3.first(T, "host 3 in the room", |v| v["event"] == "room_joined");
     let neighbours = |i: usize| -> u64 {
         let out = lan
             .command(i, &bin)
@@ -360,7 +267,7 @@ fn three_namespaces_chat_in_one_room_with_the_cli() {
     assert_eq!(said["event"], "room_said");
     assert!(!said["reached"].as_array().unwrap().is_empty(), "{said}");
     for w in [&mut w1, &mut w3] {
-        let m = w.until(T, "host 2's message", |v| {
+        let m = w.first(T, "host 2's message", |v| {
             room_message_from(v, "host2", "hello from host2")
         });
         assert_eq!(m["message"]["author"], ids[1].as_str(), "signed by host 2");
@@ -368,14 +275,25 @@ fn three_namespaces_chat_in_one_room_with_the_cli() {
 
     // A line typed in host 1's live view reaches host 3.
     w1.type_line("hi from host1");
-    w3.until(T, "host 1's message", |v| {
+    w3.first(T, "host 1's message", |v| {
         room_message_from(v, "host1", "hi from host1")
     });
 
+    // Every line each process printed was an event.
+    for p in ups.iter().chain([&w1, &w3]) {
+        assert!(
+            p.seen.iter().all(|v| v["event"].is_string()),
+            "a line without an event field: {:#?}",
+            p.seen
+        );
+    }
     // Ctrl-D leaves the room and exits cleanly.
-    w1.end_input_and_wait(T);
-    w3.end_input_and_wait(T);
+    for mut w in [w1, w3] {
+        drop(w.take_stdin());
+        let status = w.wait_exit(T);
+        assert!(status.success(), "exited with {status} after Ctrl-D");
+    }
     for up in ups {
-        up.terminate();
+        up.stop();
     }
 }

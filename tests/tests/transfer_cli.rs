@@ -1,103 +1,40 @@
 //! `peerconnect send`, `receive` and `up --yes --downloads` as processes on
 //! 127.0.0.1, and a receiver killed with SIGKILL that resumes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use peerconnect::{Config, Event, Node};
-use peerconnect_tests::{next_matching, peerconnect_bin, wait_for};
+use peerconnect_tests::{UpProcess, next_matching, peerconnect_bin, wait_for};
 
 const T: Duration = Duration::from_secs(60);
 
-/// A `peerconnect` process whose stdout is read line by line.
-struct Proc {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
+/// `peerconnect ARGS… --json` with its events read by the harness; `stdin`
+/// (if any) is written to the process first.
+fn spawn(args: &[&str], stdin: Option<&str>) -> UpProcess {
+    let mut cmd = Command::new(peerconnect_bin());
+    cmd.args(args).stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut p = UpProcess::spawn(cmd);
+    if let Some(text) = stdin {
+        p.take_stdin().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    p
 }
 
-impl Proc {
-    fn spawn(args: &[&str], stdin: Option<&str>) -> Self {
-        let mut child = Command::new(peerconnect_bin())
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { return };
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// The next JSON line whose `event` is `name`.
-    fn wait_event(&self, name: &str) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + T;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let l = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {name} line in time"));
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
-                && v["event"] == name
-            {
-                return v;
-            }
-        }
-    }
-
-    fn listening(&self) -> String {
-        self.wait_event("listening")["addrs"][0]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    /// Waits for the process to exit (within the deadline); its remaining lines.
-    fn finish(mut self) -> (i32, Vec<String>) {
-        let deadline = std::time::Instant::now() + T;
-        let code = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s.code().unwrap_or(-1);
-            }
-            assert!(std::time::Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut rest = Vec::new();
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            rest.push(l);
-        }
-        (code, rest)
-    }
+/// The first address the process's node listens on.
+fn listening(p: &mut UpProcess) -> String {
+    p.listening(T)["addrs"][0].as_str().unwrap().to_string()
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The first event named `name`.
+fn event(p: &mut UpProcess, name: &str) -> serde_json::Value {
+    p.first(T, name, |v| v["event"] == name)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -144,7 +81,7 @@ fn send_to_a_running_up_delivers_a_folder_and_reports_hashes() {
     let dir = tempfile::tempdir().unwrap();
     let src = sample_folder(dir.path());
     let dl = dir.path().join("dl");
-    let up = Proc::spawn(
+    let mut up = spawn(
         &[
             "up",
             "--yes",
@@ -160,10 +97,10 @@ fn send_to_a_running_up_delivers_a_folder_and_reports_hashes() {
         ],
         None,
     );
-    let addr = up.listening();
+    let addr = listening(&mut up);
     // the sender runs its own `up`; `send` goes through its control socket
     let sender_dir = dir.path().join("s");
-    let sender_up = Proc::spawn(
+    let mut sender_up = spawn(
         &[
             "up",
             "--data-dir",
@@ -176,7 +113,7 @@ fn send_to_a_running_up_delivers_a_folder_and_reports_hashes() {
         ],
         None,
     );
-    sender_up.listening();
+    listening(&mut sender_up);
     let out = run(&[
         "send",
         "--to",
@@ -210,7 +147,7 @@ fn send_to_a_running_up_delivers_a_folder_and_reports_hashes() {
     assert_eq!(lines.last().unwrap()["event"], "transfer_complete");
     same_tree(&src, &dl.join("Holiday 2024"));
     // the receiving up reported each file too
-    let got = up.wait_event("transfer_done");
+    let got = event(&mut up, "transfer_done");
     assert!(got["path"].as_str().unwrap().starts_with(s(&dl)));
 }
 
@@ -219,7 +156,7 @@ fn receive_once_takes_one_transfer_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let src = sample_folder(dir.path());
     let dl = dir.path().join("incoming");
-    let recv = Proc::spawn(
+    let mut recv = spawn(
         &[
             "receive",
             "--once",
@@ -236,7 +173,7 @@ fn receive_once_takes_one_transfer_and_exits() {
         ],
         None,
     );
-    let addr = recv.listening();
+    let addr = listening(&mut recv);
     let out = run(&[
         "send",
         "--to",
@@ -253,11 +190,11 @@ fn receive_once_takes_one_transfer_and_exits() {
     );
     let human = String::from_utf8_lossy(&out.stdout);
     assert!(human.contains("sent 3 files"), "{human}");
-    let (code, lines) = recv.finish();
-    assert_eq!(code, 0);
+    let (status, events) = recv.finish(T);
+    assert_eq!(status.code(), Some(0));
     assert!(
-        lines.iter().any(|l| l.contains("\"transfer_complete\"")),
-        "{lines:?}"
+        events.iter().any(|v| v["event"] == "transfer_complete"),
+        "{events:?}"
     );
     same_tree(&src, &dl.join("Holiday 2024"));
 }
@@ -299,7 +236,7 @@ fn a_refusal_or_an_unknown_peer_exits_with_3() {
     ]);
     assert_eq!(out.status.code(), Some(3));
     // a receiver whose user says no
-    let recv = Proc::spawn(
+    let mut recv = spawn(
         &[
             "receive",
             "--dir",
@@ -314,7 +251,7 @@ fn a_refusal_or_an_unknown_peer_exits_with_3() {
         ],
         Some("n\n"),
     );
-    let addr = recv.listening();
+    let addr = listening(&mut recv);
     let out = run(&[
         "send",
         "--to",
@@ -359,8 +296,8 @@ async fn a_receiver_killed_with_sigkill_resumes_and_less_crosses_the_network() {
         ]
     };
     let args = up_args(&dl, &rdir);
-    let up = Proc::spawn(&args.iter().map(|a| a.as_str()).collect::<Vec<_>>(), None);
-    let addr = up.listening().parse().unwrap();
+    let mut up = spawn(&args.iter().map(|a| a.as_str()).collect::<Vec<_>>(), None);
+    let addr = listening(&mut up).parse().unwrap();
 
     // A sender that stops itself after 12 MiB, so the receiver dies midway.
     let sdir = dir.path().join("s");
@@ -388,8 +325,8 @@ async fn a_receiver_killed_with_sigkill_resumes_and_less_crosses_the_network() {
     assert!(held >= 8 * MIB && held < size, "{held}");
 
     // The receiver restarts on its data dir; the same file is sent again.
-    let up = Proc::spawn(&args.iter().map(|a| a.as_str()).collect::<Vec<_>>(), None);
-    let addr = up.listening().parse().unwrap();
+    let mut up = spawn(&args.iter().map(|a| a.as_str()).collect::<Vec<_>>(), None);
+    let addr = listening(&mut up).parse().unwrap();
     let a = Node::start(Config::local(&sdir)).await.unwrap();
     let peer = a.connect(addr, None).await.unwrap();
     let mut ea = a.events();
@@ -413,7 +350,7 @@ async fn a_receiver_killed_with_sigkill_resumes_and_less_crosses_the_network() {
     assert!(transferred < size);
     assert_eq!(std::fs::read(dl.join("video.mp4")).unwrap(), data);
     assert!(!part.exists());
-    let done = up.wait_event("transfer_done");
+    let done = event(&mut up, "transfer_done");
     assert_eq!(done["blake3"], blake3::hash(&data).to_hex().as_str());
     a.shutdown().await.unwrap();
 }

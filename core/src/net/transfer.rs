@@ -238,6 +238,8 @@ pub(crate) struct Shared {
     pub links: Arc<Links>,
     events: broadcast::Sender<Event>,
     live: Mutex<BTreeMap<TransferId, Live>>,
+    /// Woken whenever a transfer leaves `live`.
+    ended: tokio::sync::Notify,
     counters: Counters,
     epoch: tokio::time::Instant,
 }
@@ -320,6 +322,20 @@ impl Shared {
 
     pub fn unregister(&self, id: TransferId) {
         self.live().remove(&id);
+        self.ended.notify_waiters();
+    }
+
+    /// Waits until transfer `id` is no longer live, or until `deadline`.
+    pub async fn wait_ended(&self, id: TransferId, deadline: tokio::time::Instant) {
+        loop {
+            let notified = self.ended.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so an end in between is not missed.
+            notified.as_mut().enable();
+            if !self.is_live(id) || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Whether a live transfer with this id exists.
@@ -471,6 +487,7 @@ impl Service {
             links,
             events,
             live: Mutex::new(BTreeMap::new()),
+            ended: tokio::sync::Notify::new(),
             counters: Counters::default(),
             epoch: tokio::time::Instant::now(),
         });

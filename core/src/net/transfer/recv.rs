@@ -194,20 +194,18 @@ async fn receive(
     // The same files from the same peer, still live: usually the attempt the
     // peer just abandoned (it restarted, and our side has not noticed the old
     // session's end yet). Give it a moment to end, so this offer resumes it.
-    let deadline = tokio::time::Instant::now() + DYING_WAIT;
-    let mut found = sh
-        .store
-        .resumable_transfer(&peer, &fingerprint)
-        .ok()
-        .flatten();
-    while found.as_ref().is_some_and(|p| sh.is_live(p.id)) && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        found = sh
-            .store
+    let resumable = || {
+        sh.store
             .resumable_transfer(&peer, &fingerprint)
             .ok()
-            .flatten();
+            .flatten()
+    };
+    let mut found = resumable();
+    if let Some(p) = found.as_ref().filter(|p| sh.is_live(p.id)) {
+        sh.wait_ended(p.id, tokio::time::Instant::now() + DYING_WAIT)
+            .await;
+        // Its end recorded what it had written.
+        found = resumable();
     }
     let previous = found.filter(|p| !sh.is_live(p.id)).and_then(|p| {
         let mask = ranges_to_mask(&p.selected, manifest.len()).ok()?;

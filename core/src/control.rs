@@ -181,17 +181,6 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-/// Writes one event line to a control client.
-#[cfg(unix)]
-pub(crate) async fn write_event(
-    w: &mut tokio::net::unix::OwnedWriteHalf,
-    e: &Event,
-) -> std::io::Result<()> {
-    let mut out = serde_json::to_vec(e).expect("events serialize");
-    out.push(b'\n');
-    w.write_all(&out).await
-}
-
 #[cfg(unix)]
 async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteHalf) -> Reply {
     let res: crate::Result<serde_json::Value> = async {
@@ -322,8 +311,12 @@ async fn is_joined(node: &Node, room: &str) -> crate::Result<bool> {
     Ok(node.rooms().await?.iter().any(|r| r.name == room))
 }
 
-async fn write_line(w: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> std::io::Result<()> {
-    let mut out = serde_json::to_vec(reply).expect("replies serialize");
+/// Writes `v` as one JSON line (requests, replies and events alike).
+async fn write_line(
+    w: &mut (impl AsyncWriteExt + Unpin),
+    v: &impl Serialize,
+) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(v).expect("control messages serialize");
     out.push(b'\n');
     w.write_all(&out).await
 }
@@ -422,9 +415,7 @@ async fn stream_events(
     };
     // The stream must not keep a stopped node alive.
     drop(node);
-    let mut line = serde_json::to_vec(&Reply::Event(hello)).expect("events serialize");
-    line.push(b'\n');
-    if w.write_all(&line).await.is_err() {
+    if write_line(&mut w, &hello).await.is_err() {
         return;
     }
     let mut scratch = [0u8; 64];
@@ -432,9 +423,7 @@ async fn stream_events(
         tokio::select! {
             e = events.recv() => {
                 let Some(e) = e else { return };
-                let mut out = serde_json::to_vec(&Reply::Event(e)).expect("events serialize");
-                out.push(b'\n');
-                if w.write_all(&out).await.is_err() {
+                if write_line(&mut w, &e).await.is_err() {
                     return;
                 }
             }
@@ -451,39 +440,23 @@ async fn stream_events(
 pub async fn subscribe(
     data_dir: &Path,
 ) -> std::io::Result<Option<tokio::sync::mpsc::Receiver<Event>>> {
-    let path = socket_path(data_dir);
-    let stream = match tokio::net::UnixStream::connect(&path).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
+    let Some(mut stream) = Stream::open(data_dir, &Request::Events).await? else {
+        return Ok(None);
     };
-    let (r, mut w) = stream.into_split();
-    let mut line = serde_json::to_vec(&Request::Events).expect("requests serialize");
-    line.push(b'\n');
-    w.write_all(&line).await?;
-    let mut lines = BufReader::new(r).lines();
-    match lines.next_line().await? {
-        Some(l) if matches!(serde_json::from_str(&l), Ok(Reply::Event(_))) => {}
-        Some(l) => {
+    match stream.next().await? {
+        Some(Reply::Event(_)) => {}
+        Some(other) => {
             return Err(std::io::Error::other(format!(
-                "unexpected answer to an events request: {l}"
+                "unexpected answer to an events request: {other:?}"
             )));
         }
         None => return Err(std::io::Error::other("the node closed the control socket")),
     }
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move {
-        // Keeps the write half open: closing it would end the stream.
-        let _w = w;
-        while let Ok(Some(l)) = lines.next_line().await {
-            if let Ok(Reply::Event(e)) = serde_json::from_str(&l)
+        // `stream` keeps the write half open: closing it would end the stream.
+        while let Ok(Some(reply)) = stream.next().await {
+            if let Reply::Event(e) = reply
                 && tx.send(e).await.is_err()
             {
                 return;
@@ -501,30 +474,14 @@ pub async fn call(
     req: &Request,
     mut on_event: impl FnMut(Event),
 ) -> std::io::Result<Option<Result<serde_json::Value, String>>> {
-    let path = socket_path(data_dir);
-    let stream = match tokio::net::UnixStream::connect(&path).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
+    let Some(mut stream) = Stream::open(data_dir, req).await? else {
+        return Ok(None);
     };
-    let (r, mut w) = stream.into_split();
-    let mut line = serde_json::to_vec(req).expect("requests serialize");
-    line.push(b'\n');
-    w.write_all(&line).await?;
-    let mut lines = BufReader::new(r).lines();
-    while let Some(l) = lines.next_line().await? {
-        match serde_json::from_str::<Reply>(&l) {
-            Ok(Reply::Ok { ok }) => return Ok(Some(Ok(ok))),
-            Ok(Reply::Error { error }) => return Ok(Some(Err(error))),
-            Ok(Reply::Event(e)) => on_event(e),
-            Err(e) => return Ok(Some(Err(format!("bad reply from node: {e}")))),
+    while let Some(reply) = stream.next().await? {
+        match reply {
+            Reply::Ok { ok } => return Ok(Some(Ok(ok))),
+            Reply::Error { error } => return Ok(Some(Err(error))),
+            Reply::Event(e) => on_event(e),
         }
     }
     Ok(Some(Err(
@@ -558,9 +515,7 @@ impl Stream {
             Err(e) => return Err(e),
         };
         let (r, mut w) = stream.into_split();
-        let mut line = serde_json::to_vec(req).expect("requests serialize");
-        line.push(b'\n');
-        w.write_all(&line).await?;
+        write_line(&mut w, req).await?;
         Ok(Some(Stream {
             lines: BufReader::new(r).lines(),
             w,

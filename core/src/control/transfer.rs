@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::unix::OwnedWriteHalf;
 
-use super::write_event;
+use super::write_line;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::net::transfer::TransferId;
@@ -40,7 +40,7 @@ pub(super) async fn send(
         let Some(id) = e.transfer_id().filter(|id| open.contains(id)) else {
             continue;
         };
-        if write_event(w, &e).await.is_err() {
+        if write_line(w, &e).await.is_err() {
             for id in &open {
                 let _ = node.cancel_transfer(*id);
             }
@@ -79,7 +79,7 @@ pub(super) async fn receive(
         if !relevant {
             continue;
         }
-        if write_event(w, &e).await.is_err() {
+        if write_line(w, &e).await.is_err() {
             return Err(Error::Invalid("the client went away".into()));
         }
         match &e {
@@ -94,7 +94,7 @@ pub(super) async fn receive(
                 };
                 if let Err(err) = res {
                     let _ = node.reject_offer(*id);
-                    let _ = write_event(
+                    let _ = write_line(
                         w,
                         &Event::Error {
                             message: format!("cannot accept offer {id}: {err}"),

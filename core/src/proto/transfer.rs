@@ -49,6 +49,7 @@ pub mod receiver;
 pub mod resume;
 pub mod safe_path;
 pub mod sender;
+pub mod tree;
 pub mod verified;
 
 use std::fmt;

@@ -271,3 +271,4 @@ mod tests {
 
 pub mod dht;
 pub mod gossip;
+pub mod tree;

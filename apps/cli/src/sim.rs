@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use peerconnect::proto::gossip::Strategy;
 use peerconnect::proto::sim::dht as dht_sim;
 use peerconnect::proto::sim::gossip as gossip_sim;
+use peerconnect::proto::sim::tree as tree_sim;
 
 #[derive(Subcommand, Debug)]
 pub enum SimCmd {
@@ -15,6 +16,50 @@ pub enum SimCmd {
     /// Kademlia: N nodes join, a fraction crashes, lookups are checked against
     /// the true k closest.
     Dht(DhtArgs),
+    /// Relay tree: one file to N receivers through verified relays, against
+    /// the slowest receiver alone and N separate copies.
+    Tree(TreeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TreeArgs {
+    #[arg(long, default_value_t = 100)]
+    receivers: usize,
+    /// File size in MiB.
+    #[arg(long, default_value_t = 1024)]
+    file_mib: u64,
+    /// Group size in KiB (default: chosen from the file size).
+    #[arg(long)]
+    group_kib: Option<u64>,
+    /// uniform (every link at --rate-mbit) or mixed.
+    #[arg(long, default_value = "uniform")]
+    links: tree_sim::Links,
+    /// The sender's link and every uniform link, Mbit/s.
+    #[arg(long, default_value_t = 200)]
+    rate_mbit: u64,
+    /// Relays killed mid-transfer (faults run).
+    #[arg(long, default_value_t = 1)]
+    kill: usize,
+    /// Relays that corrupt every group they forward (faults run).
+    #[arg(long, default_value_t = 1)]
+    corrupt: usize,
+    /// Relays 8 times slower than measured (faults run).
+    #[arg(long, default_value_t = 0)]
+    slow: usize,
+    /// Do not tell the sender the receivers' link rates.
+    #[arg(long)]
+    unmeasured: bool,
+    #[arg(long, default_value_t = 4)]
+    stripes: u8,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Measure verified streaming's hashing per group size (wall time on
+    /// this machine) instead of simulating.
+    #[arg(long)]
+    hashing: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +125,41 @@ fn print_report<R: serde::Serialize>(
 
 pub fn run(cmd: SimCmd) -> anyhow::Result<()> {
     match cmd {
+        SimCmd::Tree(a) if a.hashing => {
+            let buf: Vec<u8> = (0..a.file_mib << 20).map(|i| (i * 31 % 251) as u8).collect();
+            let groups: Vec<u64> = [16, 64, 256, 1024, 4096].map(|k| k << 10).to_vec();
+            let started = Instant::now();
+            let rows = tree_sim::hashing(&buf, &groups, || started.elapsed());
+            if a.json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                print!("{}", tree_sim::hashing_table(&rows));
+            }
+            Ok(())
+        }
+        SimCmd::Tree(a) => {
+            anyhow::ensure!(a.receivers >= 1, "--receivers must be at least 1");
+            anyhow::ensure!(a.rate_mbit >= 1, "--rate-mbit must be at least 1");
+            let mut cfg = tree_sim::SimConfig::new(a.receivers, a.seed);
+            cfg.file_bytes = a.file_mib << 20;
+            cfg.group = a.group_kib.map(|k| k << 10);
+            cfg.links = a.links;
+            cfg.rate = a.rate_mbit * 1_000_000 / 8;
+            cfg.kill = a.kill;
+            cfg.corrupt = a.corrupt;
+            cfg.slow = a.slow;
+            cfg.measured = !a.unmeasured;
+            cfg.tree.stripes = a.stripes;
+            let started = Instant::now();
+            let report = tree_sim::run(&cfg);
+            print_report(
+                &report,
+                report.table(),
+                a.json,
+                started.elapsed().as_secs_f64(),
+                a.seed,
+            )
+        }
         SimCmd::Dht(a) => {
             anyhow::ensure!(a.nodes >= 2, "--nodes must be at least 2");
             anyhow::ensure!((0.0..1.0).contains(&a.churn), "--churn must be in [0, 1)");

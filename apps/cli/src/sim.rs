@@ -126,7 +126,9 @@ fn print_report<R: serde::Serialize>(
 pub fn run(cmd: SimCmd) -> anyhow::Result<()> {
     match cmd {
         SimCmd::Tree(a) if a.hashing => {
-            let buf: Vec<u8> = (0..a.file_mib << 20).map(|i| (i * 31 % 251) as u8).collect();
+            let buf: Vec<u8> = (0..a.file_mib << 20)
+                .map(|i| (i * 31 % 251) as u8)
+                .collect();
             let groups: Vec<u64> = [16, 64, 256, 1024, 4096].map(|k| k << 10).to_vec();
             let started = Instant::now();
             let rows = tree_sim::hashing(&buf, &groups, || started.elapsed());

@@ -32,7 +32,6 @@
 //! uplink is far slower than measured (`faults`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use rand::seq::IteratorRandom;
@@ -45,6 +44,11 @@ use crate::proto::transfer::tree::{
     self, Event, InEvent, Message, OutEvent, Rates, Timer, coordinator, member,
 };
 use crate::proto::transfer::verified::{Geometry, Outline, OutlineBuilder, group_digest};
+
+mod hashing;
+mod report;
+pub use hashing::{HashCost, hashing, hashing_table};
+pub use report::{Report, RunReport};
 
 /// How the receivers' links are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,118 +128,6 @@ impl SimConfig {
     }
 }
 
-/// One scenario of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    pub name: &'static str,
-    pub receivers: usize,
-    /// Receivers not killed.
-    pub survivors: usize,
-    /// Survivors holding the whole file, every group verified honest.
-    pub verified: usize,
-    /// Virtual seconds until the last survivor completed.
-    pub seconds: f64,
-    /// Median receiver completion time.
-    pub median_s: f64,
-    pub sender_upload_bytes: u64,
-    /// Sender's upload over the file size.
-    pub sender_upload_ratio: f64,
-    pub stripes: u8,
-    pub repairs: u64,
-    pub slow_moves: u64,
-    pub demotions: u64,
-    pub corrupt_caught: u64,
-    /// Group bytes received although already verified (must be 0).
-    pub refetched_bytes: u64,
-    /// Group bytes in flight from a parent the receiver had left.
-    pub discarded_bytes: u64,
-    /// Groups stored that had not verified (must be 0).
-    pub bad_stored: u64,
-    pub killed: usize,
-    pub events: u64,
-}
-
-/// Everything one [`run`] measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub seed: u64,
-    pub receivers: usize,
-    pub links: Links,
-    pub file_bytes: u64,
-    pub group_bytes: u64,
-    pub groups: u32,
-    pub outline_bytes: u64,
-    /// The slowest receiver alone.
-    pub single_s: f64,
-    pub tree_s: f64,
-    pub copies_s: f64,
-    pub sender_upload_bytes: u64,
-    pub runs: Vec<RunReport>,
-}
-
-impl Report {
-    pub fn run(&self, name: &str) -> Option<&RunReport> {
-        self.runs.iter().find(|r| r.name == name)
-    }
-
-    /// A human-readable table.
-    pub fn table(&self) -> String {
-        let mut t = String::new();
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        let _ = writeln!(
-            t,
-            "tree: {} receivers, {} links, {:.0} MiB file in {} groups of {} KiB (outline {} KiB), seed {}",
-            self.receivers,
-            match self.links {
-                Links::Uniform => "uniform",
-                Links::Mixed => "mixed",
-            },
-            mib(self.file_bytes),
-            self.groups,
-            self.group_bytes >> 10,
-            self.outline_bytes >> 10,
-            self.seed
-        );
-        let _ = writeln!(
-            t,
-            "{:<8} {:>6} {:>8} {:>9} {:>8} {:>7} {:>12} {:>6} {:>7} {:>6} {:>7} {:>9} {:>10}",
-            "run",
-            "recv",
-            "verified",
-            "time s",
-            "median",
-            "x one",
-            "sender MiB",
-            "x file",
-            "repairs",
-            "slow",
-            "corrupt",
-            "refetched",
-            "discarded"
-        );
-        for r in &self.runs {
-            let _ = writeln!(
-                t,
-                "{:<8} {:>6} {:>8} {:>9.2} {:>8.2} {:>7.2} {:>12.1} {:>6.2} {:>7} {:>6} {:>7} {:>9} {:>10}",
-                r.name,
-                r.receivers,
-                format!("{}/{}", r.verified, r.survivors),
-                r.seconds,
-                r.median_s,
-                r.seconds / self.single_s.max(f64::MIN_POSITIVE),
-                mib(r.sender_upload_bytes),
-                r.sender_upload_ratio,
-                r.repairs,
-                r.slow_moves + r.demotions,
-                r.corrupt_caught,
-                r.refetched_bytes,
-                r.discarded_bytes
-            );
-        }
-        t
-    }
-}
-
 /// The file of a run: its geometry, outline and a way to make its bytes.
 #[derive(Debug)]
 pub struct SimFile {
@@ -277,97 +169,6 @@ impl SimFile {
         buf[(bit / 8) as usize] ^= 1 << (bit % 8);
         group_digest(self.geo(), index, &buf).expect("a group of its own length")
     }
-}
-
-/// The cost of verified streaming at one group size, per GiB of file.
-#[derive(Debug, Clone, Serialize)]
-pub struct HashCost {
-    pub group_bytes: u64,
-    pub groups_per_gib: u64,
-    /// Group digests sent up front (this design).
-    pub outline_bytes_per_gib: u64,
-    /// A Bao outboard (every parent node, 64 bytes each), for comparison.
-    pub outboard_bytes_per_gib: u64,
-    /// Proofs if each group were fetched alone with its sibling path.
-    pub range_proof_bytes_per_gib: u64,
-    /// `blake3::hash` of the buffer, GB/s.
-    pub plain_gbps: f64,
-    /// Building the outline (one digest per group, then the root), GB/s.
-    pub outline_gbps: f64,
-    /// Checking an outline against the root (merging the digests), µs/GiB.
-    pub root_check_us_per_gib: f64,
-}
-
-/// Measures [`HashCost`] over `buf` for each group size in `groups`, with
-/// the caller's clock (`elapsed` since any fixed instant). Not a simulation:
-/// wall time on this machine.
-pub fn hashing(buf: &[u8], groups: &[u64], mut elapsed: impl FnMut() -> Duration) -> Vec<HashCost> {
-    let gib = (1u64 << 30) as f64;
-    let size = buf.len() as u64;
-    let gbps = |bytes: u64, d: Duration| bytes as f64 / d.as_secs_f64().max(1e-9) / 1e9;
-    let t = elapsed();
-    let plain = blake3::hash(buf);
-    let plain_gbps = gbps(size, elapsed() - t);
-    groups
-        .iter()
-        .filter_map(|&g| {
-            let geo = Geometry::new(size, g).ok()?;
-            let t = elapsed();
-            let mut b = OutlineBuilder::new(geo);
-            b.update(buf);
-            let outline = b.finish()?;
-            let outline_gbps = gbps(size, elapsed() - t);
-            assert_eq!(outline.root(), *plain.as_bytes());
-            let t = elapsed();
-            let checked = Outline::new(geo, outline.root(), outline.leaves().to_vec());
-            let check = elapsed() - t;
-            assert!(checked.is_ok());
-            let per_gib = (1u64 << 30).div_ceil(g);
-            let depth = 64 - (per_gib.max(2) - 1).leading_zeros() as u64;
-            Some(HashCost {
-                group_bytes: g,
-                groups_per_gib: per_gib,
-                outline_bytes_per_gib: per_gib * 32,
-                outboard_bytes_per_gib: (per_gib - 1) * 64,
-                range_proof_bytes_per_gib: per_gib * depth * 32,
-                plain_gbps,
-                outline_gbps,
-                root_check_us_per_gib: check.as_secs_f64() * 1e6 * gib / size as f64,
-            })
-        })
-        .collect()
-}
-
-/// The [`hashing`] rows as a table.
-pub fn hashing_table(rows: &[HashCost]) -> String {
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "{:>9} {:>10} {:>13} {:>14} {:>14} {:>10} {:>11} {:>12}",
-        "group",
-        "groups/GiB",
-        "outline/GiB",
-        "outboard/GiB",
-        "proofs/GiB",
-        "hash GB/s",
-        "outline GB/s",
-        "root µs/GiB"
-    );
-    for r in rows {
-        let _ = writeln!(
-            t,
-            "{:>6} KiB {:>10} {:>9} KiB {:>10} KiB {:>10} KiB {:>10.2} {:>11.2} {:>12.0}",
-            r.group_bytes >> 10,
-            r.groups_per_gib,
-            r.outline_bytes_per_gib >> 10,
-            r.outboard_bytes_per_gib >> 10,
-            r.range_proof_bytes_per_gib >> 10,
-            r.plain_gbps,
-            r.outline_gbps,
-            r.root_check_us_per_gib
-        );
-    }
-    t
 }
 
 /// Index ↔ PeerId: the index sits in the last four bytes.
@@ -415,7 +216,9 @@ pub fn run(cfg: &SimConfig) -> Report {
 /// [`run`] with an already generated file.
 pub fn run_with(cfg: &SimConfig, file: &SimFile) -> Report {
     let links = draw_links(cfg);
-    let slowest = (1..links.len()).min_by_key(|&i| (links[i].down, i)).unwrap_or(1);
+    let slowest = (1..links.len())
+        .min_by_key(|&i| (links[i].down, i))
+        .unwrap_or(1);
     let clean = Faults::default();
     let single = Sim::new(cfg, file, &links, Some(slowest), cfg.tree.clone(), &clean).run();
     let copies_cfg = tree::Config {
@@ -468,11 +271,29 @@ struct Faults {
 
 #[derive(Debug)]
 enum Ev {
-    Msg { from: u32, to: u32, msg: Message },
-    Group { from: u32, to: u32, index: u32, corrupt: bool },
-    Stored { node: u32, index: u32 },
-    Timer { node: u32, timer: Timer },
-    Lost { node: u32, peer: u32 },
+    Msg {
+        from: u32,
+        to: u32,
+        msg: Message,
+    },
+    Group {
+        from: u32,
+        to: u32,
+        index: u32,
+        corrupt: bool,
+    },
+    Stored {
+        node: u32,
+        index: u32,
+    },
+    Timer {
+        node: u32,
+        timer: Timer,
+    },
+    Lost {
+        node: u32,
+        peer: u32,
+    },
     Kill,
 }
 
@@ -540,12 +361,8 @@ impl<'a> Sim<'a> {
             links[k].up = (links[k].up / cfg.slow_factor.max(1)).max(1);
         }
         let me = peer_id(0);
-        let coordinator = coordinator::State::new(
-            tree_cfg.clone(),
-            me,
-            file.outline.clone(),
-            Some(told[0]),
-        );
+        let coordinator =
+            coordinator::State::new(tree_cfg.clone(), me, file.outline.clone(), Some(told[0]));
         let members = (0..n)
             .map(|k| (k > 0).then(|| member::State::new(tree_cfg.clone(), me)))
             .collect();
@@ -587,9 +404,7 @@ impl<'a> Sim<'a> {
         sim.apply(0, out);
         // corrupting relays: receivers that relay
         if let Some(f) = sim.coordinator.forest() {
-            let relays: Vec<u32> = (1..n as u32)
-                .filter(|&k| f.cap(peer_id(k)) > 0)
-                .collect();
+            let relays: Vec<u32> = (1..n as u32).filter(|&k| f.cap(peer_id(k)) > 0).collect();
             sim.corrupting = relays
                 .into_iter()
                 .choose_multiple(&mut sim.rng, faults.corrupt)
@@ -767,7 +582,13 @@ impl<'a> Sim<'a> {
             // a stream to a dead node fails once
             if self.dead_ends.insert((from, to)) {
                 let after = self.cfg.failure_detection;
-                self.sched.schedule(after, Ev::Lost { node: from, peer: to });
+                self.sched.schedule(
+                    after,
+                    Ev::Lost {
+                        node: from,
+                        peer: to,
+                    },
+                );
             }
             return None;
         }

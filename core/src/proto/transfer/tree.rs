@@ -205,17 +205,30 @@ pub enum Message {
         stripes: u8,
     },
     /// Take stripe `stripe` from `parent` from now on.
-    Attach { stripe: Stripe, parent: PeerId },
+    Attach {
+        stripe: Stripe,
+        parent: PeerId,
+    },
     /// Serve stripe `stripe` to `child` when it subscribes.
-    Serve { stripe: Stripe, child: PeerId },
+    Serve {
+        stripe: Stripe,
+        child: PeerId,
+    },
     /// Stop serving stripe `stripe` to `child`.
-    Unserve { stripe: Stripe, child: PeerId },
+    Unserve {
+        stripe: Stripe,
+        child: PeerId,
+    },
     /// Nobody needs this member's copy any more: it may close the session.
     Release,
     /// The session is over for everyone.
-    Abort { reason: String },
+    Abort {
+        reason: String,
+    },
     /// Groups verified so far, per stripe.
-    Report { have: Vec<u32> },
+    Report {
+        have: Vec<u32>,
+    },
     /// The member dropped its parent of `stripe`.
     Lost {
         stripe: Stripe,
@@ -232,13 +245,23 @@ pub enum Message {
         outline: bool,
         have: Vec<u8>,
     },
-    Unsubscribe { stripe: Stripe },
+    Unsubscribe {
+        stripe: Stripe,
+    },
     /// Group `index` is verified and stored.
-    Ack { index: u32 },
+    Ack {
+        index: u32,
+    },
     /// Group digests `first..first + digests.len()` of the outline.
-    Outline { first: u32, digests: Vec<[u8; 32]> },
+    Outline {
+        first: u32,
+        digests: Vec<[u8; 32]>,
+    },
     /// `len` raw bytes of group `index` follow this frame.
-    Group { index: u32, len: u32 },
+    Group {
+        index: u32,
+        len: u32,
+    },
 }
 
 impl Message {
@@ -274,7 +297,9 @@ pub enum InEvent {
         digest: [u8; 32],
     },
     /// The driver wrote group `index` as asked by `Store`.
-    Stored { index: u32 },
+    Stored {
+        index: u32,
+    },
     /// The connection to `peer` broke.
     PeerLost(PeerId),
     Timer(Timer),
@@ -285,11 +310,19 @@ pub enum InEvent {
 pub enum OutEvent {
     Send(PeerId, Message),
     /// Read group `index` from the file and send it to `to`.
-    SendGroup { to: PeerId, index: u32 },
+    SendGroup {
+        to: PeerId,
+        index: u32,
+    },
     /// The group just received verified: write it, then feed `Stored`.
-    Store { index: u32 },
+    Store {
+        index: u32,
+    },
     /// Drop the buffered bytes of group `index` from `from`.
-    Discard { from: PeerId, index: u32 },
+    Discard {
+        from: PeerId,
+        index: u32,
+    },
     Disconnect(PeerId),
     ScheduleTimer(Duration, Timer),
     Emit(Event),
@@ -382,8 +415,13 @@ mod tests {
                 root: [1; 32],
                 stripes: 4,
             },
-            Message::Attach { stripe: 2, parent: p },
-            Message::Report { have: vec![1, 2, 3] },
+            Message::Attach {
+                stripe: 2,
+                parent: p,
+            },
+            Message::Report {
+                have: vec![1, 2, 3],
+            },
             Message::Lost {
                 stripe: 0,
                 parent: p,

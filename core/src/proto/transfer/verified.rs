@@ -387,7 +387,10 @@ mod tests {
             let bytes = data(len, 3);
             let o = outline_of(&bytes, SMALL);
             assert_eq!(o.root(), *blake3::hash(&bytes).as_bytes(), "len {len}");
-            assert_eq!(Outline::new(*o.geometry(), o.root(), o.leaves().to_vec()), Ok(o));
+            assert_eq!(
+                Outline::new(*o.geometry(), o.root(), o.leaves().to_vec()),
+                Ok(o)
+            );
         }
     }
 

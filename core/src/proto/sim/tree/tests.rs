@@ -28,7 +28,12 @@ fn assert_sound(r: &Report) {
             run.name,
             r.table()
         );
-        assert!(run.seconds.is_finite(), "{}: unfinished\n{}", run.name, r.table());
+        assert!(
+            run.seconds.is_finite(),
+            "{}: unfinished\n{}",
+            run.name,
+            r.table()
+        );
         assert_eq!(run.bad_stored, 0, "{}: stored unverified data", run.name);
         assert_eq!(
             run.refetched_bytes,
@@ -166,7 +171,11 @@ fn a_hundred_receivers_on_mixed_links_finish_near_the_slowest_alone() {
     assert_sound(&r);
     assert!(r.tree_s <= 2.0 * r.single_s, "{}", r.table());
     assert!(r.copies_s >= 10.0 * r.tree_s, "{}", r.table());
-    assert!(r.run("tree").unwrap().sender_upload_ratio <= 1.5, "{}", r.table());
+    assert!(
+        r.run("tree").unwrap().sender_upload_ratio <= 1.5,
+        "{}",
+        r.table()
+    );
 }
 
 #[test]
@@ -182,8 +191,16 @@ fn a_thousand_receivers_complete_with_the_sender_uploading_the_file_about_once()
     };
     let r = run(&cfg);
     assert_sound(&r);
-    assert!(r.run("tree").unwrap().sender_upload_ratio <= 1.5, "{}", r.table());
-    assert!(r.run("faults").unwrap().sender_upload_ratio <= 1.5, "{}", r.table());
+    assert!(
+        r.run("tree").unwrap().sender_upload_ratio <= 1.5,
+        "{}",
+        r.table()
+    );
+    assert!(
+        r.run("faults").unwrap().sender_upload_ratio <= 1.5,
+        "{}",
+        r.table()
+    );
 }
 
 #[test]

@@ -238,7 +238,10 @@ impl State {
         if parent == self.me {
             self.relay.unserve(s, child);
         } else if self.members.get(&parent).is_some_and(|m| !m.released) {
-            out.push(OutEvent::Send(parent, Message::Unserve { stripe: s, child }));
+            out.push(OutEvent::Send(
+                parent,
+                Message::Unserve { stripe: s, child },
+            ));
         }
     }
 
@@ -401,7 +404,14 @@ impl State {
                 self.demote(parent, MoveReason::ParentCorrupt, out);
             }
             LostReason::Gone => {
-                self.reattach(from, s, Some(parent), Some(MoveReason::ParentLeft), Fit::Any, out);
+                self.reattach(
+                    from,
+                    s,
+                    Some(parent),
+                    Some(MoveReason::ParentLeft),
+                    Fit::Any,
+                    out,
+                );
             }
         }
     }
@@ -548,8 +558,12 @@ impl State {
             let mut gains: Vec<u32> = ids
                 .iter()
                 .map(|&c| {
-                    progress(&self.members, c, s, false)
-                        .saturating_sub(progress(&self.members, c, s, true))
+                    progress(&self.members, c, s, false).saturating_sub(progress(
+                        &self.members,
+                        c,
+                        s,
+                        true,
+                    ))
                 })
                 .filter(|&g| g > 0)
                 .collect();
@@ -563,29 +577,35 @@ impl State {
             for s in 0..stripes {
                 let parent = forest.parent(c, s).filter(|p| *p != self.me);
                 let gained = |p: PeerId| {
-                    progress(&self.members, p, s, false).saturating_sub(progress(&self.members, p, s, true))
+                    progress(&self.members, p, s, false).saturating_sub(progress(
+                        &self.members,
+                        p,
+                        s,
+                        true,
+                    ))
                 };
                 // behind where its parent was, and gaining less than half of
                 // what the parent gains (from a parent holding the whole
                 // stripe: of the stripe's pace): starved, not just a report
                 // out of phase
                 let starved = parent.is_some_and(|p| {
-                    let lag = progress(&self.members, p, s, true)
-                        .saturating_sub(progress(&self.members, c, s, false));
-                    let pace = if progress(&self.members, p, s, false) == stripe_len(groups, s, stripes) {
-                        self.pace
-                    } else {
-                        gained(p)
-                    };
+                    let lag = progress(&self.members, p, s, true).saturating_sub(progress(
+                        &self.members,
+                        c,
+                        s,
+                        false,
+                    ));
+                    let pace =
+                        if progress(&self.members, p, s, false) == stripe_len(groups, s, stripes) {
+                            self.pace
+                        } else {
+                            gained(p)
+                        };
                     lag >= self.config.slow_lag && gained(c) * 2 < pace
                 });
                 let m = self.members.get_mut(&c).expect("listed");
                 let strikes = &mut m.strikes[s as usize];
-                *strikes = if starved {
-                    *strikes + 1
-                } else {
-                    0
-                };
+                *strikes = if starved { *strikes + 1 } else { 0 };
                 if *strikes >= self.config.slow_checks {
                     lagging.push(s);
                 }
@@ -639,7 +659,14 @@ impl State {
             if demoted.contains(&p) {
                 continue;
             }
-            if self.reattach(c, s, Some(p), Some(MoveReason::ParentSlow), Fit::Overload, out) {
+            if self.reattach(
+                c,
+                s,
+                Some(p),
+                Some(MoveReason::ParentSlow),
+                Fit::Overload,
+                out,
+            ) {
                 self.stats.slow_moves += 1;
             }
         }
@@ -746,9 +773,21 @@ mod tests {
         for (s, o) in orphans {
             let p = f.parent(o, s).unwrap();
             assert_ne!(p, relay);
-            assert!(out.contains(&OutEvent::Send(o, Message::Attach { stripe: s, parent: p })));
+            assert!(out.contains(&OutEvent::Send(
+                o,
+                Message::Attach {
+                    stripe: s,
+                    parent: p
+                }
+            )));
             if p != peer(0) {
-                assert!(out.contains(&OutEvent::Send(p, Message::Serve { stripe: s, child: o })));
+                assert!(out.contains(&OutEvent::Send(
+                    p,
+                    Message::Serve {
+                        stripe: s,
+                        child: o
+                    }
+                )));
             }
         }
         assert!(!recipients(&out).contains(&relay));

@@ -160,7 +160,10 @@ impl Forest {
     }
 
     fn stream_rate(&self, members: &[(PeerId, Option<Rates>)]) -> u64 {
-        let mut downs: Vec<u64> = members.iter().filter_map(|(_, r)| r.map(|r| r.down)).collect();
+        let mut downs: Vec<u64> = members
+            .iter()
+            .filter_map(|(_, r)| r.map(|r| r.down))
+            .collect();
         downs.sort_unstable();
         let mut rate = self.source_up.unwrap_or(0);
         if let Some(&median) = downs.get(downs.len() / 2) {
@@ -417,8 +420,7 @@ impl Forest {
         // (has a free slot, progress, less overload, shallower) → best
         let mut best: Option<((bool, u32, i64, i64), PeerId)> = None;
         for (&id, n) in &self.nodes {
-            if id == child || Some(id) == avoid || n.home != Some(s) || n.cap == 0 || !usable(id)
-            {
+            if id == child || Some(id) == avoid || n.home != Some(s) || n.cap == 0 || !usable(id) {
                 continue;
             }
             let Ok(Some(depth)) = self.climb(id, s, child) else {
@@ -475,7 +477,10 @@ mod tests {
                 assert!(f.parent(m, s).is_some(), "{m:?} has no parent in {s}");
                 assert!(f.depth(m, s).is_some(), "{m:?} is cut off in {s}");
                 if f.home(m) != Some(s) {
-                    assert!(f.children(m, s).is_empty(), "{m:?} is interior outside home");
+                    assert!(
+                        f.children(m, s).is_empty(),
+                        "{m:?} is interior outside home"
+                    );
                 }
             }
         }
@@ -558,11 +563,18 @@ mod tests {
         let s = 0;
         let free = |f: &Forest, m: PeerId| f.cap(m) as i64 - f.children(m, s).len() as i64;
         let relays: Vec<PeerId> = f.members().filter(|m| f.home(*m) == Some(s)).collect();
-        let full: Vec<PeerId> = relays.iter().copied().filter(|m| free(&f, *m) == 0).collect();
+        let full: Vec<PeerId> = relays
+            .iter()
+            .copied()
+            .filter(|m| free(&f, *m) == 0)
+            .collect();
         let (lucky, ahead) = (full[0], full[1]);
         let leaf = f.children(lucky, s)[0];
         f.detach(leaf, s);
-        let leaf = f.members().find(|m| f.home(*m) != Some(s) && f.parent(*m, s) != Some(lucky)).unwrap();
+        let leaf = f
+            .members()
+            .find(|m| f.home(*m) != Some(s) && f.parent(*m, s) != Some(lucky))
+            .unwrap();
         f.detach(leaf, s);
         let progress = |m: PeerId| match m {
             m if m == ahead => 99,
@@ -570,7 +582,9 @@ mod tests {
             _ => 1,
         };
         // a free slot beats progress; among free slots, progress wins
-        let p = f.choose_parent(leaf, s, None, Fit::Free, progress, |_| true).unwrap();
+        let p = f
+            .choose_parent(leaf, s, None, Fit::Free, progress, |_| true)
+            .unwrap();
         assert_eq!(p, lucky);
         assert!(free(&f, p) > 0);
     }

@@ -128,7 +128,8 @@ impl Relay {
             if self.pending.len() >= self.max_pending {
                 self.pending.pop_front();
             }
-            self.pending.retain(|p| !(p.child == child && p.stripe == stripe));
+            self.pending
+                .retain(|p| !(p.child == child && p.stripe == stripe));
             self.pending.push_back(Pending {
                 child,
                 stripe,
@@ -298,7 +299,8 @@ mod tests {
         let mut out = Vec::new();
         r.serve(1, peer(1), held, &mut out).unwrap();
         // holds position 0 (group 1) already
-        r.subscribe(peer(1), 1, false, &[0b0001], held, &mut out).unwrap();
+        r.subscribe(peer(1), 1, false, &[0b0001], held, &mut out)
+            .unwrap();
         assert_eq!(sent(&out), [4, 7]);
         out.clear();
         r.ack(peer(1), 4, held, &mut out);
@@ -319,7 +321,8 @@ mod tests {
             stripes: 1,
         };
         let mut out = Vec::new();
-        r.subscribe(peer(2), 0, false, &[0], held, &mut out).unwrap();
+        r.subscribe(peer(2), 0, false, &[0], held, &mut out)
+            .unwrap();
         assert!(out.is_empty());
         r.serve(0, peer(2), held, &mut out).unwrap();
         assert_eq!(sent(&out), [0, 1, 2, 3]);
@@ -336,7 +339,8 @@ mod tests {
             stripes: 2,
         };
         r.serve(0, peer(3), held, &mut out).unwrap();
-        r.subscribe(peer(3), 0, false, &[0], held, &mut out).unwrap();
+        r.subscribe(peer(3), 0, false, &[0], held, &mut out)
+            .unwrap();
         assert!(out.is_empty());
         have.insert(2);
         have.insert(0);

@@ -1,4 +1,4 @@
-// PeerConnect on Flutter: peers, offers, transfers and chat over the
+// PeerConnect on Flutter: peers, offers, transfers, chat and rooms over the
 // flutter_rust_bridge bindings (package peerconnect_flutter).
 
 import 'dart:async';
@@ -29,16 +29,22 @@ Future<void> main() async {
 }
 
 /// Owns the node and turns its events into what the pages show. Holds no
-/// protocol state: the node owns peers, messages and transfers.
+/// protocol state: the node owns peers, messages, transfers and rooms; this is
+/// a view of them, re-read from the node when an event says they changed.
 class NodeModel extends ChangeNotifier {
   PeerConnect? node;
   String status = 'starting…';
+  /// Every peer the node lists, of any kind (`Peer.kind`).
   List<Peer> peers = [];
   final Map<String, List<Message>> chats = {};
   /// Offers waiting for the user's answer.
   final List<Event_Offer> offers = [];
   /// Running transfers by id, with their latest progress.
   final Map<String, Event_Progress> transfers = {};
+  /// Rooms joined, with their neighbour counts, as the node lists them.
+  List<RoomInfo> rooms = [];
+  /// Messages of joined rooms by room name, oldest first.
+  final Map<String, List<RoomMessage>> roomMessages = {};
 
   Future<void> start(NodeConfig config) async {
     try {
@@ -83,6 +89,14 @@ class NodeModel extends ChangeNotifier {
                   : m
           ];
         }
+      case Event_RoomMessage(:final room, :final message):
+        _addRoomMessage(room, message);
+      case Event_RoomJoined(:final room):
+        rooms = await node!.rooms();
+        await _loadRoom(node!, room);
+      case Event_RoomLeft(:final room):
+        roomMessages.remove(room);
+        rooms = await node!.rooms();
       case Event_Offer offer:
         if (!offer.autoAccepted) offers.add(offer);
       case Event_Progress progress:
@@ -114,6 +128,23 @@ class NodeModel extends ChangeNotifier {
   void _add(Message m) {
     final peer = m.outgoing ? m.recipient : m.sender;
     (chats[peer] ??= []).add(m);
+  }
+
+  /// Appends a message the room's list lacks (ours come back as events too).
+  void _addRoomMessage(String room, RoomMessage m) {
+    final list = roomMessages[room] ??= [];
+    if (!list.any((x) => x.id == m.id)) list.add(m);
+  }
+
+  /// Reads the room's stored history (the latest 200 messages) and puts it
+  /// before the messages that arrived as events and are not in it.
+  Future<void> _loadRoom(PeerConnect n, String room) async {
+    final page = await n.roomHistory(name: room, before: null, limit: 200);
+    final stored = {for (final m in page) m.id};
+    roomMessages[room] = [
+      ...page,
+      ...?roomMessages[room]?.where((m) => !stored.contains(m.id)),
+    ];
   }
 
   /// Runs a binding call; failures go to the status line.
@@ -148,6 +179,18 @@ class NodeModel extends ChangeNotifier {
       call((n) => paused ? n.pauseTransfer(id: id) : n.resumeTransfer(id: id));
 
   Future<void> cancel(String id) => call((n) => n.cancelTransfer(id: id));
+
+  /// Joins room `name`; `RoomJoined` then lists it and loads its history.
+  Future<void> joinRoom(String name) => call((n) => n.joinRoom(name: name));
+
+  /// Leaves room `name`; `RoomLeft` then drops it.
+  Future<void> leaveRoom(String name) => call((n) => n.leaveRoom(name: name));
+
+  /// Says `text` in `room`; it shows when the node's `RoomMessage` arrives.
+  Future<void> say(String room, String text) =>
+      call((n) => n.roomSay(name: room, text: text));
+
+  Future<void> loadRoom(String room) => call((n) => _loadRoom(n, room));
 }
 
 class HomePage extends StatelessWidget {
@@ -159,7 +202,13 @@ class HomePage extends StatelessWidget {
     return ListenableBuilder(
       listenable: model,
       builder: (context, _) => Scaffold(
-        appBar: AppBar(title: const Text('PeerConnect')),
+        appBar: AppBar(title: const Text('PeerConnect'), actions: [
+          TextButton(
+            onPressed: () => Navigator.push(
+                context, MaterialPageRoute(builder: (_) => RoomsPage(model: model))),
+            child: const Text('Rooms'),
+          ),
+        ]),
         body: ListView(children: [
           ListTile(subtitle: Text(model.status)),
           for (final o in model.offers)
@@ -189,6 +238,7 @@ class HomePage extends StatelessWidget {
           const ListTile(title: Text('Peers')),
           for (final p in model.peers)
             ListTile(
+              // the kind as the binding names it, so kinds added later show as they are
               title: Text('${p.name} (${p.kind.name})'),
               subtitle: Text('${p.id.substring(0, 8)} · '
                   '${p.connected ? 'connected' : 'seen'} · code ${p.verificationCode}'),
@@ -255,6 +305,125 @@ class _ChatPageState extends State<ChatPage> {
               icon: const Icon(Icons.send),
               onPressed: () {
                 model.send(peer.id, draft.text);
+                draft.clear();
+              },
+            ),
+          ]),
+        ]),
+      ),
+    );
+  }
+}
+
+/// Rooms joined, with their neighbour counts, and joining one by name.
+class RoomsPage extends StatefulWidget {
+  const RoomsPage({super.key, required this.model});
+  final NodeModel model;
+
+  @override
+  State<RoomsPage> createState() => _RoomsPageState();
+}
+
+class _RoomsPageState extends State<RoomsPage> {
+  final name = TextEditingController();
+
+  @override
+  void dispose() {
+    name.dispose();
+    super.dispose();
+  }
+
+  void _join() {
+    final room = name.text.trim();
+    if (room.isEmpty) return;
+    widget.model.joinRoom(room);
+    name.clear();
+  }
+
+  @override
+  Widget build(BuildContext context) {
+    final model = widget.model;
+    return ListenableBuilder(
+      listenable: model,
+      builder: (context, _) => Scaffold(
+        appBar: AppBar(title: const Text('Rooms')),
+        body: ListView(children: [
+          ListTile(
+            title: TextField(
+              controller: name,
+              decoration: const InputDecoration(hintText: 'Room name'),
+              onSubmitted: (_) => _join(),
+            ),
+            trailing: TextButton(onPressed: _join, child: const Text('Join')),
+          ),
+          for (final r in model.rooms)
+            ListTile(
+              title: Text(r.name),
+              subtitle: Text('${r.neighbors} neighbours'),
+              onTap: () => Navigator.push(context,
+                  MaterialPageRoute(builder: (_) => RoomPage(model: model, room: r.name))),
+            ),
+        ]),
+      ),
+    );
+  }
+}
+
+/// One room's messages, oldest first, a line to say something, and leaving.
+class RoomPage extends StatefulWidget {
+  const RoomPage({super.key, required this.model, required this.room});
+  final NodeModel model;
+  final String room;
+
+  @override
+  State<RoomPage> createState() => _RoomPageState();
+}
+
+class _RoomPageState extends State<RoomPage> {
+  final draft = TextEditingController();
+
+  @override
+  void initState() {
+    super.initState();
+    widget.model.loadRoom(widget.room);
+  }
+
+  @override
+  void dispose() {
+    draft.dispose();
+    super.dispose();
+  }
+
+  @override
+  Widget build(BuildContext context) {
+    final model = widget.model;
+    final room = widget.room;
+    return ListenableBuilder(
+      listenable: model,
+      builder: (context, _) => Scaffold(
+        appBar: AppBar(title: Text(room), actions: [
+          TextButton(
+            onPressed: () {
+              model.leaveRoom(room);
+              Navigator.pop(context);
+            },
+            child: const Text('Leave'),
+          ),
+        ]),
+        body: Column(children: [
+          Expanded(
+            child: ListView(children: [
+              for (final m in model.roomMessages[room] ?? const <RoomMessage>[])
+                ListTile(title: Text(m.text), subtitle: Text(m.authorName)),
+            ]),
+          ),
+          Row(children: [
+            Expanded(child: TextField(controller: draft)),
+            IconButton(
+              icon: const Icon(Icons.send),
+              onPressed: () {
+                if (draft.text.isEmpty) return;
+                model.say(room, draft.text);
                 draft.clear();
               },
             ),

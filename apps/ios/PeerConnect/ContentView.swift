@@ -2,7 +2,17 @@ import SwiftUI
 import UniformTypeIdentifiers
 
 struct ContentView: View {
-    @EnvironmentObject var model: NodeModel
+    var body: some View {
+        TabView {
+            PeersView().tabItem { Label("Peers", systemImage: "person.2") }
+            RoomsView().tabItem { Label("Rooms", systemImage: "bubble.left.and.bubble.right") }
+        }
+    }
+}
+
+/// Status, offers, running transfers and every peer the node lists, with its kind.
+struct PeersView: View {
+    @Environment(NodeModel.self) private var model
 
     var body: some View {
         NavigationStack {
@@ -10,7 +20,7 @@ struct ContentView: View {
                 Section { Text(model.status).font(.footnote) }
                 if !model.offers.isEmpty {
                     Section("Offers") {
-                        ForEach(model.offers, id: \.id) { offer in
+                        ForEach(model.offers) { offer in
                             VStack(alignment: .leading) {
                                 Text("\(offer.name) offers \(offer.files) file(s), \(offer.totalBytes) bytes")
                                 Text(offer.entries.map(\.path).joined(separator: ", ")).font(.caption)
@@ -40,7 +50,8 @@ struct ContentView: View {
                     ForEach(model.peers, id: \.id) { peer in
                         NavigationLink(value: peer.id) {
                             VStack(alignment: .leading) {
-                                Text(peer.name)
+                                // the kind as the binding names it, so kinds added later show as they are
+                                Text("\(peer.name) (\(String(describing: peer.kind)))")
                                 Text("\(String(peer.id.prefix(8))) · \(peer.connected ? "connected" : "seen") · code \(peer.verificationCode)")
                                     .font(.caption)
                             }
@@ -57,7 +68,7 @@ struct ContentView: View {
 }
 
 struct ChatView: View {
-    @EnvironmentObject var model: NodeModel
+    @Environment(NodeModel.self) private var model
     let peer: Peer?
     @State private var draft = ""
     @State private var picking = false
@@ -82,11 +93,26 @@ struct ChatView: View {
                 Button("Send file") { picking = true }
             }
             .fileImporter(isPresented: $picking, allowedContentTypes: [.item]) { result in
-                if case let .success(url) = result { model.sendFile(url, to: peer.id) }
+                guard case let .success(url) = result else { return }
+                do {
+                    model.sendFile(atPath: try readableCopy(of: url), to: peer.id)
+                } catch {
+                    model.status = "\(error)"
+                }
             }
             .onAppear { model.loadConversation(peer.id) }
         } else {
             Text("This peer is gone.")
         }
     }
+}
+
+/// A picked file is security-scoped: copies it where the core can read it by path.
+func readableCopy(of url: URL) throws -> String {
+    let copy = FileManager.default.temporaryDirectory.appendingPathComponent(url.lastPathComponent)
+    let scoped = url.startAccessingSecurityScopedResource()
+    defer { if scoped { url.stopAccessingSecurityScopedResource() } }
+    try? FileManager.default.removeItem(at: copy)
+    try FileManager.default.copyItem(at: url, to: copy)
+    return copy.path
 }

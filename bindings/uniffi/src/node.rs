@@ -31,6 +31,7 @@ impl PeerConnect {
     /// or a port cannot be bound, `Invalid` for a bad address.
     #[uniffi::constructor]
     pub async fn start(config: NodeConfig) -> Result<Arc<Self>, ApiError> {
+        ignore_sigpipe();
         let node = Node::start(config.try_into()?).await?;
         let events = tokio::sync::Mutex::new(node.events());
         Ok(Arc::new(Self { node, events }))
@@ -98,5 +99,33 @@ impl PeerConnect {
     /// Stops the node: closes sessions and sockets and ends the event stream.
     pub async fn shutdown(&self) -> Result<(), ApiError> {
         Ok(self.node.shutdown().await?)
+    }
+}
+
+/// Makes a write to a connection the peer closed fail with `EPIPE` instead of
+/// raising SIGPIPE, whose default action ends the process.
+///
+/// Rust programs (the CLI) ignore SIGPIPE from their start; the apps that load
+/// this library are Swift, Kotlin, Dart or C programs that may not, and TLS
+/// writes go out with `writev`, which has no `MSG_NOSIGNAL`: a peer hanging up
+/// mid-write killed the Swift test process on Linux. Only the default action
+/// is replaced; a handler the host installed is left alone. Once per process.
+fn ignore_sigpipe() {
+    #[cfg(unix)]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: sigaction with a null new action only reads the current
+            // one into `old`, a zeroed plain C struct; `signal` installs
+            // SIG_IGN, which runs no code of ours.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction == libc::SIG_DFL
+                {
+                    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                }
+            }
+        });
     }
 }

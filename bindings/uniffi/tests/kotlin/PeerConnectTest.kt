@@ -4,10 +4,13 @@
 import java.nio.file.Files
 import java.nio.file.Path
 import kotlin.system.exitProcess
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 import kotlinx.coroutines.withTimeoutOrNull
+import org.peerconnect.android.NodeState
 import uniffi.peerconnect.ApiException
 import uniffi.peerconnect.DeliveryStatus
 import uniffi.peerconnect.Direction
@@ -244,6 +247,58 @@ val tests: List<Pair<String, suspend () -> Unit>> = listOf(
                 runBlocking { PeerConnect.start(localConfig(dir.resolve("a"), "alpha-again")) }
             }
             check(e.message!!.contains("in use")) { "message ${e.message}" }
+        }
+    },
+    "the Android shell's state follows a peer, its offer and a room" to suspend {
+        twoNodes {
+            val state = NodeState()
+            coroutineScope {
+                val following = launch { state.follow(a) }
+                connect()
+                val listed = waitUntil("beta connected in the state's peers") {
+                    state.peers.value.firstOrNull { it.name == "beta" && it.connected }
+                }
+                check(listed.id == b.id()) { "listed $listed" }
+
+                val content = ByteArray(50_000) { (it * 7).toByte() }
+                val transfer = b.sendFiles(a.id(), listOf(writeFile("photo.jpg", content).toString()))
+                val offer = waitUntil("beta's offer in the state") { state.offers.value.firstOrNull { it.id == transfer } }
+                check(offer.name == "beta" && offer.entries.map { it.path } == listOf("photo.jpg")) { "offer $offer" }
+                // what the Accept button does
+                state.dropOffer(offer.id)
+                a.acceptOffer(offer.id)
+                val status = waitUntil("the state's done status") { state.status.value.takeIf { it.startsWith("done: ") } }
+                check(Files.readAllBytes(Path.of(status.removePrefix("done: "))).contentEquals(content)) { "content of $status" }
+                waitUntil("the transfer gone from the running list") { if (transfer in state.transfers.value) null else true }
+                check(state.offers.value.isEmpty()) { "offers ${state.offers.value}" }
+
+                a.joinRoom("lobby")
+                waitUntil("lobby in the state's rooms") { if (state.rooms.value.map { it.name } == listOf("lobby")) true else null }
+                b.joinRoom("lobby")
+                val said = b.roomSayAndWait("lobby", "hello android", DEADLINE_MS.toULong())
+                check(said.reached.isNotEmpty()) { "beta's message reached nobody" }
+                val got = waitUntil("beta's message in the state") {
+                    state.roomMessages.value["lobby"]?.firstOrNull { it.text == "hello android" }
+                }
+                check(got.authorName == "beta" && got.author == b.id()) { "got $got" }
+                a.roomSay("lobby", "hello beta")
+                // ours comes back as an event too, and shows once
+                waitUntil("both messages, once each, in the state") {
+                    if (state.roomMessages.value["lobby"]?.map { it.text } == listOf("hello android", "hello beta")) true else null
+                }
+                // opening the room's screen again reads the history, which has both
+                state.loadRoom(a, "lobby")
+                val shown = state.roomMessages.value["lobby"]?.map { it.text }
+                check(shown == listOf("hello android", "hello beta")) { "after reading the history: $shown" }
+                a.leaveRoom("lobby")
+                waitUntil("lobby gone from the state") {
+                    if (state.rooms.value.isEmpty() && "lobby" !in state.roomMessages.value) true else null
+                }
+
+                a.shutdown()
+                withTimeout(DEADLINE_MS) { following.join() }
+                check(state.status.value == "stopped") { "status ${state.status.value}" }
+            }
         }
     },
     "shutdown ends events and later calls fail" to suspend {

@@ -1,12 +1,15 @@
 """The Python binding against the real library: two nodes in one process on
 127.0.0.1 with discovery off.
 
-Run by bindings/uniffi/test.sh, which generates `peerconnect.py` next to the
-library and puts that folder on PYTHONPATH.
+Run by bindings/uniffi/test.sh against the package as a user installs it
+(`pip install ./bindings/uniffi`, into a venv under target/), from this folder,
+so nothing but the installed `peerconnect` can be imported. Prints
+`python: N passed, M failed`.
 """
 
 import asyncio
 import os
+import sys
 import tempfile
 import unittest
 
@@ -312,4 +315,7 @@ class TwoNodes(unittest.IsolatedAsyncioTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    result = unittest.main(verbosity=2, exit=False).result
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    print(f"python: {result.testsRun - failed} passed, {failed} failed")
+    sys.exit(0 if result.wasSuccessful() else 1)

@@ -322,7 +322,8 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
             f.as_ptr(),
             libc::AT_FDCWD,
             t.as_ptr(),
-            libc::RENAME_NOREPLACE,
+            // c_uint in glibc's libc, c_int in bionic's (Android)
+            libc::RENAME_NOREPLACE as libc::c_uint,
         )
     };
     if rc == 0 {

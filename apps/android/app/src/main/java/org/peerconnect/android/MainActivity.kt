@@ -43,7 +43,7 @@ import uniffi.peerconnect.ApiException
 import uniffi.peerconnect.Peer
 import uniffi.peerconnect.PeerConnect
 
-/** Peers, offers and transfers; tap a peer to chat with it and send it files. */
+/** Peers, offers, transfers and rooms; tap a peer to chat with it and send it files. */
 class MainActivity : ComponentActivity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
@@ -62,22 +62,37 @@ fun CoroutineScope.call(block: suspend (PeerConnect) -> Unit) = launch {
     }
 }
 
-@Composable
-fun App() {
-    var chatWith by remember { mutableStateOf<Peer?>(null) }
-    val peer = chatWith
-    if (peer == null) Home(onOpen = { chatWith = it }) else Chat(peer, onBack = { chatWith = null })
+/** Which screen shows. */
+sealed interface Screen {
+    data object Home : Screen
+    data class Chat(val peer: Peer) : Screen
+    data object Rooms : Screen
+    data class Room(val name: String) : Screen
 }
 
 @Composable
-fun Home(onOpen: (Peer) -> Unit) {
+fun App() {
+    var screen by remember { mutableStateOf<Screen>(Screen.Home) }
+    when (val s = screen) {
+        Screen.Home -> Home(onOpen = { screen = Screen.Chat(it) }, onRooms = { screen = Screen.Rooms })
+        is Screen.Chat -> Chat(s.peer, onBack = { screen = Screen.Home })
+        Screen.Rooms -> Rooms(onOpen = { screen = Screen.Room(it) }, onBack = { screen = Screen.Home })
+        is Screen.Room -> Room(s.name, onBack = { screen = Screen.Rooms })
+    }
+}
+
+@Composable
+fun Home(onOpen: (Peer) -> Unit, onRooms: () -> Unit) {
     val status by AppState.status.collectAsState()
     val peers by AppState.peers.collectAsState()
     val offers by AppState.offers.collectAsState()
     val transfers by AppState.transfers.collectAsState()
     val scope = rememberCoroutineScope()
     Column(Modifier.fillMaxSize().padding(16.dp), verticalArrangement = Arrangement.spacedBy(8.dp)) {
-        Text("PeerConnect", style = MaterialTheme.typography.headlineSmall)
+        Row {
+            Text("PeerConnect", style = MaterialTheme.typography.headlineSmall, modifier = Modifier.weight(1f))
+            TextButton(onClick = onRooms) { Text("Rooms") }
+        }
         Text(status, style = MaterialTheme.typography.bodySmall)
         for (offer in offers) {
             Card(Modifier.fillMaxWidth()) {
@@ -115,6 +130,7 @@ fun Home(onOpen: (Peer) -> Unit) {
         LazyColumn {
             items(peers, key = { it.id }) { p ->
                 Column(Modifier.fillMaxWidth().clickable { onOpen(p) }.padding(vertical = 8.dp)) {
+                    // the kind as the binding names it, so kinds added later show as they are
                     Text("${p.name} (${p.kind.name.lowercase()})")
                     Text(
                         "${p.id.take(8)} · ${if (p.connected) "connected" else "seen"} · ${p.trust.name.lowercase()}" +
@@ -167,6 +183,73 @@ fun Chat(peer: Peer, onBack: () -> Unit) {
                 val text = draft
                 draft = ""
                 scope.call { AppState.addMessage(it.sendMessage(peer.id, text)) }
+            }) { Text("Send") }
+        }
+    }
+}
+
+/** Rooms joined, with their neighbour counts, and joining one by name. */
+@Composable
+fun Rooms(onOpen: (String) -> Unit, onBack: () -> Unit) {
+    val rooms by AppState.rooms.collectAsState()
+    var name by remember { mutableStateOf("") }
+    val scope = rememberCoroutineScope()
+    Column(Modifier.fillMaxSize().padding(16.dp), verticalArrangement = Arrangement.spacedBy(8.dp)) {
+        Row {
+            TextButton(onClick = onBack) { Text("‹ Peers") }
+            Text("Rooms", style = MaterialTheme.typography.titleLarge)
+        }
+        Row {
+            OutlinedTextField(name, { name = it }, Modifier.weight(1f), label = { Text("Room name") }, singleLine = true)
+            Button(enabled = name.isNotBlank(), onClick = {
+                val room = name.trim()
+                name = ""
+                scope.call { it.joinRoom(room) }
+            }) { Text("Join") }
+        }
+        LazyColumn {
+            items(rooms, key = { it.name }) { r ->
+                Row(Modifier.fillMaxWidth().clickable { onOpen(r.name) }.padding(vertical = 8.dp)) {
+                    Text(r.name, Modifier.weight(1f))
+                    Text("${r.neighbors} neighbours", style = MaterialTheme.typography.bodySmall)
+                }
+            }
+        }
+    }
+}
+
+/** One room's messages, oldest first, a line to say something, and leaving. */
+@Composable
+fun Room(name: String, onBack: () -> Unit) {
+    val all by AppState.roomMessages.collectAsState()
+    val messages = all[name] ?: emptyList()
+    var draft by remember { mutableStateOf("") }
+    val scope = rememberCoroutineScope()
+    LaunchedEffect(name) { scope.call { AppState.loadRoom(it, name) } }
+    Column(Modifier.fillMaxSize().padding(16.dp), verticalArrangement = Arrangement.spacedBy(8.dp)) {
+        Row {
+            TextButton(onClick = onBack) { Text("‹ Rooms") }
+            Text(name, style = MaterialTheme.typography.titleLarge, modifier = Modifier.weight(1f))
+            TextButton(onClick = {
+                scope.call { it.leaveRoom(name) }
+                onBack()
+            }) { Text("Leave") }
+        }
+        LazyColumn(Modifier.weight(1f)) {
+            items(messages, key = { it.id }) { m ->
+                Column(Modifier.padding(vertical = 4.dp)) {
+                    Text(m.authorName, style = MaterialTheme.typography.bodySmall)
+                    Text(m.text)
+                }
+            }
+        }
+        Row {
+            OutlinedTextField(draft, { draft = it }, Modifier.weight(1f))
+            Button(enabled = draft.isNotEmpty(), onClick = {
+                val text = draft
+                draft = ""
+                // shows when the node's RoomMessage event for it arrives
+                scope.call { it.roomSay(name, text) }
             }) { Text("Send") }
         }
     }

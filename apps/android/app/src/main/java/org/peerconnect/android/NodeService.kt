@@ -68,17 +68,7 @@ class NodeService : Service() {
             AppState.status.value = "could not start: ${e.message}"
             return
         }
-        AppState.node.value = node
-        while (true) {
-            val event = node.nextEvent() ?: break
-            if (AppState.apply(event)) {
-                try {
-                    AppState.peers.value = node.peers()
-                } catch (_: ApiException) {
-                }
-            }
-        }
-        AppState.status.value = "stopped"
+        AppState.follow(node)
     }
 
     private fun startForeground() {

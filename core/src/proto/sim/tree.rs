@@ -392,8 +392,8 @@ impl<'a> Sim<'a> {
             corrupt_bits: 0,
             events: 0,
         };
-        for k in 1..n {
-            let rates = cfg.measured.then_some(told[k]);
+        for (k, &rates) in told.iter().enumerate().skip(1) {
+            let rates = cfg.measured.then_some(rates);
             let out = sim
                 .coordinator
                 .join(Duration::ZERO, peer_id(k as u32), rates)

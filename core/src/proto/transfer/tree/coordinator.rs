@@ -746,10 +746,8 @@ mod tests {
         let (a, b) = (peer(1), peer(2));
         let s = f.home(a).unwrap();
         assert_eq!(f.parent(b, s), Some(a));
-        let released = |out: &[OutEvent], p: PeerId| {
-            out.iter()
-                .any(|o| *o == OutEvent::Send(p, Message::Release))
-        };
+        let released =
+            |out: &[OutEvent], p: PeerId| out.contains(&OutEvent::Send(p, Message::Release));
         let out = c.handle(Duration::ZERO, InEvent::Message(a, Message::Complete));
         assert!(out.contains(&OutEvent::Emit(Event::ReceiverComplete(a))));
         assert!(!released(&out, a), "b still needs a");

@@ -32,6 +32,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::{Config, Rates, Stripe};
 use crate::identity::PeerId;
 
+/// `(stripe, peer)` pairs: a node's parents or children, by stripe.
+pub type Links = Vec<(Stripe, PeerId)>;
+
 /// A receiver in the forest.
 #[derive(Debug, Clone)]
 struct Node {
@@ -330,7 +333,7 @@ impl Forest {
 
     /// Takes `id` out of the forest: returns its former parents and its
     /// orphaned children, by stripe.
-    pub fn remove(&mut self, id: PeerId) -> (Vec<(Stripe, PeerId)>, Vec<(Stripe, PeerId)>) {
+    pub fn remove(&mut self, id: PeerId) -> (Links, Links) {
         let orphans = self.demote(id);
         let parents = (0..self.stripes)
             .filter_map(|s| self.detach(id, s).map(|p| (s, p)))

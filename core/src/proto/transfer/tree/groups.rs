@@ -39,7 +39,7 @@ impl Groups {
         for w in &mut g.words {
             *w = u64::MAX;
         }
-        if len % 64 != 0
+        if !len.is_multiple_of(64)
             && let Some(last) = g.words.last_mut()
         {
             *last = (1u64 << (len % 64)) - 1;
@@ -107,7 +107,7 @@ impl Groups {
         if bytes.len() != (positions as usize).div_ceil(8) {
             return Err(err);
         }
-        if positions % 8 != 0
+        if !positions.is_multiple_of(8)
             && let Some(&last) = bytes.last()
             && last >> (positions % 8) != 0
         {

@@ -351,34 +351,16 @@ impl State {
                 reason,
             } if stripe < stripes => self.on_lost(from, stripe, parent, reason, out),
             Message::Complete => self.on_complete(now, from, out),
-            Message::Subscribe {
-                stripe,
-                outline,
-                have,
-            } if stripe < stripes => {
+            msg => {
                 let held = Held {
                     have: &self.have,
                     outline: Some(&self.outline),
                     stripes,
                 };
-                if self
-                    .relay
-                    .subscribe(from, stripe, outline, &have, held, out)
-                    .is_err()
-                {
+                if !self.relay.on_message(from, msg, held, out) {
                     self.stats.bad_input += 1;
                 }
             }
-            Message::Unsubscribe { stripe } => self.relay.unsubscribe(from, stripe),
-            Message::Ack { index } => {
-                let held = Held {
-                    have: &self.have,
-                    outline: Some(&self.outline),
-                    stripes,
-                };
-                self.relay.ack(from, index, held, out);
-            }
-            _ => self.stats.bad_input += 1,
         }
     }
 

@@ -243,35 +243,17 @@ impl State {
                 }
                 out.push(OutEvent::Disconnect(self.coordinator));
             }
-            Message::Subscribe {
-                stripe,
-                outline,
-                have,
-            } if stripe < self.stripes() => {
+            Message::Outline { first, digests } => self.on_outline(from, first, digests, out),
+            msg => {
                 let held = Held {
                     have: &self.have,
                     outline: self.outline.as_ref(),
                     stripes: self.stripes(),
                 };
-                if self
-                    .relay
-                    .subscribe(from, stripe, outline, &have, held, out)
-                    .is_err()
-                {
+                if !self.relay.on_message(from, msg, held, out) {
                     self.stats.bad_input += 1;
                 }
             }
-            Message::Unsubscribe { stripe } => self.relay.unsubscribe(from, stripe),
-            Message::Ack { index } => {
-                let held = Held {
-                    have: &self.have,
-                    outline: self.outline.as_ref(),
-                    stripes: self.stripes(),
-                };
-                self.relay.ack(from, index, held, out);
-            }
-            Message::Outline { first, digests } => self.on_outline(from, first, digests, out),
-            _ => self.stats.bad_input += 1,
         }
     }
 

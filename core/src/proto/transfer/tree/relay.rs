@@ -111,8 +111,38 @@ impl Relay {
         self.served.remove(&(stripe, child));
     }
 
+    /// A child's message (`Subscribe`, `Unsubscribe`, `Ack`), served alike by
+    /// the coordinator and a member. `false` for any other message and for a
+    /// malformed one (the caller counts it as bad input).
+    pub fn on_message(
+        &mut self,
+        from: PeerId,
+        msg: Message,
+        held: Held<'_>,
+        out: &mut Vec<OutEvent>,
+    ) -> bool {
+        match msg {
+            Message::Subscribe {
+                stripe,
+                outline,
+                have,
+            } if stripe < held.stripes => self
+                .subscribe(from, stripe, outline, &have, held, out)
+                .is_ok(),
+            Message::Unsubscribe { stripe } => {
+                self.unsubscribe(from, stripe);
+                true
+            }
+            Message::Ack { index } => {
+                self.ack(from, index, held, out);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// `child` subscribes to `stripe`, holding the positions in `have`.
-    pub fn subscribe(
+    fn subscribe(
         &mut self,
         child: PeerId,
         stripe: Stripe,
@@ -152,7 +182,7 @@ impl Relay {
         Ok(())
     }
 
-    pub fn unsubscribe(&mut self, child: PeerId, stripe: Stripe) {
+    fn unsubscribe(&mut self, child: PeerId, stripe: Stripe) {
         if let Some(slot) = self.served.get_mut(&(stripe, child)) {
             *slot = None;
         }
@@ -161,7 +191,7 @@ impl Relay {
     }
 
     /// `child` verified and stored group `index`.
-    pub fn ack(&mut self, child: PeerId, index: u32, held: Held<'_>, out: &mut Vec<OutEvent>) {
+    fn ack(&mut self, child: PeerId, index: u32, held: Held<'_>, out: &mut Vec<OutEvent>) {
         let stripe = stripe_of(index, held.stripes);
         let Some(Some(sub)) = self.served.get_mut(&(stripe, child)) else {
             return;

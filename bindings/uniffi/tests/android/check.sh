@@ -25,7 +25,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 0
 fi
 
+# The aarch64 check of the dependencies (ring's and SQLite's C included) takes
+# minutes and does not change between clones: like the Swift chroot, it is
+# kept outside the clone (PEERCONNECT_CACHE, default /var/cache/peerconnect),
+# so a fresh clone re-checks only the workspace's own crates. Cargo locks the
+# folder, so clones checking at once take turns. Where it cannot be made, the
+# clone's own target/ is used.
+cache=${PEERCONNECT_CACHE:-/var/cache/peerconnect}
+android_target=$cache/android-target
+if ! mkdir -p "$android_target" 2>/dev/null || [ ! -w "$android_target" ]; then
+  android_target=${CARGO_TARGET_DIR:-$root/target}
+fi
+
 # API level 26: the Android shell's minSdk
+CARGO_TARGET_DIR=$android_target \
 CC_aarch64_linux_android=clang \
 AR_aarch64_linux_android=$ar \
 CFLAGS_aarch64_linux_android="--target=${triple}26 -isystem $headers" \

@@ -121,6 +121,8 @@ pub enum Event {
         /// Free bytes in the download folder.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         free_bytes: Option<u64>,
+        /// The first entries (at most 100, and 32 KiB of names): `files`
+        /// and `total_bytes` count them all.
         entries: Vec<OfferEntry>,
     },
     /// How a running transfer is doing (about every 100 ms while it moves).

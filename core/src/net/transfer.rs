@@ -60,6 +60,7 @@ pub(crate) enum Outcome {
     Failed(String),
 }
 
+mod budget;
 pub(crate) mod fs;
 mod reader;
 mod recv;
@@ -93,6 +94,16 @@ const STREAM_QUEUE: usize = 64;
 /// Finished transfers [`Node::transfers`] lists beside the live ones.
 const HISTORY: usize = 100;
 
+/// Entries of an offer that its [`Event::Offer`] carries at most (the rest is
+/// counted in `files`): the event goes to every front end and its ring.
+pub(crate) const OFFER_PREVIEW_ENTRIES: usize = 100;
+/// Bytes of names an [`Event::Offer`] carries at most.
+pub(crate) const OFFER_PREVIEW_BYTES: usize = 32 << 10;
+
+/// Refusals of incoming streams being written at once; past it a stream over
+/// budget is dropped without a reason.
+const REFUSALS: usize = 16;
+
 /// Free space kept beyond what an accepted offer needs.
 const SPACE_MARGIN: u64 = 16 << 20;
 
@@ -124,6 +135,20 @@ impl Default for TransferConfig {
             pause_after: None,
         }
     }
+}
+
+/// The first entries of `m`, as an [`Event::Offer`] carries them.
+pub(crate) fn offer_preview(m: &Manifest) -> Vec<OfferEntry> {
+    let mut bytes = 0;
+    m.entries()
+        .iter()
+        .take(OFFER_PREVIEW_ENTRIES)
+        .take_while(|e| {
+            bytes += e.path.len();
+            bytes <= OFFER_PREVIEW_BYTES
+        })
+        .map(OfferEntry::from)
+        .collect()
 }
 
 /// An entry of an [`Event::Offer`], as front ends show it.
@@ -242,6 +267,8 @@ pub(crate) struct Shared {
     ended: tokio::sync::Notify,
     counters: Counters,
     epoch: tokio::time::Instant,
+    /// What incoming transfers may hold.
+    budget: Arc<budget::Budget>,
 }
 
 impl Shared {
@@ -490,13 +517,29 @@ impl Service {
             ended: tokio::sync::Notify::new(),
             counters: Counters::default(),
             epoch: tokio::time::Instant::now(),
+            budget: Arc::default(),
         });
         let (tx, mut rx) = mpsc::channel::<(PeerId, MuxStream)>(STREAM_QUEUE);
         let weak = Arc::downgrade(&shared);
         let task = tokio::spawn(async move {
+            let refusals = Arc::new(tokio::sync::Semaphore::new(REFUSALS));
             while let Some((peer, stream)) = rx.recv().await {
                 let Some(shared) = weak.upgrade() else { return };
-                tokio::spawn(recv::run(shared, peer, stream));
+                let trusted = shared.store.trust(&peer).ok() == Some(crate::event::Trust::Trusted);
+                match shared.budget.admit(peer, trusted) {
+                    Ok(slot) => {
+                        tokio::spawn(recv::run(shared, peer, stream, slot));
+                    }
+                    Err(reason) => {
+                        tracing::debug!(peer = %peer.short(), %reason, "refused a transfer stream");
+                        if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                            tokio::spawn(async move {
+                                recv::refuse(stream, reason).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                }
             }
         });
         (Self { shared }, tx, task)

@@ -62,6 +62,11 @@ pub struct TransferRecord {
     pub updated_ms: u64,
 }
 
+/// How long the user's consent to an incoming transfer lasts for resuming it:
+/// an unfinished transfer older than this (since its last change) is offered
+/// to the user again instead of being resumed without asking.
+pub const RESUME_CONSENT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 const COLUMNS: &str = "id, peer, direction, state, fingerprint, files, total_bytes, done_bytes, \
                        dir, roots, selected, error, created_ms, updated_ms";
 
@@ -131,22 +136,25 @@ impl Store {
         })
     }
 
-    /// The newest unfinished incoming transfer of the same files from `peer`:
-    /// what a new offer with this fingerprint resumes.
+    /// The newest unfinished incoming transfer of the same files from `peer`,
+    /// touched within [`RESUME_CONSENT`]: what a new offer with this
+    /// fingerprint resumes without asking the user again.
     pub fn resumable_transfer(
         &self,
         peer: &PeerId,
         fingerprint: &str,
     ) -> Result<Option<TransferRecord>, StoreError> {
+        let since = now_ms().saturating_sub(RESUME_CONSENT.as_millis() as u64);
         self.with_conn(|c| {
             c.query_row(
                 &format!(
                     "SELECT {COLUMNS} FROM transfers
                      WHERE peer = ?1 AND direction = 'receive' AND fingerprint = ?2
                        AND state IN ('running', 'paused', 'interrupted')
+                       AND updated_ms >= ?3
                      ORDER BY updated_ms DESC LIMIT 1"
                 ),
-                params![peer.to_string(), fingerprint],
+                params![peer.to_string(), fingerprint, since as i64],
                 row_to_transfer,
             )
             .optional()?
@@ -268,6 +276,26 @@ mod tests {
         assert!(s.resumable_transfer(&peer, "cd").unwrap().is_none());
         let other = Identity::generate().peer_id();
         assert!(s.resumable_transfer(&other, "ab").unwrap().is_none());
+    }
+
+    /// Consent to resume does not last forever: a transfer left unfinished
+    /// for longer than RESUME_CONSENT is not resumed without asking.
+    #[test]
+    fn old_unfinished_transfers_are_not_resumed_without_asking() {
+        let s = Store::in_memory().unwrap();
+        let peer = Identity::generate().peer_id();
+        let now = now_ms();
+        let old = now - RESUME_CONSENT.as_millis() as u64 - 1_000;
+        let mut r = record(1, peer, TransferState::Interrupted);
+        r.updated_ms = old;
+        s.put_transfer(&r).unwrap();
+        assert_eq!(s.resumable_transfer(&peer, "ab").unwrap(), None);
+        r.updated_ms = now;
+        s.put_transfer(&r).unwrap();
+        assert_eq!(
+            s.resumable_transfer(&peer, "ab").unwrap().map(|t| t.id),
+            Some(TransferId(1))
+        );
     }
 
     #[test]

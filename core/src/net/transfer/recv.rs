@@ -12,9 +12,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::budget::Slot;
 use super::stream::{Shared as SharedStream, peer_reset_code};
 use super::writer::{self, Op, Res};
-use super::{Ctl, Decision, Meter, OfferEntry, Outcome, Pending, Shared, check_space, fs, hex};
+use super::{Ctl, Decision, Meter, Outcome, Pending, Shared, check_space, fs, hex, offer_preview};
 use crate::event::{Event, Trust};
 use crate::identity::{PeerId, verification_code};
 use crate::net::mux::MuxStream;
@@ -71,11 +72,28 @@ impl Plan {
     }
 }
 
-pub(super) async fn run(sh: Arc<Shared>, peer: PeerId, stream: MuxStream) {
+/// Answers a stream the budget did not admit: the reason, then the end.
+pub(super) async fn refuse(stream: MuxStream, reason: String) {
+    let s = SharedStream::new(stream);
+    let _ = tokio::time::timeout(FIN_TIMEOUT, async {
+        let _ = reply(&s, &ToSender::Reject { reason }).await;
+        let mut w = s.clone();
+        let _ = w.shutdown().await;
+    })
+    .await;
+}
+
+/// Receives one transfer; `slot` is what the budget admitted it with, and is
+/// given back when the transfer ends.
+pub(super) async fn run(sh: Arc<Shared>, peer: PeerId, stream: MuxStream, mut slot: Slot) {
     let s = SharedStream::new(stream);
     let mut r = s.clone();
-    let mut state = receiver::State::new();
-    let offer = tokio::time::timeout(OFFER_READ_TIMEOUT, read_offer(&mut r, &mut state)).await;
+    let mut state = receiver::State::with_budget(slot.offer_budget());
+    let offer = tokio::time::timeout(
+        OFFER_READ_TIMEOUT,
+        read_offer(&mut r, &mut state, &mut slot),
+    )
+    .await;
     let refusal = match offer {
         Ok(Ok(())) => None,
         Ok(Err(ReadErr::Io(e))) => {
@@ -148,12 +166,19 @@ pub(super) async fn run(sh: Arc<Shared>, peer: PeerId, stream: MuxStream) {
     );
 }
 
-async fn read_offer(r: &mut SharedStream, state: &mut receiver::State) -> Result<(), ReadErr> {
+async fn read_offer(
+    r: &mut SharedStream,
+    state: &mut receiver::State,
+    slot: &mut Slot,
+) -> Result<(), ReadErr> {
     loop {
         let msg = read_frame::<ToReceiver, _>(r)
             .await?
             .map_err(|e| ReadErr::Protocol(ProtocolError::Invalid(format!("bad frame: {e}"))))?;
-        match state.on_message(msg).map_err(ReadErr::Protocol)? {
+        let action = state.on_message(msg).map_err(ReadErr::Protocol)?;
+        slot.hold(state.offer_cost())
+            .map_err(|e| ReadErr::Protocol(ProtocolError::Invalid(e)))?;
+        match action {
             Action::Continue => continue,
             Action::Offer => return Ok(()),
             _ => unreachable!("the offer phase only continues or completes"),
@@ -260,7 +285,7 @@ async fn receive(
         free_bytes: std::fs::create_dir_all(&sh.downloads)
             .and_then(|()| fs::free_space(&sh.downloads))
             .ok(),
-        entries: manifest.entries().iter().map(OfferEntry::from).collect(),
+        entries: offer_preview(&manifest),
     });
     let decision = if let Some((p, mask)) = &previous {
         Decision::Accept {

@@ -7,12 +7,55 @@
 //! `End` (or `Skip` at any point of a file), and finally `Done` once every
 //! selected file was started. Offsets are only accepted up to what the receiver
 //! itself offered to resume from.
+//!
+//! # Budget
+//!
+//! Until the user decides, an offer is memory a stranger made the node hold.
+//! Each stream reads its offer against an [`OfferBudget`] (entries, and bytes
+//! as held: paths plus [`ENTRY_OVERHEAD`] each), tighter for peers nobody
+//! trusted; the first frame past it is a protocol error, before the entries it
+//! carries are kept.
 
 use std::collections::BTreeMap;
 
 use super::manifest::{Entry, MAX_ENTRIES, Manifest};
 use super::message::{ToReceiver, check_reason};
 use super::{BLOCK, ProtocolError, TransferId};
+
+/// Bytes one offer entry costs beyond its path (the entry, its copy in the
+/// checked manifest, bookkeeping), for [`OfferBudget::bytes`].
+pub const ENTRY_OVERHEAD: u64 = 64;
+
+/// How much one offer may make the receiver hold before it is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferBudget {
+    /// Entries (files and folders).
+    pub entries: u32,
+    /// Paths' bytes plus [`ENTRY_OVERHEAD`] per entry.
+    pub bytes: u64,
+}
+
+impl OfferBudget {
+    /// From a peer the user trusted: the manifest's own limits.
+    pub const TRUSTED: Self = Self {
+        entries: MAX_ENTRIES as u32,
+        bytes: 64 << 20,
+    };
+    /// From anyone else: a folder of 20,000 files still fits, a memory bomb
+    /// does not.
+    pub const UNTRUSTED: Self = Self {
+        entries: 20_000,
+        bytes: 8 << 20,
+    };
+
+    /// What `entries` cost against [`OfferBudget::bytes`].
+    pub fn cost(entries: &[Entry]) -> u64 {
+        entries
+            .iter()
+            .map(|e| e.path.len() as u64 + ENTRY_OVERHEAD)
+            .sum()
+    }
+}
 
 /// What the driver does after a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +97,10 @@ struct Current {
 pub struct State {
     phase: Phase,
     id: Option<TransferId>,
+    budget: OfferBudget,
     expected: u32,
+    /// [`OfferBudget::cost`] of the entries read so far.
+    held: u64,
     total_bytes: u64,
     entries: Vec<Entry>,
     manifest: Option<Manifest>,
@@ -73,11 +119,19 @@ impl Default for State {
 }
 
 impl State {
+    /// A receiver that takes offers up to the manifest's own limits.
     pub fn new() -> Self {
+        Self::with_budget(OfferBudget::TRUSTED)
+    }
+
+    /// A receiver that refuses an offer larger than `budget`.
+    pub fn with_budget(budget: OfferBudget) -> Self {
         Self {
             phase: Phase::Head,
             id: None,
+            budget,
             expected: 0,
+            held: 0,
             total_bytes: 0,
             entries: Vec::new(),
             manifest: None,
@@ -90,6 +144,11 @@ impl State {
 
     pub fn id(&self) -> Option<TransferId> {
         self.id
+    }
+
+    /// [`OfferBudget::cost`] of the offer's entries read so far.
+    pub fn offer_cost(&self) -> u64 {
+        self.held
     }
 
     /// The checked offer, once complete.
@@ -129,9 +188,10 @@ impl State {
                     total_bytes,
                 },
             ) => {
-                if entries as usize > MAX_ENTRIES {
+                let max = self.budget.entries.min(MAX_ENTRIES as u32);
+                if entries > max {
                     return Err(ProtocolError::Invalid(format!(
-                        "offer of {entries} entries (limit {MAX_ENTRIES})"
+                        "offer of {entries} entries: this receiver takes at most {max} in one offer"
                     )));
                 }
                 self.id = Some(id);
@@ -147,6 +207,15 @@ impl State {
                         self.expected
                     )));
                 }
+                let held = self.held + OfferBudget::cost(&batch);
+                if held > self.budget.bytes {
+                    return Err(ProtocolError::Invalid(format!(
+                        "offer of more than {} KiB of names: this receiver takes at most {} KiB in one offer",
+                        held >> 10,
+                        self.budget.bytes >> 10
+                    )));
+                }
+                self.held = held;
                 self.entries.extend(batch);
                 self.finish_offer_if_complete()
             }
@@ -503,6 +572,67 @@ mod tests {
                 total_bytes: 0
             })
             .is_err()
+        );
+    }
+
+    /// An untrusted peer's offer is refused at the first frame past its budget,
+    /// before the entries that frame carries are kept; a trusted peer's same
+    /// offer passes.
+    #[test]
+    fn an_offer_past_its_budget_is_refused_before_it_is_held() {
+        let budget = OfferBudget {
+            entries: 1_000,
+            bytes: 64 << 10,
+        };
+        let mut s = State::with_budget(budget);
+        assert!(
+            s.on_message(ToReceiver::Offer {
+                id: TransferId(1),
+                entries: 1_001,
+                total_bytes: 1_001,
+            })
+            .is_err(),
+            "more entries than the budget"
+        );
+
+        // 500 entries of ~1 kB names: within the count, far past the bytes.
+        let x = "x".repeat(250);
+        let long = |i: usize| Entry::file(format!("{i:04}/{x}/{x}/{x}/{x}"), 1);
+        let mut s = State::with_budget(budget);
+        s.on_message(ToReceiver::Offer {
+            id: TransferId(1),
+            entries: 500,
+            total_bytes: 500,
+        })
+        .unwrap();
+        let mut err = None;
+        for chunk in (0..500).collect::<Vec<_>>().chunks(10) {
+            let before = s.offer_cost();
+            match s.on_message(ToReceiver::Entries(
+                chunk.iter().map(|&i| long(i)).collect(),
+            )) {
+                Ok(_) => assert!(s.offer_cost() <= budget.bytes),
+                Err(e) => {
+                    assert_eq!(s.offer_cost(), before, "the refused frame is not kept");
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        let err = err.expect("the offer went past its byte budget");
+        assert!(err.to_string().contains("at most 64 KiB"), "{err}");
+
+        let mut s = State::with_budget(OfferBudget::TRUSTED);
+        s.on_message(ToReceiver::Offer {
+            id: TransferId(1),
+            entries: 500,
+            total_bytes: 500,
+        })
+        .unwrap();
+        let all: Vec<Entry> = (0..500).map(long).collect();
+        assert_eq!(
+            s.on_message(ToReceiver::Entries(all)).unwrap(),
+            Action::Offer
         );
     }
 }

@@ -37,6 +37,10 @@ pub enum PathError {
     EmptyComponent(String),
     #[error("path {0:?} has a drive prefix")]
     Drive(String),
+    #[error("path {0:?} has a \":\" in a name (a drive or an NTFS stream on Windows)")]
+    Colon(String),
+    #[error("path {0:?} has a name ending in a dot or a space (Windows drops them)")]
+    TrailingDotOrSpace(String),
     #[error("path {0:?} contains a backslash")]
     Backslash(String),
     #[error("path {0:?} contains a NUL or control character")]
@@ -57,7 +61,7 @@ pub struct SafePath {
     text: String,
 }
 
-const RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL"];
+const RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"];
 
 impl SafePath {
     /// Checks `path` (components separated by `/`).
@@ -103,6 +107,9 @@ impl SafePath {
             if let Some(r) = reserved_name(c) {
                 return Err(PathError::Reserved(shown(), r));
             }
+            if cfg!(windows) {
+                windows_name(c, shown)?;
+            }
         }
         if depth > MAX_DEPTH {
             return Err(PathError::TooDeep(shown()));
@@ -135,6 +142,22 @@ impl SafePath {
     }
 }
 
+/// Refuses a name that Windows or NTFS would turn into something else: a
+/// `:` (an alternate data stream: `a:b` writes stream `b` of file `a`), or a
+/// trailing dot or space (dropped, so `x.` and `x` become one file). Checked
+/// where the receiver runs on Windows; elsewhere such names are ordinary
+/// (`10:30 meeting.txt`).
+/// `shown` is the path as the error quotes it.
+pub fn windows_name(component: &str, shown: impl FnOnce() -> String) -> Result<(), PathError> {
+    if component.contains(':') {
+        return Err(PathError::Colon(shown()));
+    }
+    if component.ends_with(['.', ' ']) {
+        return Err(PathError::TrailingDotOrSpace(shown()));
+    }
+    Ok(())
+}
+
 /// The device name `component` would open on Windows, if any.
 fn reserved_name(component: &str) -> Option<String> {
     let stem = component.split('.').next().unwrap_or("");
@@ -143,11 +166,17 @@ fn reserved_name(component: &str) -> Option<String> {
     if RESERVED.contains(&upper.as_str()) {
         return Some(upper);
     }
-    let b = upper.as_bytes();
-    if b.len() == 4
-        && (upper.starts_with("COM") || upper.starts_with("LPT"))
-        && (b'1'..=b'9').contains(&b[3])
-    {
+    // COM1-9 and LPT1-9, and Windows also takes superscript 1, 2 and 3.
+    let digit = upper
+        .strip_prefix("COM")
+        .or_else(|| upper.strip_prefix("LPT"))
+        .filter(|d| {
+            matches!(
+                *d,
+                "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³"
+            )
+        });
+    if digit.is_some() {
         return Some(upper);
     }
     None
@@ -182,7 +211,7 @@ fn split_extension(name: &str) -> (&str, &str) {
     if let Some(tar) = stem
         .len()
         .checked_sub(4)
-        .filter(|&i| i > 0 && stem[i..].eq_ignore_ascii_case(".tar"))
+        .filter(|&i| i > 0 && stem.is_char_boundary(i) && stem[i..].eq_ignore_ascii_case(".tar"))
     {
         return name.split_at(tar);
     }
@@ -233,6 +262,48 @@ mod tests {
             let err = SafePath::parse(p).unwrap_err().to_string();
             assert!(err.contains(want), "{p:?}: {err}");
         }
+    }
+
+    /// Device names Windows reserves, superscript digits included, are
+    /// refused everywhere (a folder may be shared with Windows).
+    #[test]
+    fn every_windows_device_name_is_refused() {
+        for p in ["COM¹", "a/lpt³.txt", "conin$", "CONOUT$.log"] {
+            assert!(
+                matches!(SafePath::parse(p), Err(PathError::Reserved(..))),
+                "{p:?}"
+            );
+        }
+        for p in ["COM10", "com", "x.y", "a b/c"] {
+            assert!(SafePath::parse(p).is_ok(), "{p:?}");
+        }
+    }
+
+    /// Names NTFS would turn into a stream, or Windows would merge with
+    /// another by dropping a trailing dot or space, are refused by the check a
+    /// Windows receiver runs.
+    #[test]
+    fn names_windows_would_change_are_refused_on_windows() {
+        for (c, want) in [
+            ("ab:stream", "\":\""),
+            ("b.txt:zone.identifier", "\":\""),
+            ("x.", "dot or a space"),
+            ("dir ", "dot or a space"),
+        ] {
+            let err = windows_name(c, || c.to_string()).unwrap_err().to_string();
+            assert!(err.contains(want), "{c:?}: {err}");
+        }
+        for c in ["a.txt", ".hidden", "x y"] {
+            assert!(windows_name(c, || c.to_string()).is_ok(), "{c:?}");
+        }
+    }
+
+    /// A name with a multi-byte character where ".tar" would start must not
+    /// panic the receiver when it picks a free name (found by fuzzing).
+    #[test]
+    fn collision_names_of_multibyte_names_do_not_panic() {
+        assert_eq!(collision_name("日ab.gz", 1), "日ab (1).gz");
+        assert_eq!(collision_name("é.tar.gz", 2), "é (2).tar.gz");
     }
 
     #[test]

@@ -6,13 +6,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use peerconnect::net::mux::MuxStream;
-use peerconnect::net::transport::read_frame;
-use peerconnect::proto::transfer::{Entry, ToReceiver, ToSender, TransferId};
-use peerconnect::proto::wire::{StreamKind, encode_frame};
+use peerconnect::net::transfer::raw::{RawOffer, long_names};
+use peerconnect::proto::transfer::{Entry, ToSender, TransferId};
 use peerconnect::{Config, Event, EventStream, Node, PeerId};
 use peerconnect_tests::{next_matching, wait_for};
-use tokio::io::{AsyncWriteExt, ReadHalf};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -45,90 +42,21 @@ async fn three(dir: &Path) -> (Node, Node, Node) {
     (victim, honest, attacker)
 }
 
-/// An offer stream: the half the receiver's answer comes on, and the task
-/// writing the offer (which keeps the stream open until dropped).
-struct Offered {
-    r: ReadHalf<MuxStream>,
-    writer: tokio::task::AbortHandle,
+/// The receiver's answer on `o`, or why there was none within `T`.
+async fn answer(o: &mut RawOffer) -> Result<ToSender, String> {
+    o.answer(T).await
 }
 
-impl Drop for Offered {
-    fn drop(&mut self) {
-        self.writer.abort();
-    }
-}
-
-/// Opens a transfer stream from `from` to `to` and writes, from a task of its
-/// own, an offer announcing `announced` entries followed by `entries` in
-/// batches of about 256 KiB (as the real sender does).
 async fn offer(
     from: &Node,
     to: PeerId,
     id: u64,
     announced: u32,
     entries: impl Iterator<Item = Entry> + Send + 'static,
-) -> Offered {
-    let s = from
-        .links()
-        .get(&to)
-        .expect("connected")
-        .mux
-        .open_bulk_stream()
+) -> RawOffer {
+    RawOffer::open(from, to, id, announced, entries)
         .await
-        .unwrap();
-    let (r, mut w) = tokio::io::split(s);
-    let writer = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        encode_frame(&StreamKind::Transfer, &mut buf).unwrap();
-        encode_frame(
-            &ToReceiver::Offer {
-                id: TransferId(id),
-                entries: announced,
-                total_bytes: announced as u64,
-            },
-            &mut buf,
-        )
-        .unwrap();
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for e in entries {
-            bytes += e.path.len() + 16;
-            batch.push(e);
-            if bytes >= 256 << 10 {
-                encode_frame(&ToReceiver::Entries(std::mem::take(&mut batch)), &mut buf).unwrap();
-                bytes = 0;
-                if w.write_all(&std::mem::take(&mut buf)).await.is_err() {
-                    return; // the receiver hung up: what a budget does
-                }
-            }
-        }
-        if !batch.is_empty() {
-            encode_frame(&ToReceiver::Entries(batch), &mut buf).unwrap();
-        }
-        let _ = w.write_all(&buf).await;
-        // Keep the stream open: an offer waits for its answer.
-        std::future::pending::<()>().await;
-    });
-    Offered {
-        r,
-        writer: writer.abort_handle(),
-    }
-}
-
-/// One-byte files named with ~1 kB paths (four folders of 250-byte names).
-fn long_names(n: u32) -> impl Iterator<Item = Entry> + Send + 'static {
-    let x = "x".repeat(250);
-    (0..n).map(move |i| Entry::file(format!("{i:06}/{x}/{x}/{x}/{x}"), 1))
-}
-
-/// The receiver's answer on `r`, or why there was none within `T`.
-async fn answer(o: &mut Offered) -> Result<ToSender, String> {
-    match tokio::time::timeout(T, read_frame::<ToSender, _>(&mut o.r)).await {
-        Ok(Ok(Ok(m))) => Ok(m),
-        Ok(Ok(Err(e))) => Err(format!("bad frame: {e}")),
-        Ok(Err(e)) => Err(format!("stream ended: {e}")),
-        Err(_) => Err("no answer".into()),
-    }
+        .unwrap()
 }
 
 fn rejected(a: Result<ToSender, String>) -> String {
@@ -225,16 +153,9 @@ async fn a_stranger_holds_at_most_four_offers_open() {
     let mut again = None;
     for attempt in 0..50 {
         let mut r = offer(&attacker, victim.id(), 100 + attempt, 1, long_names(1)).await;
-        match tokio::time::timeout(
-            Duration::from_millis(500),
-            read_frame::<ToSender, _>(&mut r.r),
-        )
-        .await
-        {
-            Ok(Ok(Ok(ToSender::Reject { reason }))) => {
-                eprintln!("retry {attempt}: {reason}");
-                continue;
-            } // slots not given back yet
+        match r.answer(Duration::from_millis(500)).await {
+            // Its slots are not given back yet.
+            Ok(ToSender::Reject { .. }) => continue,
             _ => {
                 again = Some(100 + attempt);
                 break;

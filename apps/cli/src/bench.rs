@@ -1,5 +1,6 @@
 //! `peerconnect bench <what>`: benchmarks that print a table (JSON with `--json`).
 
+pub mod abuse;
 pub mod dht;
 pub mod gossip;
 pub mod mux;

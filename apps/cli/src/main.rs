@@ -140,6 +140,9 @@ enum BenchWhat {
     Transfer(bench::transfer::TransferArgs),
     /// N real nodes in one process join one room; broadcasts must reach all.
     Gossip(bench::gossip::GossipArgs),
+    /// Hostile LAN scenarios against a node on 127.0.0.1: its memory and
+    /// descriptors, and an honest peer's and the owner's service meanwhile.
+    Abuse(bench::abuse::AbuseArgs),
 }
 
 fn main() -> ExitCode {
@@ -212,6 +215,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             BenchWhat::Gossip(args) => bench::gossip::run(args, json).await,
+            BenchWhat::Abuse(args) => bench::abuse::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         },
         Cmd::Send(args) => transfer::send(args).await,
         Cmd::Receive(args) => transfer::receive(args).await,

@@ -62,6 +62,8 @@ pub(crate) enum Outcome {
 
 mod budget;
 pub(crate) mod fs;
+#[cfg(any(test, feature = "sim"))]
+pub mod raw;
 mod reader;
 mod recv;
 mod send;

@@ -4,12 +4,14 @@
 //! # PIN attempts
 //!
 //! Each attempt takes a token from its client address's bucket
-//! ([`PER_CLIENT_BURST`] tokens, one back every [`PER_CLIENT_REFILL`]); each
-//! failed attempt also takes one from a bucket shared by all clients
-//! ([`GLOBAL_BURST`], one back every [`GLOBAL_REFILL`]), so many addresses
-//! together cannot guess faster either: at most about one wrong PIN a minute
-//! once the burst is spent, i.e. years for a good chance at 1 in 10^6.
-//! An empty bucket answers `429` with `Retry-After`.
+//! ([`PER_CLIENT_BURST`] tokens, one back every [`PER_CLIENT_REFILL`]). The
+//! PIN is then compared (in constant time): the right PIN logs in whatever
+//! other clients did, so strangers guessing cannot lock the owner's guests
+//! out. Each wrong PIN also takes a token from a bucket shared by all
+//! clients ([`GLOBAL_BURST`], one back every [`GLOBAL_REFILL`]); once that is
+//! empty, a wrong PIN also empties its address's bucket, so each address is
+//! down to one guess per [`PER_CLIENT_REFILL`] (no bursts) until the shared
+//! bucket refills. An empty bucket answers `429` with `Retry-After`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -102,13 +104,11 @@ impl Default for Limiter {
 }
 
 impl Limiter {
-    /// Takes an attempt for `ip`; `Err(wait)` if it must wait that long first.
+    /// Takes an attempt for `ip` from its own bucket; `Err(wait)` if it must
+    /// wait that long first. The shared bucket is not looked at: a right PIN
+    /// must get through however many wrong ones others sent.
     pub fn attempt(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.global.refill(GLOBAL_BURST, GLOBAL_REFILL, now);
-        if g.global.tokens < 1.0 {
-            return Err(g.global.wait(GLOBAL_REFILL));
-        }
         if g.clients.len() >= MAX_CLIENTS && !g.clients.contains_key(&ip) {
             // Forget clients whose bucket is full again: they lose nothing.
             g.clients.retain(|_, b| {
@@ -131,11 +131,21 @@ impl Limiter {
         Ok(())
     }
 
-    /// Records that an attempt had a wrong PIN.
-    pub fn failed(&self, now: Instant) {
+    /// Records that `ip`'s attempt had a wrong PIN: it takes a token from the
+    /// shared bucket. `Some(wait)` if that bucket is empty: `ip` has spent its
+    /// burst too and should wait that long (for one more guess).
+    pub fn failed(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.global.refill(GLOBAL_BURST, GLOBAL_REFILL, now);
-        g.global.tokens = (g.global.tokens - 1.0).max(0.0);
+        if g.global.tokens >= 1.0 {
+            g.global.tokens -= 1.0;
+            return None;
+        }
+        if let Some(b) = g.clients.get_mut(&ip) {
+            b.tokens = 0.0;
+            b.at = now;
+        }
+        Some(PER_CLIENT_REFILL)
     }
 }
 
@@ -330,18 +340,23 @@ async fn login(
 ) -> ApiResult<Response> {
     let ip = client_ip(&parts).ok_or_else(unauthorized)?;
     let now = Instant::now();
-    if let Err(wait) = app.limiter.attempt(ip, now) {
+    let too_many = |wait: Duration, what: &str| {
         let secs = wait.as_secs().max(1);
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("too many PIN attempts; try again in {secs} s"),
+            format!("{what}; try again in {secs} s"),
         );
         e.retry_after = Some(secs);
-        return Err(e);
-    }
+        e
+    };
+    app.limiter
+        .attempt(ip, now)
+        .map_err(|wait| too_many(wait, "too many PIN attempts"))?;
     if !same_secret(req.pin.trim().as_bytes(), app.info.pin.as_bytes()) {
-        app.limiter.failed(now);
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong PIN"));
+        return Err(match app.limiter.failed(ip, now) {
+            None => ApiError::new(StatusCode::UNAUTHORIZED, "wrong PIN"),
+            Some(wait) => too_many(wait, "wrong PIN, and too many wrong PINs on this node"),
+        });
     }
     let name = req.name.unwrap_or_default();
     let (token, peer) = app.guests.login(ip, &name).map_err(|e| match e {
@@ -404,18 +419,23 @@ mod tests {
     }
 
     #[test]
-    fn failures_from_many_clients_exhaust_the_global_budget() {
+    fn once_the_global_budget_is_spent_each_address_loses_its_burst() {
         let l = Limiter::default();
         let t0 = Instant::now();
         for i in 0..GLOBAL_BURST as u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             l.attempt(ip, t0).unwrap();
-            l.failed(t0);
+            assert_eq!(l.failed(ip, t0), None);
         }
+        // A fresh address may still try (its PIN may be right) ...
         let fresh: IpAddr = "10.9.9.9".parse().unwrap();
-        let wait = l.attempt(fresh, t0).unwrap_err();
-        assert!(wait <= GLOBAL_REFILL);
-        l.attempt(fresh, t0 + GLOBAL_REFILL).unwrap();
+        l.attempt(fresh, t0).unwrap();
+        // ... but a wrong guess now costs it its whole burst.
+        assert_eq!(l.failed(fresh, t0), Some(PER_CLIENT_REFILL));
+        assert!(l.attempt(fresh, t0).is_err());
+        l.attempt(fresh, t0 + PER_CLIENT_REFILL).unwrap();
+        // The shared bucket refills too.
+        assert_eq!(l.failed(fresh, t0 + 2 * GLOBAL_REFILL), None);
     }
 
     #[test]

@@ -253,6 +253,45 @@ async fn pin_guessing_is_rate_limited_even_the_right_pin() {
 }
 
 #[tokio::test]
+async fn strangers_draining_the_pin_budget_do_not_lock_out_the_right_pin() {
+    let f = fixture().await;
+    let wrong = |from: &str| {
+        post(
+            from,
+            "/api/login",
+            None,
+            serde_json::json!({"pin": "000000"}),
+        )
+    };
+    // Wrong PINs from several addresses until the shared budget is spent.
+    let per = auth::PER_CLIENT_BURST as usize;
+    let clients = (auth::GLOBAL_BURST as usize).div_ceil(per) + 1;
+    let mut refused = 0;
+    for c in 0..clients {
+        let from = format!("10.66.0.{}:4000", c + 1);
+        for _ in 0..per {
+            let r = f.call(&from, wrong(&from)).await;
+            assert!(
+                [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&r.status),
+                "{}",
+                r.json
+            );
+            refused += usize::from(r.status == StatusCode::TOO_MANY_REQUESTS);
+        }
+    }
+    assert!(refused > 0, "the shared budget was never spent");
+    // The bound holds: a wrong PIN from a fresh address is refused with a wait
+    // and takes that address's burst.
+    let r = f.call("10.66.1.1:4000", wrong("10.66.1.1:4000")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
+    let r = f.call("10.66.1.1:4000", wrong("10.66.1.1:4000")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
+    // An honest device with the right PIN still gets in.
+    login(&f, "10.66.2.1:4000", "honest phone").await;
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn cross_origin_requests_are_refused() {
     let f = fixture().await;
     let evil = |path: &str| {

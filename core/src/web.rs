@@ -31,12 +31,14 @@
 //!   received files, downloads.
 //! - [`socket`]: the WebSocket event stream.
 //! - [`assets`]: the embedded static files.
+//! - [`conn`]: the accept loop: connection caps and the header timeout.
 //!
 //! The API is documented in `docs/api.md`.
 
 pub(crate) mod api;
 pub(crate) mod assets;
 pub(crate) mod auth;
+pub(crate) mod conn;
 pub(crate) mod files;
 pub(crate) mod guests;
 pub(crate) mod rooms;
@@ -73,7 +75,27 @@ pub struct WebOptions {
     pub max_guests: usize,
     /// A guest session unused for this long ends.
     pub session_idle: Duration,
+    /// Most web connections open at once (all clients); one more is closed
+    /// as soon as it is accepted.
+    pub max_connections: usize,
+    /// Most web connections open at once from one client address; one more
+    /// is closed as soon as it is accepted.
+    pub max_connections_per_ip: usize,
+    /// A request's head (line and headers) must arrive within this long of
+    /// the connection waiting for it, else the connection is closed; this is
+    /// also how long a kept-alive connection may sit idle. Bodies and
+    /// WebSockets are not timed.
+    pub header_timeout: Duration,
 }
+
+/// Default of [`WebOptions::max_connections`]: a few dozen browsers, far
+/// below the descriptor limit.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Default of [`WebOptions::max_connections_per_ip`]: a browser opens about
+/// six connections per site plus its WebSockets, a few tabs fit.
+pub const MAX_CONNECTIONS_PER_IP: usize = 32;
+/// Default of [`WebOptions::header_timeout`].
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for WebOptions {
     fn default() -> Self {
@@ -82,6 +104,9 @@ impl Default for WebOptions {
             max_upload: 16 << 30,
             max_guests: 32,
             session_idle: Duration::from_secs(24 * 3600),
+            max_connections: MAX_CONNECTIONS,
+            max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
+            header_timeout: HEADER_TIMEOUT,
         }
     }
 }
@@ -214,7 +239,7 @@ impl AppState {
 /// Starts serving on `bound` until the node shuts down (the task is owned by
 /// the node and aborted then).
 pub(crate) fn serve(node: &Node, bound: Bound, options: WebOptions) -> tokio::task::JoinHandle<()> {
-    let app = new_app(node, bound.info, options);
+    let app = new_app(node, bound.info, options.clone());
     let stop = app.stop.clone();
     let sweeper = guests::spawn_sweeper(app.clone());
     let watcher = files::spawn_watcher(app.clone(), node);
@@ -224,13 +249,7 @@ pub(crate) fn serve(node: &Node, bound: Bound, options: WebOptions) -> tokio::ta
         let _guard = stop.clone().drop_guard();
         let _sweeper = AbortOnDrop(sweeper);
         let _watcher = AbortOnDrop(watcher);
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(bound.listener, service)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
-            tracing::warn!(error = %e, "web UI server stopped");
-        }
+        conn::serve(bound.listener, router, &options, stop).await;
     })
 }
 

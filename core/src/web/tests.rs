@@ -905,3 +905,234 @@ async fn files_the_owner_sends_a_guest_are_for_that_guest_only() {
     assert_eq!(left, 0);
     f.node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn offering_and_cancelling_in_a_loop_holds_a_bounded_number_of_offers() {
+    let f = fixture().await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    // A few hundred entries per offer, as a folder of photos would have.
+    let entries: Vec<serde_json::Value> = (0..300)
+        .map(|i| serde_json::json!({"path": format!("dir/photo-{i:04}.jpg"), "size": 10}))
+        .collect();
+    let offer = || {
+        post(
+            PHONE,
+            "/api/guest/offers",
+            Some(&cookie),
+            serde_json::json!({ "entries": entries }),
+        )
+    };
+    for round in 0..200 {
+        let r = f.call(PHONE, offer()).await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.json);
+        let id = r.json["id"].as_str().unwrap().to_string();
+        let r = f
+            .call(
+                PHONE,
+                post(
+                    PHONE,
+                    &format!("/api/guest/offers/{id}/cancel"),
+                    Some(&cookie),
+                    serde_json::json!({}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.json);
+    }
+    let held = f.app.files.guest_offers_held(&guest);
+    assert!(
+        held <= files::MAX_ENDED_GUEST_OFFERS + 1,
+        "{held} offers held after 200 rounds"
+    );
+    // A fresh offer still works, and the owner sees only it waiting.
+    let r = f.call(PHONE, offer()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["state"], "offered");
+    let id = r.json["id"].clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = f.call(OWNER, get(OWNER, "/api/offers", None)).await;
+        let list = r.json.as_array().cloned().unwrap_or_default();
+        if list.len() == 1 && list[0]["id"] == id {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "offers: {}", r.json);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f.node.shutdown().await.unwrap();
+}
+
+/// A web node on 127.0.0.1 with these options (the owner's address is
+/// 127.0.0.1; other loopback addresses stand in for other devices).
+async fn web_node(options: WebOptions) -> (tempfile::TempDir, Node, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::local(dir.path());
+    c.web = Some("127.0.0.1:0".parse().unwrap());
+    c.web_options = options;
+    let node = Node::start(c).await.unwrap();
+    let addr = node.web().unwrap().addr;
+    (dir, node, addr)
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+/// Whether the server closes `s` (EOF or reset) before `within` passes.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(within, s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) => panic!("unexpected bytes from the server"),
+        Err(_) => false,
+    }
+}
+
+/// Sends one request on `s` (kept alive) and returns the status line.
+async fn status_on(s: &mut tokio::net::TcpStream, addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut byte))
+            .await
+            .expect("no answer")
+            .unwrap();
+        assert_eq!(n, 1, "closed before answering");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn connections_past_the_caps_are_closed_at_once_and_the_owner_is_served() {
+    let (_dir, node, addr) = web_node(WebOptions {
+        max_connections: 6,
+        max_connections_per_ip: 4,
+        // Long: nothing here may be closed for being idle.
+        header_timeout: Duration::from_secs(600),
+        ..WebOptions::default()
+    })
+    .await;
+    // One device opens more than its share: the excess is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect_from("127.0.0.2", addr).await);
+    }
+    for i in 0..6 {
+        let mut extra = connect_from("127.0.0.2", addr).await;
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(30)).await,
+            "connection {i} past the per-address cap stayed open"
+        );
+    }
+    // The owner is served meanwhile, and so are the device's own connections.
+    let mut owner = connect_from("127.0.0.1", addr).await;
+    assert!(status_on(&mut owner, addr, "/api/session").await.starts_with("HTTP/1.1 200"));
+    for s in &mut held {
+        assert!(status_on(s, addr, "/").await.starts_with("HTTP/1.1 200"));
+    }
+    drop(owner);
+    // A second device fills the total: the next connection from anyone is closed.
+    let mut second = Vec::new();
+    while second.len() < 2 {
+        let mut s = connect_from("127.0.0.3", addr).await;
+        // The owner's closed connection may not be freed yet: retry.
+        if !closed_within(&mut s, Duration::from_millis(200)).await {
+            second.push(s);
+        }
+    }
+    let mut third = connect_from("127.0.0.4", addr).await;
+    assert!(closed_within(&mut third, Duration::from_secs(30)).await);
+    // Once the first device leaves, others (the owner) are served again.
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut owner = connect_from("127.0.0.1", addr).await;
+        let req = format!("GET /api/session HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let mut buf = [0u8; 12];
+        // Closed (the slots were not freed yet) shows as a failed write or read.
+        if owner.write_all(req.as_bytes()).await.is_ok()
+            && let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(20), owner.read_exact(&mut buf)).await
+        {
+            assert_eq!(&buf, b"HTTP/1.1 200");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "owner never served again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_and_slow_header_connections_are_closed_but_slow_bodies_are_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = Duration::from_millis(500);
+    let (_dir, node, addr) = web_node(WebOptions {
+        header_timeout: timeout,
+        ..WebOptions::default()
+    })
+    .await;
+    // Connects and says nothing.
+    let mut silent = connect_from("127.0.0.2", addr).await;
+    // Sends half a request head and stops.
+    let mut dribble = connect_from("127.0.0.2", addr).await;
+    dribble
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n").as_bytes())
+        .await
+        .unwrap();
+    // One request, then idle on a kept-alive connection.
+    let mut kept = connect_from("127.0.0.2", addr).await;
+    assert!(status_on(&mut kept, addr, "/api/session").await.starts_with("HTTP/1.1 200"));
+    // Generous deadlines: the assertion is that they are closed at all.
+    for (name, s) in [("silent", &mut silent), ("dribble", &mut dribble)] {
+        assert!(closed_within(s, Duration::from_secs(60)).await, "{name} stayed open");
+    }
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let mut buf = [0u8; 4096];
+            match kept.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => rest.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle keep-alive connection stayed open");
+    // A body that takes longer than the header timeout is still read whole:
+    // a PIN login whose body arrives after several timeouts' worth of time.
+    let mut slow = connect_from("127.0.0.2", addr).await;
+    let body = br#"{"pin":"000000"}"#;
+    slow.write_all(
+        format!(
+            "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    for chunk in body.chunks(4) {
+        // Not an assertion: the body must span more than the header timeout.
+        tokio::time::sleep(timeout).await;
+        slow.write_all(chunk).await.unwrap();
+    }
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(30), slow.read_exact(&mut answer))
+        .await
+        .expect("no answer to the slow body")
+        .expect("the slow body's connection was closed");
+    assert_eq!(&answer, b"HTTP/1.1 401", "a wrong PIN, read whole");
+    node.shutdown().await.unwrap();
+}

@@ -31,7 +31,7 @@ const MAX_REQUEST: usize = 1 << 20;
 #[serde(tag = "cmd", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Request {
-    /// This node's id, name and addresses.
+    /// This node's id, name, addresses and the web UI's owner link.
     Id,
     /// Live peers.
     Peers,
@@ -205,7 +205,10 @@ fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     let res = (|| {
         let tmp = staging.join("s");
         let listener = tokio::net::UnixListener::bind(&tmp)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(crate::data_dir::FILE_MODE))?;
+        std::fs::set_permissions(
+            &tmp,
+            std::fs::Permissions::from_mode(crate::data_dir::FILE_MODE),
+        )?;
         std::fs::rename(&tmp, path)?;
         Ok(listener)
     })();
@@ -217,10 +220,13 @@ fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
 async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteHalf) -> Reply {
     let res: crate::Result<serde_json::Value> = async {
         Ok(match req {
+            // The owner link is safe to give here: only the node's user can
+            // open this socket.
             Request::Id => serde_json::json!({
                 "id": node.id(),
                 "name": node.name(),
                 "addrs": node.listen_addrs(),
+                "owner_url": node.web().map(|w| w.owner_url.clone()),
             }),
             Request::Peers => serde_json::to_value(node.peers().await?).expect("peers serialize"),
             Request::SetTrust { peer, trust } => {
@@ -593,7 +599,10 @@ mod tests {
         let path = socket_path(d.path());
         std::fs::write(&path, b"stale").unwrap();
         let listener = bind_private(&path).unwrap();
-        let mode = std::fs::symlink_metadata(&path).unwrap().permissions().mode();
+        let mode = std::fs::symlink_metadata(&path)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         // It is the listening socket, and nothing else was left beside it.
         let client = tokio::net::UnixStream::connect(&path);

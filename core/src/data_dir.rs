@@ -34,7 +34,10 @@ pub fn prepare(dir: &Path) -> std::io::Result<()> {
             format!("{db}-shm"),
             "identity.key".to_string(),
         ] {
-            match std::fs::set_permissions(dir.join(&name), std::fs::Permissions::from_mode(FILE_MODE)) {
+            match std::fs::set_permissions(
+                dir.join(&name),
+                std::fs::Permissions::from_mode(FILE_MODE),
+            ) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),

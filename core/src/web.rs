@@ -4,10 +4,16 @@
 //!
 //! # Who may do what
 //!
-//! - A request from a loopback address, for a `Host` that is `localhost` or an
-//!   IP literal, comes from the **owner** (someone logged in on this machine)
-//!   and may do everything. The `Host` rule stops DNS rebinding: a web page
-//!   from elsewhere that points its own name at 127.0.0.1 is not the owner.
+//! - The **owner** (the OS user running the node) may do everything. A
+//!   request is the owner's if it comes from a loopback address, for a
+//!   `Host` that is `localhost` or an IP literal, and carries the owner
+//!   secret ([`WebInfo::owner_token`], random at every start): in the owner
+//!   cookie, which opening [`WebInfo::owner_url`] (printed by `peerconnect
+//!   up`, readable through the 0600 control socket) sets, or as
+//!   `Authorization: Bearer <token>`. Loopback alone is not enough: other
+//!   users of this machine reach loopback too. The `Host` rule stops DNS
+//!   rebinding: a web page from elsewhere that points its own name at
+//!   127.0.0.1 is not the owner.
 //! - Any other client is a **browser guest** once it has entered the 6-digit
 //!   PIN that `peerconnect up` prints ([`WebInfo::pin`]): it then holds an
 //!   HttpOnly, SameSite=Strict session cookie, appears in the peer list as a
@@ -15,8 +21,8 @@
 //!   owner accepts or rejects), download what the owner sends it, and chat
 //!   with the owner. PIN attempts are rate-limited per client address and in
 //!   total ([`auth`]).
-//! - Anyone else gets the static UI (which asks for the PIN) and `401` from
-//!   the API.
+//! - Anyone else (a local user without the owner secret included) gets the
+//!   static UI (which asks for the PIN) and `401` from the API.
 //! - State-changing requests and WebSocket upgrades must come from this
 //!   origin (`Origin` = `http://<Host>`), against cross-site requests.
 //!
@@ -123,6 +129,27 @@ pub struct WebInfo {
     pub urls: Vec<String>,
     /// The 6-digit PIN browser guests must enter (new at every start).
     pub pin: String,
+    /// The owner's link: opening it on this machine makes that browser the
+    /// owner (it sets the owner cookie). Holds [`WebInfo::owner_token`]: show
+    /// it only to the node's own user (`peerconnect up` prints it).
+    pub owner_url: String,
+    /// The owner's secret (random, new at every start); never serialized.
+    #[serde(skip)]
+    pub owner_token: String,
+}
+
+impl WebInfo {
+    /// Name of the owner cookie: per port, so two nodes on one machine do not
+    /// overwrite each other's (cookies ignore the port).
+    pub fn owner_cookie_name(&self) -> String {
+        format!("{}{}", auth::OWNER_COOKIE_PREFIX, self.addr.port())
+    }
+
+    /// A `Cookie` header value that makes a request the owner's (for
+    /// scripts and tests on this machine).
+    pub fn owner_cookie(&self) -> String {
+        format!("{}={}", self.owner_cookie_name(), self.owner_token)
+    }
 }
 
 /// A bound but not yet serving web server.
@@ -157,11 +184,15 @@ pub(crate) async fn bind(config: &Config) -> Result<Option<std::result::Result<B
         .local_addr()
         .map_err(|e| Error::io("web UI address", e))?;
     let urls = urls_for(local);
+    let owner_token = auth::new_owner_token();
+    let loopback = urls.last().cloned().unwrap_or_default();
     let info = WebInfo {
         addr: local,
         url: urls[0].clone(),
+        owner_url: format!("{loopback}owner?token={owner_token}"),
         urls,
         pin: auth::new_pin(),
+        owner_token,
     };
     Ok(Some(Ok(Bound { listener, info })))
 }

@@ -1,4 +1,4 @@
-//! Who is calling: the owner (loopback), a browser guest (PIN, then a session
+//! Who is calling: the owner (loopback with the owner secret), a browser guest (PIN, then a session
 //! cookie) or nobody; PIN attempts and their rate limits; the Origin check.
 //!
 //! # PIN attempts
@@ -33,6 +33,8 @@ use crate::identity::PeerId;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "pc_session";
+/// Start of the owner cookie's name (the web port follows).
+pub const OWNER_COOKIE_PREFIX: &str = "pc_owner_";
 /// PIN attempts one client address may make in a burst.
 pub const PER_CLIENT_BURST: f64 = 5.0;
 /// Time for one client address to earn one more attempt.
@@ -47,6 +49,11 @@ const MAX_CLIENTS: usize = 4096;
 /// A fresh random 6-digit PIN.
 pub(crate) fn new_pin() -> String {
     format!("{:06}", rand::random_range(0..1_000_000u32))
+}
+
+/// A fresh owner secret: 32 random bytes, base32.
+pub(crate) fn new_owner_token() -> String {
+    crate::identity::base32_encode(&rand::random::<[u8; 32]>())
 }
 
 /// Compares without stopping at the first difference.
@@ -183,8 +190,8 @@ fn host_is_literal(headers: &HeaderMap) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
-/// The session token in the request's cookies.
-fn session_token(headers: &HeaderMap) -> Option<String> {
+/// The value of cookie `name` in the request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -192,14 +199,41 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|c| {
             let (k, v) = c.trim().split_once('=')?;
-            (k == COOKIE).then(|| v.to_string())
+            (k == name).then(|| v.to_string())
         })
+}
+
+/// The session token in the request's cookies.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE)
+}
+
+/// Whether the request carries the owner secret (cookie or bearer token).
+fn has_owner_secret(headers: &HeaderMap, app: &App) -> bool {
+    let token = app.info.owner_token.as_bytes();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| same_secret(t.trim().as_bytes(), token));
+    bearer
+        || cookie(headers, &app.info.owner_cookie_name())
+            .is_some_and(|c| same_secret(c.as_bytes(), token))
+}
+
+/// Whether the request may be the owner's at all: from this machine, for a
+/// `Host` no other site can claim.
+fn local_literal(parts: &Parts) -> bool {
+    client_ip(parts).is_some_and(|ip| ip.is_loopback()) && host_is_literal(&parts.headers)
 }
 
 /// Who is calling, if anyone we know.
 pub(crate) fn identify(parts: &Parts, app: &App) -> Option<Caller> {
     let ip = client_ip(parts)?;
-    if ip.is_loopback() && host_is_literal(&parts.headers) {
+    if local_literal(parts)
+        && !app.info.owner_token.is_empty()
+        && has_owner_secret(&parts.headers, app)
+    {
         return Some(Caller::Owner);
     }
     let token = session_token(&parts.headers)?;
@@ -304,9 +338,48 @@ pub(crate) async fn check_origin(req: Request, next: Next) -> Response {
 
 pub(crate) fn routes() -> Router<App> {
     Router::new()
+        .route("/owner", get(owner_link))
         .route("/api/session", get(session))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
+}
+
+#[derive(Debug, Deserialize)]
+struct OwnerLink {
+    #[serde(default)]
+    token: String,
+}
+
+/// `GET /owner?token=…`, the link `peerconnect up` prints: with the right
+/// secret, from this machine, sets the owner cookie (HttpOnly, SameSite
+/// Strict) and sends the browser to the UI; else 401.
+async fn owner_link(
+    State(app): State<App>,
+    parts: Parts,
+    axum::extract::Query(q): axum::extract::Query<OwnerLink>,
+) -> ApiResult<Response> {
+    let token = app.info.owner_token.as_bytes();
+    if !local_literal(&parts) || token.is_empty() || !same_secret(q.token.as_bytes(), token) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this owner link is wrong or from an earlier run; use the one `peerconnect up` printed",
+        ));
+    }
+    let cookie = format!(
+        "{}; HttpOnly; SameSite=Strict; Path=/",
+        app.info.owner_cookie()
+    );
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    Ok(r)
 }
 
 /// Who the caller is (any caller; `role` is `none` before the PIN).

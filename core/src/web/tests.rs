@@ -13,7 +13,12 @@ use tower::ServiceExt;
 use super::*;
 use crate::Config;
 
+/// The owner: on this machine, with the owner secret (the helpers add its
+/// cookie to every request from this address).
 const OWNER: &str = "127.0.0.1:50000";
+/// Another user of this machine: loopback, without the owner secret.
+const LOCAL: &str = "127.0.0.1:50001";
+const OWNER_TOKEN: &str = "owner-secret-of-the-fixture";
 const PHONE: &str = "10.77.0.9:50000";
 const HOST: &str = "10.77.0.1:47480";
 
@@ -37,6 +42,8 @@ async fn fixture_with(options: WebOptions) -> Fixture {
         url: format!("http://{HOST}/"),
         urls: vec![format!("http://{HOST}/")],
         pin: "123456".into(),
+        owner_url: format!("http://127.0.0.1:47480/owner?token={OWNER_TOKEN}"),
+        owner_token: OWNER_TOKEN.into(),
     };
     let app = new_app(&node, info, options);
     // Follows events as the real server does (aborted with the node's runtime).
@@ -83,7 +90,18 @@ fn host_for(from: &str) -> &'static str {
     }
 }
 
+/// The owner cookie for requests from [`OWNER`] that bring no cookie.
+fn owner_cookie(from: &str, cookie: Option<&str>) -> Option<String> {
+    match cookie {
+        Some(c) => Some(c.to_string()),
+        None if from == OWNER => Some(format!("pc_owner_47480={OWNER_TOKEN}")),
+        None => None,
+    }
+}
+
 fn get(from: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
+    let cookie = owner_cookie(from, cookie);
+    let cookie = cookie.as_deref();
     let mut b = Request::get(path).header(header::HOST, host_for(from));
     if let Some(c) = cookie {
         b = b.header(header::COOKIE, c);
@@ -92,6 +110,8 @@ fn get(from: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
 }
 
 fn post(from: &str, path: &str, cookie: Option<&str>, body: serde_json::Value) -> Request<Body> {
+    let cookie = owner_cookie(from, cookie);
+    let cookie = cookie.as_deref();
     let host = host_for(from);
     let mut b = Request::post(path)
         .header(header::HOST, host)
@@ -126,7 +146,7 @@ async fn login(f: &Fixture, from: &str, name: &str) -> (String, PeerId) {
 }
 
 #[tokio::test]
-async fn loopback_is_the_owner_and_other_clients_need_the_pin() {
+async fn the_owner_secret_makes_the_owner_and_other_clients_need_the_pin() {
     let f = fixture().await;
     let r = f.call(OWNER, get(OWNER, "/api/peers", None)).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -147,6 +167,98 @@ async fn loopback_is_the_owner_and_other_clients_need_the_pin() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(f.call(OWNER, req).await.status, StatusCode::UNAUTHORIZED);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn another_local_user_without_the_owner_secret_is_a_stranger() {
+    let f = fixture().await;
+    // A file the owner received.
+    let file = f.node.data_dir().join("received.txt");
+    std::fs::write(&file, b"private").unwrap();
+    f.app.files.on_event(
+        &Event::TransferDone {
+            id: crate::net::transfer::TransferId(7),
+            peer: f.node.id(),
+            direction: crate::proto::transfer::Direction::Receive,
+            path: file.to_string_lossy().into_owned(),
+            bytes: 7,
+            blake3: blake3::hash(b"private").to_hex().to_string(),
+        },
+        |_| "peer".into(),
+    );
+    let settings = |cookie: Option<&str>| {
+        let mut b = Request::put("/api/settings")
+            .header(header::HOST, "127.0.0.1:47480")
+            .header(header::ORIGIN, "http://127.0.0.1:47480")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        b.body(Body::from(r#"{"name":"taken"}"#)).unwrap()
+    };
+    // Loopback alone: the PIN page, 401 from the API, no PIN, no file.
+    for path in ["/api/node", "/api/received/0", "/api/peers"] {
+        let r = f.call(LOCAL, get(LOCAL, path, None)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {}", r.json);
+        assert!(
+            !r.json.to_string().contains("123456"),
+            "{path} leaked the PIN"
+        );
+    }
+    let r = f.call(LOCAL, settings(None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = f.call(LOCAL, get(LOCAL, "/api/session", None)).await;
+    assert_eq!(r.json["role"], "none");
+    // A wrong or forged secret is no better.
+    let r = f
+        .call(LOCAL, get(LOCAL, "/api/node", Some("pc_owner_47480=guess")))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = f.call(LOCAL, get(LOCAL, "/owner?token=guess", None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The owner link sets a strict HttpOnly owner cookie and leads to the UI ...
+    let r = f
+        .call(
+            LOCAL,
+            get(LOCAL, &format!("/owner?token={OWNER_TOKEN}"), None),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers[header::LOCATION], "/");
+    let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    // ... with which the owner is served: PIN, settings, the received file.
+    let r = f.call(LOCAL, get(LOCAL, "/api/node", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["web"]["pin"], "123456");
+    assert!(r.json["web"].get("owner_token").is_none());
+    let r = f.call(LOCAL, settings(Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let from: SocketAddr = LOCAL.parse().unwrap();
+    let res = router(f.app.clone())
+        .layer(MockConnectInfo(from))
+        .oneshot(get(LOCAL, "/api/received/0", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"private");
+    // The bearer form works for scripts; the secret from another machine does not.
+    let req = Request::get("/api/node")
+        .header(header::HOST, "127.0.0.1:47480")
+        .header(header::AUTHORIZATION, format!("Bearer {OWNER_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.call(LOCAL, req).await.status, StatusCode::OK);
+    let r = f.call(PHONE, get(PHONE, "/api/node", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     f.node.shutdown().await.unwrap();
 }
 
@@ -482,6 +594,7 @@ async fn settings_are_saved_and_say_what_needs_a_restart() {
     let put = |body: serde_json::Value| {
         Request::put("/api/settings")
             .header(header::HOST, "127.0.0.1:47480")
+            .header(header::COOKIE, format!("pc_owner_47480={OWNER_TOKEN}"))
             .header(header::ORIGIN, "http://127.0.0.1:47480")
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body.to_string()))
@@ -589,6 +702,8 @@ fn upload(
     files: &[(&str, &[u8])],
     with_length: bool,
 ) -> Request<Body> {
+    let cookie = owner_cookie(from, cookie);
+    let cookie = cookie.as_deref();
     let host = host_for(from);
     let (ct, body) = multipart(files);
     let mut b = Request::post(path)
@@ -1035,7 +1150,11 @@ async fn connections_past_the_caps_are_closed_at_once_and_the_owner_is_served() 
     }
     // The owner is served meanwhile, and so are the device's own connections.
     let mut owner = connect_from("127.0.0.1", addr).await;
-    assert!(status_on(&mut owner, addr, "/api/session").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        status_on(&mut owner, addr, "/api/session")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     for s in &mut held {
         assert!(status_on(s, addr, "/").await.starts_with("HTTP/1.1 200"));
     }
@@ -1067,7 +1186,10 @@ async fn connections_past_the_caps_are_closed_at_once_and_the_owner_is_served() 
             assert_eq!(&buf, b"HTTP/1.1 200");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "owner never served again");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "owner never served again"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     node.shutdown().await.unwrap();
@@ -1092,10 +1214,17 @@ async fn idle_and_slow_header_connections_are_closed_but_slow_bodies_are_not() {
         .unwrap();
     // One request, then idle on a kept-alive connection.
     let mut kept = connect_from("127.0.0.2", addr).await;
-    assert!(status_on(&mut kept, addr, "/api/session").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        status_on(&mut kept, addr, "/api/session")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     // Generous deadlines: the assertion is that they are closed at all.
     for (name, s) in [("silent", &mut silent), ("dribble", &mut dribble)] {
-        assert!(closed_within(s, Duration::from_secs(60)).await, "{name} stayed open");
+        assert!(
+            closed_within(s, Duration::from_secs(60)).await,
+            "{name} stayed open"
+        );
     }
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(60), async {

@@ -1230,6 +1230,8 @@ fn fail_upload(app: &App, id: TransferId, guest: PeerId, error: &str) {
 }
 
 /// Writes the offered files as they arrive; returns (files, failed, bytes).
+/// If it fails, the folders it made that stayed empty are removed (files
+/// already placed stay, and so do their folders).
 async fn receive_upload(
     app: &App,
     id: TransferId,
@@ -1237,6 +1239,28 @@ async fn receive_upload(
     manifest: &Manifest,
     downloads: &Path,
     mp: &mut Multipart,
+) -> ApiResult<(u64, u64, u64)> {
+    let mut made = BTreeSet::new();
+    let res = receive_files(app, id, guest, manifest, downloads, mp, &mut made).await;
+    if res.is_err() {
+        // Deepest first; `remove_dir` keeps any folder that is not empty.
+        for dir in made.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    res
+}
+
+/// [`receive_upload`]'s work; `known` collects the folders under the
+/// upload's (fresh) top-level names that it made.
+async fn receive_files(
+    app: &App,
+    id: TransferId,
+    guest: PeerId,
+    manifest: &Manifest,
+    downloads: &Path,
+    mp: &mut Multipart,
+    known: &mut BTreeSet<PathBuf>,
 ) -> ApiResult<(u64, u64, u64)> {
     std::fs::create_dir_all(downloads)
         .map_err(|e| internal(format!("cannot create {}: {e}", downloads.display())))?;
@@ -1253,7 +1277,6 @@ async fn receive_upload(
         .filter(|(_, e)| e.size().is_some())
         .map(|(i, e)| (e.path.as_str(), i))
         .collect();
-    let mut known = BTreeSet::new();
     let mut received = BTreeSet::new();
     let mut done_bytes = 0u64;
     let mut last = Instant::now();
@@ -1286,7 +1309,7 @@ async fn receive_upload(
             }
         }
         let parent = target.parent().unwrap_or(downloads).to_path_buf();
-        tfs::ensure_dir(downloads, &parent, &mut known)
+        tfs::ensure_dir(downloads, &parent, known)
             .map_err(|e| internal(format!("{}: {e}", path.as_str())))?;
         let part = tfs::part_path(&target);
         let f = tfs::open_part(&part, 0).map_err(|e| internal(e.to_string()))?;

@@ -1265,3 +1265,92 @@ async fn idle_and_slow_header_connections_are_closed_but_slow_bodies_are_not() {
     assert_eq!(&answer, b"HTTP/1.1 401", "a wrong PIN, read whole");
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_guest_cookie_works_only_from_the_address_it_was_issued_to() {
+    let f = fixture().await;
+    let (cookie, _) = login(&f, PHONE, "phone").await;
+    let thief = "10.77.0.66:4000";
+    let r = f.call(thief, get(thief, "/api/guest", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+    let r = f.call(PHONE, get(PHONE, "/api/guest", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_guest_upload_leaves_no_empty_folders_but_keeps_whole_files() {
+    let f = fixture().await;
+    let (cookie, _) = login(&f, PHONE, "phone").await;
+    let downloads = f.node.config().downloads.clone();
+    let entries = serde_json::json!([
+        {"path": "album/ok.txt", "size": 2},
+        {"path": "album/deep/er/bad.txt", "size": 2},
+        {"path": "other/x/y.txt", "size": 2}
+    ]);
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/offers",
+                Some(&cookie),
+                serde_json::json!({ "entries": entries }),
+            ),
+        )
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let r = f
+        .call(
+            OWNER,
+            post(
+                OWNER,
+                &format!("/api/offers/{id}/accept"),
+                None,
+                serde_json::json!({}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // The second file is larger than offered: the upload fails there.
+    let r = f
+        .call(
+            PHONE,
+            upload(
+                PHONE,
+                &format!("/api/guest/offers/{id}/upload"),
+                Some(&cookie),
+                &[
+                    ("album/ok.txt", b"ok"),
+                    ("album/deep/er/bad.txt", b"far too long"),
+                ],
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    // The whole file stays; the folders made for the failed one go.
+    assert_eq!(
+        std::fs::read(downloads.join("album/ok.txt")).unwrap(),
+        b"ok"
+    );
+    assert!(
+        !downloads.join("album/deep").exists(),
+        "empty folders left behind"
+    );
+    assert!(!downloads.join("other").exists());
+    // The guest can still offer and upload afterwards.
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/offers",
+                Some(&cookie),
+                serde_json::json!({ "entries": [{"path": "later.txt", "size": 1}] }),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    f.node.shutdown().await.unwrap();
+}

@@ -1354,3 +1354,57 @@ async fn a_failed_guest_upload_leaves_no_empty_folders_but_keeps_whole_files() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     f.node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_websocket_outlives_the_header_timeout_and_holds_its_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = Duration::from_millis(300);
+    let (_dir, node, addr) = web_node(WebOptions {
+        header_timeout: timeout,
+        max_connections_per_ip: 1,
+        ..WebOptions::default()
+    })
+    .await;
+    let cookie = node.web().unwrap().owner_cookie();
+    let mut ws = connect_from("127.0.0.1", addr).await;
+    ws.write_all(
+        format!(
+            "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+             Cookie: {cookie}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), ws.read(&mut byte))
+            .await
+            .expect("no upgrade answer")
+            .unwrap();
+        assert_eq!(n, 1, "closed during the upgrade");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // The upgraded connection still holds the address's only slot.
+    let mut second = connect_from("127.0.0.1", addr).await;
+    assert!(closed_within(&mut second, Duration::from_secs(30)).await);
+    // Not an assertion: let several header timeouts pass.
+    tokio::time::sleep(timeout * 4).await;
+    node.emit(Event::Error {
+        message: "still there?".into(),
+    });
+    let mut frame = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(20), ws.read_exact(&mut frame))
+        .await
+        .expect("no event on the WebSocket")
+        .expect("the WebSocket was closed");
+    assert_eq!(frame[0], 0x81, "a final text frame");
+    node.shutdown().await.unwrap();
+}

@@ -2,8 +2,9 @@
 //! node that `peerconnect up` runs on the same data dir, instead of starting a
 //! second node with the same identity.
 //!
-//! A Unix socket `control.sock` in the data dir (mode 0600, so only the owner of
-//! the data dir can drive the node) speaks JSON lines: the client writes one
+//! A Unix socket `control.sock` in the data dir (mode 0600 from its creation on,
+//! see [`bind_private`], in a 0700 dir, so only the owner of the data dir can
+//! drive the node) speaks JSON lines: the client writes one
 //! [`Request`]; the node answers with zero or more `{"event":…}` lines (progress of
 //! long requests) and ends with one `{"ok":…}` or `{"error":…}` line.
 //! [`Request::Events`] is the one request without an end: it streams every event
@@ -30,7 +31,7 @@ const MAX_REQUEST: usize = 1 << 20;
 #[serde(tag = "cmd", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Request {
-    /// This node's id, name and addresses.
+    /// This node's id, name, addresses and the web UI's owner link.
     Id,
     /// Live peers.
     Peers,
@@ -135,25 +136,29 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 #[cfg(unix)]
 pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
     let path = socket_path(node.data_dir());
-    // We hold the data dir lock, so a socket file left here is stale.
-    let _ = std::fs::remove_file(&path);
-    let listener = match tokio::net::UnixListener::bind(&path) {
+    let listener = match bind_private(&path) {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "no control socket; CLI commands will start their own node");
             return None;
         }
     };
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
     let weak = node.downgrade();
     drop(node);
     Some(tokio::spawn(async move {
+        let mut backoff = crate::accept::Backoff::default();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((s, _)) => {
+                    backoff.reset();
+                    s
+                }
+                Err(e) => {
+                    let wait = backoff.failed();
+                    tracing::debug!(error = %e, ?wait, "control socket: accept failed");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             };
             let Some(node) = weak.upgrade() else { return };
             tokio::spawn(async move {
@@ -181,14 +186,47 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
+/// Binds the control socket at `path` so that no other local user can ever
+/// connect to it: it is bound in a fresh `0700` directory beside `path`,
+/// given mode `0600` there, and only then renamed into place (a socket
+/// bound in the open, even for an instant before a chmod, is usable by
+/// anyone who connects in that instant, and keeps such a connection).
+#[cfg(unix)]
+fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // We hold the data dir lock, so a socket or staging dir left here is stale.
+    let _ = std::fs::remove_file(path);
+    // Short names: a socket path may not exceed about 100 bytes.
+    let staging = dir.join(format!(".c{:08x}", rand::random::<u32>()));
+    std::fs::DirBuilder::new()
+        .mode(crate::data_dir::DIR_MODE)
+        .create(&staging)?;
+    let res = (|| {
+        let tmp = staging.join("s");
+        let listener = tokio::net::UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(
+            &tmp,
+            std::fs::Permissions::from_mode(crate::data_dir::FILE_MODE),
+        )?;
+        std::fs::rename(&tmp, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    res
+}
+
 #[cfg(unix)]
 async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteHalf) -> Reply {
     let res: crate::Result<serde_json::Value> = async {
         Ok(match req {
+            // The owner link is safe to give here: only the node's user can
+            // open this socket.
             Request::Id => serde_json::json!({
                 "id": node.id(),
                 "name": node.name(),
                 "addrs": node.listen_addrs(),
+                "owner_url": node.web().map(|w| w.owner_url.clone()),
             }),
             Request::Peers => serde_json::to_value(node.peers().await?).expect("peers serialize"),
             Request::SetTrust { peer, trust } => {
@@ -546,5 +584,35 @@ impl Stream {
                 None => return Ok(Err("the running node closed the control socket".into())),
             }
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn the_control_socket_is_private_even_in_an_open_dir() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = socket_path(d.path());
+        std::fs::write(&path, b"stale").unwrap();
+        let listener = bind_private(&path).unwrap();
+        let mode = std::fs::symlink_metadata(&path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // It is the listening socket, and nothing else was left beside it.
+        let client = tokio::net::UnixStream::connect(&path);
+        let (accepted, client) = tokio::join!(listener.accept(), client);
+        accepted.unwrap();
+        client.unwrap();
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("control.sock")]);
     }
 }

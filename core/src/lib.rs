@@ -17,6 +17,7 @@
 //! - [`config`]: [`Config`] with defaults that work on a LAN out of the box.
 //! - [`event`]: [`Event`], the one stream every front end consumes.
 //! - [`identity`]: the node's ed25519 key pair and [`PeerId`].
+//! - [`data_dir`]: the data dir and its files, private to the node's user.
 //! - [`store`]: SQLite: peers, trust, direct messages (transfers as they land).
 //! - Direct messages: [`Node::send_message`], [`Node::conversation`], ... (in
 //!   [`net::messaging`]), their protocol in [`proto::messaging`].
@@ -28,8 +29,10 @@
 //! - [`web`]: the web UI (axum): embedded static files, REST API, WebSocket
 //!   events, PIN access for browser guests.
 
+pub(crate) mod accept;
 pub mod config;
 pub mod control;
+pub mod data_dir;
 pub mod error;
 pub mod event;
 pub mod identity;

@@ -103,9 +103,10 @@ impl Node {
     /// Starts a node. Fails if the data dir is used by another running node, or
     /// the listening or discovery port cannot be bound.
     pub async fn start(config: Config) -> Result<Node> {
+        raise_fd_limit();
         let (lock, identity, store) = match config.storage {
             Storage::DataDir => {
-                std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                crate::data_dir::prepare(&config.data_dir).map_err(|e| {
                     Error::io(
                         format!("creating data dir {}", config.data_dir.display()),
                         e,
@@ -703,10 +704,14 @@ struct DataDirLock {
 impl DataDirLock {
     fn acquire(dir: &Path) -> Result<Self> {
         let path = dir.join("node.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(crate::data_dir::FILE_MODE);
+        }
+        let file = opts
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         #[cfg(unix)]
@@ -719,6 +724,40 @@ impl DataDirLock {
             }
         }
         Ok(Self { _file: file })
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit, once:
+/// every connection (peers, web clients, the control socket) and every file
+/// being sent or received takes a descriptor, and the default soft limit
+/// (often 1024, 256 on macOS) is reached long before the node's own caps.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+            unsafe {
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                    return;
+                }
+                let want = lim.rlim_max;
+                // macOS refuses more than OPEN_MAX for the soft limit.
+                #[cfg(target_os = "macos")]
+                let want = want.min(libc::OPEN_MAX as libc::rlim_t);
+                if want > lim.rlim_cur {
+                    let old = lim.rlim_cur;
+                    lim.rlim_cur = want;
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        tracing::debug!(from = old, to = want, "raised the open file limit");
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -4,10 +4,16 @@
 //!
 //! # Who may do what
 //!
-//! - A request from a loopback address, for a `Host` that is `localhost` or an
-//!   IP literal, comes from the **owner** (someone logged in on this machine)
-//!   and may do everything. The `Host` rule stops DNS rebinding: a web page
-//!   from elsewhere that points its own name at 127.0.0.1 is not the owner.
+//! - The **owner** (the OS user running the node) may do everything. A
+//!   request is the owner's if it comes from a loopback address, for a
+//!   `Host` that is `localhost` or an IP literal, and carries the owner
+//!   secret ([`WebInfo::owner_token`], random at every start): in the owner
+//!   cookie, which opening [`WebInfo::owner_url`] (printed by `peerconnect
+//!   up`, readable through the 0600 control socket) sets, or as
+//!   `Authorization: Bearer <token>`. Loopback alone is not enough: other
+//!   users of this machine reach loopback too. The `Host` rule stops DNS
+//!   rebinding: a web page from elsewhere that points its own name at
+//!   127.0.0.1 is not the owner.
 //! - Any other client is a **browser guest** once it has entered the 6-digit
 //!   PIN that `peerconnect up` prints ([`WebInfo::pin`]): it then holds an
 //!   HttpOnly, SameSite=Strict session cookie, appears in the peer list as a
@@ -15,8 +21,8 @@
 //!   owner accepts or rejects), download what the owner sends it, and chat
 //!   with the owner. PIN attempts are rate-limited per client address and in
 //!   total ([`auth`]).
-//! - Anyone else gets the static UI (which asks for the PIN) and `401` from
-//!   the API.
+//! - Anyone else (a local user without the owner secret included) gets the
+//!   static UI (which asks for the PIN) and `401` from the API.
 //! - State-changing requests and WebSocket upgrades must come from this
 //!   origin (`Origin` = `http://<Host>`), against cross-site requests.
 //!
@@ -31,12 +37,14 @@
 //!   received files, downloads.
 //! - [`socket`]: the WebSocket event stream.
 //! - [`assets`]: the embedded static files.
+//! - [`conn`]: the accept loop: connection caps and the header timeout.
 //!
 //! The API is documented in `docs/api.md`.
 
 pub(crate) mod api;
 pub(crate) mod assets;
 pub(crate) mod auth;
+pub(crate) mod conn;
 pub(crate) mod files;
 pub(crate) mod guests;
 pub(crate) mod rooms;
@@ -73,7 +81,27 @@ pub struct WebOptions {
     pub max_guests: usize,
     /// A guest session unused for this long ends.
     pub session_idle: Duration,
+    /// Most web connections open at once (all clients); one more is closed
+    /// as soon as it is accepted.
+    pub max_connections: usize,
+    /// Most web connections open at once from one client address; one more
+    /// is closed as soon as it is accepted.
+    pub max_connections_per_ip: usize,
+    /// A request's head (line and headers) must arrive within this long of
+    /// the connection waiting for it, else the connection is closed; this is
+    /// also how long a kept-alive connection may sit idle. Bodies and
+    /// WebSockets are not timed.
+    pub header_timeout: Duration,
 }
+
+/// Default of [`WebOptions::max_connections`]: a few dozen browsers, far
+/// below the descriptor limit.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Default of [`WebOptions::max_connections_per_ip`]: a browser opens about
+/// six connections per site plus its WebSockets, a few tabs fit.
+pub const MAX_CONNECTIONS_PER_IP: usize = 32;
+/// Default of [`WebOptions::header_timeout`].
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for WebOptions {
     fn default() -> Self {
@@ -82,6 +110,9 @@ impl Default for WebOptions {
             max_upload: 16 << 30,
             max_guests: 32,
             session_idle: Duration::from_secs(24 * 3600),
+            max_connections: MAX_CONNECTIONS,
+            max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
+            header_timeout: HEADER_TIMEOUT,
         }
     }
 }
@@ -98,6 +129,27 @@ pub struct WebInfo {
     pub urls: Vec<String>,
     /// The 6-digit PIN browser guests must enter (new at every start).
     pub pin: String,
+    /// The owner's link: opening it on this machine makes that browser the
+    /// owner (it sets the owner cookie). Holds [`WebInfo::owner_token`]: show
+    /// it only to the node's own user (`peerconnect up` prints it).
+    pub owner_url: String,
+    /// The owner's secret (random, new at every start); never serialized.
+    #[serde(skip)]
+    pub owner_token: String,
+}
+
+impl WebInfo {
+    /// Name of the owner cookie: per port, so two nodes on one machine do not
+    /// overwrite each other's (cookies ignore the port).
+    pub fn owner_cookie_name(&self) -> String {
+        format!("{}{}", auth::OWNER_COOKIE_PREFIX, self.addr.port())
+    }
+
+    /// A `Cookie` header value that makes a request the owner's (for
+    /// scripts and tests on this machine).
+    pub fn owner_cookie(&self) -> String {
+        format!("{}={}", self.owner_cookie_name(), self.owner_token)
+    }
 }
 
 /// A bound but not yet serving web server.
@@ -132,11 +184,15 @@ pub(crate) async fn bind(config: &Config) -> Result<Option<std::result::Result<B
         .local_addr()
         .map_err(|e| Error::io("web UI address", e))?;
     let urls = urls_for(local);
+    let owner_token = auth::new_owner_token();
+    let loopback = urls.last().cloned().unwrap_or_default();
     let info = WebInfo {
         addr: local,
         url: urls[0].clone(),
+        owner_url: format!("{loopback}owner?token={owner_token}"),
         urls,
         pin: auth::new_pin(),
+        owner_token,
     };
     Ok(Some(Ok(Bound { listener, info })))
 }
@@ -214,7 +270,7 @@ impl AppState {
 /// Starts serving on `bound` until the node shuts down (the task is owned by
 /// the node and aborted then).
 pub(crate) fn serve(node: &Node, bound: Bound, options: WebOptions) -> tokio::task::JoinHandle<()> {
-    let app = new_app(node, bound.info, options);
+    let app = new_app(node, bound.info, options.clone());
     let stop = app.stop.clone();
     let sweeper = guests::spawn_sweeper(app.clone());
     let watcher = files::spawn_watcher(app.clone(), node);
@@ -224,13 +280,7 @@ pub(crate) fn serve(node: &Node, bound: Bound, options: WebOptions) -> tokio::ta
         let _guard = stop.clone().drop_guard();
         let _sweeper = AbortOnDrop(sweeper);
         let _watcher = AbortOnDrop(watcher);
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(bound.listener, service)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
-            tracing::warn!(error = %e, "web UI server stopped");
-        }
+        conn::serve(bound.listener, router, &options, stop).await;
     })
 }
 

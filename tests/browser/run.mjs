@@ -118,7 +118,15 @@ async function main() {
       p.on('dialog', (d) => d.accept());
     }
 
-    await step("the owner's page opens without a PIN and shows no devices yet", async () => {
+    await step("loopback without the owner link gets the PIN page, not the owner's UI", async () => {
+      await pa.goto(`${a.webUrl}#peers`);
+      await pa.locator('#pin').waitFor();
+    });
+
+    await step("the owner link opens the owner's page without a PIN, no devices yet", async () => {
+      // The link `up` printed sets the owner cookie and leads to the UI.
+      await pa.goto(a.ownerUrl);
+      await pb.goto(b.ownerUrl);
       await pa.goto(`${a.webUrl}#peers`);
       await pa.locator('.link-state.live').waitFor();
       await pa.getByText('No devices found yet.').waitFor();

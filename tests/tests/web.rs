@@ -117,7 +117,12 @@ fn a_browser_on_another_host_needs_the_pin_then_chats_with_the_owner() {
         // The owner (loopback, on the node's host) answers it.
         let port = node.web().unwrap().addr.port();
         let owner: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let peers = http(owner, "GET", "/api/peers", &[], b"").await;
+        // Loopback alone is not the owner: the owner secret is needed.
+        let nobody = http(owner, "GET", "/api/peers", &[], b"").await;
+        assert_eq!(nobody.status, 401);
+        let cookie = node.web().unwrap().owner_cookie();
+        let as_owner = ("Cookie", cookie.as_str());
+        let peers = http(owner, "GET", "/api/peers", &[as_owner], b"").await;
         assert_eq!(peers.status, 200);
         let guest = peers.json()[0]["id"].as_str().unwrap().to_string();
         assert_eq!(peers.json()[0]["kind"], "browser");
@@ -125,7 +130,7 @@ fn a_browser_on_another_host_needs_the_pin_then_chats_with_the_owner() {
             owner,
             "POST",
             &format!("/api/messages/{guest}"),
-            &[JSON],
+            &[JSON, as_owner],
             &json_body(serde_json::json!({"text": "hello phone"})),
         )
         .await;

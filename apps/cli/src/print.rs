@@ -26,7 +26,7 @@ impl Printer {
             if let (Event::Listening { .. }, Some(w)) = (e, &self.web) {
                 println!(
                     "{}",
-                    serde_json::json!({"event": "web", "url": w.url, "urls": w.urls, "pin": w.pin})
+                    serde_json::json!({"event": "web", "url": w.url, "urls": w.urls, "pin": w.pin, "owner_url": w.owner_url})
                 );
             }
             return;
@@ -193,6 +193,8 @@ fn print_web(w: &WebInfo) {
     for u in &w.urls {
         println!("  web    {u}");
     }
+    println!("  owner  {}", w.owner_url);
+    println!("         (open this link on this machine to manage the node; keep it private)");
     println!("  PIN    {}  (browsers on other devices enter it)", w.pin);
     let link = format!("{}#pin={}", w.url, w.pin);
     match qrcode::QrCode::new(link.as_bytes()) {

@@ -1,15 +1,17 @@
-//! Who is calling: the owner (loopback), a browser guest (PIN, then a session
+//! Who is calling: the owner (loopback with the owner secret), a browser guest (PIN, then a session
 //! cookie) or nobody; PIN attempts and their rate limits; the Origin check.
 //!
 //! # PIN attempts
 //!
 //! Each attempt takes a token from its client address's bucket
-//! ([`PER_CLIENT_BURST`] tokens, one back every [`PER_CLIENT_REFILL`]); each
-//! failed attempt also takes one from a bucket shared by all clients
-//! ([`GLOBAL_BURST`], one back every [`GLOBAL_REFILL`]), so many addresses
-//! together cannot guess faster either: at most about one wrong PIN a minute
-//! once the burst is spent, i.e. years for a good chance at 1 in 10^6.
-//! An empty bucket answers `429` with `Retry-After`.
+//! ([`PER_CLIENT_BURST`] tokens, one back every [`PER_CLIENT_REFILL`]). The
+//! PIN is then compared (in constant time): the right PIN logs in whatever
+//! other clients did, so strangers guessing cannot lock the owner's guests
+//! out. Each wrong PIN also takes a token from a bucket shared by all
+//! clients ([`GLOBAL_BURST`], one back every [`GLOBAL_REFILL`]); once that is
+//! empty, a wrong PIN also empties its address's bucket, so each address is
+//! down to one guess per [`PER_CLIENT_REFILL`] (no bursts) until the shared
+//! bucket refills. An empty bucket answers `429` with `Retry-After`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +33,8 @@ use crate::identity::PeerId;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "pc_session";
+/// Start of the owner cookie's name (the web port follows).
+pub const OWNER_COOKIE_PREFIX: &str = "pc_owner_";
 /// PIN attempts one client address may make in a burst.
 pub const PER_CLIENT_BURST: f64 = 5.0;
 /// Time for one client address to earn one more attempt.
@@ -45,6 +49,11 @@ const MAX_CLIENTS: usize = 4096;
 /// A fresh random 6-digit PIN.
 pub(crate) fn new_pin() -> String {
     format!("{:06}", rand::random_range(0..1_000_000u32))
+}
+
+/// A fresh owner secret: 32 random bytes, base32.
+pub(crate) fn new_owner_token() -> String {
+    crate::identity::base32_encode(&rand::random::<[u8; 32]>())
 }
 
 /// Compares without stopping at the first difference.
@@ -102,13 +111,11 @@ impl Default for Limiter {
 }
 
 impl Limiter {
-    /// Takes an attempt for `ip`; `Err(wait)` if it must wait that long first.
+    /// Takes an attempt for `ip` from its own bucket; `Err(wait)` if it must
+    /// wait that long first. The shared bucket is not looked at: a right PIN
+    /// must get through however many wrong ones others sent.
     pub fn attempt(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.global.refill(GLOBAL_BURST, GLOBAL_REFILL, now);
-        if g.global.tokens < 1.0 {
-            return Err(g.global.wait(GLOBAL_REFILL));
-        }
         if g.clients.len() >= MAX_CLIENTS && !g.clients.contains_key(&ip) {
             // Forget clients whose bucket is full again: they lose nothing.
             g.clients.retain(|_, b| {
@@ -131,11 +138,21 @@ impl Limiter {
         Ok(())
     }
 
-    /// Records that an attempt had a wrong PIN.
-    pub fn failed(&self, now: Instant) {
+    /// Records that `ip`'s attempt had a wrong PIN: it takes a token from the
+    /// shared bucket. `Some(wait)` if that bucket is empty: `ip` has spent its
+    /// burst too and should wait that long (for one more guess).
+    pub fn failed(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.global.refill(GLOBAL_BURST, GLOBAL_REFILL, now);
-        g.global.tokens = (g.global.tokens - 1.0).max(0.0);
+        if g.global.tokens >= 1.0 {
+            g.global.tokens -= 1.0;
+            return None;
+        }
+        if let Some(b) = g.clients.get_mut(&ip) {
+            b.tokens = 0.0;
+            b.at = now;
+        }
+        Some(PER_CLIENT_REFILL)
     }
 }
 
@@ -173,8 +190,8 @@ fn host_is_literal(headers: &HeaderMap) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
-/// The session token in the request's cookies.
-fn session_token(headers: &HeaderMap) -> Option<String> {
+/// The value of cookie `name` in the request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -182,14 +199,41 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|c| {
             let (k, v) = c.trim().split_once('=')?;
-            (k == COOKIE).then(|| v.to_string())
+            (k == name).then(|| v.to_string())
         })
+}
+
+/// The session token in the request's cookies.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE)
+}
+
+/// Whether the request carries the owner secret (cookie or bearer token).
+fn has_owner_secret(headers: &HeaderMap, app: &App) -> bool {
+    let token = app.info.owner_token.as_bytes();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| same_secret(t.trim().as_bytes(), token));
+    bearer
+        || cookie(headers, &app.info.owner_cookie_name())
+            .is_some_and(|c| same_secret(c.as_bytes(), token))
+}
+
+/// Whether the request may be the owner's at all: from this machine, for a
+/// `Host` no other site can claim.
+fn local_literal(parts: &Parts) -> bool {
+    client_ip(parts).is_some_and(|ip| ip.is_loopback()) && host_is_literal(&parts.headers)
 }
 
 /// Who is calling, if anyone we know.
 pub(crate) fn identify(parts: &Parts, app: &App) -> Option<Caller> {
     let ip = client_ip(parts)?;
-    if ip.is_loopback() && host_is_literal(&parts.headers) {
+    if local_literal(parts)
+        && !app.info.owner_token.is_empty()
+        && has_owner_secret(&parts.headers, app)
+    {
         return Some(Caller::Owner);
     }
     let token = session_token(&parts.headers)?;
@@ -294,9 +338,48 @@ pub(crate) async fn check_origin(req: Request, next: Next) -> Response {
 
 pub(crate) fn routes() -> Router<App> {
     Router::new()
+        .route("/owner", get(owner_link))
         .route("/api/session", get(session))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
+}
+
+#[derive(Debug, Deserialize)]
+struct OwnerLink {
+    #[serde(default)]
+    token: String,
+}
+
+/// `GET /owner?token=…`, the link `peerconnect up` prints: with the right
+/// secret, from this machine, sets the owner cookie (HttpOnly, SameSite
+/// Strict) and sends the browser to the UI; else 401.
+async fn owner_link(
+    State(app): State<App>,
+    parts: Parts,
+    axum::extract::Query(q): axum::extract::Query<OwnerLink>,
+) -> ApiResult<Response> {
+    let token = app.info.owner_token.as_bytes();
+    if !local_literal(&parts) || token.is_empty() || !same_secret(q.token.as_bytes(), token) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this owner link is wrong or from an earlier run; use the one `peerconnect up` printed",
+        ));
+    }
+    let cookie = format!(
+        "{}; HttpOnly; SameSite=Strict; Path=/",
+        app.info.owner_cookie()
+    );
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    Ok(r)
 }
 
 /// Who the caller is (any caller; `role` is `none` before the PIN).
@@ -330,18 +413,23 @@ async fn login(
 ) -> ApiResult<Response> {
     let ip = client_ip(&parts).ok_or_else(unauthorized)?;
     let now = Instant::now();
-    if let Err(wait) = app.limiter.attempt(ip, now) {
+    let too_many = |wait: Duration, what: &str| {
         let secs = wait.as_secs().max(1);
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("too many PIN attempts; try again in {secs} s"),
+            format!("{what}; try again in {secs} s"),
         );
         e.retry_after = Some(secs);
-        return Err(e);
-    }
+        e
+    };
+    app.limiter
+        .attempt(ip, now)
+        .map_err(|wait| too_many(wait, "too many PIN attempts"))?;
     if !same_secret(req.pin.trim().as_bytes(), app.info.pin.as_bytes()) {
-        app.limiter.failed(now);
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong PIN"));
+        return Err(match app.limiter.failed(ip, now) {
+            None => ApiError::new(StatusCode::UNAUTHORIZED, "wrong PIN"),
+            Some(wait) => too_many(wait, "wrong PIN, and too many wrong PINs on this node"),
+        });
     }
     let name = req.name.unwrap_or_default();
     let (token, peer) = app.guests.login(ip, &name).map_err(|e| match e {
@@ -404,18 +492,23 @@ mod tests {
     }
 
     #[test]
-    fn failures_from_many_clients_exhaust_the_global_budget() {
+    fn once_the_global_budget_is_spent_each_address_loses_its_burst() {
         let l = Limiter::default();
         let t0 = Instant::now();
         for i in 0..GLOBAL_BURST as u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             l.attempt(ip, t0).unwrap();
-            l.failed(t0);
+            assert_eq!(l.failed(ip, t0), None);
         }
+        // A fresh address may still try (its PIN may be right) ...
         let fresh: IpAddr = "10.9.9.9".parse().unwrap();
-        let wait = l.attempt(fresh, t0).unwrap_err();
-        assert!(wait <= GLOBAL_REFILL);
-        l.attempt(fresh, t0 + GLOBAL_REFILL).unwrap();
+        l.attempt(fresh, t0).unwrap();
+        // ... but a wrong guess now costs it its whole burst.
+        assert_eq!(l.failed(fresh, t0), Some(PER_CLIENT_REFILL));
+        assert!(l.attempt(fresh, t0).is_err());
+        l.attempt(fresh, t0 + PER_CLIENT_REFILL).unwrap();
+        // The shared bucket refills too.
+        assert_eq!(l.failed(fresh, t0 + 2 * GLOBAL_REFILL), None);
     }
 
     #[test]

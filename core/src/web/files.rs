@@ -60,6 +60,10 @@ pub const SPACE_MARGIN: u64 = 64 << 20;
 const MAX_RECEIVED: usize = 1000;
 /// Offers a guest may have waiting for the owner at once.
 const MAX_GUEST_OFFERS: usize = 8;
+/// Ended offers (complete, failed, rejected, cancelled) of one guest kept
+/// for it to look up; older ones are dropped when it makes a new offer, so
+/// offering and cancelling in a loop holds no more than this.
+pub(crate) const MAX_ENDED_GUEST_OFFERS: usize = 16;
 /// Progress events of an upload, at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Read size of downloads.
@@ -96,6 +100,13 @@ enum GuestState {
 }
 
 impl GuestState {
+    fn ended(self) -> bool {
+        matches!(
+            self,
+            Self::Complete | Self::Failed | Self::Rejected | Self::Cancelled
+        )
+    }
+
     fn transfer_state(self) -> TransferState {
         match self {
             Self::Offered => TransferState::Offered,
@@ -244,6 +255,33 @@ impl Files {
             self.lock().offers.remove(&id);
             self.release(id);
         }
+    }
+
+    /// Drops `guest`'s oldest ended offers beyond [`MAX_ENDED_GUEST_OFFERS`].
+    fn prune_ended(g: &mut Inner, guest: &PeerId) {
+        let mut ended: Vec<(u64, TransferId)> = g
+            .guest_uploads
+            .iter()
+            .filter(|(_, u)| u.guest == *guest && u.state.ended())
+            .map(|(id, u)| (u.created_ms, *id))
+            .collect();
+        if ended.len() <= MAX_ENDED_GUEST_OFFERS {
+            return;
+        }
+        ended.sort_unstable();
+        for (_, id) in &ended[..ended.len() - MAX_ENDED_GUEST_OFFERS] {
+            g.guest_uploads.remove(id);
+        }
+    }
+
+    /// How many offers of `guest` are held (live and ended).
+    #[cfg(test)]
+    pub fn guest_offers_held(&self, guest: &PeerId) -> usize {
+        self.lock()
+            .guest_uploads
+            .values()
+            .filter(|u| u.guest == *guest)
+            .count()
     }
 
     /// Ends what a guest that left had going: its offers are cancelled, its
@@ -774,13 +812,7 @@ fn cancel_guest_upload(app: &App, id: TransferId, by_peer: bool) -> ApiResult<()
             .guest_uploads
             .get_mut(&id)
             .ok_or_else(|| ApiError::not_found(format!("no transfer {id}")))?;
-        if matches!(
-            u.state,
-            GuestState::Complete
-                | GuestState::Failed
-                | GuestState::Rejected
-                | GuestState::Cancelled
-        ) {
+        if u.state.ended() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!("transfer {id} is over"),
@@ -964,6 +996,7 @@ async fn guest_offer(
     let id = TransferId(rand::random());
     let (offer, started) = {
         let mut g = app.files.lock();
+        Files::prune_ended(&mut g, &guest);
         let waiting = g
             .guest_uploads
             .values()
@@ -1197,6 +1230,8 @@ fn fail_upload(app: &App, id: TransferId, guest: PeerId, error: &str) {
 }
 
 /// Writes the offered files as they arrive; returns (files, failed, bytes).
+/// If it fails, the folders it made that stayed empty are removed (files
+/// already placed stay, and so do their folders).
 async fn receive_upload(
     app: &App,
     id: TransferId,
@@ -1204,6 +1239,28 @@ async fn receive_upload(
     manifest: &Manifest,
     downloads: &Path,
     mp: &mut Multipart,
+) -> ApiResult<(u64, u64, u64)> {
+    let mut made = BTreeSet::new();
+    let res = receive_files(app, id, guest, manifest, downloads, mp, &mut made).await;
+    if res.is_err() {
+        // Deepest first; `remove_dir` keeps any folder that is not empty.
+        for dir in made.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    res
+}
+
+/// [`receive_upload`]'s work; `known` collects the folders under the
+/// upload's (fresh) top-level names that it made.
+async fn receive_files(
+    app: &App,
+    id: TransferId,
+    guest: PeerId,
+    manifest: &Manifest,
+    downloads: &Path,
+    mp: &mut Multipart,
+    known: &mut BTreeSet<PathBuf>,
 ) -> ApiResult<(u64, u64, u64)> {
     std::fs::create_dir_all(downloads)
         .map_err(|e| internal(format!("cannot create {}: {e}", downloads.display())))?;
@@ -1220,7 +1277,6 @@ async fn receive_upload(
         .filter(|(_, e)| e.size().is_some())
         .map(|(i, e)| (e.path.as_str(), i))
         .collect();
-    let mut known = BTreeSet::new();
     let mut received = BTreeSet::new();
     let mut done_bytes = 0u64;
     let mut last = Instant::now();
@@ -1253,7 +1309,7 @@ async fn receive_upload(
             }
         }
         let parent = target.parent().unwrap_or(downloads).to_path_buf();
-        tfs::ensure_dir(downloads, &parent, &mut known)
+        tfs::ensure_dir(downloads, &parent, known)
             .map_err(|e| internal(format!("{}: {e}", path.as_str())))?;
         let part = tfs::part_path(&target);
         let f = tfs::open_part(&part, 0).map_err(|e| internal(e.to_string()))?;

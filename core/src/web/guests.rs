@@ -139,7 +139,8 @@ impl Guests {
         Ok((token, info))
     }
 
-    /// The guest a cookie token belongs to (and notes it was seen).
+    /// The guest a cookie token belongs to, if it is used from the address
+    /// it was issued to (and notes it was seen).
     pub fn by_token(&self, token: &str, ip: IpAddr) -> Option<PeerId> {
         let mut g = self.lock();
         if g.blocked.contains(&ip) {
@@ -147,6 +148,11 @@ impl Guests {
         }
         let id = *g.by_token.get(&hash_token(token))?;
         let s = g.by_id.get_mut(&id)?;
+        // A session is bound to the address it was issued to: a cookie
+        // copied (sniffed) to another device is nobody there.
+        if s.ip != ip {
+            return None;
+        }
         s.last_seen = Instant::now();
         Some(id)
     }

@@ -13,7 +13,12 @@ use tower::ServiceExt;
 use super::*;
 use crate::Config;
 
+/// The owner: on this machine, with the owner secret (the helpers add its
+/// cookie to every request from this address).
 const OWNER: &str = "127.0.0.1:50000";
+/// Another user of this machine: loopback, without the owner secret.
+const LOCAL: &str = "127.0.0.1:50001";
+const OWNER_TOKEN: &str = "owner-secret-of-the-fixture";
 const PHONE: &str = "10.77.0.9:50000";
 const HOST: &str = "10.77.0.1:47480";
 
@@ -37,6 +42,8 @@ async fn fixture_with(options: WebOptions) -> Fixture {
         url: format!("http://{HOST}/"),
         urls: vec![format!("http://{HOST}/")],
         pin: "123456".into(),
+        owner_url: format!("http://127.0.0.1:47480/owner?token={OWNER_TOKEN}"),
+        owner_token: OWNER_TOKEN.into(),
     };
     let app = new_app(&node, info, options);
     // Follows events as the real server does (aborted with the node's runtime).
@@ -83,7 +90,18 @@ fn host_for(from: &str) -> &'static str {
     }
 }
 
+/// The owner cookie for requests from [`OWNER`] that bring no cookie.
+fn owner_cookie(from: &str, cookie: Option<&str>) -> Option<String> {
+    match cookie {
+        Some(c) => Some(c.to_string()),
+        None if from == OWNER => Some(format!("pc_owner_47480={OWNER_TOKEN}")),
+        None => None,
+    }
+}
+
 fn get(from: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
+    let cookie = owner_cookie(from, cookie);
+    let cookie = cookie.as_deref();
     let mut b = Request::get(path).header(header::HOST, host_for(from));
     if let Some(c) = cookie {
         b = b.header(header::COOKIE, c);
@@ -92,6 +110,8 @@ fn get(from: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
 }
 
 fn post(from: &str, path: &str, cookie: Option<&str>, body: serde_json::Value) -> Request<Body> {
+    let cookie = owner_cookie(from, cookie);
+    let cookie = cookie.as_deref();
     let host = host_for(from);
     let mut b = Request::post(path)
         .header(header::HOST, host)
@@ -126,7 +146,7 @@ async fn login(f: &Fixture, from: &str, name: &str) -> (String, PeerId) {
 }
 
 #[tokio::test]
-async fn loopback_is_the_owner_and_other_clients_need_the_pin() {
+async fn the_owner_secret_makes_the_owner_and_other_clients_need_the_pin() {
     let f = fixture().await;
     let r = f.call(OWNER, get(OWNER, "/api/peers", None)).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -147,6 +167,98 @@ async fn loopback_is_the_owner_and_other_clients_need_the_pin() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(f.call(OWNER, req).await.status, StatusCode::UNAUTHORIZED);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn another_local_user_without_the_owner_secret_is_a_stranger() {
+    let f = fixture().await;
+    // A file the owner received.
+    let file = f.node.data_dir().join("received.txt");
+    std::fs::write(&file, b"private").unwrap();
+    f.app.files.on_event(
+        &Event::TransferDone {
+            id: crate::net::transfer::TransferId(7),
+            peer: f.node.id(),
+            direction: crate::proto::transfer::Direction::Receive,
+            path: file.to_string_lossy().into_owned(),
+            bytes: 7,
+            blake3: blake3::hash(b"private").to_hex().to_string(),
+        },
+        |_| "peer".into(),
+    );
+    let settings = |cookie: Option<&str>| {
+        let mut b = Request::put("/api/settings")
+            .header(header::HOST, "127.0.0.1:47480")
+            .header(header::ORIGIN, "http://127.0.0.1:47480")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        b.body(Body::from(r#"{"name":"taken"}"#)).unwrap()
+    };
+    // Loopback alone: the PIN page, 401 from the API, no PIN, no file.
+    for path in ["/api/node", "/api/received/0", "/api/peers"] {
+        let r = f.call(LOCAL, get(LOCAL, path, None)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {}", r.json);
+        assert!(
+            !r.json.to_string().contains("123456"),
+            "{path} leaked the PIN"
+        );
+    }
+    let r = f.call(LOCAL, settings(None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = f.call(LOCAL, get(LOCAL, "/api/session", None)).await;
+    assert_eq!(r.json["role"], "none");
+    // A wrong or forged secret is no better.
+    let r = f
+        .call(LOCAL, get(LOCAL, "/api/node", Some("pc_owner_47480=guess")))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = f.call(LOCAL, get(LOCAL, "/owner?token=guess", None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The owner link sets a strict HttpOnly owner cookie and leads to the UI ...
+    let r = f
+        .call(
+            LOCAL,
+            get(LOCAL, &format!("/owner?token={OWNER_TOKEN}"), None),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers[header::LOCATION], "/");
+    let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    // ... with which the owner is served: PIN, settings, the received file.
+    let r = f.call(LOCAL, get(LOCAL, "/api/node", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["web"]["pin"], "123456");
+    assert!(r.json["web"].get("owner_token").is_none());
+    let r = f.call(LOCAL, settings(Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let from: SocketAddr = LOCAL.parse().unwrap();
+    let res = router(f.app.clone())
+        .layer(MockConnectInfo(from))
+        .oneshot(get(LOCAL, "/api/received/0", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"private");
+    // The bearer form works for scripts; the secret from another machine does not.
+    let req = Request::get("/api/node")
+        .header(header::HOST, "127.0.0.1:47480")
+        .header(header::AUTHORIZATION, format!("Bearer {OWNER_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.call(LOCAL, req).await.status, StatusCode::OK);
+    let r = f.call(PHONE, get(PHONE, "/api/node", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     f.node.shutdown().await.unwrap();
 }
 
@@ -249,6 +361,45 @@ async fn pin_guessing_is_rate_limited_even_the_right_pin() {
     assert!((1..=auth::PER_CLIENT_REFILL.as_secs()).contains(&wait));
     // Another device is not locked out by this one.
     login(&f, "10.77.0.10:40000", "tablet").await;
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn strangers_draining_the_pin_budget_do_not_lock_out_the_right_pin() {
+    let f = fixture().await;
+    let wrong = |from: &str| {
+        post(
+            from,
+            "/api/login",
+            None,
+            serde_json::json!({"pin": "000000"}),
+        )
+    };
+    // Wrong PINs from several addresses until the shared budget is spent.
+    let per = auth::PER_CLIENT_BURST as usize;
+    let clients = (auth::GLOBAL_BURST as usize).div_ceil(per) + 1;
+    let mut refused = 0;
+    for c in 0..clients {
+        let from = format!("10.66.0.{}:4000", c + 1);
+        for _ in 0..per {
+            let r = f.call(&from, wrong(&from)).await;
+            assert!(
+                [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&r.status),
+                "{}",
+                r.json
+            );
+            refused += usize::from(r.status == StatusCode::TOO_MANY_REQUESTS);
+        }
+    }
+    assert!(refused > 0, "the shared budget was never spent");
+    // The bound holds: a wrong PIN from a fresh address is refused with a wait
+    // and takes that address's burst.
+    let r = f.call("10.66.1.1:4000", wrong("10.66.1.1:4000")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
+    let r = f.call("10.66.1.1:4000", wrong("10.66.1.1:4000")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
+    // An honest device with the right PIN still gets in.
+    login(&f, "10.66.2.1:4000", "honest phone").await;
     f.node.shutdown().await.unwrap();
 }
 
@@ -443,6 +594,7 @@ async fn settings_are_saved_and_say_what_needs_a_restart() {
     let put = |body: serde_json::Value| {
         Request::put("/api/settings")
             .header(header::HOST, "127.0.0.1:47480")
+            .header(header::COOKIE, format!("pc_owner_47480={OWNER_TOKEN}"))
             .header(header::ORIGIN, "http://127.0.0.1:47480")
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body.to_string()))
@@ -550,6 +702,8 @@ fn upload(
     files: &[(&str, &[u8])],
     with_length: bool,
 ) -> Request<Body> {
+    let cookie = owner_cookie(from, cookie);
+    let cookie = cookie.as_deref();
     let host = host_for(from);
     let (ct, body) = multipart(files);
     let mut b = Request::post(path)
@@ -865,4 +1019,392 @@ async fn files_the_owner_sends_a_guest_are_for_that_guest_only() {
     let left = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0);
     f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn offering_and_cancelling_in_a_loop_holds_a_bounded_number_of_offers() {
+    let f = fixture().await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    // A few hundred entries per offer, as a folder of photos would have.
+    let entries: Vec<serde_json::Value> = (0..300)
+        .map(|i| serde_json::json!({"path": format!("dir/photo-{i:04}.jpg"), "size": 10}))
+        .collect();
+    let offer = || {
+        post(
+            PHONE,
+            "/api/guest/offers",
+            Some(&cookie),
+            serde_json::json!({ "entries": entries }),
+        )
+    };
+    for round in 0..200 {
+        let r = f.call(PHONE, offer()).await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.json);
+        let id = r.json["id"].as_str().unwrap().to_string();
+        let r = f
+            .call(
+                PHONE,
+                post(
+                    PHONE,
+                    &format!("/api/guest/offers/{id}/cancel"),
+                    Some(&cookie),
+                    serde_json::json!({}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.json);
+    }
+    let held = f.app.files.guest_offers_held(&guest);
+    assert!(
+        held <= files::MAX_ENDED_GUEST_OFFERS + 1,
+        "{held} offers held after 200 rounds"
+    );
+    // A fresh offer still works, and the owner sees only it waiting.
+    let r = f.call(PHONE, offer()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["state"], "offered");
+    let id = r.json["id"].clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = f.call(OWNER, get(OWNER, "/api/offers", None)).await;
+        let list = r.json.as_array().cloned().unwrap_or_default();
+        if list.len() == 1 && list[0]["id"] == id {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "offers: {}", r.json);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f.node.shutdown().await.unwrap();
+}
+
+/// A web node on 127.0.0.1 with these options (the owner's address is
+/// 127.0.0.1; other loopback addresses stand in for other devices).
+async fn web_node(options: WebOptions) -> (tempfile::TempDir, Node, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::local(dir.path());
+    c.web = Some("127.0.0.1:0".parse().unwrap());
+    c.web_options = options;
+    let node = Node::start(c).await.unwrap();
+    let addr = node.web().unwrap().addr;
+    (dir, node, addr)
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+/// Whether the server closes `s` (EOF or reset) before `within` passes.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(within, s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) => panic!("unexpected bytes from the server"),
+        Err(_) => false,
+    }
+}
+
+/// Sends one request on `s` (kept alive) and returns the status line.
+async fn status_on(s: &mut tokio::net::TcpStream, addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut byte))
+            .await
+            .expect("no answer")
+            .unwrap();
+        assert_eq!(n, 1, "closed before answering");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn connections_past_the_caps_are_closed_at_once_and_the_owner_is_served() {
+    let (_dir, node, addr) = web_node(WebOptions {
+        max_connections: 6,
+        max_connections_per_ip: 4,
+        // Long: nothing here may be closed for being idle.
+        header_timeout: Duration::from_secs(600),
+        ..WebOptions::default()
+    })
+    .await;
+    // One device opens more than its share: the excess is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect_from("127.0.0.2", addr).await);
+    }
+    for i in 0..6 {
+        let mut extra = connect_from("127.0.0.2", addr).await;
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(30)).await,
+            "connection {i} past the per-address cap stayed open"
+        );
+    }
+    // The owner is served meanwhile, and so are the device's own connections.
+    let mut owner = connect_from("127.0.0.1", addr).await;
+    assert!(
+        status_on(&mut owner, addr, "/api/session")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    for s in &mut held {
+        assert!(status_on(s, addr, "/").await.starts_with("HTTP/1.1 200"));
+    }
+    drop(owner);
+    // A second device fills the total: the next connection from anyone is closed.
+    let mut second = Vec::new();
+    while second.len() < 2 {
+        let mut s = connect_from("127.0.0.3", addr).await;
+        // The owner's closed connection may not be freed yet: retry.
+        if !closed_within(&mut s, Duration::from_millis(200)).await {
+            second.push(s);
+        }
+    }
+    let mut third = connect_from("127.0.0.4", addr).await;
+    assert!(closed_within(&mut third, Duration::from_secs(30)).await);
+    // Once the first device leaves, others (the owner) are served again.
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut owner = connect_from("127.0.0.1", addr).await;
+        let req = format!("GET /api/session HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let mut buf = [0u8; 12];
+        // Closed (the slots were not freed yet) shows as a failed write or read.
+        if owner.write_all(req.as_bytes()).await.is_ok()
+            && let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(20), owner.read_exact(&mut buf)).await
+        {
+            assert_eq!(&buf, b"HTTP/1.1 200");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "owner never served again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_and_slow_header_connections_are_closed_but_slow_bodies_are_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = Duration::from_millis(500);
+    let (_dir, node, addr) = web_node(WebOptions {
+        header_timeout: timeout,
+        ..WebOptions::default()
+    })
+    .await;
+    // Connects and says nothing.
+    let mut silent = connect_from("127.0.0.2", addr).await;
+    // Sends half a request head and stops.
+    let mut dribble = connect_from("127.0.0.2", addr).await;
+    dribble
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n").as_bytes())
+        .await
+        .unwrap();
+    // One request, then idle on a kept-alive connection.
+    let mut kept = connect_from("127.0.0.2", addr).await;
+    assert!(
+        status_on(&mut kept, addr, "/api/session")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // Generous deadlines: the assertion is that they are closed at all.
+    for (name, s) in [("silent", &mut silent), ("dribble", &mut dribble)] {
+        assert!(
+            closed_within(s, Duration::from_secs(60)).await,
+            "{name} stayed open"
+        );
+    }
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let mut buf = [0u8; 4096];
+            match kept.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => rest.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle keep-alive connection stayed open");
+    // A body that takes longer than the header timeout is still read whole:
+    // a PIN login whose body arrives after several timeouts' worth of time.
+    let mut slow = connect_from("127.0.0.2", addr).await;
+    let body = br#"{"pin":"000000"}"#;
+    slow.write_all(
+        format!(
+            "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    for chunk in body.chunks(4) {
+        // Not an assertion: the body must span more than the header timeout.
+        tokio::time::sleep(timeout).await;
+        slow.write_all(chunk).await.unwrap();
+    }
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(30), slow.read_exact(&mut answer))
+        .await
+        .expect("no answer to the slow body")
+        .expect("the slow body's connection was closed");
+    assert_eq!(&answer, b"HTTP/1.1 401", "a wrong PIN, read whole");
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guest_cookie_works_only_from_the_address_it_was_issued_to() {
+    let f = fixture().await;
+    let (cookie, _) = login(&f, PHONE, "phone").await;
+    let thief = "10.77.0.66:4000";
+    let r = f.call(thief, get(thief, "/api/guest", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+    let r = f.call(PHONE, get(PHONE, "/api/guest", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_guest_upload_leaves_no_empty_folders_but_keeps_whole_files() {
+    let f = fixture().await;
+    let (cookie, _) = login(&f, PHONE, "phone").await;
+    let downloads = f.node.config().downloads.clone();
+    let entries = serde_json::json!([
+        {"path": "album/ok.txt", "size": 2},
+        {"path": "album/deep/er/bad.txt", "size": 2},
+        {"path": "other/x/y.txt", "size": 2}
+    ]);
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/offers",
+                Some(&cookie),
+                serde_json::json!({ "entries": entries }),
+            ),
+        )
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let r = f
+        .call(
+            OWNER,
+            post(
+                OWNER,
+                &format!("/api/offers/{id}/accept"),
+                None,
+                serde_json::json!({}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // The second file is larger than offered: the upload fails there.
+    let r = f
+        .call(
+            PHONE,
+            upload(
+                PHONE,
+                &format!("/api/guest/offers/{id}/upload"),
+                Some(&cookie),
+                &[
+                    ("album/ok.txt", b"ok"),
+                    ("album/deep/er/bad.txt", b"far too long"),
+                ],
+                false,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    // The whole file stays; the folders made for the failed one go.
+    assert_eq!(
+        std::fs::read(downloads.join("album/ok.txt")).unwrap(),
+        b"ok"
+    );
+    assert!(
+        !downloads.join("album/deep").exists(),
+        "empty folders left behind"
+    );
+    assert!(!downloads.join("other").exists());
+    // The guest can still offer and upload afterwards.
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/offers",
+                Some(&cookie),
+                serde_json::json!({ "entries": [{"path": "later.txt", "size": 1}] }),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_websocket_outlives_the_header_timeout_and_holds_its_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = Duration::from_millis(300);
+    let (_dir, node, addr) = web_node(WebOptions {
+        header_timeout: timeout,
+        max_connections_per_ip: 1,
+        ..WebOptions::default()
+    })
+    .await;
+    let cookie = node.web().unwrap().owner_cookie();
+    let mut ws = connect_from("127.0.0.1", addr).await;
+    ws.write_all(
+        format!(
+            "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+             Cookie: {cookie}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), ws.read(&mut byte))
+            .await
+            .expect("no upgrade answer")
+            .unwrap();
+        assert_eq!(n, 1, "closed during the upgrade");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // The upgraded connection still holds the address's only slot.
+    let mut second = connect_from("127.0.0.1", addr).await;
+    assert!(closed_within(&mut second, Duration::from_secs(30)).await);
+    // Not an assertion: let several header timeouts pass.
+    tokio::time::sleep(timeout * 4).await;
+    node.emit(Event::Error {
+        message: "still there?".into(),
+    });
+    let mut frame = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(20), ws.read_exact(&mut frame))
+        .await
+        .expect("no event on the WebSocket")
+        .expect("the WebSocket was closed");
+    assert_eq!(frame[0], 0x81, "a final text frame");
+    node.shutdown().await.unwrap();
 }

@@ -102,7 +102,10 @@ export class UpNode {
     });
   }
 
-  /** Waits for `listening` and `web`; sets `port`, `webUrl` (loopback), `pin`. */
+  /**
+   * Waits for `listening` and `web`; sets `port`, `webUrl` (loopback), `pin`
+   * and `ownerUrl` (the link that makes a browser on this machine the owner).
+   */
   async ready() {
     const l = await this.waitFor((e) => e.event === 'listening', 'listening');
     const w = await this.waitFor((e) => e.event === 'web', 'the web line');
@@ -111,6 +114,8 @@ export class UpNode {
     this.pin = w.pin;
     this.urls = w.urls;
     this.webUrl = w.urls.find((u) => u.includes('127.0.0.1'));
+    this.ownerUrl = w.owner_url;
+    if (!this.ownerUrl) throw new Error(`${this.name}: no owner_url in the web line`);
     return this;
   }
 

@@ -1,0 +1,236 @@
+//! The web server's own accept loop: HTTP/1.1 (hyper) over every accepted
+//! TCP connection, with the bounds `axum::serve` lacks, so idle or slow
+//! connections from the LAN cannot take the node's descriptors.
+//!
+//! - At most [`WebOptions::max_connections`] connections at once, and
+//!   [`WebOptions::max_connections_per_ip`] from one client address; a
+//!   connection past either is closed as soon as it is accepted. A slot is
+//!   held for the connection's whole life, WebSockets included (the slot
+//!   travels inside the IO that the upgrade hands over).
+//! - A request's head must arrive within [`WebOptions::header_timeout`] of
+//!   the connection becoming ready for it: a client that connects and sends
+//!   nothing, dribbles its headers, or keeps an idle keep-alive connection
+//!   open is disconnected then (hyper runs one timer for the head of each
+//!   request, started when the connection waits for it, so it is also the
+//!   keep-alive idle timeout). Bodies (uploads) and WebSockets are not under
+//!   this timer.
+//! - Accept errors (out of descriptors) back off ([`crate::accept`]).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::middleware::AddExtension;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower::Service;
+
+use super::WebOptions;
+
+/// Open connections, in total and per client address.
+#[derive(Debug, Clone)]
+pub(crate) struct Admission {
+    max_total: usize,
+    max_per_ip: usize,
+    inner: Arc<Mutex<Counts>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// A connection's slot; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    ip: IpAddr,
+    inner: Arc<Mutex<Counts>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.total -= 1;
+        if let Some(n) = g.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                g.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Admission {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+        Self {
+            max_total,
+            max_per_ip,
+            inner: Arc::default(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, if both caps allow one more.
+    pub fn admit(&self, ip: IpAddr) -> Option<Slot> {
+        let ip = ip.to_canonical();
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let from_ip = g.per_ip.get(&ip).copied().unwrap_or(0);
+        if g.total >= self.max_total || from_ip >= self.max_per_ip {
+            return None;
+        }
+        g.total += 1;
+        *g.per_ip.entry(ip).or_default() += 1;
+        Some(Slot {
+            ip,
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+}
+
+/// A TCP stream that holds its connection's slot until it is dropped
+/// (after a WebSocket upgrade too).
+struct Counted {
+    stream: TcpStream,
+    _slot: Slot,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled (then every
+/// connection is dropped).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    options: &WebOptions,
+    stop: CancellationToken,
+) {
+    let admission = Admission::new(options.max_connections, options.max_connections_per_ip);
+    let header_timeout = options.header_timeout;
+    let mut make = router.into_make_service_with_connect_info::<SocketAddr>();
+    let mut backoff = crate::accept::Backoff::default();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = stop.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff.reset();
+                a
+            }
+            Err(e) => {
+                let wait = backoff.failed();
+                tracing::debug!(error = %e, ?wait, "web UI: accept failed");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+        };
+        let Some(slot) = admission.admit(peer.ip()) else {
+            tracing::debug!(%peer, open = admission.open(), "web UI: connection refused (cap)");
+            // Dropping it closes it now.
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(service) = make.call(peer).await;
+        let io = TokioIo::new(Counted {
+            stream,
+            _slot: slot,
+        });
+        let stop = stop.clone();
+        tokio::spawn(serve_connection(io, service, header_timeout, stop));
+    }
+}
+
+async fn serve_connection(
+    io: TokioIo<Counted>,
+    service: AddExtension<axum::Router, ConnectInfo<SocketAddr>>,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let service = TowerToHyperService::new(service);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::select! {
+        res = conn => if let Err(e) = res {
+            tracing::trace!(error = %e, "web UI connection ended");
+        },
+        () = stop.cancelled() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_caps_per_address_and_in_total_and_frees_slots() {
+        let a = Admission::new(3, 2);
+        let x: IpAddr = "10.0.0.2".parse().unwrap();
+        let y: IpAddr = "10.0.0.3".parse().unwrap();
+        let z: IpAddr = "10.0.0.4".parse().unwrap();
+        let x1 = a.admit(x).unwrap();
+        let _x2 = a.admit(x).unwrap();
+        assert!(a.admit(x).is_none(), "third from one address");
+        let _y1 = a.admit(y).unwrap();
+        assert!(a.admit(z).is_none(), "past the total");
+        drop(x1);
+        assert_eq!(a.open(), 2);
+        a.admit(z).unwrap();
+    }
+}

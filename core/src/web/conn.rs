@@ -52,13 +52,17 @@ struct Counts {
 #[derive(Debug)]
 pub(crate) struct Slot {
     ip: IpAddr,
+    /// Counted against the total (every address but the owner's machine's).
+    in_total: bool,
     inner: Arc<Mutex<Counts>>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.total -= 1;
+        if self.in_total {
+            g.total -= 1;
+        }
         if let Some(n) = g.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -77,23 +81,31 @@ impl Admission {
         }
     }
 
-    /// A slot for a connection from `ip`, if both caps allow one more.
+    /// A slot for a connection from `ip`, if both caps allow one more. The
+    /// owner's machine (127.0.0.1, ::1: no LAN device can send from there)
+    /// has only its per-address cap, so devices filling the total cannot
+    /// keep the owner out.
     pub fn admit(&self, ip: IpAddr) -> Option<Slot> {
         let ip = ip.to_canonical();
+        let in_total =
+            ip != IpAddr::from([127, 0, 0, 1]) && ip != IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let from_ip = g.per_ip.get(&ip).copied().unwrap_or(0);
-        if g.total >= self.max_total || from_ip >= self.max_per_ip {
+        if (in_total && g.total >= self.max_total) || from_ip >= self.max_per_ip {
             return None;
         }
-        g.total += 1;
+        if in_total {
+            g.total += 1;
+        }
         *g.per_ip.entry(ip).or_default() += 1;
         Some(Slot {
             ip,
+            in_total,
             inner: self.inner.clone(),
         })
     }
 
-    /// Connections open now.
+    /// Connections open now, the owner machine's aside.
     pub fn open(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).total
     }
@@ -229,6 +241,12 @@ mod tests {
         assert!(a.admit(x).is_none(), "third from one address");
         let _y1 = a.admit(y).unwrap();
         assert!(a.admit(z).is_none(), "past the total");
+        // The owner's machine still gets in, up to its own cap.
+        let o1 = a.admit("127.0.0.1".parse().unwrap()).unwrap();
+        let _o2 = a.admit("::1".parse().unwrap()).unwrap();
+        let _o3 = a.admit("127.0.0.1".parse().unwrap()).unwrap();
+        assert!(a.admit("127.0.0.1".parse().unwrap()).is_none());
+        drop(o1);
         drop(x1);
         assert_eq!(a.open(), 2);
         a.admit(z).unwrap();

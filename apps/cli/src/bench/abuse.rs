@@ -38,11 +38,11 @@ const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "idle-web",
-        "500 TCP connections to the web port that never send a byte",
+        "500 TCP connections from 16 addresses to the web port that never send a byte",
     ),
     (
         "half-open-peers",
-        "300 TCP connections to the peer port that never start TLS",
+        "300 TCP connections from 16 addresses to the peer port that never start TLS",
     ),
 ];
 
@@ -237,11 +237,16 @@ async fn attack(name: &str, dir: &std::path::Path, victim: &Victim) -> anyhow::R
             } else {
                 (victim.addr, 300)
             };
+            // From 16 addresses (127.0.0.2-17), as devices on the LAN; the
+            // owner's page loads come from 127.0.0.1.
             let mut socks = Vec::new();
-            for _ in 0..n {
-                match tokio::net::TcpStream::connect(to).await {
+            for i in 0..n {
+                let from = SocketAddr::from(([127, 0, 0, 2 + (i % 16) as u8], 0));
+                let s = tokio::net::TcpSocket::new_v4()?;
+                s.bind(from)?;
+                match s.connect(to).await {
                     Ok(s) => socks.push(s),
-                    Err(_) => break, // our own descriptor limit
+                    Err(_) => continue, // refused or our own descriptor limit
                 }
             }
             Attack::Sockets(socks)

@@ -44,7 +44,7 @@ pub enum StoreError {
 mod messages;
 mod settings;
 
-pub use messages::MessageCounts;
+pub use messages::{MessageCounts, UntrustedMessageQuota};
 pub use settings::SavedSettings;
 
 /// The database file in the data dir.
@@ -93,6 +93,7 @@ pub const MAX_UNTRUSTED_PEERS: usize = 1_000;
 pub struct Store {
     conn: Mutex<Connection>,
     untrusted_peer_limit: AtomicUsize,
+    untrusted_messages: Mutex<UntrustedMessageQuota>,
 }
 
 impl Store {
@@ -109,6 +110,7 @@ impl Store {
         let store = Self {
             conn: Mutex::new(conn),
             untrusted_peer_limit: AtomicUsize::new(MAX_UNTRUSTED_PEERS),
+            untrusted_messages: Mutex::new(UntrustedMessageQuota::default()),
         };
         store.migrate(&path.display().to_string())?;
         Ok(store)
@@ -119,6 +121,7 @@ impl Store {
         let store = Self {
             conn: Mutex::new(Connection::open_in_memory()?),
             untrusted_peer_limit: AtomicUsize::new(MAX_UNTRUSTED_PEERS),
+            untrusted_messages: Mutex::new(UntrustedMessageQuota::default()),
         };
         store.migrate(":memory:")?;
         Ok(store)
@@ -193,6 +196,22 @@ impl Store {
     /// [`MAX_UNTRUSTED_PEERS`]; for tests and small devices.
     pub fn set_untrusted_peer_limit(&self, limit: usize) {
         self.untrusted_peer_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Changes how many messages from untrusted peers are kept (see
+    /// [`UntrustedMessageQuota`]); for tests and small devices.
+    pub fn set_untrusted_message_quota(&self, quota: UntrustedMessageQuota) {
+        *self
+            .untrusted_messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = quota;
+    }
+
+    pub(crate) fn untrusted_message_quota(&self) -> UntrustedMessageQuota {
+        *self
+            .untrusted_messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records that we saw `id` now: name, kind and (merged, newest first)

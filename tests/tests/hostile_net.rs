@@ -205,3 +205,65 @@ async fn honest_named(dir: &std::path::Path, name: &str) -> Node {
     c.name = name.into();
     Node::start(c).await.unwrap()
 }
+
+/// Sends `n` messages from `from` to `to`, each acknowledged before the next.
+async fn send_all(from: &Node, to: &Node, tag: &str, n: usize) {
+    from.connect(to.listen_addrs()[0], Some(to.id()))
+        .await
+        .unwrap();
+    for i in 0..n {
+        let (_, status) = from
+            .send_message_and_wait(to.id(), format!("{tag}{i}"), None, T)
+            .await
+            .unwrap();
+        assert!(status >= Status::Delivered, "{tag}{i} not delivered");
+    }
+}
+
+#[tokio::test]
+async fn messages_from_untrusted_peers_are_capped_and_a_trusted_peers_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = honest_named(&dir.path().join("a"), "alpha").await;
+    a.store()
+        .set_untrusted_message_quota(peerconnect::store::UntrustedMessageQuota {
+            per_peer_messages: 20,
+            per_peer_bytes: 1 << 20,
+            total_messages: 30,
+            total_bytes: 1 << 20,
+        });
+    let friend = honest_named(&dir.path().join("f"), "friend").await;
+    let spammer = honest_named(&dir.path().join("s"), "spammer").await;
+    let stranger = honest_named(&dir.path().join("x"), "stranger").await;
+    // the friend is trusted once it is known
+    friend
+        .connect(a.listen_addrs()[0], Some(a.id()))
+        .await
+        .unwrap();
+    wait_for(T, "a sees the friend", || {
+        let a = a.clone();
+        let f = friend.id();
+        async move { a.links().is_connected(&f).then_some(()) }
+    })
+    .await;
+    a.set_trust(friend.id(), Trust::Trusted).await.unwrap();
+    send_all(&friend, &a, "f", 40).await;
+    send_all(&spammer, &a, "s", 50).await;
+    send_all(&stranger, &a, "x", 15).await;
+    let count = |p: &Node| a.message_counts(p.id()).unwrap().incoming;
+    assert_eq!(count(&friend), 40, "every message of the trusted peer kept");
+    assert!(count(&spammer) <= 20, "per-peer cap: {}", count(&spammer));
+    assert!(
+        count(&spammer) + count(&stranger) <= 30,
+        "total cap of untrusted peers: {} + {}",
+        count(&spammer),
+        count(&stranger)
+    );
+    // the newest are the ones kept
+    let last = |p: &Node| a.conversation(p.id(), None, 1).unwrap()[0].text.clone();
+    assert_eq!(last(&spammer), "s49");
+    assert_eq!(last(&stranger), "x14");
+    assert_eq!(count(&stranger), 15);
+    for n in [a, friend, spammer, stranger] {
+        n.shutdown().await.unwrap();
+    }
+}

@@ -94,6 +94,8 @@ pub struct Store {
     conn: Mutex<Connection>,
     untrusted_peer_limit: AtomicUsize,
     untrusted_messages: Mutex<UntrustedMessageQuota>,
+    /// New incoming messages since the untrusted quota was last enforced.
+    messages_since_quota_check: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -111,6 +113,7 @@ impl Store {
             conn: Mutex::new(conn),
             untrusted_peer_limit: AtomicUsize::new(MAX_UNTRUSTED_PEERS),
             untrusted_messages: Mutex::new(UntrustedMessageQuota::default()),
+            messages_since_quota_check: std::sync::atomic::AtomicU64::new(0),
         };
         store.migrate(&path.display().to_string())?;
         Ok(store)
@@ -122,6 +125,7 @@ impl Store {
             conn: Mutex::new(Connection::open_in_memory()?),
             untrusted_peer_limit: AtomicUsize::new(MAX_UNTRUSTED_PEERS),
             untrusted_messages: Mutex::new(UntrustedMessageQuota::default()),
+            messages_since_quota_check: std::sync::atomic::AtomicU64::new(0),
         };
         store.migrate(":memory:")?;
         Ok(store)
@@ -212,6 +216,21 @@ impl Store {
             .untrusted_messages
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `new` incoming messages; true when the untrusted quota is due for
+    /// enforcement (every `every` of them), which resets the count.
+    pub(crate) fn untrusted_check_due(&self, new: u64, every: u64) -> bool {
+        let n = self
+            .messages_since_quota_check
+            .fetch_add(new, Ordering::Relaxed)
+            + new;
+        if n >= every.max(1) {
+            self.messages_since_quota_check.store(0, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
     }
 
     /// Records that we saw `id` now: name, kind and (merged, newest first)

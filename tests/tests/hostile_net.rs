@@ -230,6 +230,7 @@ async fn messages_from_untrusted_peers_are_capped_and_a_trusted_peers_are_all_ke
             per_peer_bytes: 1 << 20,
             total_messages: 30,
             total_bytes: 1 << 20,
+            check_every: 1,
         });
     let friend = honest_named(&dir.path().join("f"), "friend").await;
     let spammer = honest_named(&dir.path().join("s"), "spammer").await;

@@ -56,13 +56,17 @@ pub struct MessageCounts {
 /// oldest received messages of that peer (per-peer limit) or of all untrusted
 /// peers (total limit) are deleted. Trusted peers' messages and our own are
 /// never deleted, so nothing stored from a trusted peer is lost; the sender is
-/// never stalled retrying.
+/// never stalled retrying. The limits are enforced every `check_every` new
+/// untrusted messages (a scan of their history), so they may be passed by
+/// fewer than that many messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UntrustedMessageQuota {
     pub per_peer_messages: u64,
     pub per_peer_bytes: u64,
     pub total_messages: u64,
     pub total_bytes: u64,
+    /// New messages from untrusted peers between two enforcements.
+    pub check_every: u64,
 }
 
 impl Default for UntrustedMessageQuota {
@@ -72,6 +76,7 @@ impl Default for UntrustedMessageQuota {
             per_peer_bytes: 16 << 20,
             total_messages: 50_000,
             total_bytes: 64 << 20,
+            check_every: 64,
         }
     }
 }
@@ -133,6 +138,10 @@ impl Store {
             }
             drop(stmt);
             let quota = self.untrusted_message_quota();
+            let new = out.iter().filter(|n| **n).count() as u64;
+            if !self.untrusted_check_due(new, quota.check_every) {
+                return Ok(out);
+            }
             let mut peers: Vec<&PeerId> = messages
                 .iter()
                 .zip(&out)

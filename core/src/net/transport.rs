@@ -623,6 +623,39 @@ mod tests {
         ta.connect(addr, None).await.unwrap();
     }
 
+    #[tokio::test]
+    async fn accepted_connections_do_not_take_the_slots_of_dials() {
+        let (a, b, c) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        // one slot each way
+        let ta = Transport::new(&a, 1).unwrap();
+        let tb = Transport::new(&b, 8).unwrap();
+        let tc = Transport::new(&c, 8).unwrap();
+        let (la, addr_a) = listener().await;
+        let server = {
+            let ta = ta.clone();
+            tokio::spawn(async move {
+                let (tcp, from) = la.accept().await.unwrap();
+                ta.accept(tcp, from).await.unwrap()
+            })
+        };
+        let _b_to_a = tb.connect(addr_a, Some(a.peer_id())).await.unwrap();
+        let held = server.await.unwrap();
+        // a's only incoming slot is taken; its dial still has its own
+        let (lc, addr_c) = listener().await;
+        let c_side = tokio::spawn(async move {
+            let (tcp, from) = lc.accept().await.unwrap();
+            tc.accept(tcp, from).await
+        });
+        let out = ta.connect(addr_c, Some(c.peer_id())).await;
+        assert!(out.is_ok(), "dial refused: {:?}", out.err());
+        assert!(c_side.await.unwrap().is_ok());
+        drop(held);
+    }
+
     /// Serves `cert` while signing the handshake with someone else's key.
     #[derive(Debug)]
     struct StolenCert(Arc<rustls::sign::CertifiedKey>);

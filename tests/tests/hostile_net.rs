@@ -64,7 +64,10 @@ async fn honest_peer_is_served(a: &Node, b: &Node) {
         .send_message_and_wait(a_id, "still there?", None, T)
         .await
         .unwrap();
-    assert!(status >= Status::Delivered, "message not delivered: {status:?}");
+    assert!(
+        status >= Status::Delivered,
+        "message not delivered: {status:?}"
+    );
 }
 
 #[tokio::test]
@@ -189,7 +192,10 @@ async fn fresh_keys_cannot_grow_the_peer_table_past_the_cap_nor_evict_a_trusted_
     let rows = a.known_peers().unwrap();
     let unknown = rows.iter().filter(|p| p.trust == Trust::Unknown).count();
     assert_eq!(unknown, 10, "stored rows of untrusted keys");
-    let b_row = rows.iter().find(|p| p.id == b.id()).expect("trusted peer kept");
+    let b_row = rows
+        .iter()
+        .find(|p| p.id == b.id())
+        .expect("trusted peer kept");
     assert_eq!(b_row.trust, Trust::Trusted);
     assert!(!b_row.addrs.is_empty(), "trusted peer keeps its address");
     // the trusted peer comes back and is served

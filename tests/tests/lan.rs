@@ -280,7 +280,9 @@ fn replayed_announcements_from_another_host_do_not_become_the_peers_address() {
             };
             let bytes =
                 wire::encode_datagram(&Datagram::Announce(SignedAnnounce::sign(a, &me))).unwrap();
-            s.send_to(&bytes, SocketAddr::from((b_ip, port))).await.unwrap();
+            s.send_to(&bytes, SocketAddr::from((b_ip, port)))
+                .await
+                .unwrap();
             let mut buf = vec![0u8; 2048];
             let Ok(Ok((n, _))) =
                 tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf)).await

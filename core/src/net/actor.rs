@@ -469,7 +469,8 @@ impl Actor {
         let pending = Arc::new(PendingHandshakes {
             per_ip: Mutex::new(HashMap::new()),
             max_per_ip: config.max_pending_handshakes_per_ip,
-            max_total: crate::config::MAX_PENDING_HANDSHAKES.max(config.max_pending_handshakes_per_ip),
+            max_total: crate::config::MAX_PENDING_HANDSHAKES
+                .max(config.max_pending_handshakes_per_ip),
         });
         tasks.push(spawn_accept_loop(
             listener,
@@ -1168,7 +1169,10 @@ impl Actor {
             }
             Timer::FallbackDial(peer) => {
                 if !self.sessions.contains_key(&peer)
-                    && let Some(addr) = self.peers.get(&peer).and_then(|p| best_addr(&p.dial_addrs()))
+                    && let Some(addr) = self
+                        .peers
+                        .get(&peer)
+                        .and_then(|p| best_addr(&p.dial_addrs()))
                 {
                     self.discovery_dial(addr, peer);
                 }

@@ -315,7 +315,8 @@ mod tests {
         assert_eq!(s.get(&name).count(), 8, "the key's bound held");
         assert_eq!(refused, 50 - 7);
         assert!(
-            s.get(&name).any(|x| x.record.publisher == rec(1, name, 1, 0).publisher),
+            s.get(&name)
+                .any(|x| x.record.publisher == rec(1, name, 1, 0).publisher),
             "the honest record is still held"
         );
         // and its republish is taken
@@ -337,11 +338,20 @@ mod tests {
             Err(Refused::PublisherFull)
         );
         // another publisher is still served, and updates of held keys still pass
-        assert_eq!(s.put(rec(2, Key([99; 32]), 1, NOW + 10), t(0)), Ok(Accepted::New));
-        assert_eq!(s.put(rec(1, Key([0; 32]), 2, NOW + 10), t(0)), Ok(Accepted::Replaced));
+        assert_eq!(
+            s.put(rec(2, Key([99; 32]), 1, NOW + 10), t(0)),
+            Ok(Accepted::New)
+        );
+        assert_eq!(
+            s.put(rec(1, Key([0; 32]), 2, NOW + 10), t(0)),
+            Ok(Accepted::Replaced)
+        );
         // expiry gives the publisher its room back
         s.expire(NOW + 11);
-        assert_eq!(s.put(rec(1, Key([50; 32]), 1, NOW + 99), t(1)), Ok(Accepted::New));
+        assert_eq!(
+            s.put(rec(1, Key([50; 32]), 1, NOW + 99), t(1)),
+            Ok(Accepted::New)
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ mod messages;
 mod settings;
 
 pub use messages::{MessageCounts, UntrustedMessageQuota};
+pub use rooms::UntrustedRoomQuota;
 pub use settings::SavedSettings;
 
 /// The database file in the data dir.
@@ -96,6 +97,9 @@ pub struct Store {
     untrusted_messages: Mutex<UntrustedMessageQuota>,
     /// New incoming messages since the untrusted quota was last enforced.
     messages_since_quota_check: std::sync::atomic::AtomicU64,
+    untrusted_room: Mutex<UntrustedRoomQuota>,
+    /// New room messages since the room quota was last enforced.
+    room_messages_since_check: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -114,6 +118,8 @@ impl Store {
             untrusted_peer_limit: AtomicUsize::new(MAX_UNTRUSTED_PEERS),
             untrusted_messages: Mutex::new(UntrustedMessageQuota::default()),
             messages_since_quota_check: std::sync::atomic::AtomicU64::new(0),
+            untrusted_room: Mutex::new(UntrustedRoomQuota::default()),
+            room_messages_since_check: std::sync::atomic::AtomicU64::new(0),
         };
         store.migrate(&path.display().to_string())?;
         Ok(store)
@@ -126,6 +132,8 @@ impl Store {
             untrusted_peer_limit: AtomicUsize::new(MAX_UNTRUSTED_PEERS),
             untrusted_messages: Mutex::new(UntrustedMessageQuota::default()),
             messages_since_quota_check: std::sync::atomic::AtomicU64::new(0),
+            untrusted_room: Mutex::new(UntrustedRoomQuota::default()),
+            room_messages_since_check: std::sync::atomic::AtomicU64::new(0),
         };
         store.migrate(":memory:")?;
         Ok(store)
@@ -216,6 +224,27 @@ impl Store {
             .untrusted_messages
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes how much room history from untrusted authors is kept (see
+    /// [`UntrustedRoomQuota`]); for tests and small devices.
+    pub fn set_untrusted_room_quota(&self, quota: UntrustedRoomQuota) {
+        *self.untrusted_room.lock().unwrap_or_else(|p| p.into_inner()) = quota;
+    }
+
+    pub(crate) fn untrusted_room_quota(&self) -> UntrustedRoomQuota {
+        *self.untrusted_room.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one new room message; true every `every` of them.
+    pub(crate) fn room_check_due(&self, every: u64) -> bool {
+        let n = self.room_messages_since_check.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= every.max(1) {
+            self.room_messages_since_check.store(0, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
     }
 
     /// Counts `new` incoming messages; true when the untrusted quota is due for

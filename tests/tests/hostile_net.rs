@@ -274,3 +274,66 @@ async fn messages_from_untrusted_peers_are_capped_and_a_trusted_peers_are_all_ke
         n.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn room_history_from_an_untrusted_author_is_capped_and_a_trusted_authors_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = honest_named(&dir.path().join("a"), "alpha").await;
+    a.store()
+        .set_untrusted_room_quota(peerconnect::store::UntrustedRoomQuota {
+            per_author: 10,
+            per_room: 1000,
+            check_every: 1,
+        });
+    let friend = honest_named(&dir.path().join("f"), "friend").await;
+    let spammer = honest_named(&dir.path().join("s"), "spammer").await;
+    for n in [&friend, &spammer] {
+        n.connect(a.listen_addrs()[0], Some(a.id())).await.unwrap();
+        let id = n.id();
+        wait_for(T, "a sees the peer", || {
+            let a = a.clone();
+            async move { a.links().is_connected(&id).then_some(()) }
+        })
+        .await;
+    }
+    a.set_trust(friend.id(), Trust::Trusted).await.unwrap();
+    for n in [&a, &friend, &spammer] {
+        n.join_room("lobby").await.unwrap();
+    }
+    for n in [&friend, &spammer] {
+        wait_for(T, "a neighbour in the room", || {
+            let n = n.clone();
+            async move { (!n.room_neighbors("lobby").await.unwrap().is_empty()).then_some(()) }
+        })
+        .await;
+    }
+    let mut events = a.events();
+    let mut last = None;
+    for i in 0..30 {
+        last = Some(spammer.room_say("lobby", &format!("s{i}")).await.unwrap());
+    }
+    for i in 0..20 {
+        last = Some(friend.room_say("lobby", &format!("f{i}")).await.unwrap());
+    }
+    let last = last.unwrap();
+    peerconnect_tests::next_matching(&mut events, T, "the friend's last message", |e| match e {
+        peerconnect::Event::RoomMessage { message, .. } if message.id == last.id => Some(()),
+        _ => None,
+    })
+    .await;
+    // all 50 reached a and were stored (some may since have been evicted)
+    wait_for(T, "all 50 room messages received", || {
+        let a = a.clone();
+        async move { (a.room_stats().received >= 50).then_some(()) }
+    })
+    .await;
+    let h = a.room_history("lobby", None, 1000).unwrap();
+    let by = |p: &Node| h.iter().filter(|m| m.author == p.id()).count();
+    assert_eq!(by(&friend), 20, "every message of the trusted author kept");
+    assert!(by(&spammer) <= 10, "per-author cap: {}", by(&spammer));
+    let honest_said = a.room_say("lobby", "mine").await.unwrap();
+    assert!(a.room_history("lobby", None, 1000).unwrap().contains(&honest_said));
+    for n in [a, friend, spammer] {
+        n.shutdown().await.unwrap();
+    }
+}

@@ -229,16 +229,25 @@ impl Store {
     /// Changes how much room history from untrusted authors is kept (see
     /// [`UntrustedRoomQuota`]); for tests and small devices.
     pub fn set_untrusted_room_quota(&self, quota: UntrustedRoomQuota) {
-        *self.untrusted_room.lock().unwrap_or_else(|p| p.into_inner()) = quota;
+        *self
+            .untrusted_room
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = quota;
     }
 
     pub(crate) fn untrusted_room_quota(&self) -> UntrustedRoomQuota {
-        *self.untrusted_room.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .untrusted_room
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts one new room message; true every `every` of them.
     pub(crate) fn room_check_due(&self, every: u64) -> bool {
-        let n = self.room_messages_since_check.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self
+            .room_messages_since_check
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
         if n >= every.max(1) {
             self.room_messages_since_check.store(0, Ordering::Relaxed);
             true

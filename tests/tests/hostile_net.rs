@@ -332,7 +332,11 @@ async fn room_history_from_an_untrusted_author_is_capped_and_a_trusted_authors_k
     assert_eq!(by(&friend), 20, "every message of the trusted author kept");
     assert!(by(&spammer) <= 10, "per-author cap: {}", by(&spammer));
     let honest_said = a.room_say("lobby", "mine").await.unwrap();
-    assert!(a.room_history("lobby", None, 1000).unwrap().contains(&honest_said));
+    assert!(
+        a.room_history("lobby", None, 1000)
+            .unwrap()
+            .contains(&honest_said)
+    );
     for n in [a, friend, spammer] {
         n.shutdown().await.unwrap();
     }

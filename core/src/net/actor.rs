@@ -1084,7 +1084,11 @@ impl Actor {
     /// limit, and only while sessions plus such dials in progress stay under
     /// `auto_connect`.
     fn discovery_dial(&mut self, addr: SocketAddr, peer: PeerId) {
-        if self.discovery_dialing.contains(&peer) || self.dialing.contains(&addr) {
+        if self.discovery_dialing.contains(&peer) {
+            return;
+        }
+        if self.dialing.contains(&addr) {
+            self.stats.discovery_dials_skipped += 1;
             return;
         }
         if self.sessions.len() + self.discovery_dialing.len() >= self.config.auto_connect

@@ -17,6 +17,24 @@ pub const DEFAULT_GROUP_V4: Ipv4Addr = Ipv4Addr::new(239, 255, 71, 71);
 /// IPv6 link-local multicast group of discovery.
 pub const DEFAULT_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0x7063, 0x4747);
 
+/// Resource: sessions, i.e. distinct peer keys, connected from one IP address
+/// (a LAN device can make keys for free). Limit: 16 (a host running a few
+/// nodes stays well under). At the limit: a connection with a new key from that
+/// address is closed after its handshake and counted in
+/// `Stats::sessions_refused_per_ip`; existing sessions are kept.
+pub const MAX_SESSIONS_PER_IP: usize = 16;
+
+/// Resource: accepted connections still in their TLS or Hello handshake from
+/// one IP address. Limit: 8. At the limit: a new connection from that address
+/// is closed at once, before any TLS work, and counted in
+/// `Stats::handshakes_refused`.
+pub const MAX_PENDING_HANDSHAKES_PER_IP: usize = 8;
+
+/// Resource: accepted connections still in their handshake, from all
+/// addresses together. Limit: 64. At the limit: a new connection is closed at
+/// once and counted in `Stats::handshakes_refused`.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+
 /// Everything a node needs to start. `Config::new(data_dir)` gives LAN defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,8 +51,15 @@ pub struct Config {
     pub connect: Vec<String>,
     /// Re-dial peers remembered in the store at start.
     pub reconnect_known: bool,
-    /// Cap on live TLS connections (all lanes of all sessions).
+    /// Cap on live TLS connections (all lanes of all sessions) we accepted, and
+    /// separately on those we dialed.
     pub max_connections: usize,
+    /// Sessions (distinct peer keys) one IP address may hold with us; past it a
+    /// new key from that address is refused. Default [`MAX_SESSIONS_PER_IP`].
+    pub max_sessions_per_ip: usize,
+    /// Connections from one IP address still in their handshake; past it new
+    /// ones are closed at once. Default [`MAX_PENDING_HANDSHAKES_PER_IP`].
+    pub max_pending_handshakes_per_ip: usize,
     /// Connect on discovery to at most this many peers; others on demand.
     pub auto_connect: usize,
     /// Where received files go.
@@ -127,6 +152,8 @@ impl Config {
             connect: Vec::new(),
             reconnect_known: true,
             max_connections: 512,
+            max_sessions_per_ip: MAX_SESSIONS_PER_IP,
+            max_pending_handshakes_per_ip: MAX_PENDING_HANDSHAKES_PER_IP,
             auto_connect: 64,
             accept_all: false,
             auto_accept_trusted: true,
@@ -148,6 +175,10 @@ impl Config {
         c.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         c.discovery.enabled = false;
         c.downloads = c.data_dir.join("downloads");
+        // Every node of a one-machine test or benchmark connects from
+        // 127.0.0.1: the per-address caps would count them all as one host.
+        c.max_sessions_per_ip = c.max_connections;
+        c.max_pending_handshakes_per_ip = MAX_PENDING_HANDSHAKES;
         c
     }
 }

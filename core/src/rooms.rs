@@ -306,6 +306,7 @@ impl Rooms {
         let counters = self.counters.clone();
         let store = self.store.clone();
         let events = self.events.clone();
+        let me = self.identity.peer_id();
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 let (topic, delivery) = match ev {
@@ -339,7 +340,7 @@ impl Rooms {
                         continue;
                     }
                 };
-                match store.insert_room_message(&signed, now_ms()) {
+                match store.insert_room_message_from_peer(&signed, now_ms(), &me) {
                     Ok(true) => {}
                     Ok(false) => {
                         bump(&counters.duplicates);

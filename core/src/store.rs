@@ -16,6 +16,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -43,7 +44,8 @@ pub enum StoreError {
 mod messages;
 mod settings;
 
-pub use messages::MessageCounts;
+pub use messages::{MessageCounts, UntrustedMessageQuota};
+pub use rooms::UntrustedRoomQuota;
 pub use settings::SavedSettings;
 
 /// The database file in the data dir.
@@ -82,9 +84,22 @@ pub struct StoredPeer {
 /// Most addresses remembered per peer.
 const MAX_STORED_ADDRS: usize = 8;
 
+/// Resource: `peers` rows of keys nobody trusted (any device can make keys for
+/// free, and each connection stores its key). Limit: 1,000 rows with trust
+/// `unknown`. At the limit: storing one more deletes the least recently seen
+/// unknown rows; trusted and blocked peers are never evicted.
+pub const MAX_UNTRUSTED_PEERS: usize = 1_000;
+
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    untrusted_peer_limit: AtomicUsize,
+    untrusted_messages: Mutex<UntrustedMessageQuota>,
+    /// New incoming messages since the untrusted quota was last enforced.
+    messages_since_quota_check: std::sync::atomic::AtomicU64,
+    untrusted_room: Mutex<UntrustedRoomQuota>,
+    /// New room messages since the room quota was last enforced.
+    room_messages_since_check: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -100,6 +115,11 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let store = Self {
             conn: Mutex::new(conn),
+            untrusted_peer_limit: AtomicUsize::new(MAX_UNTRUSTED_PEERS),
+            untrusted_messages: Mutex::new(UntrustedMessageQuota::default()),
+            messages_since_quota_check: std::sync::atomic::AtomicU64::new(0),
+            untrusted_room: Mutex::new(UntrustedRoomQuota::default()),
+            room_messages_since_check: std::sync::atomic::AtomicU64::new(0),
         };
         store.migrate(&path.display().to_string())?;
         Ok(store)
@@ -109,6 +129,11 @@ impl Store {
     pub fn in_memory() -> Result<Self, StoreError> {
         let store = Self {
             conn: Mutex::new(Connection::open_in_memory()?),
+            untrusted_peer_limit: AtomicUsize::new(MAX_UNTRUSTED_PEERS),
+            untrusted_messages: Mutex::new(UntrustedMessageQuota::default()),
+            messages_since_quota_check: std::sync::atomic::AtomicU64::new(0),
+            untrusted_room: Mutex::new(UntrustedRoomQuota::default()),
+            room_messages_since_check: std::sync::atomic::AtomicU64::new(0),
         };
         store.migrate(":memory:")?;
         Ok(store)
@@ -179,7 +204,76 @@ impl Store {
         f(&self.lock())
     }
 
-    /// Records that we saw `id` now: name, kind and (merged, newest first) addresses.
+    /// Lowers (or raises) the cap on stored untrusted peers from
+    /// [`MAX_UNTRUSTED_PEERS`]; for tests and small devices.
+    pub fn set_untrusted_peer_limit(&self, limit: usize) {
+        self.untrusted_peer_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Changes how many messages from untrusted peers are kept (see
+    /// [`UntrustedMessageQuota`]); for tests and small devices.
+    pub fn set_untrusted_message_quota(&self, quota: UntrustedMessageQuota) {
+        *self
+            .untrusted_messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = quota;
+    }
+
+    pub(crate) fn untrusted_message_quota(&self) -> UntrustedMessageQuota {
+        *self
+            .untrusted_messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes how much room history from untrusted authors is kept (see
+    /// [`UntrustedRoomQuota`]); for tests and small devices.
+    pub fn set_untrusted_room_quota(&self, quota: UntrustedRoomQuota) {
+        *self
+            .untrusted_room
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = quota;
+    }
+
+    pub(crate) fn untrusted_room_quota(&self) -> UntrustedRoomQuota {
+        *self
+            .untrusted_room
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one new room message; true every `every` of them.
+    pub(crate) fn room_check_due(&self, every: u64) -> bool {
+        let n = self
+            .room_messages_since_check
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if n >= every.max(1) {
+            self.room_messages_since_check.store(0, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Counts `new` incoming messages; true when the untrusted quota is due for
+    /// enforcement (every `every` of them), which resets the count.
+    pub(crate) fn untrusted_check_due(&self, new: u64, every: u64) -> bool {
+        let n = self
+            .messages_since_quota_check
+            .fetch_add(new, Ordering::Relaxed)
+            + new;
+        if n >= every.max(1) {
+            self.messages_since_quota_check.store(0, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Records that we saw `id` now: name, kind and (merged, newest first)
+    /// addresses. A new row may evict the least recently seen untrusted peers
+    /// (see [`MAX_UNTRUSTED_PEERS`]).
     pub fn upsert_peer(
         &self,
         id: &PeerId,
@@ -197,6 +291,7 @@ impl Store {
             )
             .optional()?;
         let mut merged: Vec<SocketAddr> = addrs.to_vec();
+        let is_new = old.is_none();
         if let Some(old) = old {
             for a in parse_addrs(&old) {
                 if !merged.contains(&a) {
@@ -217,6 +312,15 @@ impl Store {
                 now_ms as i64
             ],
         )?;
+        if is_new {
+            let limit = self.untrusted_peer_limit.load(Ordering::Relaxed);
+            conn.execute(
+                "DELETE FROM peers WHERE trust = 'unknown' AND id != ?2 AND id IN (
+                    SELECT id FROM peers WHERE trust = 'unknown'
+                    ORDER BY last_seen_ms DESC, id LIMIT -1 OFFSET ?1)",
+                params![limit as i64, id.to_string()],
+            )?;
+        }
         Ok(())
     }
 
@@ -355,6 +459,29 @@ mod tests {
         assert_eq!(p.addrs, vec![addr(2), addr(1)]);
         assert_eq!(p.name, "b");
         assert_eq!(s.trust(&id).unwrap(), Trust::Blocked);
+    }
+
+    #[test]
+    fn untrusted_peers_are_capped_and_trusted_ones_never_evicted() {
+        let s = Store::in_memory().unwrap();
+        s.set_untrusted_peer_limit(10);
+        let trusted = Identity::generate().peer_id();
+        s.upsert_peer(&trusted, "friend", DeviceKind::Laptop, &[addr(1)], 0)
+            .unwrap();
+        s.set_trust(&trusted, Trust::Trusted).unwrap();
+        let mut strangers = Vec::new();
+        for i in 0..25u64 {
+            let id = Identity::generate().peer_id();
+            s.upsert_peer(&id, "x", DeviceKind::Other, &[addr(2)], 100 + i)
+                .unwrap();
+            strangers.push(id);
+        }
+        let peers = s.peers().unwrap();
+        let unknown: Vec<_> = peers.iter().filter(|p| p.trust == Trust::Unknown).collect();
+        assert_eq!(unknown.len(), 10);
+        // the most recently seen strangers are the ones kept
+        assert!(unknown.iter().all(|p| strangers[15..].contains(&p.id)));
+        assert_eq!(s.peer(&trusted).unwrap().unwrap().trust, Trust::Trusted);
     }
 
     #[test]

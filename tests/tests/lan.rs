@@ -199,3 +199,220 @@ fn forged_and_garbage_datagrams_are_dropped_while_real_peers_connect() {
     assert!(peers.iter().any(|p| p.id == real_id));
     assert!(stats.discovery.bad_signature >= 1);
 }
+
+/// Issue 14, L2 and "addresses only from proof": an attacker on host 3 gets
+/// the real peer (host 2) to sign fresh announcements (by announcing
+/// newcomers to it, which it answers by unicast) and forwards them, plus
+/// equal-timestamp replays, to host 1. Host 1 may hear of the attacker's
+/// address, but must neither store it as the peer's address nor put it before
+/// the address a connection proved.
+#[test]
+fn replayed_announcements_from_another_host_do_not_become_the_peers_address() {
+    let test = "replayed_announcements_from_another_host_do_not_become_the_peers_address";
+    let lan = match Lan::up(3) {
+        Ok(l) => l,
+        Err(why) => return skip(test, &why),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, d2) = (dir.path().join("a"), dir.path().join("b"));
+    let port = peerconnect::config::DEFAULT_DISCOVERY_PORT;
+    let (b_ip, attacker_ip) = (lan.ip(2), lan.ip(3));
+    let (stop_b_tx, stop_b_rx) = tokio::sync::oneshot::channel::<()>();
+    let (id_tx, id_rx) = std::sync::mpsc::channel();
+    let host2 = in_netns(lan.ns(2), move || async move {
+        let mut c = Config::new(&d2);
+        c.name = "real".into();
+        let node = Node::start(c).await.unwrap();
+        id_tx.send(node.id()).unwrap();
+        let _ = stop_b_rx.await;
+        node.shutdown().await.unwrap();
+    });
+    let b_id = id_rx.recv().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (attacked_tx, attacked_rx) = tokio::sync::oneshot::channel::<u64>();
+    let host1 = in_netns(lan.ns(1), move || async move {
+        let node = Node::start(Config::new(&d1)).await.unwrap();
+        wait_for(Duration::from_secs(20), "the real peer to connect", || {
+            let node = node.clone();
+            async move {
+                let p = node.peers().await.unwrap();
+                p.iter().any(|p| p.id == b_id && p.connected).then_some(())
+            }
+        })
+        .await;
+        let received = node.stats().await.unwrap().discovery.received;
+        ready_tx.send(()).unwrap();
+        let forwarded = attacked_rx.await.unwrap();
+        wait_for(Duration::from_secs(10), "the forwarded datagrams", || {
+            let node = node.clone();
+            async move {
+                let s = node.stats().await.unwrap();
+                (s.discovery.received >= received + forwarded).then_some(())
+            }
+        })
+        .await;
+        let peers = node.peers().await.unwrap();
+        let stored = node.known_peers().unwrap();
+        node.shutdown().await.unwrap();
+        (peers, stored)
+    });
+    ready_rx.recv().unwrap();
+    // The attacker: announce a newcomer to host 2, take its signed answer,
+    // forward it (and a copy) to host 1; bounded to 10 rounds.
+    let attacker = in_netns(lan.ns(3), move || async move {
+        let s = tokio::net::UdpSocket::bind("0.0.0.0:0").await.unwrap();
+        let mut forwarded = 0u64;
+        for i in 0..10u64 {
+            let me = Identity::generate();
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let a = Announce {
+                id: me.peer_id(),
+                instance: i,
+                name: "newcomer".into(),
+                kind: DeviceKind::Phone,
+                tcp_port: 1,
+                version: wire::VERSION,
+                timestamp_ms: wall,
+                reply: false,
+            };
+            let bytes =
+                wire::encode_datagram(&Datagram::Announce(SignedAnnounce::sign(a, &me))).unwrap();
+            s.send_to(&bytes, SocketAddr::from((b_ip, port)))
+                .await
+                .unwrap();
+            let mut buf = vec![0u8; 2048];
+            let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf)).await
+            else {
+                continue;
+            };
+            for _ in 0..2 {
+                s.send_to(&buf[..n], SocketAddr::from((lan_ip1(), port)))
+                    .await
+                    .unwrap();
+                forwarded += 1;
+            }
+        }
+        forwarded
+    })
+    .join()
+    .unwrap();
+    assert!(attacker > 0, "host 2 never answered the attacker");
+    attacked_tx.send(attacker).unwrap();
+    let (peers, stored) = host1.join().unwrap();
+    let _ = stop_b_tx.send(());
+    host2.join().unwrap();
+    let b = peers.iter().find(|p| p.id == b_id).expect("b listed");
+    assert!(b.connected);
+    assert_eq!(
+        b.addrs.first().map(|a| a.ip()),
+        Some(std::net::IpAddr::V4(b_ip)),
+        "the proven address comes first: {:?}",
+        b.addrs
+    );
+    let row = stored.iter().find(|p| p.id == b_id).expect("b stored");
+    assert!(
+        row.addrs
+            .iter()
+            .all(|a| a.ip() != std::net::IpAddr::V4(attacker_ip)),
+        "the attacker's address was stored as b's: {:?}",
+        row.addrs
+    );
+    assert!(!row.addrs.is_empty());
+}
+
+fn lan_ip1() -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(10, 77, 0, 1)
+}
+
+/// Issue 14, M2: a burst of valid announcements from 100 fresh keys, all
+/// naming a port on the attacker's host, makes host 1 dial at most a small
+/// burst of them (the rest skipped and counted) while the real peer on
+/// host 2 stays connected.
+#[test]
+fn an_announcement_flood_from_fresh_keys_triggers_only_a_bounded_burst_of_dials() {
+    let test = "an_announcement_flood_from_fresh_keys_triggers_only_a_bounded_burst_of_dials";
+    let lan = match Lan::up(3) {
+        Ok(l) => l,
+        Err(why) => return skip(test, &why),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, d2) = (dir.path().join("a"), dir.path().join("b"));
+    let port = peerconnect::config::DEFAULT_DISCOVERY_PORT;
+    let (stop_b_tx, stop_b_rx) = tokio::sync::oneshot::channel::<()>();
+    let (id_tx, id_rx) = std::sync::mpsc::channel();
+    let host2 = in_netns(lan.ns(2), move || async move {
+        let node = Node::start(Config::new(&d2)).await.unwrap();
+        id_tx.send(node.id()).unwrap();
+        let _ = stop_b_rx.await;
+        node.shutdown().await.unwrap();
+    });
+    let b_id = id_rx.recv().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (flooded_tx, flooded_rx) = tokio::sync::oneshot::channel::<()>();
+    let host1 = in_netns(lan.ns(1), move || async move {
+        let node = Node::start(Config::new(&d1)).await.unwrap();
+        let connected = |node: Node| async move {
+            let p = node.peers().await.unwrap();
+            p.iter().any(|p| p.id == b_id && p.connected).then_some(())
+        };
+        wait_for(Duration::from_secs(20), "the real peer to connect", || {
+            connected(node.clone())
+        })
+        .await;
+        ready_tx.send(()).unwrap();
+        flooded_rx.await.unwrap();
+        let stats = wait_for(Duration::from_secs(10), "the flood accepted", || {
+            let node = node.clone();
+            async move {
+                let s = node.stats().await.unwrap();
+                (s.discovery.accepted >= 100).then_some(s)
+            }
+        })
+        .await;
+        let still = connected(node.clone()).await.is_some();
+        node.shutdown().await.unwrap();
+        (stats, still)
+    });
+    ready_rx.recv().unwrap();
+    let target = SocketAddr::from((lan_ip1(), port));
+    in_netns(lan.ns(3), move || async move {
+        let s = tokio::net::UdpSocket::bind("0.0.0.0:0").await.unwrap();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        for i in 0..100u64 {
+            let me = Identity::generate();
+            let a = Announce {
+                id: me.peer_id(),
+                instance: i,
+                name: format!("sybil{i}"),
+                kind: DeviceKind::Phone,
+                // a port each, so that only the rate limit holds them back
+                tcp_port: 1000 + i as u16,
+                version: wire::VERSION,
+                timestamp_ms: wall,
+                // an answer, so host 1 does not answer back
+                reply: true,
+            };
+            let bytes =
+                wire::encode_datagram(&Datagram::Announce(SignedAnnounce::sign(a, &me))).unwrap();
+            s.send_to(&bytes, target).await.unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    flooded_tx.send(()).unwrap();
+    let (stats, still_connected) = host1.join().unwrap();
+    let _ = stop_b_tx.send(());
+    host2.join().unwrap();
+    assert!(
+        stats.discovery_dials_skipped > 0,
+        "every announcement was dialed: {stats:?}"
+    );
+    assert!(still_connected, "the real peer stayed connected");
+}

@@ -9,8 +9,8 @@
 //! the loop never waits on the network.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
@@ -40,6 +40,27 @@ const PEER_QUEUE: usize = 256;
 const FALLBACK_DIAL_DELAY: Duration = Duration::from_secs(2);
 /// Longest wait between re-dials of a `--connect` address.
 const MAX_REDIAL: Duration = Duration::from_secs(60);
+/// Resource: outgoing dials to addresses that a discovery datagram (whose
+/// source address anyone on the LAN can spoof) named. Limit: this many started
+/// per second on average, in bursts of at most [`DISCOVERY_DIAL_BURST`], one at
+/// a time per address, and in progress they count against `auto_connect`. At
+/// the limit: the dial is skipped; the peer's next announcement tries again.
+const DISCOVERY_DIALS_PER_SEC: f64 = 4.0;
+/// Largest burst of discovery-triggered dials (see [`DISCOVERY_DIALS_PER_SEC`]).
+const DISCOVERY_DIAL_BURST: f64 = 8.0;
+/// Resource: lanes (TLS connections) of one session, each a socket and a
+/// connection slot. Limit: twice the lanes the multiplexer dials for bulk
+/// streams (both sides may dial at once). At the limit: a further lane is
+/// closed right after its handshake, logged and counted in
+/// `Stats::lanes_refused`; the session and its lanes go on.
+const MAX_LANES_PER_SESSION: usize = 8;
+/// At start, untrusted peers are re-dialed only if we were connected to them
+/// within this long (stored rows of peers are touched only by connections).
+const RECONNECT_RECENT: Duration = Duration::from_secs(24 * 3600);
+/// Backoff after a failed `accept` (EMFILE and friends): starts here and
+/// doubles up to [`ACCEPT_BACKOFF_MAX`], reset by the next success.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Requests from the [`Node`](crate::Node) handle.
 #[derive(Debug)]
@@ -80,6 +101,16 @@ pub struct Stats {
     pub bad_frames: u64,
     /// Streams peers opened with a bad or unserved header (reset).
     pub bad_streams: u64,
+    /// Incoming connections closed before their handshake because their
+    /// address (or everyone together) had too many handshakes in progress.
+    pub handshakes_refused: u64,
+    /// New peer keys refused because their IP address already held
+    /// `max_sessions_per_ip` sessions.
+    pub sessions_refused_per_ip: u64,
+    /// Lanes refused because their session already had [`MAX_LANES_PER_SESSION`].
+    pub lanes_refused: u64,
+    /// Discovery-triggered dials skipped by the rate limit or `auto_connect`.
+    pub discovery_dials_skipped: u64,
 }
 
 /// What tasks report to the actor.
@@ -97,6 +128,7 @@ pub(crate) enum Input {
         error: String,
     },
     HandshakeFailed,
+    HandshakeRefused,
     RefusedBlocked,
     FromPeer {
         peer: PeerId,
@@ -169,15 +201,108 @@ impl Timers {
 struct Peer {
     name: String,
     kind: DeviceKind,
+    /// Addresses proven to reach this peer: a connection to it (pinned to its
+    /// key) succeeded there, or it connected to us from there. Only these are
+    /// stored.
     addrs: Vec<SocketAddr>,
+    /// Addresses discovery heard of, not proven yet: dialed (pinned to the
+    /// peer's key), never stored. A replayed announcement can put any address
+    /// here, so they come after the proven ones.
+    candidates: Vec<SocketAddr>,
     trust: Trust,
     discovered: bool,
+}
+
+impl Peer {
+    /// Every address to try, proven ones first.
+    fn dial_addrs(&self) -> Vec<SocketAddr> {
+        let mut out = self.addrs.clone();
+        for a in &self.candidates {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+        out
+    }
+}
+
+/// A token bucket for dials that discovery datagrams trigger.
+#[derive(Debug)]
+struct DialBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl DialBudget {
+    fn new() -> Self {
+        Self {
+            tokens: DISCOVERY_DIAL_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.duration_since(self.at).as_secs_f64() * DISCOVERY_DIALS_PER_SEC;
+        self.tokens = (self.tokens + refill).min(DISCOVERY_DIAL_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Accepted connections in their handshake, per source IP and in total; shared
+/// by the accept loop and its handshake tasks.
+#[derive(Debug)]
+struct PendingHandshakes {
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_per_ip: usize,
+    max_total: usize,
+}
+
+/// One handshake's place in [`PendingHandshakes`], given back on drop.
+struct PendingSlot {
+    table: Arc<PendingHandshakes>,
+    ip: IpAddr,
+}
+
+impl PendingHandshakes {
+    fn try_enter(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
+        let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = m.values().sum();
+        let here = m.get(&ip).copied().unwrap_or(0);
+        if total >= self.max_total || here >= self.max_per_ip {
+            return None;
+        }
+        m.insert(ip, here + 1);
+        Some(PendingSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut m = self.table.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// A live session to a peer.
 struct Session {
     id: u64,
     instance: u64,
+    /// The IP address the session's first connection came from or went to.
+    ip: IpAddr,
     mux: MuxSession,
     tx: mpsc::Sender<Message>,
     last_heard: Instant,
@@ -209,6 +334,10 @@ pub(crate) struct Actor {
     peers: BTreeMap<PeerId, Peer>,
     sessions: HashMap<PeerId, Session>,
     dialing: HashSet<SocketAddr>,
+    /// Peers being dialed because discovery heard of them (count against
+    /// `auto_connect`).
+    discovery_dialing: HashSet<PeerId>,
+    discovery_dials: DialBudget,
     /// `--connect` targets and how long to wait before the next attempt.
     redial: BTreeMap<SocketAddr, Duration>,
     timers: Timers,
@@ -337,12 +466,19 @@ impl Actor {
             None
         };
 
+        let pending = Arc::new(PendingHandshakes {
+            per_ip: Mutex::new(HashMap::new()),
+            max_per_ip: config.max_pending_handshakes_per_ip,
+            max_total: crate::config::MAX_PENDING_HANDSHAKES
+                .max(config.max_pending_handshakes_per_ip),
+        });
         tasks.push(spawn_accept_loop(
             listener,
             transport.clone(),
             input_tx.clone(),
             blocked.clone(),
             hello(&config, instance, local.port()),
+            pending,
         ));
 
         let actor = Actor {
@@ -357,6 +493,8 @@ impl Actor {
             peers: BTreeMap::new(),
             sessions: HashMap::new(),
             dialing: HashSet::new(),
+            discovery_dialing: HashSet::new(),
+            discovery_dials: DialBudget::new(),
             redial: BTreeMap::new(),
             timers: Timers::default(),
             start: Instant::now(),
@@ -450,12 +588,19 @@ impl Actor {
             self.redial.insert(addr, Duration::from_secs(1));
             self.dial(addr, None);
         }
-        // Peers met before: probe each once.
+        // Peers met before: probe each once. Only trusted ones and those we
+        // were connected to lately: any key can get itself stored, and a
+        // restart must not dial wherever strangers left their addresses.
         if self.config.reconnect_known {
             let known = self.store.peers().unwrap_or_default();
+            let recent = wall_ms().saturating_sub(RECONNECT_RECENT.as_millis() as u64);
             for p in known
                 .into_iter()
-                .filter(|p| p.trust != Trust::Blocked && !p.addrs.is_empty())
+                .filter(|p| {
+                    !p.addrs.is_empty()
+                        && (p.trust == Trust::Trusted
+                            || (p.trust == Trust::Unknown && p.last_seen_ms >= recent))
+                })
                 .take(self.config.auto_connect)
             {
                 if let Some(addr) = p.addrs.first() {
@@ -514,7 +659,7 @@ impl Actor {
                 }
                 let mut all = addrs;
                 if let Some(p) = self.peers.get(&peer) {
-                    all.extend(p.addrs.iter().copied());
+                    all.extend(p.dial_addrs());
                 }
                 if let Ok(Some(p)) = self.store.peer(&peer) {
                     all.extend(p.addrs);
@@ -535,6 +680,11 @@ impl Actor {
                     s.discovery = d.stats();
                 }
                 s.sessions = self.sessions.len();
+                s.lanes_refused += self
+                    .sessions
+                    .values()
+                    .map(|x| x.mux.lanes_refused())
+                    .sum::<u64>();
                 s.bad_streams = self
                     .router
                     .bad_streams
@@ -597,6 +747,9 @@ impl Actor {
                 error,
             } => {
                 self.dialing.remove(&addr);
+                if let Some(peer) = expected {
+                    self.discovery_dialing.remove(&peer);
+                }
                 if let Some(peer) = expected
                     && !self.sessions.contains_key(&peer)
                 {
@@ -618,6 +771,7 @@ impl Actor {
                 }
             }
             Input::HandshakeFailed => self.stats.handshakes_failed += 1,
+            Input::HandshakeRefused => self.stats.handshakes_refused += 1,
             Input::RefusedBlocked => self.stats.connections_refused_blocked += 1,
             Input::FromPeer { peer, session, msg } => {
                 let Some(s) = self.sessions.get_mut(&peer) else {
@@ -663,6 +817,7 @@ impl Actor {
             return;
         };
         self.links.set_down(peer, s.id);
+        self.stats.lanes_refused += s.mux.lanes_refused();
         drop(s);
         self.emit(Event::PeerDisconnected { id: peer, reason });
         let discovered = self.peers.get(&peer).is_some_and(|p| p.discovered);
@@ -692,6 +847,7 @@ impl Actor {
         if let Some(addr) = dialed {
             self.dialing.remove(&addr);
         }
+        self.discovery_dialing.remove(&peer);
         if peer == self.identity.peer_id() {
             tracing::debug!("dropping a connection to ourselves");
             return;
@@ -705,6 +861,8 @@ impl Actor {
         let addr = dialed.unwrap_or_else(|| SocketAddr::new(conn.remote.ip(), hello.listen_port));
         if let Some(s) = self.sessions.get(&peer) {
             if s.instance == hello.instance {
+                // The session task refuses lanes past MAX_LANES_PER_SESSION:
+                // it alone sees lanes in the order they are added.
                 let mux = s.mux.clone();
                 tokio::spawn(async move { mux.add_lane(conn).await });
                 return;
@@ -712,12 +870,28 @@ impl Actor {
             // The peer restarted: its old session is void.
             self.close_session(peer, Some("peer restarted".into()));
         }
+        let ip = conn.remote.ip();
+        let from_ip = self.sessions.values().filter(|s| s.ip == ip).count();
+        if from_ip >= self.config.max_sessions_per_ip {
+            self.stats.sessions_refused_per_ip += 1;
+            tracing::debug!(
+                %peer,
+                %ip,
+                limit = self.config.max_sessions_per_ip,
+                "refusing a session: too many peer keys from one address"
+            );
+            for w in self.dial_waiters.remove(&peer).unwrap_or_default() {
+                let _ = w.send(Err(format!("too many sessions from {ip}")));
+            }
+            return;
+        }
         let trust = self.store.trust(&peer).unwrap_or_default();
         let is_new = !self.peers.contains_key(&peer);
         let entry = self.peers.entry(peer).or_insert_with(|| Peer {
             name: hello.name.clone(),
             kind: hello.kind,
             addrs: Vec::new(),
+            candidates: Vec::new(),
             trust,
             discovered: false,
         });
@@ -750,6 +924,7 @@ impl Actor {
     }
 
     fn start_session(&mut self, peer: PeerId, instance: u64, conn: Connection, addr: SocketAddr) {
+        let ip = conn.remote.ip();
         self.next_session += 1;
         let id = self.next_session;
         let side = if self.identity.peer_id() < peer {
@@ -758,7 +933,10 @@ impl Actor {
             Side::High
         };
         let mux = MuxSession::with_dialer(
-            MuxConfig::default(),
+            MuxConfig {
+                max_lanes_held: MAX_LANES_PER_SESSION,
+                ..MuxConfig::default()
+            },
             side,
             Some(self.lane_dialer(peer, addr)),
         );
@@ -856,6 +1034,7 @@ impl Actor {
             Session {
                 id,
                 instance,
+                ip,
                 mux,
                 tx,
                 last_heard: Instant::now(),
@@ -899,6 +1078,31 @@ impl Actor {
             };
             let _ = tx.send(input).await;
         });
+    }
+
+    /// Dials `peer` at `addr` because discovery heard of it: within the rate
+    /// limit, and only while sessions plus such dials in progress stay under
+    /// `auto_connect`.
+    fn discovery_dial(&mut self, addr: SocketAddr, peer: PeerId) {
+        if self.discovery_dialing.contains(&peer) {
+            return;
+        }
+        if self.dialing.contains(&addr) {
+            self.stats.discovery_dials_skipped += 1;
+            return;
+        }
+        if self.sessions.len() + self.discovery_dialing.len() >= self.config.auto_connect
+            || !self.discovery_dials.take(Instant::now())
+        {
+            self.stats.discovery_dials_skipped += 1;
+            return;
+        }
+        self.discovery_dialing.insert(peer);
+        self.dial(addr, Some(peer));
+        if !self.dialing.contains(&addr) {
+            // dial() declined (connected meanwhile, or blocked)
+            self.discovery_dialing.remove(&peer);
+        }
     }
 
     /// How the mux session to `peer` opens more lanes for bulk streams: a new TLS
@@ -969,9 +1173,12 @@ impl Actor {
             }
             Timer::FallbackDial(peer) => {
                 if !self.sessions.contains_key(&peer)
-                    && let Some(addr) = self.peers.get(&peer).and_then(|p| best_addr(&p.addrs))
+                    && let Some(addr) = self
+                        .peers
+                        .get(&peer)
+                        .and_then(|p| best_addr(&p.dial_addrs()))
                 {
-                    self.dial(addr, Some(peer));
+                    self.discovery_dial(addr, peer);
                 }
             }
             Timer::Redial(addr) => {
@@ -1039,38 +1246,30 @@ impl Actor {
                     name: d.name.clone(),
                     kind: d.kind,
                     addrs: Vec::new(),
+                    candidates: Vec::new(),
                     trust,
                     discovered: true,
                 });
                 p.discovered = true;
                 p.name = d.name.clone();
                 p.kind = d.kind;
-                for a in d.addrs.iter().rev() {
-                    p.addrs.retain(|x| x != a);
-                    p.addrs.insert(0, *a);
-                }
-                p.addrs.truncate(8);
-                let addrs = p.addrs.clone();
-                if let Err(e) = self
-                    .store
-                    .upsert_peer(&d.id, &d.name, d.kind, &addrs, wall_ms())
-                {
-                    tracing::warn!(error = %e, "cannot remember peer");
-                }
+                // Heard, not proven: the address becomes the peer's (and is
+                // stored) only once a connection pinned to its key succeeds.
+                p.candidates = d.addrs.clone();
+                p.candidates.truncate(8);
+                let addrs = p.dial_addrs();
                 let info = self.peer_info(&d.id).expect("inserted above");
                 if is_new {
                     self.emit(Event::PeerFound { peer: info });
                 } else {
                     self.emit(Event::PeerUpdated { peer: info });
                 }
-                if !self.sessions.contains_key(&d.id)
-                    && self.sessions.len() < self.config.auto_connect
-                {
+                if !self.sessions.contains_key(&d.id) {
                     if self.identity.peer_id() < d.id {
                         if let Some(addr) = best_addr(&addrs) {
-                            self.dial(addr, Some(d.id));
+                            self.discovery_dial(addr, d.id);
                         }
-                    } else {
+                    } else if self.sessions.len() < self.config.auto_connect {
                         self.timers.schedule(
                             Instant::now() + FALLBACK_DIAL_DELAY,
                             Timer::FallbackDial(d.id),
@@ -1096,7 +1295,7 @@ impl Actor {
             id: *id,
             name: p.name.clone(),
             kind: p.kind,
-            addrs: p.addrs.clone(),
+            addrs: p.dial_addrs(),
             trust: p.trust,
             connected: self.sessions.contains_key(id),
             verification_code: verification_code(&self.identity.peer_id(), id),
@@ -1146,24 +1345,39 @@ fn spawn_accept_loop(
     input: mpsc::Sender<Input>,
     blocked: Blocklist,
     ours: Hello,
+    pending: Arc<PendingHandshakes>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             let (tcp, from) = match listener.accept().await {
-                Ok(x) => x,
+                Ok(x) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    x
+                }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
+            };
+            // Before any TLS work: a host (or everyone) with too many
+            // handshakes in progress gets its new connection closed.
+            let Some(slot) = pending.try_enter(from.ip()) else {
+                drop(tcp);
+                if input.try_send(Input::HandshakeRefused).is_err() {
+                    tracing::debug!(%from, "handshake refused (not counted: actor busy)");
+                }
+                continue;
             };
             let transport = transport.clone();
             let input = input.clone();
             let blocked = blocked.clone();
             let ours = ours.clone();
             tokio::spawn(async move {
-                let res = async {
+                let handshake = async {
                     let mut conn = transport.accept(tcp, from).await?;
                     if blocked
                         .read()
@@ -1174,8 +1388,12 @@ fn spawn_accept_loop(
                     }
                     let theirs = conn.exchange_hello(&ours).await?;
                     Ok::<_, transport::Error>(Some((conn, theirs)))
-                }
-                .await;
+                };
+                // One deadline for TLS and Hello together.
+                let res = tokio::time::timeout(transport::HANDSHAKE_TIMEOUT, handshake)
+                    .await
+                    .unwrap_or(Err(transport::Error::Timeout(from)));
+                drop(slot);
                 let msg = match res {
                     Ok(Some((conn, hello))) => Input::Connected {
                         conn,

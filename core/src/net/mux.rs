@@ -64,6 +64,9 @@ pub struct MuxConfig {
     pub stream_queue: usize,
     /// Frame batches queued from lane readers to the session task.
     pub lane_events: usize,
+    /// Lanes the session holds at once, whoever dialed them; a lane added past
+    /// it is closed at once and counted in [`MuxSession::lanes_refused`].
+    pub max_lanes_held: usize,
 }
 
 impl Default for MuxConfig {
@@ -72,6 +75,7 @@ impl Default for MuxConfig {
             mux: Config::default(),
             stream_queue: 64,
             lane_events: 256,
+            max_lanes_held: usize::MAX,
         }
     }
 }
@@ -89,6 +93,7 @@ struct Inner {
     control: std::sync::Mutex<Option<MuxStream>>,
     incoming: Mutex<mpsc::UnboundedReceiver<MuxStream>>,
     lane_count: Arc<AtomicUsize>,
+    lanes_refused: Arc<std::sync::atomic::AtomicU64>,
     closed: watch::Receiver<Option<Error>>,
 }
 
@@ -109,6 +114,7 @@ impl MuxSession {
                 control: std::sync::Mutex::new(Some(h.control)),
                 incoming: Mutex::new(h.incoming),
                 lane_count: h.lane_count,
+                lanes_refused: h.lanes_refused,
                 closed: h.closed,
             }),
         }
@@ -165,6 +171,12 @@ impl MuxSession {
     /// Lanes currently carrying the session.
     pub fn lane_count(&self) -> usize {
         self.inner.lane_count.load(Ordering::Acquire)
+    }
+
+    /// Lanes closed on arrival because the session held
+    /// [`MuxConfig::max_lanes_held`] already.
+    pub fn lanes_refused(&self) -> u64 {
+        self.inner.lanes_refused.load(Ordering::Acquire)
     }
 
     /// Counters per lane and for the session (empty once closed).

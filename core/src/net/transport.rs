@@ -11,8 +11,10 @@
 //!   presenting someone else's certificate without their secret key fails.
 //!
 //! Only TLS 1.3 and Ed25519 signatures are offered; ALPN must be `peerconnect/1`.
-//! The number of live connections is capped by a semaphore; a handshake that does
-//! not finish within [`HANDSHAKE_TIMEOUT`] is dropped.
+//! Live connections are capped by two semaphores, one for connections we accept
+//! and one for those we dial, so a flood of incoming connections cannot take the
+//! slots our own dials need (nor the reverse); a handshake (TLS and Hello
+//! together) that does not finish within [`HANDSHAKE_TIMEOUT`] is dropped.
 
 use std::io;
 use std::net::SocketAddr;
@@ -43,8 +45,11 @@ pub const ALPN: &[u8] = b"peerconnect/1";
 /// instead of megabytes waiting behind a lossy TCP connection.
 pub const NOTSENT_LOWAT: u32 = 128 * 1024;
 
-/// A TLS handshake plus Hello exchange must finish within this.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Resource: a connection slot and a socket held by a peer that has not proven
+/// anything yet. Limit: the TLS handshake and the Hello exchange together must
+/// finish within this (a LAN needs milliseconds). At the limit: the connection
+/// is dropped and counted as a failed handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), before the 32 key bytes.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
@@ -248,7 +253,10 @@ pub struct Transport {
     cert: CertificateDer<'static>,
     key: Arc<PrivateKeyDer<'static>>,
     acceptor: TlsAcceptor,
-    limit: Arc<Semaphore>,
+    /// Slots of connections we accepted.
+    incoming: Arc<Semaphore>,
+    /// Slots of connections we dialed.
+    outgoing: Arc<Semaphore>,
     max_connections: usize,
 }
 
@@ -262,6 +270,8 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
+    /// A transport allowing `max_connections` accepted connections and, apart
+    /// from them, `max_connections` dialed ones.
     pub fn new(identity: &Identity, max_connections: usize) -> Result<Self, Error> {
         let (cert, key) = self_signed(identity)?;
         let mut server = rustls::ServerConfig::builder_with_provider(provider())
@@ -279,7 +289,8 @@ impl Transport {
             cert,
             key: Arc::new(key),
             acceptor: TlsAcceptor::from(Arc::new(server)),
-            limit: Arc::new(Semaphore::new(max_connections)),
+            incoming: Arc::new(Semaphore::new(max_connections)),
+            outgoing: Arc::new(Semaphore::new(max_connections)),
             max_connections,
         })
     }
@@ -288,8 +299,8 @@ impl Transport {
         self.identity.peer_id()
     }
 
-    fn permit(&self) -> Result<OwnedSemaphorePermit, Error> {
-        self.limit
+    fn permit(&self, limit: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Error> {
+        limit
             .clone()
             .try_acquire_owned()
             .map_err(|_| Error::TooManyConnections(self.max_connections))
@@ -314,9 +325,21 @@ impl Transport {
         addr: SocketAddr,
         expected: Option<PeerId>,
     ) -> Result<Connection, Error> {
-        let permit = self.permit()?;
+        self.connect_with(addr, expected, TcpStream::connect(addr))
+            .await
+    }
+
+    /// Like [`Transport::connect`], over a TCP connection `tcp` makes (bound to
+    /// a chosen local address, say). For tests and the abuse bench.
+    pub async fn connect_with(
+        &self,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+        tcp: impl std::future::Future<Output = io::Result<TcpStream>>,
+    ) -> Result<Connection, Error> {
+        let permit = self.permit(&self.outgoing)?;
         let fut = async {
-            let tcp = TcpStream::connect(addr).await?;
+            let tcp = tcp.await?;
             tune(&tcp)?;
             let connector = TlsConnector::from(self.client_config(expected)?);
             let name = ServerName::try_from("peerconnect").expect("static name is valid");
@@ -343,7 +366,7 @@ impl Transport {
 
     /// Runs the server side of the handshake on an accepted TCP connection.
     pub async fn accept(&self, tcp: TcpStream, addr: SocketAddr) -> Result<Connection, Error> {
-        let permit = self.permit()?;
+        let permit = self.permit(&self.incoming)?;
         tune(&tcp)?;
         let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
             .await
@@ -598,6 +621,39 @@ mod tests {
         ));
         drop(first);
         ta.connect(addr, None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_do_not_take_the_slots_of_dials() {
+        let (a, b, c) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        // one slot each way
+        let ta = Transport::new(&a, 1).unwrap();
+        let tb = Transport::new(&b, 8).unwrap();
+        let tc = Transport::new(&c, 8).unwrap();
+        let (la, addr_a) = listener().await;
+        let server = {
+            let ta = ta.clone();
+            tokio::spawn(async move {
+                let (tcp, from) = la.accept().await.unwrap();
+                ta.accept(tcp, from).await.unwrap()
+            })
+        };
+        let _b_to_a = tb.connect(addr_a, Some(a.peer_id())).await.unwrap();
+        let held = server.await.unwrap();
+        // a's only incoming slot is taken; its dial still has its own
+        let (lc, addr_c) = listener().await;
+        let c_side = tokio::spawn(async move {
+            let (tcp, from) = lc.accept().await.unwrap();
+            tc.accept(tcp, from).await
+        });
+        let out = ta.connect(addr_c, Some(c.peer_id())).await;
+        assert!(out.is_ok(), "dial refused: {:?}", out.err());
+        assert!(c_side.await.unwrap().is_ok());
+        drop(held);
     }
 
     /// Serves `cert` while signing the handshake with someone else's key.

@@ -197,6 +197,9 @@ pub struct State<R> {
     rng: R,
     /// Our wall clock as last seen (for timestamps of replies built in timers).
     wall_ms: u64,
+    /// Timestamp of our last announcement: each one is strictly newer, since
+    /// receivers drop equal timestamps as replays.
+    last_sent_ms: u64,
 }
 
 impl<R: Rng> State<R> {
@@ -220,6 +223,7 @@ impl<R: Rng> State<R> {
             stats: Stats::default(),
             rng,
             wall_ms: 0,
+            last_sent_ms: 0,
         }
     }
 
@@ -286,7 +290,8 @@ impl<R: Rng> State<R> {
     }
 
     /// Our signed announcement, encoded as a datagram.
-    fn announcement(&self, reply: bool) -> Vec<u8> {
+    fn announcement(&mut self, reply: bool) -> Vec<u8> {
+        self.last_sent_ms = self.wall_ms.max(self.last_sent_ms + 1);
         let a = Announce {
             id: self.identity.peer_id(),
             instance: self.instance,
@@ -294,7 +299,7 @@ impl<R: Rng> State<R> {
             kind: self.kind,
             tcp_port: self.tcp_port,
             version: PROTOCOL_VERSION,
-            timestamp_ms: self.wall_ms,
+            timestamp_ms: self.last_sent_ms,
             reply,
         };
         wire::encode_datagram(&Datagram::Announce(SignedAnnounce::sign(a, &self.identity)))
@@ -326,15 +331,6 @@ impl<R: Rng> State<R> {
             }
         };
         let a = &signed.announce;
-        if a.id == self.identity.peer_id() {
-            if a.instance != self.instance {
-                tracing::warn!(
-                    "another node at {from} announces our own identity: two nodes share one data dir"
-                );
-            }
-            self.stats.own_echo += 1;
-            return;
-        }
         if a.version != PROTOCOL_VERSION {
             self.stats.wrong_version += 1;
             return;
@@ -343,13 +339,26 @@ impl<R: Rng> State<R> {
             self.stats.malformed += 1;
             return;
         }
+        // The signature is checked before anything is said about the datagram:
+        // whatever a sender without the key makes us log or do, it makes us do
+        // for free and from a spoofed address.
         if !signed.verify() {
             tracing::debug!(%from, "dropping announcement with a bad signature");
             self.stats.bad_signature += 1;
             return;
         }
         let max_age_ms = self.config.max_age.as_millis() as u64;
-        if a.timestamp_ms.saturating_add(max_age_ms) < self.wall_ms {
+        let too_old = a.timestamp_ms.saturating_add(max_age_ms) < self.wall_ms;
+        if a.id == self.identity.peer_id() {
+            if a.instance != self.instance && !too_old {
+                tracing::warn!(
+                    "another node at {from} announces our own identity: two nodes share one data dir"
+                );
+            }
+            self.stats.own_echo += 1;
+            return;
+        }
+        if too_old {
             self.stats.stale += 1;
             return;
         }
@@ -358,9 +367,13 @@ impl<R: Rng> State<R> {
             None => true,
             Some(e) => e.peer.instance != a.instance,
         };
+        // Only strictly newer announcements of an instance count: an equal
+        // timestamp is a copy, replayed from another host to plant its address.
+        // A new instance may share the last timestamp (a restart within one
+        // millisecond) but not predate it (a replay from an earlier run).
         if let Some(e) = self.peers.get(&a.id)
-            && !is_new
-            && a.timestamp_ms < e.last_timestamp_ms
+            && (a.timestamp_ms < e.last_timestamp_ms
+                || (!is_new && a.timestamp_ms == e.last_timestamp_ms))
         {
             self.stats.stale += 1;
             return;
@@ -597,6 +610,81 @@ mod tests {
             b.get(&a.identity.peer_id()).unwrap().addrs[0].ip(),
             addr(1).ip()
         );
+    }
+
+    #[test]
+    fn replayed_equal_timestamp_announcement_from_another_host_is_stale() {
+        let mut a = node(1);
+        let mut b = node(2);
+        let ann = broadcast_of(&a.handle(Duration::ZERO, WALL, InEvent::Start));
+        deliver(&mut b, Duration::ZERO, addr(1), ann.clone());
+        // the same bytes again, from a host that is not a
+        let out = deliver(&mut b, Duration::from_secs(1), addr(7), ann);
+        assert!(out.is_empty(), "a replay must not update the peer: {out:?}");
+        assert_eq!(b.stats().stale, 1);
+        assert_eq!(
+            b.get(&a.identity.peer_id()).unwrap().addrs,
+            vec![SocketAddr::from(([10, 0, 0, 1], 4001))]
+        );
+    }
+
+    #[test]
+    fn replay_of_an_earlier_instance_is_stale_not_a_restart() {
+        let mut b = node(2);
+        let mut old = State::new(
+            Config::default(),
+            Identity::from_secret([1; 32]),
+            7,
+            "node1".into(),
+            DeviceKind::Laptop,
+            4001,
+            sim::rng(9, 0),
+        );
+        let replay = broadcast_of(&old.handle(Duration::ZERO, WALL, InEvent::Start));
+        let mut a = node(1);
+        let ann = broadcast_of(&a.handle(Duration::ZERO, WALL + 1000, InEvent::Start));
+        deliver(&mut b, Duration::ZERO, addr(1), ann);
+        let out = deliver(&mut b, Duration::from_secs(1), addr(7), replay);
+        assert!(discovered(&out).is_empty());
+        assert_eq!(b.get(&a.identity.peer_id()).unwrap().instance, 1);
+        assert_eq!(b.stats().stale, 1);
+    }
+
+    #[test]
+    fn successive_announcements_have_strictly_newer_timestamps() {
+        let mut a = node(1);
+        let mut b = node(2);
+        // the wall clock does not move between the two: the second still counts
+        let first = broadcast_of(&a.handle(Duration::ZERO, WALL, InEvent::Start));
+        let second = broadcast_of(&a.handle(
+            Duration::from_secs(5),
+            WALL,
+            InEvent::Timer(Timer::Announce),
+        ));
+        deliver(&mut b, Duration::ZERO, addr(1), first);
+        deliver(&mut b, Duration::from_secs(5), addr(3), second);
+        assert_eq!((b.stats().accepted, b.stats().stale), (2, 0));
+    }
+
+    #[test]
+    fn forgery_claiming_our_id_counts_as_bad_signature_not_echo() {
+        let mut a = node(1);
+        let forger = Identity::generate();
+        let forged = Announce {
+            id: a.identity.peer_id(),
+            instance: 12345,
+            name: "impostor".into(),
+            kind: DeviceKind::Phone,
+            tcp_port: 1,
+            version: PROTOCOL_VERSION,
+            timestamp_ms: WALL,
+            reply: false,
+        };
+        let bytes =
+            wire::encode_datagram(&Datagram::Announce(SignedAnnounce::sign(forged, &forger)))
+                .unwrap();
+        assert!(deliver(&mut a, Duration::ZERO, addr(9), bytes).is_empty());
+        assert_eq!((a.stats().bad_signature, a.stats().own_echo), (1, 0));
     }
 
     #[test]

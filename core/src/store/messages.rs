@@ -46,6 +46,41 @@ pub struct MessageCounts {
     pub outgoing: u64,
 }
 
+/// How much a store keeps of what peers nobody trusted sent: the newest
+/// messages, by count and by text bytes, per peer and for all of them together.
+///
+/// Resource: disk and history of direct messages from peers whose trust is not
+/// `trusted` (anyone on the LAN can make a key and write). Limits (defaults):
+/// 10,000 messages or 16 MiB of text per peer, 50,000 messages or 64 MiB in
+/// total. At the limit: the new message is stored and acknowledged, and the
+/// oldest received messages of that peer (per-peer limit) or of all untrusted
+/// peers (total limit) are deleted. Trusted peers' messages and our own are
+/// never deleted, so nothing stored from a trusted peer is lost; the sender is
+/// never stalled retrying. The limits are enforced every `check_every` new
+/// untrusted messages (a scan of their history), so they may be passed by
+/// fewer than that many messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UntrustedMessageQuota {
+    pub per_peer_messages: u64,
+    pub per_peer_bytes: u64,
+    pub total_messages: u64,
+    pub total_bytes: u64,
+    /// New messages from untrusted peers between two enforcements.
+    pub check_every: u64,
+}
+
+impl Default for UntrustedMessageQuota {
+    fn default() -> Self {
+        Self {
+            per_peer_messages: 10_000,
+            per_peer_bytes: 16 << 20,
+            total_messages: 50_000,
+            total_bytes: 64 << 20,
+            check_every: 64,
+        }
+    }
+}
+
 const COLUMNS: &str = "seq, peer, outgoing, id, sent_ms, text, reply_to, status";
 
 impl Store {
@@ -100,6 +135,62 @@ impl Store {
                     Status::Delivered.as_u8()
                 ])?;
                 out.push(n == 1);
+            }
+            drop(stmt);
+            let quota = self.untrusted_message_quota();
+            let new = out.iter().filter(|n| **n).count() as u64;
+            if !self.untrusted_check_due(new, quota.check_every) {
+                return Ok(out);
+            }
+            let mut peers: Vec<&PeerId> = messages
+                .iter()
+                .zip(&out)
+                .filter(|(_, new)| **new)
+                .map(|((p, _), _)| p)
+                .collect();
+            peers.sort();
+            peers.dedup();
+            let mut untrusted_wrote = false;
+            for peer in peers {
+                let trusted: bool = tx
+                    .query_row(
+                        "SELECT trust = 'trusted' FROM peers WHERE id = ?1",
+                        [peer.to_string()],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .unwrap_or(false);
+                if trusted {
+                    continue;
+                }
+                untrusted_wrote = true;
+                tx.execute(
+                    "DELETE FROM messages WHERE seq IN (
+                        SELECT seq FROM (
+                            SELECT seq, ROW_NUMBER() OVER w AS n,
+                                   SUM(length(CAST(text AS BLOB))) OVER w AS bytes
+                            FROM messages WHERE peer = ?1 AND outgoing = 0
+                            WINDOW w AS (ORDER BY seq DESC))
+                        WHERE n > ?2 OR bytes > ?3)",
+                    params![
+                        peer.to_string(),
+                        quota.per_peer_messages as i64,
+                        quota.per_peer_bytes as i64
+                    ],
+                )?;
+            }
+            if untrusted_wrote {
+                tx.execute(
+                    "DELETE FROM messages WHERE seq IN (
+                        SELECT seq FROM (
+                            SELECT seq, ROW_NUMBER() OVER w AS n,
+                                   SUM(length(CAST(text AS BLOB))) OVER w AS bytes
+                            FROM messages WHERE outgoing = 0
+                              AND peer NOT IN (SELECT id FROM peers WHERE trust = 'trusted')
+                            WINDOW w AS (ORDER BY seq DESC))
+                        WHERE n > ?1 OR bytes > ?2)",
+                    params![quota.total_messages as i64, quota.total_bytes as i64],
+                )?;
             }
             Ok(out)
         })

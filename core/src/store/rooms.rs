@@ -19,7 +19,84 @@ pub(crate) const MIGRATION: &str = "CREATE TABLE room_messages (
         UNIQUE (room, id)
     );";
 
+/// How much room history a store keeps from authors nobody trusted.
+///
+/// Resource: disk and history of room messages whose author's trust is not
+/// `trusted` (anyone can join a room with a fresh key). Limits (defaults): the
+/// newest 1,000 messages per author and room, and 10,000 per room from all
+/// such authors. At the limit: the message is stored and the oldest of that
+/// author (or of the room's untrusted authors) are deleted. Our own messages
+/// and trusted authors' are never deleted. Enforced every `check_every` new
+/// messages, so a limit may be passed by fewer than that many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UntrustedRoomQuota {
+    pub per_author: u64,
+    pub per_room: u64,
+    pub check_every: u64,
+}
+
+impl Default for UntrustedRoomQuota {
+    fn default() -> Self {
+        Self {
+            per_author: 1_000,
+            per_room: 10_000,
+            check_every: 64,
+        }
+    }
+}
+
 impl Store {
+    /// Records a verified room message from another author, then keeps the
+    /// room within [`UntrustedRoomQuota`] (`me` is never counted). Returns
+    /// false if the room already had it.
+    pub fn insert_room_message_from_peer(
+        &self,
+        signed: &SignedRoomMessage,
+        received_ms: u64,
+        me: &crate::identity::PeerId,
+    ) -> Result<bool, StoreError> {
+        if !self.insert_room_message(signed, received_ms)? {
+            return Ok(false);
+        }
+        let quota = self.untrusted_room_quota();
+        if !self.room_check_due(quota.check_every) {
+            return Ok(true);
+        }
+        let m = &signed.message;
+        self.with_tx(|tx| {
+            let trusted: bool = tx
+                .query_row(
+                    "SELECT trust = 'trusted' FROM peers WHERE id = ?1",
+                    [m.author.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(false);
+            if trusted {
+                return Ok(());
+            }
+            tx.execute(
+                "DELETE FROM room_messages WHERE seq IN (
+                    SELECT seq FROM (
+                        SELECT seq, ROW_NUMBER() OVER (ORDER BY seq DESC) AS n
+                        FROM room_messages WHERE room = ?1 AND author = ?2)
+                    WHERE n > ?3)",
+                params![m.room, m.author.to_string(), quota.per_author as i64],
+            )?;
+            tx.execute(
+                "DELETE FROM room_messages WHERE seq IN (
+                    SELECT seq FROM (
+                        SELECT seq, ROW_NUMBER() OVER (ORDER BY seq DESC) AS n
+                        FROM room_messages WHERE room = ?1 AND author != ?2
+                          AND author NOT IN (SELECT id FROM peers WHERE trust = 'trusted'))
+                    WHERE n > ?3)",
+                params![m.room, me.to_string(), quota.per_room as i64],
+            )?;
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
     /// Records a room message (ours or a verified one). Returns false if the
     /// room already had a message with this id (nothing is changed).
     pub fn insert_room_message(

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -105,6 +105,7 @@ pub(super) struct Session {
     dialer: Option<LaneDialer>,
     dials: FuturesUnordered<BoxFuture<'static, std::io::Result<BoxedLane>>>,
     lane_count: Arc<AtomicUsize>,
+    lanes_refused: Arc<AtomicU64>,
     closed: watch::Sender<Option<Error>>,
 }
 
@@ -114,6 +115,7 @@ pub(super) struct Handles {
     pub control: MuxStream,
     pub incoming: mpsc::UnboundedReceiver<MuxStream>,
     pub lane_count: Arc<AtomicUsize>,
+    pub lanes_refused: Arc<AtomicU64>,
     pub closed: watch::Receiver<Option<Error>>,
 }
 
@@ -125,6 +127,7 @@ impl Session {
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let (closed, closed_rx) = watch::channel(None);
         let lane_count = Arc::new(AtomicUsize::new(0));
+        let lanes_refused = Arc::new(AtomicU64::new(0));
         let mut session = Self {
             state,
             config,
@@ -140,6 +143,7 @@ impl Session {
             dialer,
             dials: FuturesUnordered::new(),
             lane_count: lane_count.clone(),
+            lanes_refused: lanes_refused.clone(),
             closed,
         };
         let control = session.new_stream(CONTROL, false, cmd_tx.clone());
@@ -149,6 +153,7 @@ impl Session {
             control,
             incoming,
             lane_count,
+            lanes_refused,
             closed: closed_rx,
         }
     }
@@ -303,6 +308,16 @@ impl Session {
     }
 
     fn add_lane(&mut self, io: BoxedLane, dialed: bool) {
+        if self.lanes.len() >= self.config.max_lanes_held {
+            // Dropping the lane closes its socket; the session goes on.
+            self.lanes_refused.fetch_add(1, Ordering::AcqRel);
+            tracing::debug!(
+                limit = self.config.max_lanes_held,
+                "refusing a lane: the session holds the most lanes allowed"
+            );
+            drop(io);
+            return;
+        }
         let lane = self.next_lane;
         self.next_lane += 1;
         let (read, write) = tokio::io::split(io);

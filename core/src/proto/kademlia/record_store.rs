@@ -8,8 +8,12 @@
 //! - an older sequence than the one held is refused as stale, the same sequence
 //!   with a different body too (a publisher never signs two bodies with one
 //!   number, so the second is a forgery attempt or a bug);
-//! - at most `max_records` records in all and `max_per_key` publishers per key.
-//!   When full, a record whose key is nearer to us than the farthest key held
+//! - at most `max_records` records in all, `max_per_key` publishers per key and
+//!   [`MAX_RECORDS_PER_PUBLISHER`] records of one publisher. A full key takes no
+//!   new publisher: records held there stay until they expire, so a flood of
+//!   long-lived records (keys cost nothing) cannot push a name's record out. A
+//!   publisher at its cap gets its new keys refused. When the whole store is
+//!   full, a record whose key is nearer to us than the farthest key held
 //!   displaces one there: a node is responsible for the keys near it, and a
 //!   flood of records for far-away keys cannot push those out.
 //!
@@ -22,6 +26,13 @@ use std::time::Duration;
 use crate::identity::PeerId;
 use crate::proto::kademlia::key::Key;
 use crate::proto::kademlia::record::Record;
+
+/// Resource: records one publisher (one key pair) holds in our record store.
+/// Limit: 256 (a node publishes its peer record under its id and name, plus
+/// a few values). At the limit: a record from that publisher under a key it
+/// has no record under yet is refused (`Refused::PublisherFull`); its records
+/// already held can still be republished and updated.
+pub const MAX_RECORDS_PER_PUBLISHER: usize = 256;
 
 /// A record held, with bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +60,10 @@ pub enum Accepted {
 pub enum Refused {
     #[error("a newer record from this publisher is held")]
     Stale,
-    #[error("the record store is full of records nearer to this node")]
+    #[error("the record store (or this key) is full")]
     Full,
+    #[error("the publisher holds the most records allowed")]
+    PublisherFull,
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +71,10 @@ pub struct RecordStore {
     local: Key,
     max_records: usize,
     max_per_key: usize,
+    max_per_publisher: usize,
     records: BTreeMap<Key, BTreeMap<PeerId, Stored>>,
+    /// Records held per publisher.
+    publishers: BTreeMap<PeerId, usize>,
     count: usize,
 }
 
@@ -68,9 +84,18 @@ impl RecordStore {
             local,
             max_records: max_records.max(1),
             max_per_key: max_per_key.max(1),
+            max_per_publisher: MAX_RECORDS_PER_PUBLISHER,
             records: BTreeMap::new(),
+            publishers: BTreeMap::new(),
             count: 0,
         }
+    }
+
+    /// Changes the cap on records of one publisher (default
+    /// [`MAX_RECORDS_PER_PUBLISHER`]).
+    pub fn with_max_per_publisher(mut self, max: usize) -> Self {
+        self.max_per_publisher = max.max(1);
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -107,14 +132,14 @@ impl RecordStore {
                 }
             };
         }
+        if self.publishers.get(&record.publisher).copied().unwrap_or(0) >= self.max_per_publisher {
+            return Err(Refused::PublisherFull);
+        }
         let per_key = self.records.get(&key).map_or(0, BTreeMap::len);
         if per_key >= self.max_per_key {
-            // make room only for a record outliving the first to expire
-            let soonest = self.records.get(&key).and_then(soonest_expiring);
-            match soonest {
-                Some((p, exp)) if exp < record.expires_ms => self.remove(&key, &p),
-                _ => return Err(Refused::Full),
-            }
+            // No displacement by expiry time: any key can sign the longest
+            // TTL allowed, so that would hand the key to whoever floods it.
+            return Err(Refused::Full);
         } else if self.count >= self.max_records {
             let farthest = self
                 .records
@@ -131,6 +156,7 @@ impl RecordStore {
                 _ => return Err(Refused::Full),
             }
         }
+        *self.publishers.entry(record.publisher).or_default() += 1;
         self.records.entry(key).or_default().insert(
             record.publisher,
             Stored {
@@ -147,6 +173,12 @@ impl RecordStore {
         if let Some(m) = self.records.get_mut(key) {
             if m.remove(publisher).is_some() {
                 self.count -= 1;
+                if let Some(n) = self.publishers.get_mut(publisher) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.publishers.remove(publisher);
+                    }
+                }
             }
             if m.is_empty() {
                 self.records.remove(key);
@@ -184,6 +216,12 @@ impl RecordStore {
             !m.is_empty()
         });
         self.count = self.records.values().map(BTreeMap::len).sum();
+        self.publishers.clear();
+        for m in self.records.values() {
+            for p in m.keys() {
+                *self.publishers.entry(*p).or_default() += 1;
+            }
+        }
         before - self.count
     }
 
@@ -258,12 +296,62 @@ mod tests {
         s.put(rec(1, k, 1, NOW + 10), t(0)).unwrap();
         s.put(rec(2, k, 1, NOW + 20), t(0)).unwrap();
         assert_eq!(s.get(&k).count(), 2);
-        // a third publisher displaces the one expiring first, if it outlives it
+        // a third publisher finds the key full, however long its record lives
         assert_eq!(s.put(rec(3, k, 1, NOW + 5), t(0)), Err(Refused::Full));
-        assert_eq!(s.put(rec(3, k, 1, NOW + 30), t(0)), Ok(Accepted::New));
-        let publishers: Vec<u64> = s.get(&k).map(|x| x.record.expires_ms - NOW).collect();
-        assert!(!publishers.contains(&10));
+        assert_eq!(s.put(rec(3, k, 1, NOW + 30), t(0)), Err(Refused::Full));
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn long_lived_records_of_many_publishers_cannot_crowd_a_held_name_out() {
+        let mut s = RecordStore::new(Key([0; 32]), 1000, 8);
+        let name = Key([1; 32]);
+        // the honest record, short-lived and republished
+        s.put(rec(1, name, 1, NOW + 60_000), t(0)).unwrap();
+        // 50 fresh keys flood the name with records living as long as allowed
+        let refused = (2..52u8)
+            .filter(|i| s.put(rec(*i, name, 1, NOW + 3_600_000), t(1)).is_err())
+            .count();
+        assert_eq!(s.get(&name).count(), 8, "the key's bound held");
+        assert_eq!(refused, 50 - 7);
+        assert!(
+            s.get(&name)
+                .any(|x| x.record.publisher == rec(1, name, 1, 0).publisher),
+            "the honest record is still held"
+        );
+        // and its republish is taken
+        assert_eq!(
+            s.put(rec(1, name, 2, NOW + 60_000), t(2)),
+            Ok(Accepted::Replaced)
+        );
+    }
+
+    #[test]
+    fn one_publisher_cannot_fill_the_store() {
+        let mut s = RecordStore::new(Key([0; 32]), 1000, 8).with_max_per_publisher(10);
+        let stored = (0..40u8)
+            .filter(|i| s.put(rec(1, Key([*i; 32]), 1, NOW + 10), t(0)).is_ok())
+            .count();
+        assert_eq!(stored, 10);
+        assert_eq!(
+            s.put(rec(1, Key([99; 32]), 1, NOW + 10), t(0)),
+            Err(Refused::PublisherFull)
+        );
+        // another publisher is still served, and updates of held keys still pass
+        assert_eq!(
+            s.put(rec(2, Key([99; 32]), 1, NOW + 10), t(0)),
+            Ok(Accepted::New)
+        );
+        assert_eq!(
+            s.put(rec(1, Key([0; 32]), 2, NOW + 10), t(0)),
+            Ok(Accepted::Replaced)
+        );
+        // expiry gives the publisher its room back
+        s.expire(NOW + 11);
+        assert_eq!(
+            s.put(rec(1, Key([50; 32]), 1, NOW + 99), t(1)),
+            Ok(Accepted::New)
+        );
     }
 
     #[test]

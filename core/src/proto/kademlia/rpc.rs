@@ -220,7 +220,7 @@ impl<R: Rng> State<R> {
                 self.stats.stale_records += 1;
                 false
             }
-            Err(Refused::Full) => {
+            Err(Refused::Full | Refused::PublisherFull) => {
                 self.stats.store_full += 1;
                 false
             }

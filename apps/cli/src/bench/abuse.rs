@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use peerconnect::net::transfer::raw::{RawOffer, long_names};
-use peerconnect::proto::transfer::Entry;
+use peerconnect::proto::transfer::{Entry, ToSender};
 use peerconnect::{Config, Node, PeerId};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,6 +59,9 @@ struct Row {
     messages_ok: u32,
     messages: u32,
     message_ms_max: f64,
+    /// What the node turned away: offers refused, keys without a session,
+    /// connections it closed (by the end of the attack).
+    refused: u32,
     /// Owner's page loads answered during the attack / tried.
     web_ok: u32,
     web: u32,
@@ -186,15 +189,28 @@ async fn peer(dir: &std::path::Path, name: &str, victim: &Victim) -> anyhow::Res
 
 /// What an attack holds open until it is dropped.
 enum Attack {
-    Nodes(Vec<Node>, tokio::task::JoinHandle<()>),
+    /// Its nodes, the task driving them and what the node refused so far.
+    Nodes(
+        Vec<Node>,
+        tokio::task::JoinHandle<()>,
+        std::sync::Arc<std::sync::atomic::AtomicU32>,
+    ),
     Sockets(Vec<tokio::net::TcpStream>),
 }
 
+/// Whether the node closed `s` (it reads as ended, or fails).
+fn closed(s: &tokio::net::TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    !matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 async fn attack(name: &str, dir: &std::path::Path, victim: &Victim) -> anyhow::Result<Attack> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     Ok(match name {
         "huge-offers" => {
             let a = peer(dir, "attacker", victim).await?;
-            let (node, to) = (a.clone(), victim.id);
+            let (node, to, count) = (a.clone(), victim.id, refused.clone());
             let task = tokio::spawn(async move {
                 let mut id = 1u64;
                 loop {
@@ -206,17 +222,24 @@ async fn attack(name: &str, dir: &std::path::Path, victim: &Victim) -> anyhow::R
                         }
                     }
                     for o in &mut open {
-                        let _ = o.answer(Duration::from_secs(30)).await;
+                        if let Ok(ToSender::Reject { .. }) = o.answer(Duration::from_secs(30)).await
+                        {
+                            count.fetch_add(1, Relaxed);
+                        }
                     }
                 }
             });
-            Attack::Nodes(vec![a], task)
+            Attack::Nodes(vec![a], task, refused)
         }
         "offer-flood" => {
             let mut nodes = Vec::new();
             let mut offers = Vec::new();
             for k in 0..20 {
-                let a = peer(dir, &format!("flood-{k}"), victim).await?;
+                // Past the node's sessions per address, a key gets none.
+                let Ok(a) = peer(dir, &format!("flood-{k}"), victim).await else {
+                    refused.fetch_add(1, Relaxed);
+                    continue;
+                };
                 for i in 0..10u64 {
                     let files = (0..3).map(move |f| Entry::file(format!("f{i}-{f}.bin"), 1));
                     if let Ok(o) = RawOffer::open(&a, victim.id, 1_000 + i, 3, files).await {
@@ -225,11 +248,16 @@ async fn attack(name: &str, dir: &std::path::Path, victim: &Victim) -> anyhow::R
                 }
                 nodes.push(a);
             }
+            let count = refused.clone();
             let task = tokio::spawn(async move {
-                let _offers = offers;
+                for o in &mut offers {
+                    if let Ok(ToSender::Reject { .. }) = o.answer(Duration::from_secs(1)).await {
+                        count.fetch_add(1, Relaxed);
+                    }
+                }
                 std::future::pending::<()>().await;
             });
-            Attack::Nodes(nodes, task)
+            Attack::Nodes(nodes, task, refused)
         }
         "idle-web" | "half-open-peers" => {
             let (to, n) = if name == "idle-web" {
@@ -296,13 +324,17 @@ async fn run_one(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     match held {
-        Attack::Nodes(nodes, task) => {
+        Attack::Nodes(nodes, task, refused) => {
+            row.refused = refused.load(std::sync::atomic::Ordering::Relaxed);
             task.abort();
             for n in nodes {
                 let _ = n.shutdown().await;
             }
         }
-        Attack::Sockets(s) => drop(s),
+        Attack::Sockets(s) => {
+            row.refused = s.iter().filter(|s| closed(s)).count() as u32;
+            drop(s);
+        }
     }
     // What the node gives back once the attacker left.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -338,16 +370,17 @@ pub async fn run(args: AbuseArgs, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:>22} {:>16} {:>18} {:>16}",
+        "{:<16} {:>22} {:>16} {:>8} {:>18} {:>16}",
         "scenario",
         "RSS MB before/peak/after",
         "fds b/peak/a",
+        "refused",
         "honest msgs (max)",
         "owner page (max)"
     );
     for r in &rows {
         println!(
-            "{:<16} {:>8.0} {:>6.0} {:>6.0} {:>6} {:>4} {:>4} {:>6}/{:<3} {:>6.0}ms {:>5}/{:<3} {:>5.0}ms",
+            "{:<16} {:>8.0} {:>6.0} {:>6.0} {:>6} {:>4} {:>4} {:>8} {:>6}/{:<3} {:>6.0}ms {:>5}/{:<3} {:>5.0}ms",
             r.scenario,
             r.rss_mb_before,
             r.rss_mb_peak,
@@ -355,6 +388,7 @@ pub async fn run(args: AbuseArgs, json: bool) -> anyhow::Result<()> {
             r.fds_before,
             r.fds_peak,
             r.fds_after,
+            r.refused,
             r.messages_ok,
             r.messages,
             r.message_ms_max,

@@ -125,8 +125,24 @@ impl Slot {
     }
 }
 
+/// Offers at least this big give their memory back to the OS when they end.
+const TRIM_AFTER: u64 = 1 << 20;
+
+/// Hands the allocator's free memory back to the OS: glibc keeps the heap a
+/// big refused offer grew (tens of MB a hostile peer chose), otherwise.
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
+        if self.bytes >= TRIM_AFTER {
+            trim();
+        }
         let mut g = self.budget.lock();
         g.streams -= 1;
         g.bytes -= self.bytes;

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::accept::Admission;
 use crate::config::Config;
 use crate::event::{Event, PeerInfo, Trust};
 use crate::identity::{Identity, PeerId, verification_code};
@@ -57,10 +58,6 @@ const MAX_LANES_PER_SESSION: usize = 8;
 /// At start, untrusted peers are re-dialed only if we were connected to them
 /// within this long (stored rows of peers are touched only by connections).
 const RECONNECT_RECENT: Duration = Duration::from_secs(24 * 3600);
-/// Backoff after a failed `accept` (EMFILE and friends): starts here and
-/// doubles up to [`ACCEPT_BACKOFF_MAX`], reset by the next success.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Requests from the [`Node`](crate::Node) handle.
 #[derive(Debug)]
@@ -254,49 +251,6 @@ impl DialBudget {
     }
 }
 
-/// Accepted connections in their handshake, per source IP and in total; shared
-/// by the accept loop and its handshake tasks.
-#[derive(Debug)]
-struct PendingHandshakes {
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    max_per_ip: usize,
-    max_total: usize,
-}
-
-/// One handshake's place in [`PendingHandshakes`], given back on drop.
-struct PendingSlot {
-    table: Arc<PendingHandshakes>,
-    ip: IpAddr,
-}
-
-impl PendingHandshakes {
-    fn try_enter(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
-        let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = m.values().sum();
-        let here = m.get(&ip).copied().unwrap_or(0);
-        if total >= self.max_total || here >= self.max_per_ip {
-            return None;
-        }
-        m.insert(ip, here + 1);
-        Some(PendingSlot {
-            table: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PendingSlot {
-    fn drop(&mut self) {
-        let mut m = self.table.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// A live session to a peer.
 struct Session {
     id: u64,
@@ -466,12 +420,11 @@ impl Actor {
             None
         };
 
-        let pending = Arc::new(PendingHandshakes {
-            per_ip: Mutex::new(HashMap::new()),
-            max_per_ip: config.max_pending_handshakes_per_ip,
-            max_total: crate::config::MAX_PENDING_HANDSHAKES
-                .max(config.max_pending_handshakes_per_ip),
-        });
+        // Handshakes in progress, per source address and in total.
+        let pending = Admission::new(
+            crate::config::MAX_PENDING_HANDSHAKES.max(config.max_pending_handshakes_per_ip),
+            config.max_pending_handshakes_per_ip,
+        );
         tasks.push(spawn_accept_loop(
             listener,
             transport.clone(),
@@ -1345,27 +1298,27 @@ fn spawn_accept_loop(
     input: mpsc::Sender<Input>,
     blocked: Blocklist,
     ours: Hello,
-    pending: Arc<PendingHandshakes>,
+    pending: Admission,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut backoff = crate::accept::Backoff::default();
         loop {
             let (tcp, from) = match listener.accept().await {
                 Ok(x) => {
-                    backoff = ACCEPT_BACKOFF_MIN;
+                    backoff.reset();
                     x
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    let wait = backoff.failed();
+                    tracing::warn!(error = %e, retry_in = ?wait, "accept failed");
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             };
             // Before any TLS work: a host (or everyone) with too many
             // handshakes in progress gets its new connection closed.
-            let Some(slot) = pending.try_enter(from.ip()) else {
+            let Some(slot) = pending.admit(from.ip()) else {
                 drop(tcp);
                 if input.try_send(Input::HandshakeRefused).is_err() {
                     tracing::debug!(%from, "handshake refused (not counted: actor busy)");

@@ -16,10 +16,8 @@
 //!   this timer.
 //! - Accept errors (out of descriptors) back off ([`crate::accept`]).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,81 +31,20 @@ use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use super::WebOptions;
+use crate::accept::{Admission, Slot};
 
-/// Open connections, in total and per client address.
-#[derive(Debug, Clone)]
-pub(crate) struct Admission {
-    max_total: usize,
-    max_per_ip: usize,
-    inner: Arc<Mutex<Counts>>,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// A connection's slot; given back when dropped.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    ip: IpAddr,
-    /// Counted against the total (every address but the owner's machine's).
-    in_total: bool,
-    inner: Arc<Mutex<Counts>>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if self.in_total {
-            g.total -= 1;
-        }
-        if let Some(n) = g.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                g.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
-impl Admission {
-    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
-        Self {
-            max_total,
-            max_per_ip,
-            inner: Arc::default(),
-        }
-    }
-
-    /// A slot for a connection from `ip`, if both caps allow one more. The
-    /// owner's machine (127.0.0.1, ::1: no LAN device can send from there)
-    /// has only its per-address cap, so devices filling the total cannot
-    /// keep the owner out.
-    pub fn admit(&self, ip: IpAddr) -> Option<Slot> {
-        let ip = ip.to_canonical();
-        let in_total =
-            ip != IpAddr::from([127, 0, 0, 1]) && ip != IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]);
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let from_ip = g.per_ip.get(&ip).copied().unwrap_or(0);
-        if (in_total && g.total >= self.max_total) || from_ip >= self.max_per_ip {
-            return None;
-        }
-        if in_total {
-            g.total += 1;
-        }
-        *g.per_ip.entry(ip).or_default() += 1;
-        Some(Slot {
-            ip,
-            in_total,
-            inner: self.inner.clone(),
-        })
-    }
-
-    /// Connections open now, the owner machine's aside.
-    pub fn open(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).total
+/// A slot for a connection from `ip`, if the caps allow one more. The
+/// owner's machine (127.0.0.1, ::1: no LAN device can send from there) has
+/// only its per-address cap, so devices filling the total cannot keep the
+/// owner out.
+fn admit(admission: &Admission, ip: IpAddr) -> Option<Slot> {
+    let ip = ip.to_canonical();
+    let owner =
+        ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]);
+    if owner {
+        admission.admit_outside_total(ip)
+    } else {
+        admission.admit(ip)
     }
 }
 
@@ -189,7 +126,7 @@ pub(crate) async fn serve(
                 }
             }
         };
-        let Some(slot) = admission.admit(peer.ip()) else {
+        let Some(slot) = admit(&admission, peer.ip()) else {
             tracing::debug!(%peer, open = admission.open(), "web UI: connection refused (cap)");
             // Dropping it closes it now.
             drop(stream);
@@ -236,19 +173,19 @@ mod tests {
         let x: IpAddr = "10.0.0.2".parse().unwrap();
         let y: IpAddr = "10.0.0.3".parse().unwrap();
         let z: IpAddr = "10.0.0.4".parse().unwrap();
-        let x1 = a.admit(x).unwrap();
-        let _x2 = a.admit(x).unwrap();
-        assert!(a.admit(x).is_none(), "third from one address");
-        let _y1 = a.admit(y).unwrap();
-        assert!(a.admit(z).is_none(), "past the total");
+        let x1 = admit(&a, x).unwrap();
+        let _x2 = admit(&a, x).unwrap();
+        assert!(admit(&a, x).is_none(), "third from one address");
+        let _y1 = admit(&a, y).unwrap();
+        assert!(admit(&a, z).is_none(), "past the total");
         // The owner's machine still gets in, up to its own cap.
-        let o1 = a.admit("127.0.0.1".parse().unwrap()).unwrap();
-        let _o2 = a.admit("::1".parse().unwrap()).unwrap();
-        let _o3 = a.admit("127.0.0.1".parse().unwrap()).unwrap();
-        assert!(a.admit("127.0.0.1".parse().unwrap()).is_none());
+        let o1 = admit(&a, "127.0.0.1".parse().unwrap()).unwrap();
+        let _o2 = admit(&a, "::1".parse().unwrap()).unwrap();
+        let _o3 = admit(&a, "127.0.0.1".parse().unwrap()).unwrap();
+        assert!(admit(&a, "127.0.0.1".parse().unwrap()).is_none());
         drop(o1);
         drop(x1);
         assert_eq!(a.open(), 2);
-        a.admit(z).unwrap();
+        admit(&a, z).unwrap();
     }
 }

@@ -50,6 +50,35 @@ async fn connect_by_address_shows_the_same_code_on_both_sides() {
     b.shutdown().await.unwrap();
 }
 
+/// `connect` answers once the session is in the peer table: a call made right
+/// after it (list the peers, trust the peer by name) sees the peer. It used to
+/// answer as soon as the handshake ended, and a binding test trusting "alpha"
+/// just after connecting failed now and then with "peer not found".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_peer_is_listed_as_soon_as_connect_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = node(&dir.path().join("b"), "beta").await;
+    let mut others = Vec::new();
+    for i in 0..12 {
+        others.push(node(&dir.path().join(format!("a{i}")), &format!("alpha{i}")).await);
+    }
+    // Connects to all at once, so b's actor is busy when each answer comes.
+    let checks = others.iter().enumerate().map(|(i, a)| {
+        let b = b.clone();
+        let (addr, id) = (a.listen_addrs()[0], a.id());
+        async move {
+            b.connect(addr, None).await.unwrap();
+            assert!(connected(&b, id).await, "alpha{i} not listed");
+            assert_eq!(b.resolve(&format!("alpha{i}")).await.unwrap(), id);
+        }
+    });
+    futures::future::join_all(checks).await;
+    for a in others {
+        a.shutdown().await.unwrap();
+    }
+    b.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn connect_option_dials_at_start_and_lists_the_peer() {
     let dir = tempfile::tempdir().unwrap();

@@ -119,6 +119,15 @@ pub(crate) enum Input {
         /// The address we dialed (None for accepted connections).
         dialed: Option<SocketAddr>,
     },
+    /// A connection dialed for `Node::connect`: its caller is answered once the
+    /// session is in the peer table, so a call right after (`peers`, `resolve`
+    /// by name) sees the peer.
+    ConnectedFor {
+        conn: Connection,
+        hello: Hello,
+        dialed: SocketAddr,
+        reply: oneshot::Sender<Result<PeerId, String>>,
+    },
     DialFailed {
         addr: SocketAddr,
         expected: Option<PeerId>,
@@ -581,15 +590,14 @@ impl Actor {
                 tokio::spawn(async move {
                     match dial_once(&t, addr, expected, &h).await {
                         Ok((conn, hello)) => {
-                            let id = conn.peer;
                             let _ = tx
-                                .send(Input::Connected {
+                                .send(Input::ConnectedFor {
                                     conn,
                                     hello,
-                                    dialed: Some(addr),
+                                    dialed: addr,
+                                    reply,
                                 })
                                 .await;
-                            let _ = reply.send(Ok(id));
                         }
                         Err(e) => {
                             let _ = reply.send(Err(e.to_string()));
@@ -694,6 +702,25 @@ impl Actor {
                 hello,
                 dialed,
             } => self.on_connected(conn, hello, dialed),
+            Input::ConnectedFor {
+                conn,
+                hello,
+                dialed,
+                reply,
+            } => {
+                let peer = conn.peer;
+                self.on_connected(conn, hello, Some(dialed));
+                let res = if self.sessions.contains_key(&peer) {
+                    Ok(peer)
+                } else if peer == self.identity.peer_id() {
+                    Err("that address is this node".to_string())
+                } else if self.is_blocked(&peer) {
+                    Err(format!("{peer} is blocked"))
+                } else {
+                    Err("the session was refused (too many sessions from that address)".into())
+                };
+                let _ = reply.send(res);
+            }
             Input::DialFailed {
                 addr,
                 expected,

@@ -143,6 +143,10 @@ enum BenchWhat {
     /// Hostile LAN scenarios against a node on 127.0.0.1: its memory and
     /// descriptors, and an honest peer's and the owner's service meanwhile.
     Abuse(bench::abuse::AbuseArgs),
+    /// Everything at once for a while: transfers, direct messages, a chatting
+    /// room and browser guests among nodes on 127.0.0.1; checks nothing was
+    /// lost and reports each node's memory and a message's latency.
+    Load(bench::load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -218,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             BenchWhat::Abuse(args) => bench::abuse::run(args, json)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            BenchWhat::Load(args) => bench::load::run(args, json).await,
         },
         Cmd::Send(args) => transfer::send(args).await,
         Cmd::Receive(args) => transfer::receive(args).await,

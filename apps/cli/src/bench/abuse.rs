@@ -5,16 +5,16 @@
 //! descriptors before, at the peak and after the attacker left, and what the
 //! honest peer and the owner saw during the attack.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use peerconnect::net::transfer::raw::{RawOffer, long_names};
 use peerconnect::proto::transfer::{Entry, ToSender};
-use peerconnect::{Config, Node, PeerId};
+use peerconnect::{Config, Node};
 use serde::Serialize;
+
+use super::child::ChildNode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Args, Debug)]
@@ -68,91 +68,6 @@ struct Row {
     web_ms_max: f64,
 }
 
-/// The node under attack: a child `peerconnect up`.
-struct Victim {
-    child: Child,
-    addr: SocketAddr,
-    web: SocketAddr,
-    id: PeerId,
-}
-
-impl Victim {
-    fn start(dir: &std::path::Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args([
-                "up",
-                "--no-discovery",
-                "--json",
-                "--quiet",
-                "--name",
-                "victim",
-            ])
-            .args(["--listen", "127.0.0.1:0", "--web", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let out = child.stdout.take().expect("piped");
-        let mut lines = BufReader::new(out).lines();
-        let listening = loop {
-            let line = lines
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("the node exited before listening"))??;
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["event"] == "listening" {
-                break v;
-            }
-        };
-        // Keep reading its stdout so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let addr = listening["addrs"][0]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no address in {listening}"))?;
-        let web = listening["web"]
-            .as_str()
-            .and_then(|u| u.strip_prefix("http://"))
-            .and_then(|u| u.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no web address in {listening}"))?;
-        let id = listening["id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no id in {listening}"))?;
-        Ok(Self {
-            child,
-            addr,
-            web,
-            id,
-        })
-    }
-
-    /// Resident memory in MB and open descriptors.
-    fn sample(&self) -> (f64, u64) {
-        let pid = self.child.id();
-        let rss_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            })
-            .unwrap_or(0.0);
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|d| d.count() as u64)
-            .unwrap_or(0);
-        (rss_kb / 1024.0, fds)
-    }
-}
-
-impl Drop for Victim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One GET of the web UI's page: its time, if it answered within 2 s.
 async fn load_page(web: SocketAddr) -> Option<Duration> {
     let t = Instant::now();
@@ -172,7 +87,7 @@ async fn load_page(web: SocketAddr) -> Option<Duration> {
 }
 
 /// Starts a node of our own, connected to the victim.
-async fn peer(dir: &std::path::Path, name: &str, victim: &Victim) -> anyhow::Result<Node> {
+async fn peer(dir: &std::path::Path, name: &str, victim: &ChildNode) -> anyhow::Result<Node> {
     let mut c = Config::local(dir.join(name));
     c.name = name.into();
     c.web = None;
@@ -204,7 +119,7 @@ fn closed(s: &tokio::net::TcpStream) -> bool {
     !matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-async fn attack(name: &str, dir: &std::path::Path, victim: &Victim) -> anyhow::Result<Attack> {
+async fn attack(name: &str, dir: &std::path::Path, victim: &ChildNode) -> anyhow::Result<Attack> {
     use std::sync::atomic::Ordering::Relaxed;
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     Ok(match name {
@@ -288,7 +203,7 @@ async fn run_one(
     seconds: u64,
     dir: &std::path::Path,
     honest: &Node,
-    victim: &Victim,
+    victim: &ChildNode,
 ) -> anyhow::Result<Row> {
     let (rss_mb_before, fds_before) = victim.sample();
     let mut row = Row {
@@ -352,7 +267,7 @@ pub async fn run(args: AbuseArgs, json: bool) -> anyhow::Result<()> {
         "--seconds must be 1..=600"
     );
     let dir = tempfile::tempdir()?;
-    let victim = Victim::start(&dir.path().join("victim"))?;
+    let victim = ChildNode::start(&dir.path().join("victim"), "victim", &[])?;
     let honest = peer(dir.path(), "honest", &victim).await?;
     let mut rows = Vec::new();
     for (name, what) in SCENARIOS {

@@ -101,7 +101,7 @@ struct Round {
 }
 
 /// Resident set size of this process, in bytes.
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -112,7 +112,7 @@ fn rss_bytes() -> u64 {
 }
 
 /// Raises the soft open-files limit to the hard one; returns the limit.
-fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -11,6 +11,7 @@ pub mod gossip;
 pub mod links;
 pub mod messaging;
 pub mod mux;
+pub mod netwatch;
 pub(crate) mod streams;
 pub mod transfer;
 pub mod transport;

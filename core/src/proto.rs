@@ -17,6 +17,7 @@ pub mod kademlia;
 pub mod messaging;
 pub mod mux;
 pub mod plumtree;
+pub mod roaming;
 pub mod rooms;
 pub mod rumor;
 #[cfg(any(test, feature = "sim"))]

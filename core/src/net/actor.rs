@@ -134,6 +134,8 @@ pub(crate) enum Input {
         error: String,
     },
     HandshakeFailed,
+    /// This host's addresses changed (`net::netwatch`): the whole new set.
+    LocalAddrs(std::collections::BTreeSet<IpAddr>),
     HandshakeRefused,
     RefusedBlocked,
     FromPeer {
@@ -266,6 +268,8 @@ struct Session {
     instance: u64,
     /// The IP address the session's first connection came from or went to.
     ip: IpAddr,
+    /// Our address of its newest connection (see `proto::roaming`).
+    local: Option<IpAddr>,
     mux: MuxSession,
     tx: mpsc::Sender<Message>,
     last_heard: Instant,
@@ -428,6 +432,25 @@ impl Actor {
         } else {
             None
         };
+
+        // Follow this host's addresses where they can change under us: on a
+        // LAN (discovery) or with a peer beyond loopback. Nodes on loopback
+        // only (tests, benchmarks of many nodes) need no watcher.
+        let beyond_loopback = config.connect.iter().any(|c| {
+            c.parse::<SocketAddr>()
+                .map_or(true, |a| !a.ip().is_loopback())
+        });
+        if config.discovery.enabled || beyond_loopback {
+            let itx = input_tx.clone();
+            tasks.push(crate::net::netwatch::spawn(move |local| {
+                match itx.try_send(Input::LocalAddrs(local)) {
+                    Ok(()) => true,
+                    // Busy: the next change or rescan reports the set again.
+                    Err(mpsc::error::TrySendError::Full(_)) => true,
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                }
+            }));
+        }
 
         // Handshakes in progress, per source address and in total.
         let pending = Admission::new(
@@ -751,6 +774,7 @@ impl Actor {
                 }
             }
             Input::HandshakeFailed => self.stats.handshakes_failed += 1,
+            Input::LocalAddrs(local) => self.on_local_addrs(local).await,
             Input::HandshakeRefused => self.stats.handshakes_refused += 1,
             Input::RefusedBlocked => self.stats.connections_refused_blocked += 1,
             Input::FromPeer { peer, session, msg } => {
@@ -787,8 +811,60 @@ impl Actor {
             } => {
                 if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
                     self.close_session(peer, reason);
+                    self.redial_discovered(peer);
                 }
             }
+        }
+    }
+
+    /// This host's addresses changed: discovery joins and announces from the
+    /// new ones at once, and each session made from an address that went away
+    /// is dialed again so that it moves to a new lane (`proto::roaming`).
+    async fn on_local_addrs(&mut self, local: std::collections::BTreeSet<IpAddr>) {
+        if let Some((_, sockets)) = &mut self.discovery {
+            sockets.refresh_interfaces();
+            self.drive_discovery(disco::InEvent::NetworkChanged).await;
+        }
+        let stranded = crate::proto::roaming::stranded(
+            self.sessions.iter().map(|(p, s)| (*p, s.local)),
+            &local,
+        );
+        for peer in stranded {
+            let addrs = self
+                .peers
+                .get(&peer)
+                .map(Peer::dial_addrs)
+                .unwrap_or_default();
+            if addrs.is_empty() {
+                continue;
+            }
+            tracing::info!(%peer, ?addrs, "our address of a session went away: dialing a new lane");
+            self.dial_any(peer, addrs);
+        }
+    }
+
+    /// A session that ended without anyone wanting it to (its lanes died, the
+    /// peer stopped answering): if discovery still hears the peer, dial it
+    /// again as on hearing it for the first time.
+    fn redial_discovered(&mut self, peer: PeerId) {
+        if self.sessions.contains_key(&peer) || self.is_blocked(&peer) {
+            return;
+        }
+        let Some(p) = self.peers.get(&peer).filter(|p| p.discovered) else {
+            return;
+        };
+        let addrs = p.dial_addrs();
+        if self.identity.peer_id() < peer {
+            // Freshest heard address first: the proven ones may be the ones
+            // that just went away.
+            if let Some(addr) = best_addr(&p.candidates).or_else(|| best_addr(&addrs)) {
+                self.discovery_dial(addr, peer);
+            }
+        } else {
+            self.timers.schedule(
+                Instant::now() + FALLBACK_DIAL_DELAY,
+                Timer::FallbackDial(peer),
+            );
         }
     }
 
@@ -839,12 +915,29 @@ impl Actor {
         // The address to reach this peer again: what we dialed, or the address it
         // connected from with the port it listens on.
         let addr = dialed.unwrap_or_else(|| SocketAddr::new(conn.remote.ip(), hello.listen_port));
-        if let Some(s) = self.sessions.get(&peer) {
+        if let Some(s) = self.sessions.get_mut(&peer) {
             if s.instance == hello.instance {
-                // The session task refuses lanes past MAX_LANES_PER_SESSION:
-                // it alone sees lanes in the order they are added.
+                // Another lane of the session (or the session moving to a new
+                // address, see `proto::roaming`). The session task refuses
+                // lanes past MAX_LANES_PER_SESSION: it alone sees lanes in the
+                // order they are added.
+                if let Ok(local) = conn.local_addr() {
+                    s.local = Some(local.ip());
+                }
                 let mux = s.mux.clone();
                 tokio::spawn(async move { mux.add_lane(conn).await });
+                // The key proved this address: the peer's first from now on.
+                if hello.listen_port != 0
+                    && let Some(p) = self.peers.get_mut(&peer)
+                    && p.addrs.first() != Some(&addr)
+                {
+                    p.addrs.retain(|a| *a != addr);
+                    p.addrs.insert(0, addr);
+                    p.addrs.truncate(8);
+                    let _ = self
+                        .store
+                        .upsert_peer(&peer, &p.name, p.kind, &p.addrs, wall_ms());
+                }
                 return;
             }
             // The peer restarted: its old session is void.
@@ -905,6 +998,7 @@ impl Actor {
 
     fn start_session(&mut self, peer: PeerId, instance: u64, conn: Connection, addr: SocketAddr) {
         let ip = conn.remote.ip();
+        let local = conn.local_addr().ok().map(|a| a.ip());
         self.next_session += 1;
         let id = self.next_session;
         let side = if self.identity.peer_id() < peer {
@@ -1015,6 +1109,7 @@ impl Actor {
                 id,
                 instance,
                 ip,
+                local,
                 mux,
                 tx,
                 last_heard: Instant::now(),
@@ -1152,11 +1247,11 @@ impl Actor {
                 self.drive_discovery(disco::InEvent::Timer(t)).await;
             }
             Timer::FallbackDial(peer) => {
+                // Freshest heard address first (the proven ones may have gone).
                 if !self.sessions.contains_key(&peer)
-                    && let Some(addr) = self
-                        .peers
-                        .get(&peer)
-                        .and_then(|p| best_addr(&p.dial_addrs()))
+                    && let Some(addr) = self.peers.get(&peer).and_then(|p| {
+                        best_addr(&p.candidates).or_else(|| best_addr(&p.dial_addrs()))
+                    })
                 {
                     self.discovery_dial(addr, peer);
                 }
@@ -1176,6 +1271,7 @@ impl Actor {
                     .collect();
                 for p in dead {
                     self.close_session(p, Some("peer stopped answering".into()));
+                    self.redial_discovered(p);
                 }
                 let nonce = self.now().as_millis() as u64;
                 for s in self.sessions.values() {

@@ -17,7 +17,7 @@
 //! joined then. The state machine in [`crate::proto::discovery`] decides what to
 //! send; this module only moves bytes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
@@ -122,7 +122,10 @@ pub struct Sockets {
     send4: Option<Arc<UdpSocket>>,
     send6: Option<Arc<UdpSocket>>,
     ifaces: Vec<Iface>,
-    joined: BTreeSet<(String, bool)>,
+    /// Groups joined: per interface, the IPv4 address the v4 group was joined
+    /// with, and whether the v6 group was joined.
+    joined4: BTreeMap<String, Ipv4Addr>,
+    joined6: BTreeSet<String>,
 }
 
 fn listening_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -206,7 +209,8 @@ impl Sockets {
             send4,
             send6,
             ifaces: Vec::new(),
-            joined: BTreeSet::new(),
+            joined4: BTreeMap::new(),
+            joined6: BTreeSet::new(),
         };
         s.refresh_interfaces();
         Ok(s)
@@ -223,19 +227,29 @@ impl Sockets {
         };
         if self.config.multicast {
             for i in &ifaces {
+                // Joined again when the interface's address changed: the
+                // membership was made with the old one.
                 if let (Some((ip, _)), Some(s)) = (i.v4, &self.listen4)
-                    && self.joined.insert((i.name.clone(), false))
-                    && let Err(e) = s.join_multicast_v4(self.config.group_v4, ip)
+                    && self.joined4.get(&i.name) != Some(&ip)
                 {
-                    tracing::debug!(iface = %i.name, error = %e, "discovery: cannot join ipv4 group");
-                    self.joined.remove(&(i.name.clone(), false));
+                    if let Some(old) = self.joined4.remove(&i.name) {
+                        let _ = s.leave_multicast_v4(self.config.group_v4, old);
+                    }
+                    match s.join_multicast_v4(self.config.group_v4, ip) {
+                        Ok(()) => {
+                            self.joined4.insert(i.name.clone(), ip);
+                        }
+                        Err(e) => {
+                            tracing::debug!(iface = %i.name, error = %e, "discovery: cannot join ipv4 group");
+                        }
+                    }
                 }
                 if let (true, Some(s)) = (i.has_v6, &self.listen6)
-                    && self.joined.insert((i.name.clone(), true))
+                    && self.joined6.insert(i.name.clone())
                     && let Err(e) = s.join_multicast_v6(&self.config.group_v6, i.index)
                 {
                     tracing::debug!(iface = %i.name, error = %e, "discovery: cannot join ipv6 group");
-                    self.joined.remove(&(i.name.clone(), true));
+                    self.joined6.remove(&i.name);
                 }
             }
         }

@@ -140,6 +140,10 @@ pub enum InEvent {
         bytes: Vec<u8>,
         wall_ms: u64,
     },
+    /// This host's addresses changed: announce at once, so peers learn the
+    /// new address now rather than at the next periodic announcement (see
+    /// [`crate::proto::roaming`]).
+    NetworkChanged,
     /// Our name or port changed: announce the new values at once.
     UpdateSelf {
         name: String,
@@ -264,6 +268,7 @@ impl<R: Rng> State<R> {
                 ));
             }
             InEvent::Datagram { from, bytes, .. } => self.on_datagram(now, from, &bytes, &mut out),
+            InEvent::NetworkChanged => out.push(OutEvent::Broadcast(self.announcement(false))),
             InEvent::UpdateSelf {
                 name,
                 kind,
@@ -498,6 +503,33 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A node whose address changed announces at once; a peer that knew it at
+    /// the old address hears the new one first (an `Updated`), without
+    /// waiting for the next periodic announcement.
+    #[test]
+    fn a_network_change_announces_at_once_and_peers_learn_the_new_address() {
+        let mut a = node(1);
+        let mut b = node(2);
+        let first = broadcast_of(&a.handle(Duration::ZERO, WALL, InEvent::Start));
+        deliver(&mut b, Duration::ZERO, addr(1), first);
+        let t = Duration::from_millis(10);
+        let out = a.handle(t, WALL + 10, InEvent::NetworkChanged);
+        assert!(
+            !out.iter().any(|o| matches!(o, OutEvent::ScheduleTimer(..))),
+            "the periodic timer is left as it is"
+        );
+        let moved = SocketAddr::from(([10, 0, 0, 101], 5000));
+        let out = deliver(&mut b, t, moved, broadcast_of(&out));
+        let updated = out
+            .iter()
+            .find_map(|o| match o {
+                OutEvent::Emit(Event::Updated(p)) => Some(p.clone()),
+                _ => None,
+            })
+            .expect("b hears a at its new address");
+        assert_eq!(updated.addrs[0], SocketAddr::from(([10, 0, 0, 101], 4001)));
     }
 
     #[test]

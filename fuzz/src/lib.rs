@@ -41,11 +41,13 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("mux_frame", mux_frame),
     ("mux_state", mux_state),
     ("transfer", transfer),
+    ("transfer_sender", transfer_sender),
     ("safe_path", safe_path),
     ("messaging", messaging),
     ("gossip", gossip),
     ("kademlia", kademlia),
     ("web", web),
+    ("rooms", rooms),
 ];
 
 /// Most operations one input drives a state machine through (bounds the time

@@ -8,9 +8,9 @@ use bytes::{Bytes, BytesMut};
 use peerconnect::proto::kademlia::{self, Contact, Key};
 use peerconnect::proto::messaging::{Envelope, Message as Dm, MessageId};
 use peerconnect::proto::mux;
-use peerconnect::proto::transfer::{Entry, ToReceiver, ToSender, TransferId};
+use peerconnect::proto::transfer::{Entry, ToReceiver, ToSender, TransferId, resume};
 use peerconnect::proto::wire::{self, Datagram, DeviceKind, Hello, StreamKind};
-use peerconnect::proto::{discovery, gossip, hyparview, plumtree, rumor};
+use peerconnect::proto::{discovery, gossip, hyparview, plumtree, rooms as room, rumor};
 
 use crate::{Program, addr, identities, peer};
 
@@ -29,6 +29,8 @@ pub fn all() -> Vec<Seed> {
     out.extend(gossip());
     out.extend(kademlia());
     out.extend(web());
+    out.extend(transfer_sender());
+    out.extend(rooms());
     out
 }
 
@@ -536,4 +538,83 @@ fn web() -> Vec<Seed> {
             ("web", format!("request-{i}"), v)
         })
         .collect()
+}
+
+fn transfer_sender() -> Vec<Seed> {
+    // The target's fixed manifest: d/, d/a (3 chunks and a bit), d/b, c, e.
+    let mut p = Program::default();
+    p.u8(0); // the fixed manifest
+    p.op(0).msg(&ToSender::Accept {
+        selected: vec![(0, 5)],
+        proofs: 2,
+    });
+    p.op(0).msg(&ToSender::Resume {
+        index: 1,
+        chunk: resume::chunk_size(3 * resume::MIN_CHUNK + 5),
+        hashes: vec![[7; 32], [7; 32]],
+    });
+    p.op(0).msg(&ToSender::Have {
+        index: 4,
+        blake3: [1; 32],
+    });
+    p.u8(7).u8(7); // our hashes of d/a's first two chunks: both match
+    for ended in [true, true, false, true] {
+        p.op(2).u8(ended as u8); // start d/a, d/b, c (skipped), e
+    }
+    p.op(3); // Done
+    p.op(0).msg(&ToSender::FileOk { index: 1 });
+    p.op(0).msg(&ToSender::FileOk { index: 2 });
+    p.op(0).msg(&ToSender::FileFailed {
+        index: 3,
+        reason: "skipped".into(),
+    });
+    p.op(0).msg(&ToSender::FileOk { index: 4 });
+    p.op(0).msg(&ToSender::Summary { ok: 3, failed: 1 });
+    let mut q = Program::default();
+    q.u8(1).msg(&vec![Entry::dir("x"), Entry::file("x/y", 9)]);
+    q.op(0).msg(&ToSender::Reject {
+        reason: "no thanks".into(),
+    });
+    vec![
+        (
+            "transfer_sender",
+            "resume-and-replies".into(),
+            p.bytes.clone(),
+        ),
+        ("transfer_sender", "reject".into(), q.bytes.clone()),
+    ]
+}
+
+fn rooms() -> Vec<Seed> {
+    let ids = identities();
+    let message = |room: &str, text: &str| room::RoomMessage {
+        id: room::RoomMessageId([9; 16]),
+        room: room.into(),
+        author: ids[1].peer_id(),
+        author_name: "alice".into(),
+        text: text.into(),
+        time_ms: 1_700_000_000_000,
+    };
+    let mut p = Program::default();
+    // A genuine payload as it arrives (room "lobby" is name 0).
+    let genuine = room::SignedRoomMessage::sign(message("lobby", "hello room"), &ids[1]).encode();
+    p.u8(0).op(0).chunk(&genuine);
+    // The same in another room's topic.
+    p.u8(1).op(0).chunk(&genuine);
+    // Signed by the target: as the author, then as a forger; one byte changed.
+    p.u8(0)
+        .op(1)
+        .u8(1)
+        .u8(1)
+        .u16(40)
+        .u8(1)
+        .msg(&message("lobby", "hi"));
+    p.u8(1)
+        .op(1)
+        .u8(2)
+        .u8(0)
+        .u16(3)
+        .u8(0)
+        .msg(&message("staff", "not me"));
+    vec![("rooms", "payloads".into(), p.bytes.clone())]
 }

@@ -10,10 +10,10 @@ use rand_chacha::ChaCha8Rng;
 
 use peerconnect::identity::PeerId;
 use peerconnect::proto::transfer::{
-    self, Entry, Manifest, SafePath, ToReceiver, ToSender, collision_name, receiver,
+    self, Entry, Manifest, SafePath, ToReceiver, ToSender, collision_name, receiver, sender,
 };
 use peerconnect::proto::wire::{self, Datagram, Hello, StreamKind};
-use peerconnect::proto::{discovery, gossip, hyparview, kademlia, messaging, mux, plumtree};
+use peerconnect::proto::{discovery, gossip, hyparview, kademlia, messaging, mux, plumtree, rooms};
 
 use crate::{
     Input, MAX_OPS, Model, Seen, addr, datagram_round_trip, frame_round_trip, identities, ms, peer,
@@ -890,6 +890,7 @@ pub fn kademlia(data: &[u8]) {
     let mut now = Duration::ZERO;
     let mut timers: Vec<kademlia::Timer> = Vec::new();
     let mut tag = 0;
+    let mut own_keys: Seen<Vec<u8>> = Seen::new();
     for _ in 0..MAX_OPS {
         if inp.is_empty() {
             break;
@@ -951,10 +952,14 @@ pub fn kademlia(data: &[u8]) {
                     0 => kademlia::Command::Bootstrap,
                     1 => kademlia::Command::FindPeer(peer(inp.u8())),
                     2 => kademlia::Command::Get(inp.bytes(2).to_vec()),
-                    _ => kademlia::Command::Put {
-                        key: inp.bytes(2).to_vec(),
-                        value: inp.chunk().to_vec(),
-                    },
+                    _ => {
+                        let key = inp.bytes(2).to_vec();
+                        own_keys.insert(key.clone());
+                        kademlia::Command::Put {
+                            key,
+                            value: inp.chunk().to_vec(),
+                        }
+                    }
                 };
                 kademlia::InEvent::Command {
                     tag: kademlia::Tag(tag),
@@ -984,7 +989,14 @@ pub fn kademlia(data: &[u8]) {
             st.record_store().len() <= cfg.max_records,
             "record store overflows"
         );
-        assert!(st.active_queries() <= cfg.max_queries, "too many queries");
+        // Republishing re-stores each of our own records at once (they are
+        // the user's, not the network's); nothing else goes past the limit.
+        assert!(
+            st.active_queries() <= cfg.max_queries + own_keys.len(),
+            "{} lookups running, the limit is {}",
+            st.active_queries(),
+            cfg.max_queries
+        );
         assert!(st.routing_table().len() <= cfg.k * kademlia::KEY_BITS);
         assert!(
             st.routing_table()
@@ -1035,4 +1047,234 @@ pub fn web(data: &[u8]) {
 /// Whether `v` is a valid HTTP header value: visible ASCII, spaces and tabs.
 fn axum_header_ok(v: &str) -> bool {
     v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+// --- transfer, the sender's side ------------------------------------------------
+
+/// The sender's state machine fed the receiver's answer, resume proofs and
+/// per-file replies, interleaved with the driver starting and ending files.
+/// Checks the sender believes only what it may: claims only for selected
+/// files and within their size, a file reported received only once it was
+/// sent, replies in travel order, and a summary that adds up.
+pub fn transfer_sender(data: &[u8]) {
+    let mut inp = Input::new(data);
+    let entries = if inp.bool() {
+        inp.take::<Vec<Entry>>().unwrap_or_default()
+    } else {
+        vec![
+            Entry::dir("d"),
+            Entry::file("d/a", 3 * transfer::resume::MIN_CHUNK + 5),
+            Entry::file("d/b", 1),
+            Entry::file("c", 0),
+            Entry::file("e", 2),
+        ]
+    };
+    let Ok(m) = Manifest::new(entries) else {
+        return;
+    };
+    let mut st = sender::State::new(&m);
+    let mut accepted = false;
+    let mut started = 0usize; // files the driver started (in travel order)
+    let mut ended: Seen<u32> = Seen::new(); // ... and wrote `End` for
+    let mut answered = 0usize;
+    let (mut ok, mut failed) = (0u32, 0u32);
+    let mut done_sent = false;
+    for _ in 0..MAX_OPS {
+        if inp.is_empty() {
+            break;
+        }
+        match inp.u8() % 4 {
+            0 | 1 => {
+                let Some(msg) = inp.take::<ToSender>() else {
+                    continue;
+                };
+                frame_round_trip(&msg);
+                if !accepted {
+                    match st.on_answer(msg) {
+                        Ok(sender::Answer::Continue) => {}
+                        Ok(sender::Answer::Accepted) => {
+                            accepted = true;
+                            check_accepted(&m, &mut st, &mut inp);
+                        }
+                        Ok(sender::Answer::Rejected(reason)) => {
+                            assert!(reason.len() <= transfer::MAX_REASON);
+                            assert!(st.is_complete());
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                } else {
+                    let files = st.files().to_vec();
+                    match st.on_reply(msg) {
+                        Ok(sender::Reply::FileOk(i)) => {
+                            assert_eq!(files.get(answered), Some(&i), "FileOk out of order");
+                            assert!(answered < started, "FileOk for a file not started");
+                            assert!(ended.remove(&i), "FileOk for file {i} before its End");
+                            answered += 1;
+                            ok += 1;
+                        }
+                        Ok(sender::Reply::FileFailed(i, reason)) => {
+                            assert_eq!(files.get(answered), Some(&i), "FileFailed out of order");
+                            assert!(answered < started, "FileFailed for a file not started");
+                            assert!(reason.len() <= transfer::MAX_REASON);
+                            ended.remove(&i);
+                            answered += 1;
+                            failed += 1;
+                        }
+                        Ok(sender::Reply::Complete { ok: o, failed: f }) => {
+                            assert!(done_sent, "complete before Done");
+                            assert_eq!((o, f), (ok, failed), "summary differs from replies");
+                            assert_eq!(o as usize + f as usize, files.len());
+                            assert_eq!(answered, files.len());
+                            assert!(st.is_complete());
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }
+            2 => {
+                // The driver starts the next file; `End` unless it is skipped.
+                if !accepted || done_sent {
+                    continue;
+                }
+                let Some(&i) = st.files().get(started) else {
+                    continue;
+                };
+                st.on_started(i);
+                started += 1;
+                if inp.bool() {
+                    st.on_ended(i);
+                    ended.insert(i);
+                }
+            }
+            _ => {
+                if accepted && !done_sent && started == st.files().len() {
+                    st.on_done_sent();
+                    done_sent = true;
+                }
+            }
+        }
+    }
+}
+
+/// After `Accept` and its proofs: the files are the selected non-directories,
+/// in manifest order, and every claim is about one of them and fits it.
+fn check_accepted(m: &Manifest, st: &mut sender::State, inp: &mut Input<'_>) {
+    assert_eq!(st.selected().len(), m.len());
+    let want: Vec<u32> = (0..m.len())
+        .filter(|&i| st.selected()[i] && m.entries()[i].size().is_some())
+        .map(|i| i as u32)
+        .collect();
+    assert_eq!(st.files(), &want[..], "files are not the selected files");
+    for (i, claim) in st.take_claims() {
+        assert!(want.contains(&i), "claim for {i}, not a selected file");
+        let size = m.entries()[i as usize].size().expect("a file");
+        if let sender::Claim::Chunks(mut proof) = claim {
+            let chunk = transfer::resume::chunk_size(size);
+            assert!(proof.claimed() <= size.div_ceil(chunk));
+            // Compare some chunks, matching or not: the resume point stays
+            // a chunk boundary within the file.
+            while let Some(r) = proof.next_range() {
+                assert!(r.start < r.end && r.end <= size, "chunk {r:?} of {size}");
+                if !proof.check(&[inp.u8(); 32]) {
+                    break;
+                }
+            }
+            let at = proof.offset();
+            assert!(
+                at <= size && (at % chunk == 0 || at == size),
+                "resume at {at}"
+            );
+        }
+    }
+}
+
+// --- rooms --------------------------------------------------------------------
+
+/// Room messages as they arrive in a gossip payload: any bytes, and messages
+/// built from fuzz bytes and signed by real keys, as sent or with one byte
+/// changed by a relay. A payload is accepted only if it is one signed message
+/// of this room within the limits; a relay cannot change an accepted message.
+pub fn rooms(data: &[u8]) {
+    let ids = identities();
+    let names = ["lobby", "staff", "é", "x"];
+    let mut inp = Input::new(data);
+    for _ in 0..MAX_OPS {
+        if inp.is_empty() {
+            break;
+        }
+        let topic = rooms::topic(names[inp.u8() as usize % names.len()]);
+        match inp.u8() % 2 {
+            0 => {
+                let payload = inp.chunk();
+                if let Ok(s) = rooms::SignedRoomMessage::decode(payload, &topic) {
+                    check_room_message(&s, &topic);
+                }
+            }
+            _ => {
+                let signer = &ids[inp.u8() as usize % ids.len()];
+                let own = inp.bool();
+                let flip = inp.u16();
+                let in_room = inp.bool();
+                let Some(mut message) = inp.take::<rooms::RoomMessage>() else {
+                    continue;
+                };
+                // Signed by `signer` as the author; unless `own`, the payload
+                // then names whoever the fuzz bytes named (a forgery).
+                let claimed = message.author;
+                message.author = signer.peer_id();
+                if in_room {
+                    if let Some(&n) = names.iter().find(|n| rooms::topic(n) == topic) {
+                        message.room = n.to_string();
+                    }
+                }
+                let mut signed = rooms::SignedRoomMessage::sign(message.clone(), signer);
+                if !own {
+                    signed.message.author = claimed;
+                    message.author = claimed;
+                }
+                let genuine = message.author == signer.peer_id();
+                let fits = message.text.len() <= rooms::MAX_TEXT_LEN
+                    && message.author_name.len() <= wire::MAX_NAME_LEN
+                    && rooms::check_name(&message.room).is_ok();
+                let here = rooms::topic(&message.room) == topic;
+                let payload = signed.encode();
+                match rooms::SignedRoomMessage::decode(&payload, &topic) {
+                    Ok(s) => {
+                        assert!(genuine && fits && here, "accepted {message:?}");
+                        assert_eq!(s, signed);
+                        check_room_message(&s, &topic);
+                    }
+                    Err(why) => assert!(
+                        !(genuine && fits && here),
+                        "a genuine message of this room refused: {why}"
+                    ),
+                }
+                // A relay changes one byte.
+                let mut changed = payload.clone();
+                if !changed.is_empty() {
+                    let i = flip as usize % changed.len();
+                    changed[i] ^= 1 << (flip >> 13);
+                    if let Ok(s) = rooms::SignedRoomMessage::decode(&changed, &topic) {
+                        assert_eq!(s.message, message, "a relay changed a message");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_room_message(s: &rooms::SignedRoomMessage, topic: &gossip::TopicId) {
+    let m = &s.message;
+    assert!(s.verify(), "accepted with a bad signature");
+    assert!(rooms::check_name(&m.room).is_ok(), "room name {:?}", m.room);
+    assert!(rooms::check_text(&m.text).is_ok());
+    assert!(m.author_name.len() <= wire::MAX_NAME_LEN);
+    assert_eq!(&rooms::topic(&m.room), topic, "accepted from another room");
+    assert_eq!(
+        rooms::SignedRoomMessage::decode(&s.encode(), topic).as_ref(),
+        Ok(s),
+        "re-encoded room message does not decode to itself"
+    );
 }

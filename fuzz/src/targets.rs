@@ -1224,10 +1224,8 @@ pub fn rooms(data: &[u8]) {
                 // then names whoever the fuzz bytes named (a forgery).
                 let claimed = message.author;
                 message.author = signer.peer_id();
-                if in_room {
-                    if let Some(&n) = names.iter().find(|n| rooms::topic(n) == topic) {
-                        message.room = n.to_string();
-                    }
+                if in_room && let Some(&n) = names.iter().find(|n| rooms::topic(n) == topic) {
+                    message.room = n.to_string();
                 }
                 let mut signed = rooms::SignedRoomMessage::sign(message.clone(), signer);
                 if !own {

@@ -394,5 +394,62 @@ pub(crate) fn parse_peer(s: &str) -> ApiResult<PeerId> {
         .map_err(|_| ApiError::bad_request(format!("{s:?} is not a peer id")))
 }
 
+/// What the web UI does with request bodies, query strings and names that
+/// browsers send, reachable from the fuzz targets in `fuzz/`. Not an API: it
+/// only calls what the handlers call.
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::extract::Query;
+    use axum::http::Uri;
+
+    use crate::proto::transfer::{Manifest, SafePath};
+    use crate::store::SavedSettings;
+
+    /// Parses `body` as each JSON request body the web UI accepts and runs the
+    /// handlers' checks that need no node. Returns the guest offer's manifest
+    /// when `body` is a valid one.
+    pub fn json_body(body: &[u8]) -> Option<Manifest> {
+        let _ = serde_json::from_slice::<super::api::SetTrust>(body);
+        let _ = serde_json::from_slice::<super::api::Connect>(body);
+        let _ = serde_json::from_slice::<super::auth::Login>(body);
+        let _ = serde_json::from_slice::<super::guests::Say>(body);
+        let _ = serde_json::from_slice::<super::guests::Read>(body);
+        let _ = serde_json::from_slice::<super::rooms::Join>(body);
+        let _ = serde_json::from_slice::<super::rooms::Say>(body);
+        if let Ok(s) = serde_json::from_slice::<SavedSettings>(body)
+            && let Some(n) = &s.name
+        {
+            let _ = crate::config::truncate_name(n.trim());
+        }
+        let req = serde_json::from_slice::<super::files::GuestOfferReq>(body).ok()?;
+        super::files::guest_manifest(&req).ok()
+    }
+
+    /// Parses `query` (the part after `?`) as each query string the web UI reads.
+    pub fn query(query: &str) {
+        let Ok(uri) = format!("/?{query}").parse::<Uri>() else {
+            return;
+        };
+        let _ = Query::<super::guests::Page>::try_from_uri(&uri);
+        let _ = Query::<super::rooms::Page>::try_from_uri(&uri);
+        let _ = Query::<super::auth::OwnerLink>::try_from_uri(&uri);
+    }
+
+    /// The path an upload's multipart file name becomes, or why it is refused.
+    pub fn upload_path(file_name: &str) -> Result<SafePath, String> {
+        super::files::upload_path(Some(file_name)).map_err(|e| e.message)
+    }
+
+    /// The `Content-Disposition` value of a download named `name`.
+    pub fn content_disposition(name: &str) -> String {
+        super::files::content_disposition(name)
+    }
+
+    /// The display name a guest who typed `name` gets.
+    pub fn guest_name(name: &str) -> String {
+        super::guests::clean_name(name)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -111,7 +111,7 @@ async fn peers(State(app): State<App>, _: Owner) -> ApiResult<Json<Vec<PeerView>
 }
 
 #[derive(Debug, Deserialize)]
-struct SetTrust {
+pub(crate) struct SetTrust {
     trust: Trust,
 }
 
@@ -138,7 +138,7 @@ async fn set_trust(
 }
 
 #[derive(Debug, Deserialize)]
-struct Connect {
+pub(crate) struct Connect {
     /// `HOST:PORT`, a PeerId, a unique prefix or a device name.
     peer: String,
 }

@@ -345,7 +345,7 @@ pub(crate) fn routes() -> Router<App> {
 }
 
 #[derive(Debug, Deserialize)]
-struct OwnerLink {
+pub(crate) struct OwnerLink {
     #[serde(default)]
     token: String,
 }
@@ -398,7 +398,7 @@ async fn session(State(app): State<App>, parts: Parts) -> ApiResult<Json<serde_j
 }
 
 #[derive(Debug, Deserialize)]
-struct Login {
+pub(crate) struct Login {
     pin: String,
     /// The name this device shows in the owner's peer list.
     #[serde(default)]

@@ -396,9 +396,12 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// The relative path a multipart field names (its file name).
 fn field_path(field: &axum::extract::multipart::Field<'_>) -> ApiResult<SafePath> {
-    let name = field
-        .file_name()
-        .ok_or_else(|| ApiError::bad_request("a file field has no file name"))?;
+    upload_path(field.file_name())
+}
+
+/// The relative path an upload's file name asks for (`None`: the field has none).
+pub(crate) fn upload_path(name: Option<&str>) -> ApiResult<SafePath> {
+    let name = name.ok_or_else(|| ApiError::bad_request("a file field has no file name"))?;
     SafePath::parse(name).map_err(|e| ApiError::bad_request(format!("bad file name: {e}")))
 }
 
@@ -920,7 +923,7 @@ async fn serve_file(
 }
 
 /// `attachment` with an ASCII fallback name and the UTF-8 name (RFC 6266).
-fn content_disposition(name: &str) -> String {
+pub(crate) fn content_disposition(name: &str) -> String {
     let ascii: String = name
         .chars()
         .map(|c| {
@@ -943,7 +946,7 @@ fn content_disposition(name: &str) -> String {
 }
 
 #[derive(Debug, Deserialize)]
-struct GuestOfferReq {
+pub(crate) struct GuestOfferReq {
     entries: Vec<GuestEntry>,
 }
 
@@ -957,13 +960,8 @@ struct GuestEntry {
     dir: bool,
 }
 
-/// `POST /api/guest/offers`: a guest offers files (names and sizes).
-async fn guest_offer(
-    State(app): State<App>,
-    Guest(guest): Guest,
-    Json(req): Json<GuestOfferReq>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let node = app.node()?;
+/// The checked manifest of a guest's offer (at least one file).
+pub(crate) fn guest_manifest(req: &GuestOfferReq) -> ApiResult<Manifest> {
     let manifest = Manifest::new(
         req.entries
             .iter()
@@ -980,6 +978,17 @@ async fn guest_offer(
     if manifest.files() == 0 {
         return Err(ApiError::bad_request("the offer holds no file"));
     }
+    Ok(manifest)
+}
+
+/// `POST /api/guest/offers`: a guest offers files (names and sizes).
+async fn guest_offer(
+    State(app): State<App>,
+    Guest(guest): Guest,
+    Json(req): Json<GuestOfferReq>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let node = app.node()?;
+    let manifest = guest_manifest(&req)?;
     let max = app.options.max_upload;
     if manifest.total_bytes() > max {
         return Err(too_large(max));

@@ -21,12 +21,12 @@ pub(crate) fn routes() -> Router<App> {
 }
 
 #[derive(Debug, Deserialize)]
-struct Join {
+pub(crate) struct Join {
     name: String,
 }
 
 #[derive(Debug, Deserialize)]
-struct Page {
+pub(crate) struct Page {
     #[serde(default)]
     before: Option<RoomMessageId>,
     #[serde(default = "default_page")]
@@ -38,7 +38,7 @@ fn default_page() -> usize {
 }
 
 #[derive(Debug, Deserialize)]
-struct Say {
+pub(crate) struct Say {
     text: String,
 }
 

@@ -295,6 +295,11 @@ impl<R: Rng> State<R> {
                 .table
                 .buckets_to_refresh(now, self.config.refresh_interval)
             {
+                // As on the refresh timer: the rest are still due then. (A
+                // contact near our id makes almost every bucket due at once.)
+                if self.queries.len() >= self.config.max_queries {
+                    break;
+                }
                 let target = self.key.random_in_bucket(b, &mut self.rng);
                 self.start(now, Goal::Refresh, None, target, out);
             }
@@ -626,6 +631,52 @@ mod tests {
         let out = s.handle(T0, cmd(2));
         assert_eq!(outcome(&out).map(|o| o.0), Some(Outcome::Busy));
         assert_eq!(s.stats().busy, 1);
+    }
+
+    #[test]
+    fn bootstrap_refreshes_no_more_buckets_than_lookups_allowed_at_once() {
+        // A contact sharing a long prefix with our id makes every bucket from
+        // its own outward due for a refresh once the bootstrap ends.
+        let config = Config {
+            max_queries: 2,
+            ..Config::default()
+        };
+        let mut s = node(0, config);
+        let me = s.key();
+        let near = (1..4000)
+            .find(|i| {
+                let b = me
+                    .distance(&Key::for_peer(&identity(*i).peer_id()))
+                    .bucket();
+                b.is_some_and(|b| b <= super::super::KEY_BITS - 10)
+            })
+            .expect("an id within 2^-9 of ours");
+        s.handle(T0, InEvent::AddContact(contact(near)));
+        let out = s.handle(
+            T0,
+            InEvent::Command {
+                tag: Tag(1),
+                command: Command::Bootstrap,
+            },
+        );
+        let (_, Message::FindNode { rpc, .. }) = sends(&out)[0] else {
+            panic!("no FIND_NODE sent");
+        };
+        let reply = Message::Nodes {
+            from: identity(near).peer_id(),
+            rpc,
+            closer: Vec::new(),
+        };
+        let out = answer(&mut s, T0, near, reply);
+        assert!(matches!(
+            outcome(&out),
+            Some((Outcome::Bootstrapped { .. }, _))
+        ));
+        assert!(
+            s.active_queries() <= 2,
+            "{} lookups running, the limit is 2",
+            s.active_queries()
+        );
     }
 
     #[test]

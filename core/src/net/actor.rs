@@ -1015,6 +1015,18 @@ impl Actor {
             Some(self.lane_dialer(peer, addr)),
         );
         let (tx, mut rx) = mpsc::channel::<Message>(PEER_QUEUE);
+        // Published before the session's tasks start: a frame the peer sends
+        // the moment its side is up (a queued message) is answered on this
+        // session, never dropped for want of a link (an ack was, when the
+        // tasks could run before the link was published).
+        self.links.set_up(
+            peer,
+            PeerLink {
+                session: id,
+                control: tx.clone(),
+                mux: mux.clone(),
+            },
+        );
         let input = self.input_tx.clone();
         let router = self.router.clone();
         let m = mux.clone();
@@ -1095,14 +1107,8 @@ impl Actor {
                 .await;
         });
         let accept = crate::net::streams::spawn_accept_loop(peer, mux.clone(), self.router.clone());
-        self.links.set_up(
-            peer,
-            PeerLink {
-                session: id,
-                control: tx.clone(),
-                mux: mux.clone(),
-            },
-        );
+        #[cfg(test)]
+        tests::publish_delay(self.identity.peer_id());
         self.sessions.insert(
             peer,
             Session {
@@ -1492,5 +1498,79 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use crate::identity::PeerId;
+    use crate::proto::messaging::Status;
+    use crate::{Config, Event, Node};
+
+    /// A node made slow between starting a session's tasks and the end of
+    /// `start_session` (as a preempted actor thread is).
+    static PUBLISH_DELAY: Mutex<Option<(PeerId, Duration)>> = Mutex::new(None);
+
+    pub(super) fn publish_delay(me: PeerId) {
+        let delay = *PUBLISH_DELAY.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((who, d)) = delay
+            && who == me
+        {
+            std::thread::sleep(d);
+        }
+    }
+
+    /// A peer that sends a queued message the moment a session comes up
+    /// (here: its outbox held it while the receiver was away) gets it
+    /// acknowledged in that session, however slowly the receiver's actor
+    /// finishes setting the session up. The receiver used to store the
+    /// message and drop the ack ("no session" yet), leaving it `sent` on the
+    /// sender's side until some later session.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_sent_the_moment_a_session_comes_up_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Node::start(Config::local(dir.path().join("a"))).await.unwrap();
+        let b = Node::start(Config::local(dir.path().join("b"))).await.unwrap();
+        // b knows a (so it can queue for it), then a goes away for a moment.
+        let a_id = b.connect(a.listen_addrs()[0], None).await.unwrap();
+        let addr = a.listen_addrs()[0];
+        a.shutdown().await.unwrap();
+        let mut be = b.events();
+        let m = b.send_message(a_id, "queued while away".to_string(), None).await.unwrap();
+        assert_eq!(m.status, Status::Pending);
+        *PUBLISH_DELAY.lock().unwrap() = Some((a_id, Duration::from_millis(300)));
+        let a = Node::start(Config {
+            listen: addr,
+            ..Config::local(dir.path().join("a"))
+        })
+        .await
+        .unwrap();
+        b.connect(addr, Some(a_id)).await.unwrap();
+        let acked = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match be.recv().await {
+                    Some(Event::MessageStatus { id, status, .. })
+                        if id == m.id && status == Status::Delivered =>
+                    {
+                        return;
+                    }
+                    Some(_) => {}
+                    None => panic!("event stream ended"),
+                }
+            }
+        })
+        .await;
+        *PUBLISH_DELAY.lock().unwrap() = None;
+        let on_a = a.conversation(b.id(), None, 10).unwrap();
+        assert_eq!(on_a.len(), 1, "{on_a:?}");
+        assert!(
+            acked.is_ok(),
+            "a stored the message but b never saw it acknowledged"
+        );
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
     }
 }

@@ -5,6 +5,8 @@
 //! Safety rule: traffic only ever flows on loopback or inside namespaces made
 //! here; every [`Lan`] removes what it made when dropped.
 
+pub mod crash;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -425,8 +427,20 @@ impl UpProcess {
         self.finish(timeout).0
     }
 
-    /// Stops the node with SIGTERM and checks it exits cleanly.
-    pub fn stop(mut self) {
+    /// Kills the process with SIGKILL; every event it printed before dying.
+    pub fn kill(mut self) -> Vec<serde_json::Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The reader thread ends at end of output, which closes the channel.
+        while let Ok(v) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(v);
+        }
+        std::mem::take(&mut self.seen)
+    }
+
+    /// Stops the node with SIGTERM and checks it exits cleanly; every event
+    /// it printed.
+    pub fn stop(mut self) -> Vec<serde_json::Value> {
         // SAFETY: sending SIGTERM to our own child process.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().expect("wait");
@@ -434,6 +448,10 @@ impl UpProcess {
             status.success(),
             "peerconnect up exited with {status} on SIGTERM"
         );
+        while let Ok(v) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(v);
+        }
+        std::mem::take(&mut self.seen)
     }
 }
 

@@ -137,6 +137,8 @@ pub struct RoundResult {
     pub first_exit: Option<i32>,
     /// File bytes that crossed the network in the resumed send.
     pub resumed_transferred: u64,
+    /// How long the resumed send took (0 if it was not needed).
+    pub resume_secs: f64,
     pub files_checked: usize,
     pub message: MessageFate,
     pub secs: f64,
@@ -333,7 +335,9 @@ pub fn round(src: &Source, victim: Victim, point: u64, work: &Path, t: Duration)
             .any(|v| v["event"] == "transfer_complete"),
     };
     let mut resumed_transferred = 0;
+    let mut resume_secs = 0.0;
     if !completed_before_kill {
+        let resumed = Instant::now();
         let send = start_send(&sdir, &raddr, src);
         let (status2, events) = send.finish(t);
         assert_eq!(
@@ -347,6 +351,7 @@ pub fn round(src: &Source, victim: Victim, point: u64, work: &Path, t: Duration)
             .unwrap_or_else(|| panic!("no transfer_complete: {events:#?}"));
         assert_eq!(complete["failed"], 0, "{complete}");
         resumed_transferred = complete["transferred"].as_u64().unwrap();
+        resume_secs = resumed.elapsed().as_secs_f64();
     }
 
     // The message reaches the receiver: the sender's node (asked through its
@@ -439,6 +444,7 @@ pub fn round(src: &Source, victim: Victim, point: u64, work: &Path, t: Duration)
         completed_before_kill,
         first_exit: first.code(),
         resumed_transferred,
+        resume_secs,
         files_checked,
         message,
         secs: started.elapsed().as_secs_f64(),

@@ -35,7 +35,12 @@ fn seed() -> u64 {
     seed
 }
 
-fn run(big: u64, files: usize, per_direction: usize, seed: u64, t: Duration) -> Vec<RoundResult> {
+/// One round's outcome: what it saw, or what failed.
+type Outcome = (crash::Victim, u64, Result<RoundResult, String>);
+
+/// Runs `per_direction` rounds per victim on a source of `big` bytes plus
+/// `files` files. Every round runs even if an earlier one failed.
+fn run(big: u64, files: usize, per_direction: usize, seed: u64, t: Duration) -> Vec<Outcome> {
     let dir = tempfile::tempdir().unwrap();
     let src_dir = dir.path().join("src");
     std::fs::create_dir_all(&src_dir).unwrap();
@@ -47,57 +52,91 @@ fn run(big: u64, files: usize, per_direction: usize, seed: u64, t: Duration) -> 
     {
         let work = dir.path().join(format!("round{i}"));
         std::fs::create_dir_all(&work).unwrap();
-        eprintln!("round {i}: kill the {victim} at byte {point} of {}", src.total_bytes);
-        let r = crash::round(&src, victim, point, &work, t);
+        eprintln!("round {}: kill the {victim} at byte {point} of {}", i + 1, src.total_bytes);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crash::round(&src, victim, point, &work, t)
+        }))
+        .map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into())
+        });
         eprintln!("  {r:?}");
-        std::fs::remove_dir_all(&work).unwrap();
-        results.push(r);
+        let _ = std::fs::remove_dir_all(&work);
+        results.push((victim, point, r));
     }
     results
+}
+
+/// Panics naming every failed round.
+fn assert_all_passed(results: &[Outcome], seed: u64) {
+    let failed: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (v, p, r))| {
+            r.as_ref()
+                .err()
+                .map(|e| format!("round {} ({v} killed at byte {p}): {e}", i + 1))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} rounds failed (replay with CRASH_SEED={seed}):\n{}",
+        failed.len(),
+        results.len(),
+        failed.join("\n")
+    );
 }
 
 #[test]
 fn killed_sender_or_receiver_resumes_and_loses_or_duplicates_nothing() {
     let t = Duration::from_secs(env_u64("CRASH_TIMEOUT", 120));
-    let results = run(64 * MIB, 200, 2, seed(), t);
+    let seed = seed();
+    let results = run(64 * MIB, 200, 2, seed, t);
     assert_eq!(results.len(), 4);
-    for r in &results {
-        assert_eq!(r.files_checked, 201);
+    assert_all_passed(&results, seed);
+    for (_, _, r) in &results {
+        assert_eq!(r.as_ref().unwrap().files_checked, 201);
     }
 }
 
 /// `scripts/crash-loop`: `CRASH_MIB` (1024), `CRASH_FILES` (2000),
-/// `CRASH_POINTS` per direction (20), `CRASH_SEED`; prints a Markdown table.
+/// `CRASH_POINTS` per direction (20), `CRASH_SEED`; prints a Markdown table
+/// and fails if any round failed.
 #[test]
 #[ignore = "stress run: scripts/crash-loop"]
 fn crash_loop_stress() {
     let big = env_u64("CRASH_MIB", 1024) * MIB;
     let files = env_u64("CRASH_FILES", 2000) as usize;
     let n = env_u64("CRASH_POINTS", 20) as usize;
+    let t = Duration::from_secs(env_u64("CRASH_TIMEOUT", 900));
     let seed = seed();
-    let results = run(big, files, n, seed, Duration::from_secs(900));
-    println!("\nseed {seed}: {} MiB file + {files} files", big / MIB);
+    let results = run(big, files, n, seed, t);
+    println!("\nseed {seed}: a {} MiB file + {files} files", big / MIB);
     println!(
-        "| # | killed | byte point | receiver had | first send exit | resumed: bytes sent | files verified | message | secs |"
+        "| round | killed | byte point | receiver had | result | resumed: bytes sent | resume s | round s |"
     );
-    println!("|---|---|---:|---:|---|---:|---:|---|---:|");
-    for (i, r) in results.iter().enumerate() {
-        println!(
-            "| {} | {} | {} | {}{} | {} | {} | {} | {} | {:.1} |",
-            i + 1,
-            r.victim,
-            r.point,
-            r.killed_at,
-            if r.completed_before_kill {
-                " (done)"
-            } else {
-                ""
-            },
-            r.first_exit.map_or("signal".into(), |c| c.to_string()),
-            r.resumed_transferred,
-            r.files_checked,
-            r.message,
-            r.secs
-        );
+    println!("|---:|---|---:|---:|---|---:|---:|---:|");
+    for (i, (victim, point, r)) in results.iter().enumerate() {
+        match r {
+            Ok(r) => println!(
+                "| {} | {victim} | {point} | {}{} | ok: {} files BLAKE3-equal, message {} | {} | {:.1} | {:.1} |",
+                i + 1,
+                r.killed_at,
+                if r.completed_before_kill { " (done)" } else { "" },
+                r.files_checked,
+                r.message,
+                r.resumed_transferred,
+                r.resume_secs,
+                r.secs
+            ),
+            Err(e) => println!(
+                "| {} | {victim} | {point} | | FAILED: {} | | | |",
+                i + 1,
+                e.lines().next().unwrap_or("").replace('|', "/")
+            ),
+        }
     }
+    assert_all_passed(&results, seed);
 }

@@ -1532,14 +1532,21 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_message_sent_the_moment_a_session_comes_up_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Node::start(Config::local(dir.path().join("a"))).await.unwrap();
-        let b = Node::start(Config::local(dir.path().join("b"))).await.unwrap();
+        let a = Node::start(Config::local(dir.path().join("a")))
+            .await
+            .unwrap();
+        let b = Node::start(Config::local(dir.path().join("b")))
+            .await
+            .unwrap();
         // b knows a (so it can queue for it), then a goes away for a moment.
         let a_id = b.connect(a.listen_addrs()[0], None).await.unwrap();
         let addr = a.listen_addrs()[0];
         a.shutdown().await.unwrap();
         let mut be = b.events();
-        let m = b.send_message(a_id, "queued while away".to_string(), None).await.unwrap();
+        let m = b
+            .send_message(a_id, "queued while away".to_string(), None)
+            .await
+            .unwrap();
         assert_eq!(m.status, Status::Pending);
         *PUBLISH_DELAY.lock().unwrap() = Some((a_id, Duration::from_millis(300)));
         let a = Node::start(Config {

@@ -648,6 +648,24 @@ async fn receive_files(
                         });
                         Some(ToSender::FileFailed { index, reason: short_reason(reason) })
                     }
+                    Res::DiskFull { index, reason } => {
+                        sh.emit(Event::TransferFailed {
+                            id,
+                            peer,
+                            direction: Direction::Receive,
+                            path: rel(index),
+                            error: reason,
+                        });
+                        // The sender learns why before the stream ends.
+                        let full = "the receiver's disk is full".to_string();
+                        let _ = reply(s, &ToSender::FileFailed { index, reason: full }).await;
+                        // Interrupted, not failed: the parts stay, and the same
+                        // files offered again (once there is room) resume.
+                        break Outcome::Interrupted(format!(
+                            "the disk of {} is full",
+                            plan.root.display()
+                        ));
+                    }
                     Res::Finished { ok, failed } => {
                         if let Err(e) = reply(s, &ToSender::Summary { ok, failed }).await {
                             break classify(&e);

@@ -4,9 +4,11 @@
 //! the sender's, and renames the part into place without overwriting.
 //!
 //! It reports every step back ([`Res`]) in order, so the transfer's main task
-//! can answer the sender file by file. A file that fails (disk full, hash
-//! mismatch, ...) is reported once, as early as known; its remaining blocks
-//! are dropped.
+//! can answer the sender file by file. A file that fails (hash mismatch, a
+//! write error, ...) is reported once, as early as known; its remaining blocks
+//! are dropped. A full disk ([`Res::DiskFull`]) stops the writer: nothing
+//! later would fit either, and the part it leaves is what a resume starts
+//! from.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -61,6 +63,12 @@ pub(super) enum Res {
         blake3: [u8; 32],
     },
     Failed {
+        index: u32,
+        reason: String,
+    },
+    /// Writing file `index` ran out of space; the writer has stopped, its
+    /// part kept as written.
+    DiskFull {
         index: u32,
         reason: String,
     },
@@ -148,9 +156,18 @@ pub(super) fn run(mut w: Writer) {
                         Err(e) => {
                             c.failed = true;
                             failed += 1;
+                            let reason = format!("writing {} failed: {e}", c.part.display());
+                            if is_disk_full(&e) {
+                                send(Res::DiskFull {
+                                    index: c.index,
+                                    reason,
+                                });
+                                let _ = w.pool.send(buf);
+                                return;
+                            }
                             send(Res::Failed {
                                 index: c.index,
-                                reason: format!("writing {} failed: {e}", c.part.display()),
+                                reason,
                             });
                         }
                     }
@@ -206,6 +223,14 @@ pub(super) fn run(mut w: Writer) {
             }
         }
     }
+}
+
+/// Whether `e` says the file system (or the user's quota on it) is full.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Hashes and writes `buf` at `pos` a piece at a time, so each piece is

@@ -172,9 +172,16 @@ fn s(p: &Path) -> &str {
 /// `peerconnect up --json` on `data`, listening on `listen`.
 fn start_up(data: &Path, listen: &str, downloads: Option<&Path>) -> UpProcess {
     let mut cmd = Command::new(peerconnect_bin());
-    cmd.args(["up", "--json", "--no-discovery", "--no-web", "--listen", listen])
-        .args(["--data-dir", s(data)])
-        .stdin(std::process::Stdio::null());
+    cmd.args([
+        "up",
+        "--json",
+        "--no-discovery",
+        "--no-web",
+        "--listen",
+        listen,
+    ])
+    .args(["--data-dir", s(data)])
+    .stdin(std::process::Stdio::null());
     if let Some(dl) = downloads {
         cmd.args(["--yes", "--downloads", s(dl)]);
     }
@@ -371,7 +378,11 @@ pub fn round(src: &Source, victim: Victim, point: u64, work: &Path, t: Duration)
         let list = reply.expect("the sender runs").expect("conversation");
         let list: Vec<MessageInfo> = serde_json::from_value(list).unwrap();
         let copies: Vec<_> = list.iter().filter(|m| m.text == text).collect();
-        assert!(copies.len() <= 1, "the sender holds {} copies", copies.len());
+        assert!(
+            copies.len() <= 1,
+            "the sender holds {} copies",
+            copies.len()
+        );
         let Some(m) = copies.first() else {
             assert!(!queued, "msg said queued, but the sender's store lost it");
             break MessageFate::NotStored;
@@ -424,7 +435,10 @@ pub fn round(src: &Source, victim: Victim, point: u64, work: &Path, t: Duration)
         .unwrap_or_default();
     let copies = history.iter().filter(|m| m.text == text).count();
     let want = usize::from(message != MessageFate::NotStored);
-    assert_eq!(copies, want, "the receiver stored the message {copies} times");
+    assert_eq!(
+        copies, want,
+        "the receiver stored the message {copies} times"
+    );
     assert!(rstore.transfers(100).is_ok());
     let sstore = Store::open(&sdir).expect("the sender's store opens");
     assert!(sstore.peers().unwrap().iter().any(|p| p.id == rid));
@@ -435,7 +449,12 @@ pub fn round(src: &Source, victim: Victim, point: u64, work: &Path, t: Duration)
         .into_iter()
         .filter(|m| m.text == text)
         .collect();
-    assert_eq!(out.len(), want, "the sender's history holds {} copies", out.len());
+    assert_eq!(
+        out.len(),
+        want,
+        "the sender's history holds {} copies",
+        out.len()
+    );
 
     RoundResult {
         victim,

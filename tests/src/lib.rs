@@ -6,6 +6,7 @@
 //! here; every [`Lan`] removes what it made when dropped.
 
 pub mod crash;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::future::Future;

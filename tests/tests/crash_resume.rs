@@ -17,7 +17,10 @@ const MIB: u64 = 1 << 20;
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+        })
         .unwrap_or(default)
 }
 
@@ -52,7 +55,11 @@ fn run(big: u64, files: usize, per_direction: usize, seed: u64, t: Duration) -> 
     {
         let work = dir.path().join(format!("round{i}"));
         std::fs::create_dir_all(&work).unwrap();
-        eprintln!("round {}: kill the {victim} at byte {point} of {}", i + 1, src.total_bytes);
+        eprintln!(
+            "round {}: kill the {victim} at byte {point} of {}",
+            i + 1,
+            src.total_bytes
+        );
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             crash::round(&src, victim, point, &work, t)
         }))
@@ -124,7 +131,11 @@ fn crash_loop_stress() {
                 "| {} | {victim} | {point} | {}{} | ok: {} files BLAKE3-equal, message {} | {} | {:.1} | {:.1} |",
                 i + 1,
                 r.killed_at,
-                if r.completed_before_kill { " (done)" } else { "" },
+                if r.completed_before_kill {
+                    " (done)"
+                } else {
+                    ""
+                },
                 r.files_checked,
                 r.message,
                 r.resumed_transferred,

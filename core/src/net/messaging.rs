@@ -258,12 +258,10 @@ impl Service {
                 Some(first) = inbox.recv() => self.on_inbox(first, &mut inbox).await,
                 ev = link_events.recv() => match ev {
                     Ok(LinkEvent::Up { peer, session }) => {
-                        tracing::debug!(%peer, session, "link up");
                         self.redial.remove(&peer);
                         self.feed(InEvent::LinkUp { peer, session }).await;
                     }
                     Ok(LinkEvent::Down { peer, session }) => {
-                        tracing::debug!(%peer, session, "link down");
                         self.broken.remove(&(peer, session));
                         self.feed(InEvent::LinkDown { peer, session }).await;
                     }
@@ -364,22 +362,14 @@ impl Service {
         session: Option<u64>,
         message: messaging::Message,
     ) -> Option<InEvent> {
-        let Some(link) = self.links.get(&peer) else {
-            tracing::debug!(%peer, ?session, kind = kind(&message), "not sent: no session");
-            return None;
-        };
+        let link = self.links.get(&peer)?;
         if session.is_some_and(|s| s != link.session) || self.broken.contains(&(peer, link.session))
         {
-            tracing::debug!(%peer, ?session, now = link.session, kind = kind(&message), "not sent: session gone or paused");
             return None; // the session it was meant for is gone or paused
         }
-        let kind = kind(&message);
         let frame = wire::Message::Dm(message);
         match tokio::time::timeout(SEND_STALL, link.control.send(frame)).await {
-            Ok(r) => {
-                tracing::debug!(%peer, session = link.session, kind, ok = r.is_ok(), "sent");
-                None // a closed queue means the session is ending: `Down` follows
-            }
+            Ok(_) => None, // a closed queue means the session is ending: `Down` follows
             Err(_) => {
                 self.stats.stalled_writes += 1;
                 self.broken.insert((peer, link.session));
@@ -442,7 +432,6 @@ impl Service {
         }
         self.stats.max_inbox_batch = self.stats.max_inbox_batch.max(batch.len());
         for (peer, message) in batch {
-            tracing::debug!(%peer, kind = kind(&message), "received");
             self.feed(InEvent::Received { peer, message }).await;
         }
         self.store_received().await;
@@ -633,15 +622,6 @@ impl Service {
             self.broken.remove(&(*peer, *session));
             self.feed(InEvent::Timer(t)).await;
         }
-    }
-}
-
-/// A frame's kind and ids, for debug logs.
-fn kind(m: &messaging::Message) -> String {
-    match m {
-        messaging::Message::Deliver(e) => format!("deliver {}", e.id),
-        messaging::Message::Ack { ids } => format!("ack {ids:?}"),
-        messaging::Message::Read { ids } => format!("read {ids:?}"),
     }
 }
 

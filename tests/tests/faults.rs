@@ -215,7 +215,10 @@ async fn a_full_disk_stops_the_transfer_clearly_and_the_part_resumes_later() {
     let want = source(&file, len, 11);
 
     let (mut ea, mut eb) = (a.events(), b.events());
-    let id = a.send_files(b_id, &[file.clone()]).await.unwrap();
+    let id = a
+        .send_files(b_id, std::slice::from_ref(&file))
+        .await
+        .unwrap();
     wait_for(T, "the receiver to hold the first bytes", || {
         let b = b.clone();
         async move {
@@ -277,7 +280,10 @@ async fn a_full_disk_stops_the_transfer_clearly_and_the_part_resumes_later() {
     // Space is freed: the same file again resumes from the part (the sender
     // pauses itself again after 4 MiB: resumed once more).
     std::fs::remove_file(&filler).unwrap();
-    let id = a.send_files(b_id, &[file.clone()]).await.unwrap();
+    let id = a
+        .send_files(b_id, std::slice::from_ref(&file))
+        .await
+        .unwrap();
     wait_for(T, "the resumed send to pause", || {
         let a = a.clone();
         async move {
@@ -328,7 +334,10 @@ async fn an_offer_whose_sender_vanishes_fails_clearly_and_leaves_nothing() {
     for silent in [false, true] {
         let proxy = Proxy::start(b.listen_addrs()[0]).await;
         let b_id = a.connect(proxy.addr(), Some(b.id())).await.unwrap();
-        let id = a.send_files(b_id, &[file.clone()]).await.unwrap();
+        let id = a
+            .send_files(b_id, std::slice::from_ref(&file))
+            .await
+            .unwrap();
         offer_shown(&mut eb, id).await;
         if silent {
             proxy.freeze();

@@ -56,6 +56,11 @@ pub struct NodeArgs {
     /// Only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Sessions with new keys accepted from one IP address (default 16).
+    /// For benchmarks of many nodes on one machine, which all connect from
+    /// 127.0.0.1.
+    #[arg(long, global = true, hide = true, value_name = "N")]
+    pub max_sessions_per_ip: Option<usize>,
 }
 
 impl NodeArgs {
@@ -94,6 +99,9 @@ impl NodeArgs {
             c.downloads = d.clone();
         }
         c.accept_all = self.yes;
+        if let Some(n) = self.max_sessions_per_ip {
+            c.max_sessions_per_ip = n;
+        }
         // Helper nodes (`peers`, `send`, ...) never serve the web UI.
         c.web = match (self.no_web, self.web) {
             (true, _) => None,

@@ -141,10 +141,14 @@ pub async fn run(a: LoadArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut nodes: Vec<ChildNode> = Vec::new();
     for i in 0..a.nodes {
         let d = dir.path().join(format!("node{i}"));
+        // Every node here connects from 127.0.0.1: the per-address cap of
+        // a LAN node (16 new keys) would refuse the room's members.
         let mut extra = vec![
             "--yes".to_string(),
             "--downloads".into(),
             d.join("in").display().to_string(),
+            "--max-sessions-per-ip".into(),
+            (a.room_nodes + a.nodes + 16).to_string(),
         ];
         for n in &nodes {
             extra.extend(["--connect".into(), n.addr.to_string()]);

@@ -443,11 +443,11 @@ impl Actor {
         if config.discovery.enabled || beyond_loopback {
             let itx = input_tx.clone();
             tasks.push(crate::net::netwatch::spawn(move |local| {
+                use crate::net::netwatch::Report;
                 match itx.try_send(Input::LocalAddrs(local)) {
-                    Ok(()) => true,
-                    // Busy: the next change or rescan reports the set again.
-                    Err(mpsc::error::TrySendError::Full(_)) => true,
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    Ok(()) => Report::Taken,
+                    Err(mpsc::error::TrySendError::Full(_)) => Report::Busy,
+                    Err(mpsc::error::TrySendError::Closed(_)) => Report::Stop,
                 }
             }));
         }

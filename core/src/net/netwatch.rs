@@ -29,11 +29,22 @@ pub fn local_ips() -> BTreeSet<IpAddr> {
         .unwrap_or_default()
 }
 
+/// What the receiver of a report did with it.
+pub enum Report {
+    /// Taken: the next report is of the next change.
+    Taken,
+    /// Not taken now (the receiver is busy): reported again at the next
+    /// rescan, changed or not.
+    Busy,
+    /// The receiver is gone: the watcher ends.
+    Stop,
+}
+
 /// Starts the watcher: `report(set)` is called with the new address set after
-/// each change (never for the first scan). Ends when `report` returns false.
+/// each change (never for the first scan).
 pub fn spawn<F>(mut report: F) -> JoinHandle<()>
 where
-    F: FnMut(BTreeSet<IpAddr>) -> bool + Send + 'static,
+    F: FnMut(BTreeSet<IpAddr>) -> Report + Send + 'static,
 {
     let mut wake = netlink::subscribe();
     let mut last = local_ips();
@@ -52,9 +63,10 @@ where
             let now = local_ips();
             if now != last {
                 tracing::info!(addrs = ?now, "this host's addresses changed");
-                last = now.clone();
-                if !report(now) {
-                    return;
+                match report(now.clone()) {
+                    Report::Taken => last = now,
+                    Report::Busy => {}
+                    Report::Stop => return,
                 }
             }
         }

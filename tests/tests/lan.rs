@@ -365,14 +365,25 @@ fn an_announcement_flood_from_fresh_keys_triggers_only_a_bounded_burst_of_dials(
         .await;
         ready_tx.send(()).unwrap();
         flooded_rx.await.unwrap();
-        let stats = wait_for(Duration::from_secs(10), "the flood accepted", || {
+        wait_for(Duration::from_secs(10), "the flood accepted", || {
             let node = node.clone();
             async move {
                 let s = node.stats().await.unwrap();
-                (s.discovery.accepted >= 100).then_some(s)
+                (s.discovery.accepted >= 100).then_some(())
             }
         })
         .await;
+        // The tie-break leaves the announcers whose keys sort below ours to
+        // the fallback dial, 2 s later: how many wait for it depends on our
+        // random key, so watch until both rounds have been decided.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let stats = loop {
+            let s = node.stats().await.unwrap();
+            if s.discovery_dials_skipped >= 50 || tokio::time::Instant::now() > deadline {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         let still = connected(node.clone()).await.is_some();
         node.shutdown().await.unwrap();
         (stats, still)
@@ -411,8 +422,8 @@ fn an_announcement_flood_from_fresh_keys_triggers_only_a_bounded_burst_of_dials(
     let _ = stop_b_tx.send(());
     host2.join().unwrap();
     assert!(
-        stats.discovery_dials_skipped > 0,
-        "every announcement was dialed: {stats:?}"
+        stats.discovery_dials_skipped >= 50,
+        "more than half the announcements were dialed: {stats:?}"
     );
     assert!(still_connected, "the real peer stayed connected");
 }

@@ -22,7 +22,10 @@
 //! gossip service's conventions) and the next one is tried. A room left with
 //! no neighbour (first member, or every contact was elsewhere) joins again
 //! through each peer that connects later, and through all known peers with
-//! backoff, so two lonely members on one LAN always find each other.
+//! backoff, so two lonely members on one LAN always find each other. Every
+//! peer that connects is also handed to the gossip state as a membership
+//! candidate, which is how two overlays of one room find and merge into each
+//! other (see `proto::hyparview`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -427,6 +430,17 @@ pub(crate) fn spawn_lonely_rooms(node: WeakNode) -> Option<JoinHandle<()>> {
             let Some(node) = node.upgrade() else { return };
             let rooms = node.rooms_service();
             let joined: Vec<TopicId> = rooms.lock().keys().copied().collect();
+            if let Some(peer) = up {
+                // A peer we can reach may be in a room's other overlay (two
+                // groups that formed apart, the two sides of a healed cut):
+                // the gossip state probes it now and then and merges them.
+                for topic in &joined {
+                    let _ = rooms
+                        .gossip
+                        .candidates(*topic, vec![(peer, Vec::new())])
+                        .await;
+                }
+            }
             retry.retain(|t, _| joined.contains(t));
             let now = tokio::time::Instant::now();
             for topic in joined {

@@ -25,37 +25,12 @@
 //!   dedup); `now` is the time since the task started.
 //! - `Emit` → the service's event channel (the rooms layer reads it).
 //!
-//! Two conventions keep bootstrapping honest when the contact is not (or no
-//! longer) in the topic, which HyParView assumes away (its JOIN has no answer):
-//!
-//! - a node answers any membership message (other than DISCONNECT) for a topic
-//!   it has not joined with `DISCONNECT { alive: false }`, so the newcomer drops
-//!   that contact and tries its other bootstrap peers (never DISCONNECT to a
-//!   DISCONNECT, so two non-members cannot loop);
-//! - a member answers a JOIN in a Plumtree topic with an empty IHAVE, so the
-//!   newcomer knows its contact really is a member. [`Gossip::neighbors`]
-//!   lists only neighbours that have proven membership this way (any message
-//!   in the topic but DISCONNECT counts).
-//!
-//! With those answers a join *probes* its bootstrap peers one at a time: JOIN
-//! goes to the first; if it refuses, fails or stays silent for
-//! [`JOIN_PROBE_TIMEOUT`], to the next. Handing HyParView all of them at once
-//! (contact plus fallbacks) would, when the contact is not a member, join
-//! through NEIGHBOR requests to the fallbacks instead, which start no random
-//! walks: the newcomer would hang by one link, and a burst of such joins
-//! leaves the overlay in pieces (seen with 500 real nodes). Plumtree topics
-//! only; rumor topics get the whole list, as the state expects.
-//!
-//! Known limit: newcomers that join *at the same moment* and can reach only
-//! each other may take each other as contacts and form an island, and
-//! HyParView has no way to merge islands whose members all have full active
-//! views (their low-priority NEIGHBOR requests are refused everywhere).
-//! Members arriving one after another (each finds a settled member) do not
-//! have this problem; see `docs/benchmarks.md`.
-//!
-//! Frames from a banned peer are dropped before the state sees them.
+//! Join probing, the answers to non-members, proof of membership and the
+//! merging of overlays are protocol decisions and live in the state (see
+//! [`crate::proto::gossip`] and [`crate::proto::hyparview`]), so the simulator
+//! runs them too. The driver adds nothing but IO.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,18 +45,16 @@ use tokio::time::Instant;
 use crate::identity::PeerId;
 use crate::net::links::{LinkEvent, Links, SendError};
 use crate::proto::gossip::{
-    self, Body, BroadcastError, Event, InEvent, Message, OutEvent, Strategy, Timer, TopicId,
+    self, BroadcastError, Event, InEvent, Message, OutEvent, Strategy, Timer, TopicId,
 };
-use crate::proto::hyparview::{self, MAX_PEER_DATA_LEN, PeerData, PeerInfo};
-use crate::proto::plumtree::{self, MessageId, Payload};
+use crate::proto::hyparview::{MAX_PEER_DATA_LEN, PeerData, PeerInfo};
+use crate::proto::plumtree::{MessageId, Payload};
 use crate::proto::wire;
 
 /// A session gossip opened is closed once unused by every topic this long
 /// (long enough for what was queued to reach the peer; short, because each
 /// shuffle and each refused NEIGHBOR request opens one).
 pub const IDLE_CLOSE: Duration = Duration::from_secs(3);
-/// A join contact that neither acknowledges nor refuses within this is skipped.
-pub const JOIN_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Frames waiting for a dial, per peer, at most.
 const MAX_QUEUED_PER_PEER: usize = 64;
 /// Requests waiting for the task, at most.
@@ -128,10 +101,6 @@ pub struct DriverStats {
     pub dials_failed: u64,
     /// Sessions gossip opened and closed again once unused.
     pub sessions_closed: u64,
-    /// DISCONNECTs sent for topics we are not in.
-    pub not_member_replies: u64,
-    /// Frames from banned peers, dropped unread.
-    pub banned_dropped: u64,
 }
 
 /// Everything the gossip service counts.
@@ -163,6 +132,10 @@ enum Request {
     Leave {
         topic: TopicId,
         reply: oneshot::Sender<()>,
+    },
+    Candidates {
+        topic: TopicId,
+        peers: Vec<(PeerId, Vec<SocketAddr>)>,
     },
     Broadcast {
         topic: TopicId,
@@ -233,9 +206,6 @@ impl Gossip {
             dialing: HashMap::new(),
             opened: HashMap::new(),
             closing: HashSet::new(),
-            strategies: BTreeMap::new(),
-            probes: BTreeMap::new(),
-            confirmed: BTreeMap::new(),
             events,
             emitted: Vec::new(),
             stats: DriverStats::default(),
@@ -268,6 +238,19 @@ impl Gossip {
             reply,
         })
         .await?
+    }
+
+    /// Peers that may be in `topic` (connected and discovered ones): the state
+    /// probes them now and then to find and merge other overlays of the topic.
+    pub async fn candidates(
+        &self,
+        topic: TopicId,
+        peers: Vec<(PeerId, Vec<SocketAddr>)>,
+    ) -> Result<(), Error> {
+        self.tx
+            .send(Request::Candidates { topic, peers })
+            .await
+            .map_err(|_| Error::Stopped)
     }
 
     /// Leaves `topic`, telling its neighbours.
@@ -307,15 +290,6 @@ enum DriverTimer {
     Gossip(Timer),
     /// Close the session to this peer if gossip still does not need it.
     IdleClose(PeerId),
-    /// Give up on this join contact if it is still the one being probed.
-    JoinProbe(TopicId, PeerId),
-}
-
-/// A join in progress: the contact asked last and the ones left to ask.
-struct Probe {
-    strategy: Strategy,
-    contact: PeerId,
-    rest: VecDeque<PeerInfo>,
 }
 
 struct Actor {
@@ -336,10 +310,6 @@ struct Actor {
     opened: HashMap<PeerId, u64>,
     /// Sessions we asked the node to close: their `Down` is not a failure.
     closing: HashSet<(PeerId, u64)>,
-    strategies: BTreeMap<TopicId, Strategy>,
-    probes: BTreeMap<TopicId, Probe>,
-    /// Per topic, peers that sent us something in it while active.
-    confirmed: BTreeMap<TopicId, BTreeSet<PeerId>>,
     events: mpsc::Sender<Event>,
     /// Events collected while applying outputs, sent after.
     emitted: Vec<Event>,
@@ -382,29 +352,12 @@ impl Actor {
                 bootstrap,
                 reply,
             } => {
-                let me = self.state.me();
-                let mut bootstrap: VecDeque<PeerInfo> = bootstrap
-                    .into_iter()
-                    .filter(|(id, _)| *id != me)
-                    .map(|(id, addrs)| PeerInfo {
-                        id,
-                        data: peer_data(&addrs),
-                    })
-                    .collect();
-                let strategy = self.strategies.get(&topic).copied().unwrap_or(strategy);
-                if is_tree(strategy)
-                    && let Some(contact) = bootstrap.pop_front()
-                {
-                    self.probe(topic, strategy, contact, bootstrap);
-                } else {
-                    self.drive(InEvent::Join {
-                        topic,
-                        strategy,
-                        bootstrap: bootstrap.into(),
-                    });
-                }
+                self.drive(InEvent::Join {
+                    topic,
+                    strategy,
+                    bootstrap: infos(bootstrap),
+                });
                 if self.state.is_joined(&topic) {
-                    self.strategies.entry(topic).or_insert(strategy);
                     let _ = reply.send(Ok(()));
                 } else {
                     let _ = reply.send(Err(Error::TooManyTopics(self.max_topics)));
@@ -412,10 +365,13 @@ impl Actor {
             }
             Request::Leave { topic, reply } => {
                 self.drive(InEvent::Leave(topic));
-                self.strategies.remove(&topic);
-                self.probes.remove(&topic);
-                self.confirmed.remove(&topic);
                 let _ = reply.send(());
+            }
+            Request::Candidates { topic, peers } => {
+                self.drive(InEvent::Candidates {
+                    topic,
+                    peers: infos(peers),
+                });
             }
             Request::Broadcast {
                 topic,
@@ -432,15 +388,9 @@ impl Actor {
                 let _ = reply.send(res);
             }
             Request::Views { topic, reply } => {
-                let active = self.state.neighbors(&topic);
-                let confirmed = self.confirmed.get(&topic);
                 let views = Views {
-                    confirmed: active
-                        .iter()
-                        .filter(|p| confirmed.is_some_and(|c| c.contains(p)))
-                        .copied()
-                        .collect(),
-                    active,
+                    confirmed: self.state.confirmed(&topic),
+                    active: self.state.neighbors(&topic),
                     passive: self.state.passive_view(&topic),
                 };
                 let _ = reply.send(views);
@@ -455,53 +405,9 @@ impl Actor {
         }
     }
 
-    fn on_frame(&mut self, from: PeerId, msg: Message) {
+    fn on_frame(&mut self, from: PeerId, message: Message) {
         self.stats.frames_received += 1;
-        if self.state.is_banned(self.now(), &from) {
-            self.stats.banned_dropped += 1;
-            return;
-        }
-        let topic = msg.topic;
-        let is_disconnect = matches!(
-            msg.body,
-            Body::Membership(hyparview::Message::Disconnect { .. })
-        );
-        let is_join = matches!(msg.body, Body::Membership(hyparview::Message::Join { .. }));
-        let joined = self.state.is_joined(&topic);
-        if !joined && !is_disconnect {
-            self.stats.not_member_replies += 1;
-            let m = Message {
-                topic,
-                body: Body::Membership(hyparview::Message::Disconnect { alive: false }),
-            };
-            self.send(from, m);
-        }
-        let is_ack = matches!(
-            &msg.body,
-            Body::Plumtree(plumtree::Message::IHave(ids)) if ids.is_empty()
-        );
-        self.drive(InEvent::Message { from, message: msg });
-        if !joined {
-            return;
-        }
-        if self.probes.get(&topic).is_some_and(|p| p.contact == from) {
-            if is_disconnect {
-                self.next_probe(topic); // not (or no longer) a member
-            } else if is_ack {
-                self.settle(topic); // a member that is itself settled
-            }
-        }
-        if is_disconnect {
-            return;
-        }
-        if !self.state.neighbors(&topic).contains(&from) {
-            return;
-        }
-        self.confirmed.entry(topic).or_default().insert(from);
-        let tree = self.strategies.get(&topic).is_some_and(|s| is_tree(*s));
-        if is_join && tree {
-            self.send(from, join_ack(topic));
-        }
+        self.drive(InEvent::Message { from, message });
     }
 
     fn on_link_event(&mut self, ev: Result<LinkEvent, broadcast::error::RecvError>) {
@@ -573,15 +479,6 @@ impl Actor {
             match entry.remove() {
                 DriverTimer::Gossip(t) => self.drive(InEvent::Timer(t)),
                 DriverTimer::IdleClose(peer) => self.close_if_unused(peer),
-                DriverTimer::JoinProbe(topic, contact) => {
-                    if self
-                        .probes
-                        .get(&topic)
-                        .is_some_and(|p| p.contact == contact)
-                    {
-                        self.next_probe(topic);
-                    }
-                }
             }
         }
     }
@@ -617,59 +514,9 @@ impl Actor {
         self.feed_lost(lost);
     }
 
-    /// Joins `topic` through `contact`, keeping `rest` to try next.
-    fn probe(
-        &mut self,
-        topic: TopicId,
-        strategy: Strategy,
-        contact: PeerInfo,
-        rest: VecDeque<PeerInfo>,
-    ) {
-        let id = contact.id;
-        self.probes.insert(
-            topic,
-            Probe {
-                strategy,
-                contact: id,
-                rest,
-            },
-        );
-        self.schedule(JOIN_PROBE_TIMEOUT, DriverTimer::JoinProbe(topic, id));
-        self.drive(InEvent::Join {
-            topic,
-            strategy,
-            bootstrap: vec![contact],
-        });
-    }
-
-    /// The join contact of `topic` is not a member: try the next one.
-    fn next_probe(&mut self, topic: TopicId) {
-        let Some(mut p) = self.probes.remove(&topic) else {
-            return;
-        };
-        match p.rest.pop_front() {
-            Some(next) => self.probe(topic, p.strategy, next, p.rest),
-            None => self.settle(topic), // first in the topic, as far as we know
-        }
-    }
-
-    /// Our join of `topic` is over.
-    fn settle(&mut self, topic: TopicId) {
-        self.probes.remove(&topic);
-    }
-
-    /// A peer failed: tell the state, and move on from it as a join contact.
+    /// A peer failed: tell the state.
     fn lost(&mut self, peer: PeerId) {
         self.drive(InEvent::ConnectionLost(peer));
-        let probing: Vec<TopicId> = self
-            .probes
-            .iter()
-            .filter(|(_, p)| p.contact == peer)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in probing {
-            self.next_probe(t);
-        }
     }
 
     fn feed_lost(&mut self, lost: Vec<PeerId>) {
@@ -706,14 +553,7 @@ impl Actor {
                     }
                 }
                 OutEvent::ScheduleTimer(after, t) => self.schedule(after, DriverTimer::Gossip(t)),
-                OutEvent::Emit(ev) => {
-                    if let Event::NeighborDown { topic, peer } = &ev
-                        && let Some(c) = self.confirmed.get_mut(topic)
-                    {
-                        c.remove(peer);
-                    }
-                    self.emitted.push(ev);
-                }
+                OutEvent::Emit(ev) => self.emitted.push(ev),
             }
         }
         lost
@@ -761,16 +601,15 @@ impl Actor {
     }
 }
 
-/// A member's answer to a JOIN (see the module docs).
-fn join_ack(topic: TopicId) -> Message {
-    Message {
-        topic,
-        body: Body::Plumtree(plumtree::Message::IHave(Vec::new())),
-    }
-}
-
-fn is_tree(s: Strategy) -> bool {
-    matches!(s, Strategy::Plumtree | Strategy::Lan)
+/// Bootstrap or candidate peers as the state takes them.
+fn infos(peers: Vec<(PeerId, Vec<SocketAddr>)>) -> Vec<PeerInfo> {
+    peers
+        .into_iter()
+        .map(|(id, addrs)| PeerInfo {
+            id,
+            data: peer_data(&addrs),
+        })
+        .collect()
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -34,6 +34,33 @@
 //! `ConnectionLost` (it means "failed peer"), and a frame from a peer that does
 //! not decode as `Malformed`.
 //!
+//! # Joining through contacts that may not be members
+//!
+//! HyParView assumes the contact is in the overlay (its JOIN has no answer).
+//! Bootstrap lists come from LAN discovery and connections, so here the
+//! contact may not be in the topic (yet, or any more). Three conventions make
+//! that safe; all live in this state, so the simulator runs them:
+//!
+//! - a node answers any message (other than DISCONNECT) for a topic it has not
+//!   joined with `DISCONNECT { alive: false }` (never DISCONNECT to a
+//!   DISCONNECT, so two non-members cannot loop);
+//! - a member answers a JOIN in a Plumtree or LAN topic with an empty IHAVE, so
+//!   the newcomer knows its contact really is a member. [`State::confirmed`]
+//!   lists the neighbours that proved membership this way (any message in the
+//!   topic but DISCONNECT counts);
+//! - in those topics a join *probes* its bootstrap peers one at a time: JOIN
+//!   goes to the first; if it refuses, fails or stays silent for
+//!   [`Config::join_probe_timeout`], to the next. Handing HyParView all of them
+//!   at once would, when the contact is not a member, join through NEIGHBOR
+//!   requests to the fallbacks, which start no random walks: the newcomer would
+//!   hang by one link. Rumor and flood topics get the whole list.
+//!
+//! Every bootstrap peer is also a membership *candidate*
+//! ([`hyparview::InEvent::Candidates`]): probed now and then, it is how two
+//! overlays of one topic (nodes that joined at the same moment through each
+//! other, the two sides of a healed network cut) find and merge into each
+//! other. The driver may add more with [`InEvent::Candidates`].
+//!
 //! # Bad input
 //!
 //! Each sub-protocol drops input that breaks its limits and counts it. Every
@@ -41,7 +68,7 @@
 //! within [`Config::strike_window`] ban the peer from every topic for
 //! `hyparview::Config::ban_duration` and close its connection.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -113,6 +140,9 @@ pub struct Config {
     pub strike_window: Duration,
     /// Most topics joined at once.
     pub max_topics: usize,
+    /// A join contact that neither acknowledges nor refuses within this is
+    /// skipped (Plumtree and LAN topics; see the module docs).
+    pub join_probe_timeout: Duration,
 }
 
 impl Default for Config {
@@ -126,6 +156,7 @@ impl Default for Config {
             max_strikes: 16,
             strike_window: Duration::from_secs(60),
             max_topics: 64,
+            join_probe_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -152,6 +183,8 @@ pub struct Timer {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TopicTimer {
+    /// Give up on this join contact if it is still the one asked.
+    JoinProbe(PeerId),
     Membership(hyparview::Timer),
     Plumtree(plumtree::Timer),
     Rumor(rumor::Timer),
@@ -180,6 +213,12 @@ pub enum InEvent {
     Timer(Timer),
     /// Our dialling information changed.
     UpdateData(PeerData),
+    /// Peers that may be in `topic` (LAN neighbours, connected peers): probed
+    /// now and then to find and merge other overlays of the topic.
+    Candidates {
+        topic: TopicId,
+        peers: Vec<PeerInfo>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +270,8 @@ pub struct Stats {
     pub strikes: u64,
     pub bans: u64,
     pub banned_dropped: u64,
+    /// DISCONNECTs sent for topics we are not in.
+    pub not_member_replies: u64,
 }
 
 /// The counters of one topic's protocols.
@@ -247,11 +288,23 @@ enum Dissemination<R> {
     Rumor(rumor::State<R>),
 }
 
+/// A join in progress: the contact asked last and the ones left to ask.
+#[derive(Debug)]
+struct Probe {
+    contact: PeerId,
+    rest: VecDeque<PeerInfo>,
+}
+
 #[derive(Debug)]
 struct Topic<R> {
     id: TopicId,
+    /// Plumtree or LAN: joins probe, members acknowledge JOINs.
+    tree: bool,
     membership: hyparview::State<R>,
     dissemination: Dissemination<R>,
+    probe: Option<Probe>,
+    /// Active neighbours that sent us something in the topic.
+    confirmed: BTreeSet<PeerId>,
 }
 
 /// Effects collected while one input runs through the topics.
@@ -315,6 +368,7 @@ impl<R: Rng> Topic<R> {
                     self.on_dissemination(now, Input::Up(peer), ctx);
                 }
                 hyparview::OutEvent::Emit(hyparview::Event::NeighborDown(peer)) => {
+                    self.confirmed.remove(&peer);
                     let ev = OutEvent::Emit(Event::NeighborDown {
                         topic: self.id,
                         peer,
@@ -325,6 +379,71 @@ impl<R: Rng> Topic<R> {
                 hyparview::OutEvent::Misbehaving(peer) => ctx.strikes.push(peer),
             }
         }
+    }
+
+    /// Joins through `contact`; in a tree topic, one contact at a time.
+    fn join(
+        &mut self,
+        now: Duration,
+        timeout: Duration,
+        bootstrap: Vec<PeerInfo>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        if !bootstrap.is_empty() {
+            let candidates = hyparview::InEvent::Candidates(bootstrap.clone());
+            self.on_membership(now, candidates, ctx);
+        }
+        let mut bootstrap: VecDeque<PeerInfo> = bootstrap.into();
+        let Some(contact) = bootstrap.pop_front() else {
+            return;
+        };
+        if !self.tree {
+            let others = bootstrap.into();
+            self.on_membership(now, hyparview::InEvent::Join { contact, others }, ctx);
+            return;
+        }
+        self.start_probe(now, timeout, contact, bootstrap, ctx);
+    }
+
+    fn start_probe(
+        &mut self,
+        now: Duration,
+        timeout: Duration,
+        contact: PeerInfo,
+        rest: VecDeque<PeerInfo>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        self.probe = Some(Probe {
+            contact: contact.id,
+            rest,
+        });
+        ctx.out.push(OutEvent::ScheduleTimer(
+            timeout,
+            Timer {
+                topic: self.id,
+                kind: TopicTimer::JoinProbe(contact.id),
+            },
+        ));
+        let join = hyparview::InEvent::Join {
+            contact,
+            others: Vec::new(),
+        };
+        self.on_membership(now, join, ctx);
+    }
+
+    /// The join contact is not a member (or failed, or is silent): ask the
+    /// next. With none left we are the first in the topic, as far as we know.
+    fn next_probe(&mut self, now: Duration, timeout: Duration, ctx: &mut Ctx<'_>) {
+        let Some(mut p) = self.probe.take() else {
+            return;
+        };
+        if let Some(contact) = p.rest.pop_front() {
+            self.start_probe(now, timeout, contact, p.rest, ctx);
+        }
+    }
+
+    fn probing(&self, peer: &PeerId) -> bool {
+        self.probe.as_ref().is_some_and(|p| p.contact == *peer)
     }
 
     fn on_dissemination(&mut self, now: Duration, input: Input, ctx: &mut Ctx<'_>) {
@@ -485,6 +604,31 @@ impl<R: Rng + SeedableRng> State<R> {
             .unwrap_or_default()
     }
 
+    /// Active neighbours of `topic` that proved they are members (see the
+    /// module docs).
+    pub fn confirmed(&self, topic: &TopicId) -> Vec<PeerId> {
+        self.topics
+            .get(topic)
+            .map(|t| {
+                t.membership
+                    .active_view()
+                    .filter(|p| t.confirmed.contains(p))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether a join of `topic` is still asking its contacts.
+    pub fn is_joining(&self, topic: &TopicId) -> bool {
+        self.topics.get(topic).is_some_and(|t| t.probe.is_some())
+    }
+
+    /// The topic's overlay label (see `hyparview`'s docs on merging).
+    pub fn root(&self, topic: &TopicId) -> Option<PeerId> {
+        self.topics.get(topic).map(|t| t.membership.root())
+    }
+
     pub fn passive_view(&self, topic: &TopicId) -> Vec<PeerId> {
         self.topics
             .get(topic)
@@ -568,29 +712,21 @@ impl<R: Rng + SeedableRng> State<R> {
                 bootstrap,
             } => {
                 let me = self.me.id;
-                let mut bootstrap = bootstrap.into_iter().filter(|p| p.id != me);
+                let bootstrap: Vec<PeerInfo> =
+                    bootstrap.into_iter().filter(|p| p.id != me).collect();
+                let timeout = self.config.join_probe_timeout;
                 if let Some(t) = self.topics.get_mut(&topic) {
                     // Already joined: join again through these peers, keeping
                     // the topic's caches (a node left alone, or that joined
                     // before it knew anyone).
-                    if let Some(contact) = bootstrap.next() {
-                        let others = bootstrap.collect();
-                        t.on_membership(
-                            now,
-                            hyparview::InEvent::Join { contact, others },
-                            &mut ctx,
-                        );
-                    }
+                    t.join(now, timeout, bootstrap, &mut ctx);
                     return;
                 }
                 if self.topics.len() >= self.config.max_topics {
                     return;
                 }
                 let mut t = new_topic(&self.me, &self.config, &mut self.rng, topic, strategy);
-                if let Some(contact) = bootstrap.next() {
-                    let others = bootstrap.collect();
-                    t.on_membership(now, hyparview::InEvent::Join { contact, others }, &mut ctx);
-                }
+                t.join(now, timeout, bootstrap, &mut ctx);
                 self.topics.insert(topic, t);
             }
             InEvent::Leave(topic) => {
@@ -606,14 +742,56 @@ impl<R: Rng + SeedableRng> State<R> {
                 }
                 let Some(t) = self.topics.get_mut(&message.topic) else {
                     self.stats.unknown_topic += 1;
+                    if !matches!(
+                        message.body,
+                        Body::Membership(hyparview::Message::Disconnect { .. })
+                    ) {
+                        // Not a member: say so, so a newcomer tries its next
+                        // contact and a prober forgets us.
+                        self.stats.not_member_replies += 1;
+                        let m = Message {
+                            topic: message.topic,
+                            body: Body::Membership(hyparview::Message::Disconnect { alive: false }),
+                        };
+                        ctx.out.push(OutEvent::Send(from, m));
+                    }
                     if !ctx.conns.contains_key(&from) {
                         ctx.out.push(OutEvent::Disconnect(from));
                     }
                     return;
                 };
+                let timeout = self.config.join_probe_timeout;
+                let is_disconnect = matches!(
+                    message.body,
+                    Body::Membership(hyparview::Message::Disconnect { .. })
+                );
+                let is_join = matches!(
+                    message.body,
+                    Body::Membership(hyparview::Message::Join { .. })
+                );
+                let is_ack = matches!(
+                    &message.body,
+                    Body::Plumtree(plumtree::Message::IHave(ids)) if ids.is_empty()
+                );
+                // The contact we joined through refused (not, or no longer,
+                // a member: ask the next once the DISCONNECT dropped it from
+                // the view), or acknowledged (a member: the join is over).
+                let refused = is_disconnect && t.probing(&from);
+                if is_ack && t.probing(&from) {
+                    t.probe = None;
+                }
                 let input = match message.body {
                     Body::Membership(m) => {
                         t.on_membership(now, hyparview::InEvent::Message(from, m), &mut ctx);
+                        if refused {
+                            t.next_probe(now, timeout, &mut ctx);
+                        }
+                        if !is_disconnect && t.membership.is_active(&from) {
+                            t.confirmed.insert(from);
+                            if is_join && t.tree {
+                                ctx.out.push(OutEvent::Send(from, join_ack(t.id)));
+                            }
+                        }
                         None
                     }
                     Body::Plumtree(m) => Some(Input::Plumtree(from, m)),
@@ -628,6 +806,9 @@ impl<R: Rng + SeedableRng> State<R> {
                     if !fits {
                         self.stats.wrong_strategy += 1;
                         return;
+                    }
+                    if t.membership.is_active(&from) {
+                        t.confirmed.insert(from);
                     }
                     t.on_dissemination(now, input, &mut ctx);
                     if !t.membership.is_active(&from) {
@@ -647,8 +828,12 @@ impl<R: Rng + SeedableRng> State<R> {
             }
             InEvent::ConnectionLost(peer) => {
                 ctx.conns.remove(&peer);
+                let timeout = self.config.join_probe_timeout;
                 for t in self.topics.values_mut() {
                     t.on_membership(now, hyparview::InEvent::ConnectionLost(peer), &mut ctx);
+                    if t.probing(&peer) {
+                        t.next_probe(now, timeout, &mut ctx);
+                    }
                 }
             }
             InEvent::Timer(Timer { topic, kind }) => {
@@ -656,6 +841,12 @@ impl<R: Rng + SeedableRng> State<R> {
                     return;
                 };
                 match kind {
+                    TopicTimer::JoinProbe(contact) => {
+                        if t.probing(&contact) {
+                            let timeout = self.config.join_probe_timeout;
+                            t.next_probe(now, timeout, &mut ctx);
+                        }
+                    }
                     TopicTimer::Membership(k) => {
                         t.on_membership(now, hyparview::InEvent::Timer(k), &mut ctx)
                     }
@@ -663,6 +854,13 @@ impl<R: Rng + SeedableRng> State<R> {
                         t.on_dissemination(now, Input::PlumtreeTimer(k), &mut ctx)
                     }
                     TopicTimer::Rumor(k) => t.on_dissemination(now, Input::RumorTimer(k), &mut ctx),
+                }
+            }
+            InEvent::Candidates { topic, peers } => {
+                let me = self.me.id;
+                let peers = peers.into_iter().filter(|p| p.id != me).collect();
+                if let Some(t) = self.topics.get_mut(&topic) {
+                    t.on_membership(now, hyparview::InEvent::Candidates(peers), &mut ctx);
                 }
             }
             InEvent::UpdateData(data) => {
@@ -726,6 +924,14 @@ impl<R: Rng + SeedableRng> State<R> {
     }
 }
 
+/// A member's answer to a JOIN in a tree topic (see the module docs).
+fn join_ack(topic: TopicId) -> Message {
+    Message {
+        topic,
+        body: Body::Plumtree(plumtree::Message::IHave(Vec::new())),
+    }
+}
+
 fn new_topic<R: Rng + SeedableRng>(
     me: &PeerInfo,
     config: &Config,
@@ -748,8 +954,11 @@ fn new_topic<R: Rng + SeedableRng>(
     };
     Topic {
         id,
+        tree: matches!(strategy, Strategy::Plumtree | Strategy::Lan),
         membership,
         dissemination,
+        probe: None,
+        confirmed: BTreeSet::new(),
     }
 }
 
@@ -758,6 +967,7 @@ mod tests {
     use super::*;
     use crate::proto::sim::{self, Scheduler, SimRng};
     use crate::proto::wire;
+    use rand::seq::IteratorRandom;
 
     const T0: Duration = Duration::ZERO;
 
@@ -830,6 +1040,9 @@ mod tests {
 
         fn run_until(&mut self, until: Duration) {
             while let Some((_, (to, ev))) = self.sched.pop_until(until) {
+                if !self.nodes.contains_key(&to) {
+                    continue; // gone: silent
+                }
                 let ev = match ev {
                     Ok((from, message)) => InEvent::Message { from, message },
                     Err(t) => InEvent::Timer(t),
@@ -1011,8 +1224,20 @@ mod tests {
                 message: elsewhere,
             },
         );
-        assert_eq!(out, [OutEvent::Disconnect(info(3).id)]);
+        // a non-member says so, so the sender tries elsewhere
+        let refusal = Message {
+            topic: TopicId::from_name("other"),
+            body: Body::Membership(hyparview::Message::Disconnect { alive: false }),
+        };
+        assert_eq!(
+            out,
+            [
+                OutEvent::Send(info(3).id, refusal),
+                OutEvent::Disconnect(info(3).id)
+            ]
+        );
         assert_eq!((s.stats().wrong_strategy, s.stats().unknown_topic), (1, 1));
+        assert_eq!(s.stats().not_member_replies, 1);
     }
 
     #[test]
@@ -1059,5 +1284,146 @@ mod tests {
             body: Body::Membership(hyparview::Message::Disconnect { alive: true }),
         };
         assert!(out.contains(&OutEvent::Send(info(4).id, fix)));
+    }
+
+    impl Mini {
+        /// Connected components of the active views of `members`.
+        fn components(&self, topic: &TopicId, members: &[u8]) -> usize {
+            let ids: BTreeSet<PeerId> = members.iter().map(|i| info(*i).id).collect();
+            let mut seen = BTreeSet::new();
+            let mut count = 0;
+            for start in &ids {
+                if !seen.insert(*start) {
+                    continue;
+                }
+                count += 1;
+                let mut stack = vec![*start];
+                while let Some(x) = stack.pop() {
+                    for y in self.nodes[&x].neighbors(topic) {
+                        if ids.contains(&y) && seen.insert(y) {
+                            stack.push(y);
+                        }
+                    }
+                }
+            }
+            count
+        }
+
+        /// Broadcasts from `from` and returns how many others delivered it.
+        fn reach(&mut self, topic: TopicId, from: u8, text: &str) -> usize {
+            let me = info(from).id;
+            let now = self.sched.now();
+            let mut out = Vec::new();
+            let id = self
+                .nodes
+                .get_mut(&me)
+                .unwrap()
+                .broadcast(
+                    now,
+                    topic,
+                    Payload::from(text.as_bytes().to_vec()),
+                    &mut out,
+                )
+                .unwrap();
+            self.apply(me, out);
+            self.run_until(now + Duration::from_secs(3));
+            self.received.iter().filter(|(_, d)| *d == id).count()
+        }
+    }
+
+    #[test]
+    fn a_join_asks_its_contacts_one_at_a_time_until_a_member_answers() {
+        let topic = TopicId::from_name("room");
+        let mut m = Mini::new(4);
+        m.input(info(1).id, join(topic, Strategy::Lan, None));
+        // 2 is not in the room and says so; 3 does not exist (silent): both
+        // are skipped, and 4 joins through 1
+        let bootstrap = [2, 3, 1].map(info).to_vec();
+        m.nodes.remove(&info(3).id);
+        m.input(
+            info(4).id,
+            InEvent::Join {
+                topic,
+                strategy: Strategy::Lan,
+                bootstrap,
+            },
+        );
+        assert!(m.nodes[&info(4).id].is_joining(&topic));
+        m.run_until(Duration::from_millis(500));
+        assert!(
+            m.nodes[&info(4).id].is_joining(&topic),
+            "3 has not answered yet"
+        );
+        m.run_until(Duration::from_secs(3));
+        let n4 = &m.nodes[&info(4).id];
+        assert!(!n4.is_joining(&topic));
+        assert_eq!(n4.confirmed(&topic), [info(1).id]);
+        assert_eq!(m.nodes[&info(1).id].confirmed(&topic), [info(4).id]);
+        assert!(m.nodes[&info(2).id].stats().not_member_replies > 0);
+        // the silent one keeps its slot until its connection fails
+        assert_eq!(n4.neighbors(&topic), [info(1).id, info(3).id]);
+    }
+
+    #[test]
+    fn two_overlays_of_one_topic_merge_once_a_member_hears_of_the_other() {
+        let topic = TopicId::from_name("room");
+        let mut m = Mini::new(40);
+        // two rooms' worth of nodes that never heard of each other: 1..=20
+        // join through 1, 21..=40 through 21
+        for i in 1..=40u8 {
+            let first = if i <= 20 { 1 } else { 21 };
+            let contact = (i != first).then_some(first + (i - first) / 2);
+            m.input(info(i).id, join(topic, Strategy::Lan, contact));
+            m.run_until(m.sched.now() + Duration::from_millis(20));
+        }
+        m.run_until(Duration::from_secs(30));
+        let all: Vec<u8> = (1..=40).collect();
+        assert_eq!(m.components(&topic, &all), 2);
+        assert_eq!(m.reach(topic, 30, "before"), 19);
+        // one member learns of one member of the other overlay (LAN discovery)
+        m.input(
+            info(30).id,
+            InEvent::Candidates {
+                topic,
+                peers: vec![info(5)],
+            },
+        );
+        m.run_until(m.sched.now() + Duration::from_secs(15));
+        assert_eq!(m.components(&topic, &all), 1);
+        let roots: BTreeSet<PeerId> = all
+            .iter()
+            .filter_map(|i| m.nodes[&info(*i).id].root(&topic))
+            .collect();
+        assert_eq!(roots.into_iter().collect::<Vec<_>>(), [info(1).id]);
+        assert_eq!(m.reach(topic, 30, "after"), 39);
+    }
+
+    #[test]
+    fn nodes_joining_at_the_same_moment_end_in_one_overlay() {
+        let topic = TopicId::from_name("room");
+        let n = 120u8;
+        let mut m = Mini::new(n);
+        let mut rng = sim::rng(5, 0);
+        // every node at once, each through 3 random others (members or not yet)
+        for i in 1..=n {
+            let bootstrap = (1..=n)
+                .filter(|j| *j != i)
+                .choose_multiple(&mut rng, 3)
+                .into_iter()
+                .map(info)
+                .collect();
+            m.input(
+                info(i).id,
+                InEvent::Join {
+                    topic,
+                    strategy: Strategy::Lan,
+                    bootstrap,
+                },
+            );
+        }
+        m.run_until(Duration::from_secs(20));
+        let all: Vec<u8> = (1..=n).collect();
+        assert_eq!(m.components(&topic, &all), 1);
+        assert_eq!(m.reach(topic, 7, "hello"), n as usize - 1);
     }
 }

@@ -23,6 +23,29 @@
 //! A periodic SHUFFLE walk exchanges samples of both views, so passive views
 //! stay fresh.
 //!
+//! # Merging overlays
+//!
+//! HyParView has no way to merge two overlays whose members all have full
+//! active views: nodes that join at the same moment through each other, or
+//! the two sides of a network cut, stay apart forever. Two additions fix that:
+//!
+//! - **A label per overlay**: its *root*, the smallest member id heard of. A
+//!   node that is its own root sends ROOT (with a growing sequence number) to
+//!   its neighbours every [`Config::root_interval`]; a node forwards a ROOT that
+//!   names a smaller root, or a newer beacon of its root, to its other
+//!   neighbours, and tells every new neighbour its root. A root not heard of for
+//!   [`ROOT_EXPIRY`] intervals (it crashed, or is on the other side of a cut) is
+//!   dropped: the node becomes its own root again and the smallest id wins once
+//!   more. One beacon crosses each link once per interval.
+//! - **Probes**: the driver hands in *candidates*, peers that may be in the
+//!   overlay, learnt outside it (bootstrap lists, LAN discovery). Each root
+//!   tick, a node sends PROBE with its root to one candidate not checked for
+//!   [`Config::probe_recheck`]. A member of another overlay (a different root)
+//!   answers; whichever side has the larger root sends a high-priority
+//!   NEIGHBOR to the other. That one link merges the overlays: the smaller
+//!   root floods across it and the later probes find one label. A candidate
+//!   that is not in the topic says so (DISCONNECT) and is forgotten.
+//!
 //! Sans-IO: the driver feeds [`InEvent`]s and acts on [`OutEvent`]s. Connections
 //! are the driver's: [`OutEvent::Dial`] means "hold a connection to this peer",
 //! [`OutEvent::Disconnect`] means "this state no longer needs it" (flush queued
@@ -45,6 +68,15 @@ pub const MAX_PEER_DATA_LEN: usize = 512;
 pub const MAX_SHUFFLE_NODES: usize = 64;
 /// Largest random-walk length accepted from a peer.
 pub const MAX_TTL: u8 = 16;
+/// A root not heard of for this many [`Config::root_interval`]s is dropped.
+pub const ROOT_EXPIRY: u32 = 3;
+/// Most candidates kept (see the module docs).
+pub const MAX_CANDIDATES: usize = 32;
+/// Most ROOT and PROBE messages accepted from one peer per
+/// [`Config::root_interval`]: beacons cross each link once per interval, and
+/// merges or an expired root add a short burst of better labels. More is
+/// flooding (each accepted label is forwarded to every neighbour).
+pub const MAX_ROOT_MESSAGES: u32 = 64;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -69,6 +101,10 @@ pub struct Config {
     pub neighbor_timeout: Duration,
     /// How long a banned peer is refused.
     pub ban_duration: Duration,
+    /// Time between a root's beacons and between merge probes (±25 %).
+    pub root_interval: Duration,
+    /// A candidate probed is not probed again before this.
+    pub probe_recheck: Duration,
 }
 
 impl Default for Config {
@@ -84,6 +120,8 @@ impl Default for Config {
             shuffle_random_walk_length: 6,
             neighbor_timeout: Duration::from_millis(500),
             ban_duration: Duration::from_secs(600),
+            root_interval: Duration::from_secs(10),
+            probe_recheck: Duration::from_secs(30),
         }
     }
 }
@@ -143,12 +181,27 @@ pub enum Message {
     ShuffleReply {
         nodes: Vec<PeerInfo>,
     },
+    /// The sender's overlay label (see the module docs): a beacon from an
+    /// active neighbour.
+    Root {
+        root: PeerId,
+        seq: u64,
+    },
+    /// A merge probe, or the answer of a member whose root is smaller than the
+    /// prober's: `data` is how to dial the sender.
+    Probe {
+        root: PeerId,
+        seq: u64,
+        data: PeerData,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Timer {
     Shuffle,
     NeighborTimeout(PeerId),
+    /// Beacon (if we are the root), expire a silent root, probe a candidate.
+    Root,
 }
 
 /// What the driver (or the gossip topic) feeds in.
@@ -168,6 +221,9 @@ pub enum InEvent {
     Ban(PeerId),
     /// Our dialling information changed.
     UpdateData(PeerData),
+    /// Peers that may be in the overlay, learnt outside it: probed now and then
+    /// to find and merge other overlays of the same topic.
+    Candidates(Vec<PeerInfo>),
     /// Leave the overlay: tell every neighbour, release every connection.
     Leave,
 }
@@ -207,6 +263,13 @@ pub struct Stats {
     pub evictions: u64,
     pub invalid: u64,
     pub banned_dropped: u64,
+    /// Roots adopted (a smaller one, or the first beacon after an expiry).
+    pub roots_adopted: u64,
+    /// Roots dropped because they went silent.
+    pub roots_expired: u64,
+    pub probes_sent: u64,
+    /// Links made to merge two overlays (high-priority NEIGHBOR after a probe).
+    pub merges: u64,
 }
 
 /// The membership state of one node in one overlay.
@@ -227,13 +290,26 @@ pub struct State<R> {
     last_shuffle: Vec<PeerId>,
     banned: BTreeMap<PeerId, Duration>,
     shuffle_scheduled: bool,
+    /// Our overlay's label and the newest beacon of it we have seen.
+    root: PeerId,
+    root_seq: u64,
+    /// When that beacon arrived (or we became our own root).
+    root_heard: Duration,
+    /// The sequence of our own beacons.
+    own_seq: u64,
+    root_scheduled: bool,
+    /// Whether the root timer fired once (the first comes early).
+    root_ticked: bool,
+    /// Candidates, with when each was last probed.
+    candidates: BTreeMap<PeerId, (PeerData, Option<Duration>)>,
+    /// ROOT and PROBE messages per peer in the current window (start, count).
+    root_budget: BTreeMap<PeerId, (Duration, u32)>,
     stats: Stats,
 }
 
 impl<R: Rng> State<R> {
     pub fn new(me: PeerInfo, config: Config, rng: R) -> Self {
         Self {
-            me,
             config,
             rng,
             active: BTreeMap::new(),
@@ -243,7 +319,16 @@ impl<R: Rng> State<R> {
             last_shuffle: Vec::new(),
             banned: BTreeMap::new(),
             shuffle_scheduled: false,
+            root: me.id,
+            root_seq: 0,
+            root_heard: Duration::ZERO,
+            own_seq: 0,
+            root_scheduled: false,
+            root_ticked: false,
+            candidates: BTreeMap::new(),
+            root_budget: BTreeMap::new(),
             stats: Stats::default(),
+            me,
         }
     }
 
@@ -267,10 +352,24 @@ impl<R: Rng> State<R> {
         self.stats
     }
 
+    /// Our overlay's label: the smallest member id heard of (see the module docs).
+    pub fn root(&self) -> PeerId {
+        self.root
+    }
+
     /// Feeds one input; appends what to do to `out`.
     pub fn handle(&mut self, now: Duration, event: InEvent, out: &mut Vec<OutEvent>) {
         match event {
-            InEvent::Join { contact, others } => self.join(contact, others, out),
+            InEvent::Join { contact, others } => {
+                self.add_candidates(others.iter().chain([&contact]));
+                self.join(contact, others, out)
+            }
+            InEvent::Candidates(peers) => {
+                if !peers.is_empty() {
+                    self.add_candidates(peers.iter());
+                    self.schedule_root(out);
+                }
+            }
             InEvent::Message(from, msg) => {
                 if self.is_banned(now, &from) {
                     self.stats.banned_dropped += 1;
@@ -294,6 +393,12 @@ impl<R: Rng> State<R> {
                     self.release(peer, out);
                     self.refill(out);
                 }
+            }
+            InEvent::Timer(Timer::Root) => {
+                self.root_scheduled = false;
+                self.root_ticked = true;
+                self.on_root_tick(now, out);
+                self.schedule_root(out);
             }
             InEvent::Ban(peer) => self.ban(now, peer, out),
             InEvent::UpdateData(data) => self.me.data = data,
@@ -345,7 +450,227 @@ impl<R: Rng> State<R> {
                 self.on_shuffle(now, from, origin, nodes, ttl, out)
             }
             Message::ShuffleReply { nodes } => self.on_shuffle_reply(now, from, nodes, out),
+            Message::Root { root, seq } => {
+                if self.root_budget(now, from, out) {
+                    self.on_root(now, from, root, seq, out);
+                }
+            }
+            Message::Probe { root, seq, data } => {
+                if data.0.len() > MAX_PEER_DATA_LEN {
+                    return self.misbehaving(from, out);
+                }
+                if self.root_budget(now, from, out) {
+                    self.on_probe(now, from, root, seq, data, out);
+                }
+            }
         }
+    }
+
+    /// Counts a ROOT or PROBE from `from`; false (and a strike) past
+    /// [`MAX_ROOT_MESSAGES`] in one interval.
+    fn root_budget(&mut self, now: Duration, from: PeerId, out: &mut Vec<OutEvent>) -> bool {
+        let window = self.config.root_interval;
+        if self.root_budget.len() >= 1024 && !self.root_budget.contains_key(&from) {
+            self.root_budget
+                .retain(|_, (start, _)| now.saturating_sub(*start) < window);
+            if self.root_budget.len() >= 1024 {
+                self.root_budget.pop_first();
+            }
+        }
+        let entry = self.root_budget.entry(from).or_insert((now, 0));
+        if now.saturating_sub(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > MAX_ROOT_MESSAGES {
+            self.misbehaving(from, out);
+            return false;
+        }
+        true
+    }
+
+    /// Whether `(root, seq)` is a better label than ours: a smaller root, or a
+    /// newer beacon of ours. Nobody speaks for our own id but us.
+    fn better_root(&self, root: PeerId, seq: u64) -> bool {
+        root != self.me.id && (root < self.root || (root == self.root && seq > self.root_seq))
+    }
+
+    fn on_root(
+        &mut self,
+        now: Duration,
+        from: PeerId,
+        root: PeerId,
+        seq: u64,
+        out: &mut Vec<OutEvent>,
+    ) {
+        // From a peer not (or no longer) active, a beacon is stale news (an
+        // eviction crossed it): probes carry the labels between overlays.
+        if !self.active.contains_key(&from) || !self.better_root(root, seq) {
+            return;
+        }
+        self.adopt(now, root, seq);
+        let others: Vec<PeerId> = self
+            .active
+            .keys()
+            .filter(|p| **p != from)
+            .copied()
+            .collect();
+        for p in others {
+            out.push(OutEvent::Send(p, Message::Root { root, seq }));
+        }
+    }
+
+    fn adopt(&mut self, now: Duration, root: PeerId, seq: u64) {
+        if root != self.root {
+            self.stats.roots_adopted += 1;
+        }
+        self.root = root;
+        self.root_seq = seq;
+        self.root_heard = now;
+    }
+
+    fn on_probe(
+        &mut self,
+        now: Duration,
+        from: PeerId,
+        root: PeerId,
+        seq: u64,
+        data: PeerData,
+        out: &mut Vec<OutEvent>,
+    ) {
+        if self.active.contains_key(&from) {
+            // A neighbour is in our overlay whatever it thinks: a beacon.
+            return self.on_root(now, from, root, seq, out);
+        }
+        if root == self.root || root == self.me.id {
+            self.release(from, out);
+        } else if root < self.root {
+            // Its overlay has the smaller label: we join it.
+            self.merge_into(from, data, out);
+        } else {
+            // Ours has: it joins us once it hears our label.
+            let msg = Message::Probe {
+                root: self.root,
+                seq: self.root_seq,
+                data: self.me.data.clone(),
+            };
+            out.push(OutEvent::Dial(from, data));
+            out.push(OutEvent::Send(from, msg));
+            self.release(from, out);
+        }
+    }
+
+    /// Links to `peer`, a member of an overlay with a smaller label than ours.
+    fn merge_into(&mut self, peer: PeerId, data: PeerData, out: &mut Vec<OutEvent>) {
+        if self.active.contains_key(&peer) || self.pending.contains(&peer) {
+            return;
+        }
+        self.stats.merges += 1;
+        self.send_neighbor(peer, data, Priority::High, out);
+    }
+
+    fn on_root_tick(&mut self, now: Duration, out: &mut Vec<OutEvent>) {
+        let expiry = self.config.root_interval * ROOT_EXPIRY;
+        if self.root != self.me.id && now.saturating_sub(self.root_heard) > expiry {
+            self.stats.roots_expired += 1;
+            self.root = self.me.id;
+        }
+        if self.root == self.me.id {
+            self.own_seq += 1;
+            self.root_seq = self.own_seq;
+            self.root_heard = now;
+            let msg = Message::Root {
+                root: self.root,
+                seq: self.root_seq,
+            };
+            for p in self.active.keys() {
+                out.push(OutEvent::Send(*p, msg.clone()));
+            }
+        }
+        self.probe_candidate(now, out);
+    }
+
+    /// Sends PROBE to one candidate outside the active view that was not
+    /// probed for [`Config::probe_recheck`]: one never probed if there is one
+    /// (news is likelier to name someone outside our overlay), else the one
+    /// probed longest ago.
+    fn probe_candidate(&mut self, now: Duration, out: &mut Vec<OutEvent>) {
+        let recheck = self.config.probe_recheck;
+        let eligible = self.candidates.iter().filter(|(p, (_, last))| {
+            !self.active.contains_key(*p)
+                && !self.pending.contains(*p)
+                && last.is_none_or(|t| now.saturating_sub(t) >= recheck)
+        });
+        let Some(oldest) = eligible.clone().map(|(_, (_, last))| *last).min() else {
+            return;
+        };
+        let Some(peer) = eligible
+            .filter(|(_, (_, last))| *last == oldest)
+            .map(|(p, _)| *p)
+            .choose(&mut self.rng)
+        else {
+            return;
+        };
+        let Some((data, last)) = self.candidates.get_mut(&peer) else {
+            return;
+        };
+        *last = Some(now);
+        let data = data.clone();
+        self.stats.probes_sent += 1;
+        let msg = Message::Probe {
+            root: self.root,
+            seq: self.root_seq,
+            data: self.me.data.clone(),
+        };
+        out.push(OutEvent::Dial(peer, data));
+        out.push(OutEvent::Send(peer, msg));
+        self.release(peer, out);
+    }
+
+    fn add_candidates<'a>(&mut self, peers: impl Iterator<Item = &'a PeerInfo>) {
+        for p in peers {
+            if p.id == self.me.id || p.data.0.len() > MAX_PEER_DATA_LEN {
+                continue;
+            }
+            if let Some((data, _)) = self.candidates.get_mut(&p.id) {
+                *data = p.data.clone();
+                continue;
+            }
+            if self.candidates.len() >= MAX_CANDIDATES {
+                // Forget one already probed (or any): newer news is likelier
+                // to name someone outside our overlay.
+                let victim = self
+                    .candidates
+                    .iter()
+                    .filter(|(_, (_, last))| last.is_some())
+                    .map(|(p, _)| *p)
+                    .choose(&mut self.rng)
+                    .or_else(|| self.candidates.keys().choose(&mut self.rng).copied());
+                if let Some(v) = victim {
+                    self.candidates.remove(&v);
+                }
+            }
+            self.candidates.insert(p.id, (p.data.clone(), None));
+        }
+    }
+
+    fn schedule_root(&mut self, out: &mut Vec<OutEvent>) {
+        if self.root_scheduled {
+            return;
+        }
+        self.root_scheduled = true;
+        let base = self.config.root_interval.as_secs_f64();
+        // The first tick comes early: a node that joined in a burst probes its
+        // candidates within a few seconds.
+        let factor = if !self.root_ticked {
+            self.rng.random_range(0.1..=0.3)
+        } else {
+            self.rng.random_range(0.75..=1.25)
+        };
+        out.push(OutEvent::ScheduleTimer(
+            Duration::from_secs_f64(base * factor),
+            Timer::Root,
+        ));
     }
 
     fn on_join(&mut self, from: PeerId, data: PeerData, out: &mut Vec<OutEvent>) {
@@ -472,6 +797,9 @@ impl<R: Rng> State<R> {
     }
 
     fn on_disconnect(&mut self, from: PeerId, alive: bool, out: &mut Vec<OutEvent>) {
+        if !alive {
+            self.candidates.remove(&from);
+        }
         if let Some(data) = self.remove_active(from, out) {
             if alive {
                 self.add_passive(from, data);
@@ -728,6 +1056,13 @@ impl<R: Rng> State<R> {
         self.passive.remove(&peer);
         self.active.insert(peer, data.clone());
         out.push(OutEvent::Dial(peer, data));
+        out.push(OutEvent::Send(
+            peer,
+            Message::Root {
+                root: self.root,
+                seq: self.root_seq,
+            },
+        ));
         out.push(OutEvent::Emit(Event::NeighborUp(peer)));
     }
 
@@ -770,6 +1105,7 @@ impl<R: Rng> State<R> {
     }
 
     fn schedule_shuffle(&mut self, out: &mut Vec<OutEvent>) {
+        self.schedule_root(out);
         if self.shuffle_scheduled {
             return;
         }
@@ -1257,5 +1593,136 @@ mod tests {
         assert_eq!(out, [OutEvent::Disconnect(id(2))]);
         assert!(!s.is_active(&id(2)));
         assert_eq!(s.stats().banned_dropped, 1);
+    }
+
+    #[test]
+    fn a_smaller_root_is_adopted_forwarded_once_and_dropped_when_silent() {
+        // 5 is its own root until a neighbour names a smaller one
+        let mut s = with_active(5, &[6, 7, 8]);
+        assert_eq!(s.root(), id(5));
+        let beacon = Message::Root {
+            root: id(1),
+            seq: 4,
+        };
+        let out = run(&mut s, InEvent::Message(id(6), beacon.clone()));
+        assert_eq!(s.root(), id(1));
+        let mut to: Vec<PeerId> = sends(&out).into_iter().map(|(p, _)| p).collect();
+        to.sort();
+        assert_eq!(to, [id(7), id(8)], "forwarded to the others only");
+        // the same beacon again (from another neighbour) goes no further, nor
+        // does a larger root
+        assert!(run(&mut s, InEvent::Message(id(7), beacon)).is_empty());
+        let larger = Message::Root {
+            root: id(3),
+            seq: 9,
+        };
+        assert!(run(&mut s, InEvent::Message(id(7), larger)).is_empty());
+        assert_eq!(s.root(), id(1));
+        // nothing from the root for ROOT_EXPIRY intervals: we are our own root
+        // again and say so
+        let late = s.config.root_interval * (ROOT_EXPIRY + 1);
+        let mut out = Vec::new();
+        s.handle(late, InEvent::Timer(Timer::Root), &mut out);
+        assert_eq!(s.root(), id(5));
+        assert_eq!(s.stats().roots_expired, 1);
+        assert_eq!(
+            sends(&out)
+                .iter()
+                .filter(|(_, m)| matches!(m, Message::Root { root, .. } if *root == id(5)))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_flood_of_root_messages_is_cut_off_and_reported() {
+        let mut s = with_active(200, &[6, 7]);
+        let mut forwarded = 0;
+        let mut misbehaving = 0;
+        // a neighbour counting down through ever smaller roots: each one is a
+        // better label, which would be forwarded to every neighbour
+        for i in 0..1000u32 {
+            let mut b = [199; 32];
+            b[28..].copy_from_slice(&(u32::MAX - i).to_be_bytes());
+            let m = Message::Root {
+                root: PeerId::from_bytes(b),
+                seq: 1,
+            };
+            let out = run(&mut s, InEvent::Message(id(6), m));
+            forwarded += sends(&out).len();
+            misbehaving += out
+                .iter()
+                .filter(|o| matches!(o, OutEvent::Misbehaving(_)))
+                .count();
+        }
+        assert_eq!(forwarded, MAX_ROOT_MESSAGES as usize);
+        assert_eq!(misbehaving, 1000 - MAX_ROOT_MESSAGES as usize);
+    }
+
+    #[test]
+    fn a_probe_from_another_overlay_links_the_side_with_the_larger_root() {
+        // 9's overlay has root 2; a probe arrives from 4, whose root is 1: 9
+        // joins 4's overlay with a high-priority NEIGHBOR
+        let mut s = with_active(9, &[10, 11, 12, 13, 14]);
+        run(
+            &mut s,
+            InEvent::Message(
+                id(10),
+                Message::Root {
+                    root: id(2),
+                    seq: 1,
+                },
+            ),
+        );
+        let probe = Message::Probe {
+            root: id(1),
+            seq: 1,
+            data: PeerData(vec![4]),
+        };
+        let out = run(&mut s, InEvent::Message(id(4), probe));
+        assert!(sends(&out).contains(&(
+            id(4),
+            Message::Neighbor {
+                priority: Priority::High,
+                data: PeerData(vec![9])
+            }
+        )));
+        assert_eq!(s.stats().merges, 1);
+        // a probe with the larger root gets our label back instead
+        let mut s = with_active(9, &[10]);
+        run(
+            &mut s,
+            InEvent::Message(
+                id(10),
+                Message::Root {
+                    root: id(2),
+                    seq: 1,
+                },
+            ),
+        );
+        let probe = Message::Probe {
+            root: id(3),
+            seq: 1,
+            data: PeerData(vec![4]),
+        };
+        let out = run(&mut s, InEvent::Message(id(4), probe));
+        assert_eq!(
+            sends(&out),
+            [(
+                id(4),
+                Message::Probe {
+                    root: id(2),
+                    seq: 1,
+                    data: PeerData(vec![9])
+                }
+            )]
+        );
+        // the same root: nothing to do
+        let same = Message::Probe {
+            root: id(2),
+            seq: 7,
+            data: PeerData(vec![4]),
+        };
+        assert!(sends(&run(&mut s, InEvent::Message(id(4), same))).is_empty());
     }
 }

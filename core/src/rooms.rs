@@ -132,9 +132,6 @@ pub(crate) struct Rooms {
     /// Joined rooms by topic. Not protocol state (that is the gossip task's):
     /// the names the API and the receiver need.
     joined: Arc<Mutex<BTreeMap<TopicId, String>>>,
-    /// Active-view size per topic, from the gossip events (so the lonely-room
-    /// check asks the gossip task nothing).
-    neighbors: Arc<Mutex<BTreeMap<TopicId, usize>>>,
     counters: Arc<Counters>,
 }
 
@@ -166,7 +163,6 @@ impl Rooms {
             store,
             events,
             joined: Arc::default(),
-            neighbors: Arc::default(),
             counters: Arc::default(),
         }
     }
@@ -241,9 +237,9 @@ impl Rooms {
         let deadline = tokio::time::Instant::now() + wait;
         let topic = self.topic_of(name).ok_or_else(|| Self::not_joined(name))?;
         // A neighbour that proved membership, or the deadline.
-        while self.neighbors_of(topic).await?.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let mut confirmed = self.gossip.watch_confirmed();
+        let some = |c: &gossip_service::Confirmed| c.get(&topic).is_some_and(|n| *n > 0);
+        let _ = tokio::time::timeout_at(deadline, confirmed.wait_for(some)).await;
         let message = self.say(name, text).await?;
         let neighbors = self.neighbors_of(topic).await?;
         let left = deadline
@@ -305,7 +301,6 @@ impl Rooms {
     /// the gossip service (which waits on it: see `Gossip::spawn`).
     pub(crate) fn spawn_receiver(&self, mut rx: mpsc::Receiver<gossip::Event>) -> JoinHandle<()> {
         let joined = self.joined.clone();
-        let neighbors = self.neighbors.clone();
         let counters = self.counters.clone();
         let store = self.store.clone();
         let events = self.events.clone();
@@ -314,17 +309,9 @@ impl Rooms {
             while let Some(ev) = rx.recv().await {
                 let (topic, delivery) = match ev {
                     gossip::Event::Received { topic, delivery } => (topic, delivery),
-                    gossip::Event::NeighborUp { topic, .. } => {
-                        *lock(&neighbors).entry(topic).or_default() += 1;
-                        continue;
-                    }
-                    gossip::Event::NeighborDown { topic, .. } => {
-                        let mut n = lock(&neighbors);
-                        let k = n.entry(topic).or_default();
-                        *k = k.saturating_sub(1);
-                        continue;
-                    }
-                    gossip::Event::Banned(_) => continue,
+                    gossip::Event::NeighborUp { .. }
+                    | gossip::Event::NeighborDown { .. }
+                    | gossip::Event::Banned(_) => continue,
                 };
                 let room = lock(&joined).get(&topic).cloned();
                 let Some(room) = room else {
@@ -412,6 +399,7 @@ async fn bootstrap_candidates(
 pub(crate) fn spawn_lonely_rooms(node: WeakNode) -> Option<JoinHandle<()>> {
     let first = node.upgrade()?;
     let mut link_events = first.links().subscribe();
+    let confirmed = first.rooms_service().gossip.watch_confirmed();
     drop(first);
     Some(tokio::spawn(async move {
         // per room: next full retry and its backoff
@@ -444,7 +432,7 @@ pub(crate) fn spawn_lonely_rooms(node: WeakNode) -> Option<JoinHandle<()>> {
             retry.retain(|t, _| joined.contains(t));
             let now = tokio::time::Instant::now();
             for topic in joined {
-                if lock(&rooms.neighbors).get(&topic).is_some_and(|n| *n > 0) {
+                if confirmed.borrow().get(&topic).is_some_and(|n| *n > 0) {
                     retry.remove(&topic);
                     continue;
                 }

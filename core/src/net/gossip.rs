@@ -38,7 +38,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -112,6 +112,9 @@ pub struct GossipStats {
     pub topic: Option<gossip::TopicStats>,
 }
 
+/// Per joined topic, how many neighbours proved they are members.
+pub type Confirmed = BTreeMap<TopicId, usize>;
+
 /// A topic's views as the service sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Views {
@@ -167,6 +170,7 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct Gossip {
     tx: mpsc::Sender<Request>,
+    confirmed: watch::Receiver<Confirmed>,
 }
 
 impl Gossip {
@@ -190,6 +194,7 @@ impl Gossip {
         let state = gossip::State::new(info, config, ChaCha8Rng::from_os_rng());
         let (tx, rx) = mpsc::channel(REQUEST_CAPACITY);
         let (dial_tx, dial_rx) = mpsc::channel(256);
+        let (confirmed_tx, confirmed) = watch::channel(Confirmed::new());
         let link_events = links.subscribe();
         let actor = Actor {
             state,
@@ -208,9 +213,10 @@ impl Gossip {
             closing: HashSet::new(),
             events,
             emitted: Vec::new(),
+            confirmed: confirmed_tx,
             stats: DriverStats::default(),
         };
-        (Gossip { tx }, tokio::spawn(actor.run()))
+        (Gossip { tx, confirmed }, tokio::spawn(actor.run()))
     }
 
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, Error> {
@@ -270,6 +276,12 @@ impl Gossip {
             .await??)
     }
 
+    /// Per joined topic, the number of neighbours that proved membership,
+    /// updated as it changes (what rooms wait on; no need to poll).
+    pub fn watch_confirmed(&self) -> watch::Receiver<Confirmed> {
+        self.confirmed.clone()
+    }
+
     /// Neighbours in `topic` that proved they are members (see the module docs).
     pub async fn neighbors(&self, topic: TopicId) -> Result<Vec<PeerId>, Error> {
         Ok(self.views(topic).await?.confirmed)
@@ -313,6 +325,8 @@ struct Actor {
     events: mpsc::Sender<Event>,
     /// Events collected while applying outputs, sent after.
     emitted: Vec<Event>,
+    /// Published after every step (see [`Gossip::watch_confirmed`]).
+    confirmed: watch::Sender<Confirmed>,
     stats: DriverStats,
 }
 
@@ -334,6 +348,7 @@ impl Actor {
                 Some((peer, res)) = self.dial_rx.recv() => self.on_dialed(peer, res),
                 _ = sleep_until_opt(next) => self.on_timers(),
             }
+            self.publish_confirmed();
             // Events go out after the state is settled; waiting here for the
             // reader is the backpressure that reaches the peers.
             for ev in std::mem::take(&mut self.emitted) {
@@ -481,6 +496,21 @@ impl Actor {
                 DriverTimer::IdleClose(peer) => self.close_if_unused(peer),
             }
         }
+    }
+
+    fn publish_confirmed(&self) {
+        let now: Confirmed = self
+            .state
+            .topics()
+            .map(|t| (*t, self.state.confirmed(t).len()))
+            .collect();
+        self.confirmed.send_if_modified(|old| {
+            let changed = *old != now;
+            if changed {
+                *old = now;
+            }
+            changed
+        });
     }
 
     fn close_if_unused(&mut self, peer: PeerId) {

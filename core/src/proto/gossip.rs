@@ -592,6 +592,11 @@ impl<R: Rng + SeedableRng> State<R> {
         Some(s)
     }
 
+    /// The topics joined.
+    pub fn topics(&self) -> impl Iterator<Item = &TopicId> {
+        self.topics.keys()
+    }
+
     pub fn is_joined(&self, topic: &TopicId) -> bool {
         self.topics.contains_key(topic)
     }

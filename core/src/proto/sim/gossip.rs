@@ -429,8 +429,13 @@ impl Report {
                 .unwrap_or_else(|| "never".into()),
             self.one_component_from_ms / 1000.0
         );
+        let before = if self.cut.is_some() {
+            "before cut"
+        } else {
+            "before crash"
+        };
         for (name, o) in [
-            ("before crash", &self.overlay_before_crash),
+            (before, &self.overlay_before_crash),
             ("at end", &self.overlay_at_end),
         ] {
             let _ = writeln!(
@@ -1381,8 +1386,10 @@ mod tests {
         }
     }
 
+    /// Passes with today's `proto` (the islands real nodes form come from join
+    /// logic still in the driver): the check that moving it into `proto`
+    /// must not break.
     #[test]
-    #[ignore = "needs the merge step (issue 15 item 2)"]
     fn nodes_joining_all_at_once_become_one_overlay_within_10_s_that_delivers_every_broadcast() {
         over_seeds(Workload::AllAtOnce, |r| {
             let t = r.time_to_one_component_ms;
@@ -1398,6 +1405,7 @@ mod tests {
         });
     }
 
+    /// Fails today with 1000 nodes: seeds 2 and 3 take 17 s and 13 s to merge.
     #[test]
     #[ignore = "needs the merge step (issue 15 item 2)"]
     fn a_healed_partition_becomes_one_overlay_within_10_s_that_delivers_every_later_broadcast() {
@@ -1435,6 +1443,16 @@ mod tests {
             assert_eq!(cut.crossed_during_cut, 0, "seed {}", r.seed);
             let during = r.phase(Phase::DuringCut).unwrap();
             assert_eq!(during.broadcasts, 60);
+            // Each side keeps chatting: from the second broadcast after the
+            // cut (the first is sent before the links across are found dead),
+            // every one reaches its whole side.
+            let from = full_delivery_from(&r.broadcasts, Phase::DuringCut);
+            assert!(
+                from.is_some_and(|i| i <= 2),
+                "seed {}\n{}",
+                r.seed,
+                r.table()
+            );
             // Once the links across are reported lost, each side is apart.
             let split = r
                 .components

@@ -11,7 +11,8 @@ use peerconnect::proto::sim::tree as tree_sim;
 
 #[derive(Subcommand, Debug)]
 pub enum SimCmd {
-    /// Gossip: one topic over HyParView, a crash of a fraction of nodes.
+    /// Gossip: one topic over HyParView; joins one after another or all at
+    /// once, then a crash of a fraction of nodes, or a partition that heals.
     Gossip(GossipArgs),
     /// Kademlia: N nodes join, a fraction crashes, lookups are checked against
     /// the true k closest.
@@ -92,7 +93,16 @@ pub struct GossipArgs {
     /// plumtree, rumor, flood or lan
     #[arg(long, default_value = "plumtree")]
     strategy: Strategy,
-    /// Fraction of nodes that crash at once after the steady phase.
+    /// staggered (one join per ms through earlier nodes), all-at-once (every
+    /// node at t = 0 through any 3 others) or partition-heal (staggered, then
+    /// the network cut in two random halves for --cut-secs, then healed).
+    #[arg(long, default_value = "staggered")]
+    workload: gossip_sim::Workload,
+    /// Length of the cut of partition-heal, in virtual seconds.
+    #[arg(long, default_value_t = 60)]
+    cut_secs: u64,
+    /// Fraction of nodes that crash at once after the steady phase
+    /// (staggered and all-at-once).
     #[arg(long, default_value_t = 0.5)]
     crash: f64,
     /// Broadcasts measured per phase.
@@ -189,6 +199,15 @@ pub fn run(cmd: SimCmd) -> anyhow::Result<()> {
             anyhow::ensure!(a.nodes >= 2, "--nodes must be at least 2");
             anyhow::ensure!((0.0..1.0).contains(&a.crash), "--crash must be in [0, 1)");
             let mut cfg = gossip_sim::SimConfig::new(a.nodes, a.strategy, a.seed);
+            cfg.workload = match a.workload {
+                gossip_sim::Workload::PartitionHeal { at, .. } => {
+                    gossip_sim::Workload::PartitionHeal {
+                        at,
+                        duration: std::time::Duration::from_secs(a.cut_secs),
+                    }
+                }
+                w => w,
+            };
             cfg.crash = a.crash;
             cfg.broadcasts = a.broadcasts.max(1);
             let started = Instant::now();

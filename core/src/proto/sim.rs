@@ -124,7 +124,8 @@ impl<E> Scheduler<E> {
 }
 
 /// The simulated network: per-message latency drawn uniformly from a range, a
-/// loss probability, and the set of crashed nodes (which neither send nor receive).
+/// loss probability, the set of crashed nodes (which neither send nor receive)
+/// and an optional partition (no message crosses between its two sides).
 #[derive(Debug)]
 pub struct Network {
     rng: SimRng,
@@ -133,6 +134,8 @@ pub struct Network {
     /// Probability in [0, 1] that a message is lost.
     pub loss: f64,
     crashed: BTreeSet<usize>,
+    /// While set, the nodes in this set and all others cannot reach each other.
+    cut: Option<BTreeSet<usize>>,
     /// Messages handed to the network, including lost ones.
     pub sent: u64,
     pub lost: u64,
@@ -147,16 +150,17 @@ impl Network {
             max_latency: Duration::from_millis(2),
             loss: 0.0,
             crashed: BTreeSet::new(),
+            cut: None,
             sent: 0,
             lost: 0,
         }
     }
 
     /// When a message sent now from `from` to `to` arrives, or `None` if it is lost
-    /// (either end crashed, or the loss coin came up).
+    /// (either end crashed, a partition separates them, or the loss coin came up).
     pub fn delay(&mut self, from: usize, to: usize) -> Option<Duration> {
         self.sent += 1;
-        if self.is_crashed(from) || self.is_crashed(to) {
+        if self.is_crashed(from) || self.is_crashed(to) || self.separated(from, to) {
             self.lost += 1;
             return None;
         }
@@ -187,6 +191,24 @@ impl Network {
 
     pub fn crashed(&self) -> &BTreeSet<usize> {
         &self.crashed
+    }
+
+    /// Cuts the network in two: `side` on one side, every other node on the
+    /// other. Replaces any earlier cut.
+    pub fn partition(&mut self, side: impl IntoIterator<Item = usize>) {
+        self.cut = Some(side.into_iter().collect());
+    }
+
+    /// Ends the partition: messages cross again. Nodes are not told.
+    pub fn heal(&mut self) {
+        self.cut = None;
+    }
+
+    /// Whether a partition currently lies between `a` and `b`.
+    pub fn separated(&self, a: usize, b: usize) -> bool {
+        self.cut
+            .as_ref()
+            .is_some_and(|s| s.contains(&a) != s.contains(&b))
     }
 }
 
@@ -257,6 +279,20 @@ mod tests {
         assert!(n.delay(3, 1).is_none());
         assert!(n.delay(1, 3).is_none());
         assert!(n.delay(1, 2).is_some());
+    }
+
+    #[test]
+    fn a_partition_stops_messages_across_it_until_healed() {
+        let mut n = Network::lan(1);
+        n.partition([0, 1]);
+        assert!(n.delay(0, 1).is_some());
+        assert!(n.delay(2, 3).is_some());
+        assert!(n.delay(0, 2).is_none());
+        assert!(n.delay(3, 1).is_none());
+        assert!(n.separated(1, 2) && !n.separated(2, 3));
+        n.heal();
+        assert!(n.delay(0, 2).is_some());
+        assert!(!n.separated(1, 2));
     }
 
     #[test]

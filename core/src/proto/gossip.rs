@@ -413,6 +413,11 @@ impl<R: Rng> Topic<R> {
         rest: VecDeque<PeerInfo>,
         ctx: &mut Ctx<'_>,
     ) {
+        // The ones left also seed the passive view: random peers far from
+        // the contact, which the view's refills link to (without them, nodes
+        // that join at the same moment, whose contacts have few neighbours to
+        // walk the JOIN through, end in a long, thin overlay).
+        let others: Vec<PeerInfo> = rest.iter().cloned().collect();
         self.probe = Some(Probe {
             contact: contact.id,
             rest,
@@ -424,10 +429,7 @@ impl<R: Rng> Topic<R> {
                 kind: TopicTimer::JoinProbe(contact.id),
             },
         ));
-        let join = hyparview::InEvent::Join {
-            contact,
-            others: Vec::new(),
-        };
+        let join = hyparview::InEvent::Join { contact, others };
         self.on_membership(now, join, ctx);
     }
 

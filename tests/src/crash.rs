@@ -26,7 +26,7 @@ use peerconnect::proto::messaging::{MessageInfo, Status};
 use peerconnect::store::Store;
 use rand::{Rng, SeedableRng};
 
-use crate::{UpProcess, peerconnect_bin};
+use crate::{UpProcess, peerconnect_bin, up_command};
 
 /// Which node a round kills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,17 +171,7 @@ fn s(p: &Path) -> &str {
 
 /// `peerconnect up --json` on `data`, listening on `listen`.
 fn start_up(data: &Path, listen: &str, downloads: Option<&Path>) -> UpProcess {
-    let mut cmd = Command::new(peerconnect_bin());
-    cmd.args([
-        "up",
-        "--json",
-        "--no-discovery",
-        "--no-web",
-        "--listen",
-        listen,
-    ])
-    .args(["--data-dir", s(data)])
-    .stdin(std::process::Stdio::null());
+    let mut cmd = up_command(data, listen);
     if let Some(dl) = downloads {
         cmd.args(["--yes", "--downloads", s(dl)]);
     }

@@ -60,6 +60,25 @@ pub async fn next_matching<T>(
 
 /// Path of the `peerconnect` binary of this workspace's build (built by the test
 /// command before the tests run: `cargo build -p peerconnect-cli`).
+/// `peerconnect up --json --no-web --no-discovery --listen LISTEN --data-dir
+/// DIR` with stdin closed: a loopback node for [`UpProcess::spawn`], to which
+/// a test adds its own arguments.
+pub fn up_command(dir: &std::path::Path, listen: &str) -> Command {
+    let mut cmd = Command::new(peerconnect_bin());
+    cmd.args([
+        "up",
+        "--json",
+        "--no-web",
+        "--no-discovery",
+        "--listen",
+        listen,
+    ])
+    .arg("--data-dir")
+    .arg(dir)
+    .stdin(std::process::Stdio::null());
+    cmd
+}
+
 pub fn peerconnect_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PEERCONNECT_BIN") {
         return PathBuf::from(p);

@@ -20,7 +20,7 @@ use peerconnect::store::Store;
 use peerconnect::{Config, Event, Node, PeerId};
 use peerconnect_tests::crash::tree;
 use peerconnect_tests::proxy::Proxy;
-use peerconnect_tests::{UpProcess, next_matching, peerconnect_bin, wait_for};
+use peerconnect_tests::{UpProcess, next_matching, up_command, wait_for};
 
 const T: Duration = Duration::from_secs(60);
 const MIB: usize = 1 << 20;
@@ -396,18 +396,7 @@ async fn an_offer_whose_sender_vanishes_fails_clearly_and_leaves_nothing() {
 }
 
 fn up(dir: &Path, listen: &str, connect: Option<&str>) -> UpProcess {
-    let mut cmd = Command::new(peerconnect_bin());
-    cmd.args([
-        "up",
-        "--json",
-        "--no-web",
-        "--no-discovery",
-        "--listen",
-        listen,
-    ])
-    .arg("--data-dir")
-    .arg(dir)
-    .stdin(std::process::Stdio::null());
+    let mut cmd = up_command(dir, listen);
     if let Some(addr) = connect {
         cmd.args(["--connect", addr]);
     }

@@ -13,7 +13,7 @@ use peerconnect::proto::messaging::{
 };
 use peerconnect::proto::wire;
 use peerconnect::{Config, Event, Node, PeerId};
-use peerconnect_tests::{UpProcess, next_matching, peerconnect_bin, wait_for};
+use peerconnect_tests::{UpProcess, next_matching, peerconnect_bin, up_command, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -337,19 +337,8 @@ async fn bad_and_duplicated_dm_frames_do_not_break_the_session() {
 }
 
 fn up(dir: &std::path::Path, name: &str, connect: Option<&str>) -> UpProcess {
-    let mut cmd = Command::new(peerconnect_bin());
-    cmd.args([
-        "up",
-        "--json",
-        "--no-web",
-        "--no-discovery",
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        name,
-    ])
-    .arg("--data-dir")
-    .arg(dir);
+    let mut cmd = up_command(dir, "127.0.0.1:0");
+    cmd.args(["--name", name]);
     if let Some(addr) = connect {
         cmd.args(["--connect", addr]);
     }

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use peerconnect::{Config, Event, Node};
+use peerconnect_tests::crash::tree;
 use peerconnect_tests::{UpProcess, next_matching, peerconnect_bin, wait_for};
 
 const T: Duration = Duration::from_secs(60);
@@ -54,26 +55,19 @@ fn sample_folder(root: &Path) -> PathBuf {
     src
 }
 
+/// `a` and `b` hold the same folders and the same files, byte for byte.
 fn same_tree(a: &Path, b: &Path) {
-    let list = |root: &Path| {
-        let mut v = Vec::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let e = e.unwrap();
-                let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
-                if e.file_type().unwrap().is_dir() {
-                    stack.push(e.path());
-                    v.push((rel, None));
-                } else {
-                    v.push((rel, Some(std::fs::read(e.path()).unwrap())));
-                }
-            }
-        }
-        v.sort();
-        v
-    };
-    assert_eq!(list(a), list(b));
+    let (files_a, dirs_a) = tree(a);
+    let (files_b, dirs_b) = tree(b);
+    assert_eq!(dirs_a, dirs_b);
+    assert_eq!(
+        files_a.keys().collect::<Vec<_>>(),
+        files_b.keys().collect::<Vec<_>>()
+    );
+    for (rel, path) in &files_a {
+        let other = std::fs::read(&files_b[rel]).unwrap();
+        assert!(std::fs::read(path).unwrap() == other, "{rel:?} differs");
+    }
 }
 
 #[test]

@@ -1659,21 +1659,24 @@ mod tests {
         assert_eq!(misbehaving, 1000 - MAX_ROOT_MESSAGES as usize);
     }
 
+    /// [`with_active`], with the overlay's label `root` heard from the first
+    /// neighbour.
+    fn in_overlay(i: u8, active: &[u8], root: u8) -> State<SimRng> {
+        let mut s = with_active(i, active);
+        let beacon = Message::Root {
+            root: id(root),
+            seq: 1,
+        };
+        run(&mut s, InEvent::Message(id(active[0]), beacon));
+        assert_eq!(s.root(), id(root));
+        s
+    }
+
     #[test]
     fn a_probe_from_another_overlay_links_the_side_with_the_larger_root() {
         // 9's overlay has root 2; a probe arrives from 4, whose root is 1: 9
         // joins 4's overlay with a high-priority NEIGHBOR
-        let mut s = with_active(9, &[10, 11, 12, 13, 14]);
-        run(
-            &mut s,
-            InEvent::Message(
-                id(10),
-                Message::Root {
-                    root: id(2),
-                    seq: 1,
-                },
-            ),
-        );
+        let mut s = in_overlay(9, &[10, 11, 12, 13, 14], 2);
         let probe = Message::Probe {
             root: id(1),
             seq: 1,
@@ -1689,17 +1692,7 @@ mod tests {
         )));
         assert_eq!(s.stats().merges, 1);
         // a probe with the larger root gets our label back instead
-        let mut s = with_active(9, &[10]);
-        run(
-            &mut s,
-            InEvent::Message(
-                id(10),
-                Message::Root {
-                    root: id(2),
-                    seq: 1,
-                },
-            ),
-        );
+        let mut s = in_overlay(9, &[10], 2);
         let probe = Message::Probe {
             root: id(3),
             seq: 1,

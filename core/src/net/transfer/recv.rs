@@ -699,7 +699,10 @@ async fn receive_files(
                         s.reset(RESET_PROTOCOL);
                         break Outcome::Failed(format!("the sender broke the protocol: {e}"));
                     }
-                    Err(ReadErr::Writer) => break Outcome::Failed("the disk writer stopped".into()),
+                    // The writer stopped: its last result (a full disk, say)
+                    // may still be queued. Read on: the results channel yields
+                    // it, then ends.
+                    Err(ReadErr::Writer) => {}
                 }
             }
             changed = ctl.changed() => {

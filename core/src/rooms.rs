@@ -3,13 +3,15 @@
 //! A room is a gossip topic ([`proto::rooms::topic`]) run by the node's gossip
 //! service ([`crate::net::gossip`]) with the LAN strategy
 //! ([`Strategy::Lan`]): Plumtree (each message crosses each tree link once,
-//! RMR ≈ 0.002 at 10,000 simulated nodes) plus a digest of the last 10 s of
-//! message ids to every new neighbour. The digest is why rooms use it rather
+//! RMR ≈ 0.002 at 10,000 simulated nodes) plus a digest of the last two
+//! minutes of message ids (at most 256) to every new neighbour. The digest is why rooms use it rather
 //! than plain Plumtree: a message said while devices leave in a burst (a class
 //! ends), or said before a bootstrap contact turned out not to be in the room,
 //! reaches the nodes that were cut off as soon as they find a neighbour again
 //! (100 % against 97 % for Plumtree in the 10,000-node simulation, see
-//! `docs/benchmarks.md`), and someone who joins sees the last few seconds.
+//! `docs/benchmarks.md`), someone who joins sees the last two minutes, and
+//! when a network cut in two heals, the link that merges the room's two
+//! overlays carries each side's messages of the cut to the other.
 //!
 //! Messages are signed by their author ([`SignedRoomMessage`]); a received one
 //! is shown, stored and emitted as [`Event::RoomMessage`] only once its

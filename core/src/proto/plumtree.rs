@@ -171,13 +171,27 @@ impl Config {
     /// a message sent during the burst misses the nodes that were cut off, and
     /// plain Plumtree (like flooding and rumor mongering) never repairs that. New
     /// links are rare in steady state, so this costs nearly nothing there.
+    ///
+    /// The window is two minutes, so that when a network cut in two heals
+    /// (a switch rebooted, an access point back), the link that merges the
+    /// two overlays carries each side's messages of the cut to the other:
+    /// sessions across the cut take up to 40 s to be declared dead, the
+    /// overlays' labels 30 s to part, and the merge probe comes within 10 s
+    /// of the heal. Payloads are kept as long (within `max_store_bytes`), and
+    /// ids longer still, so a digest never offers what a node has forgotten
+    /// it already delivered.
     pub fn lan() -> Self {
         Self {
-            new_neighbor_digest: Duration::from_secs(10),
+            new_neighbor_digest: LAN_DIGEST_WINDOW,
+            store_retention: LAN_DIGEST_WINDOW,
+            id_retention: LAN_DIGEST_WINDOW * 2,
             ..Self::default()
         }
     }
 }
+
+/// How far back the LAN variant's digest to a new neighbour reaches.
+pub const LAN_DIGEST_WINDOW: Duration = Duration::from_secs(120);
 
 /// An id announced lazily, with the hop count the payload would arrive with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1028,7 +1042,7 @@ mod tests {
         let mut s = State::new(id(0), Config::lan());
         s.handle(T0, InEvent::NeighborUp(id(1)), &mut Vec::new());
         run(&mut s, InEvent::Message(id(1), gossip("old", 1)));
-        let later = Duration::from_secs(20);
+        let later = LAN_DIGEST_WINDOW + Duration::from_secs(20);
         s.handle(
             later,
             InEvent::Message(id(1), gossip("new", 2)),
@@ -1043,12 +1057,72 @@ mod tests {
         assert_eq!(
             sent_to(&out, 2),
             [Message::IHave(digest)],
-            "only the last 10 s"
+            "only the last two minutes"
         );
         // plain Plumtree says nothing to new neighbours
         let mut s = node(&[1]);
         run(&mut s, InEvent::Message(id(1), gossip("new", 2)));
         assert!(run(&mut s, InEvent::NeighborUp(id(2))).is_empty());
+    }
+
+    /// A network cut in two for a minute heals: the first link across carries
+    /// each side's messages of the cut, and the other side grafts them.
+    #[test]
+    fn lan_variant_carries_a_minute_long_cut_across_the_link_that_heals_it() {
+        let cut = Duration::from_secs(5);
+        let heal = Duration::from_secs(65);
+        // `a` heard three lines on its side during the cut.
+        let mut a = State::new(id(0), Config::lan());
+        a.handle(T0, InEvent::NeighborUp(id(1)), &mut Vec::new());
+        for (i, text) in ["first", "middle", "last"].iter().enumerate() {
+            let at = cut + Duration::from_secs(25 * i as u64);
+            let msg = InEvent::Message(id(1), gossip(text, 1));
+            a.handle(at, msg, &mut Vec::new());
+        }
+        // `b`, on the other side, heard none of them.
+        let mut b = State::new(id(9), Config::lan());
+        let mut out = Vec::new();
+        a.handle(heal, InEvent::Timer(Timer::Evict), &mut out);
+        a.handle(heal, InEvent::NeighborUp(id(9)), &mut out);
+        let digest = sent_to(&out, 9);
+        assert_eq!(digest.len(), 1, "{digest:?}");
+        let mut out = Vec::new();
+        b.handle(heal, InEvent::NeighborUp(id(0)), &mut out);
+        b.handle(heal, InEvent::Message(id(0), digest[0].clone()), &mut out);
+        // b waits a graft timeout for the payloads to come by the tree, then
+        // asks `a` for each.
+        let mut grafts = Vec::new();
+        for e in std::mem::take(&mut out) {
+            if let OutEvent::ScheduleTimer(_, t @ Timer::Graft(_)) = e {
+                b.handle(heal, InEvent::Timer(t), &mut grafts);
+            }
+        }
+        let mut asked: Vec<MessageId> = sent_to(&grafts, 0)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Graft(Some(id)) => Some(id),
+                _ => None,
+            })
+            .collect();
+        asked.sort();
+        let mut want = vec![mid("first"), mid("middle"), mid("last")];
+        want.sort();
+        assert_eq!(asked, want, "b asks for every line of the cut");
+        // `a` still holds each payload to answer.
+        for id_ in asked {
+            let mut out = Vec::new();
+            a.handle(
+                heal,
+                InEvent::Message(id(9), Message::Graft(Some(id_))),
+                &mut out,
+            );
+            assert!(
+                sent_to(&out, 9)
+                    .iter()
+                    .any(|m| matches!(m, Message::Gossip { payload, .. } if MessageId::of(&payload.0) == id_)),
+                "a answers the graft of {id_:?}"
+            );
+        }
     }
 
     #[test]

@@ -1374,10 +1374,14 @@ mod tests {
     /// Runs `workload` with 1000 nodes over three seeds (`PEERCONNECT_SIM_SEED`
     /// replaces them), without a crash, checking each report.
     fn over_seeds(workload: Workload, check: impl Fn(&Report)) {
+        over_seeds_with(Strategy::Plumtree, workload, check)
+    }
+
+    fn over_seeds_with(strategy: Strategy, workload: Workload, check: impl Fn(&Report)) {
         for default in [1, 2, 3] {
             let seed = seed_from_env(default);
             let _guard = SeedGuard(seed);
-            let mut cfg = SimConfig::new(1000, Strategy::Plumtree, seed);
+            let mut cfg = SimConfig::new(1000, strategy, seed);
             cfg.workload = workload;
             cfg.crash = 0.0;
             let r = run(&cfg);
@@ -1432,6 +1436,25 @@ mod tests {
             for b in later {
                 assert_eq!(b.delivered, b.live_nodes, "seed {}: {b:?}", r.seed);
             }
+        });
+    }
+
+    /// Rooms run the LAN strategy: once a 60 s cut heals, each side has every
+    /// line the other side said during the cut (the link that merges the two
+    /// overlays carries the digest). With a 10 s digest window only the last
+    /// lines of the cut crossed.
+    #[test]
+    fn rooms_get_the_other_sides_lines_of_a_60_s_cut_once_it_heals() {
+        over_seeds_with(Strategy::Lan, Workload::partition_heal(), |r| {
+            let cut = r.cut.as_ref().unwrap();
+            assert_eq!(cut.crossed_during_cut, 0, "seed {}", r.seed);
+            assert_eq!(
+                cut.history_delivered_after_heal,
+                1.0,
+                "seed {}: the other side's lines of the cut\n{}",
+                r.seed,
+                r.table()
+            );
         });
     }
 

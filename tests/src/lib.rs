@@ -230,6 +230,51 @@ impl Lan {
         )
     }
 
+    /// Cuts the LAN in two (a switch between two rooms failing): every host
+    /// of `side` drops all packets from and to the other hosts, and they from
+    /// and to it. Undone by [`heal`](Self::heal).
+    pub fn cut(&self, side: &[usize]) -> Result<(), String> {
+        let addrs = |hosts: &mut dyn Iterator<Item = usize>| {
+            hosts
+                .map(|i| self.ip(i).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for i in 1..=self.len() {
+            let mine = side.contains(&i);
+            let mut others = (1..=self.len()).filter(|j| side.contains(j) != mine);
+            let others = addrs(&mut others);
+            let rules = format!(
+                "table inet lancut {{
+  chain in {{ type filter hook input priority 0; ip saddr {{ {others} }} drop; }}
+  chain out {{ type filter hook output priority 0; ip daddr {{ {others} }} drop; }}
+}}"
+            );
+            let path = std::env::temp_dir().join(format!("{}-cut.conf", self.prefix));
+            std::fs::write(&path, rules).map_err(|e| e.to_string())?;
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                self.ns(i),
+                "nft",
+                "-f",
+                &path.to_string_lossy(),
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`cut`](Self::cut).
+    pub fn heal(&self) -> Result<(), String> {
+        for h in &self.hosts {
+            sh(&[
+                "ip", "netns", "exec", h, "nft", "delete", "table", "inet", "lancut",
+            ])?;
+        }
+        Ok(())
+    }
+
     fn nft_drop(&self, rule: &str) -> Result<(), String> {
         for h in &self.hosts {
             let rules = format!(

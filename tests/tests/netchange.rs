@@ -156,3 +156,150 @@ fn a_host_whose_address_changes_is_found_again_and_gets_what_was_queued() {
     a.stop();
     b.stop();
 }
+
+/// The LAN is cut in two (a switch between two classrooms fails) for longer
+/// than it takes the nodes to declare the sessions across dead and the room's
+/// two halves to part. Each half keeps chatting in the room. The cut heals:
+/// the halves find each other again, the room becomes one, a line said after
+/// the heal reaches all six, and each half gets the lines the other said
+/// during the cut.
+#[test]
+fn a_room_cut_in_two_becomes_one_again_and_each_half_gets_the_others_lines() {
+    const HOSTS: usize = 6;
+    let lan = match Lan::up(HOSTS) {
+        Ok(l) => l,
+        Err(why) => return skip("a_room_cut_in_two_becomes_one_again", &why),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = |i: usize| dir.path().join(format!("n{i}"));
+    let mut nodes: Vec<UpProcess> = (1..=HOSTS)
+        .map(|i| UpProcess::start(&lan, i, &data(i), &["--name", &format!("pc{i}")]))
+        .collect();
+    for n in &mut nodes {
+        n.listening(T);
+    }
+    // Everyone in the room "class", each through a live view of its node.
+    let mut rooms: Vec<UpProcess> = (1..=HOSTS)
+        .map(|i| {
+            let mut c = lan.command(i, &peerconnect_bin());
+            c.args(["room", "join", "class", "--json", "--data-dir"])
+                .arg(data(i))
+                .stdin(Stdio::piped());
+            UpProcess::spawn(c)
+        })
+        .collect();
+    for r in &mut rooms {
+        r.first(T, "room_joined", |v| v["event"] == "room_joined");
+    }
+    let has = |text: &'static str| {
+        move |v: &Value| v["event"] == "room_message" && v["message"]["text"] == text
+    };
+    // The room is whole: a first line reaches everyone.
+    rooms[0].type_line("before the cut");
+    for r in &mut rooms[1..] {
+        r.first(T, "the line before the cut", has("before the cut"));
+    }
+
+    let (west, east) = ([1, 2, 3], [4, 5, 6]);
+    lan.cut(&west).expect("nft cuts the LAN");
+    let cut = Instant::now();
+    // Said at once: the links across still look alive, so these go into the
+    // void of the cut.
+    rooms[0].type_line("west, early in the cut");
+    rooms[3].type_line("east, early in the cut");
+    // Each node finds its sessions across dead (3 keepalives without an
+    // answer) ...
+    let ids: Vec<String> = nodes.iter().map(|n| n.id()).collect();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let mine = west.contains(&(i + 1));
+        let across: Vec<&String> = (0..HOSTS)
+            .filter(|j| west.contains(&(j + 1)) != mine)
+            .map(|j| &ids[j])
+            .collect();
+        n.until(
+            Duration::from_secs(90),
+            "the sessions across lost",
+            |seen| {
+                // the last word about each is that it was lost
+                across.iter().all(|id| {
+                    let lost = |v: &&Value| {
+                        v["event"] == "peer_lost"
+                            && (v["id"] == id.as_str() || v["peer"]["id"] == id.as_str())
+                    };
+                    seen.iter().any(|v| lost(&v)) && !connected_to(id)(seen)
+                })
+            },
+        );
+    }
+    eprintln!(
+        "every session across the cut lost after {:?}",
+        cut.elapsed()
+    );
+    // ... and each half stops carrying the other's overlay label (three
+    // 10 s beacon intervals after the last one it heard).
+    std::thread::sleep(Duration::from_secs(45).saturating_sub(cut.elapsed()));
+    rooms[1].type_line("west, late in the cut");
+    rooms[4].type_line("east, late in the cut");
+    // Each half still chats within itself.
+    for i in west {
+        if i != 2 {
+            rooms[i - 1].first(
+                T,
+                "west's late line in the west",
+                has("west, late in the cut"),
+            );
+        }
+    }
+    for i in east {
+        if i != 5 {
+            rooms[i - 1].first(
+                T,
+                "east's late line in the east",
+                has("east, late in the cut"),
+            );
+        }
+    }
+    // Nothing crossed.
+    for i in west {
+        let seen = &rooms[i - 1].seen;
+        assert!(
+            !seen.iter().any(has("east, early in the cut"))
+                && !seen.iter().any(has("east, late in the cut")),
+            "host {i} heard the east during the cut"
+        );
+    }
+
+    lan.heal().expect("nft heals the LAN");
+    let healed = Instant::now();
+    eprintln!("cut for {:?}", healed - cut);
+    rooms[2].type_line("after the heal");
+    // Everyone gets the line after the heal and the other half's lines of
+    // the cut (what a node said itself it does not hear back).
+    let lines: [(&str, usize); 5] = [
+        ("after the heal", 3),
+        ("west, early in the cut", 1),
+        ("west, late in the cut", 2),
+        ("east, early in the cut", 4),
+        ("east, late in the cut", 5),
+    ];
+    let wait = Duration::from_secs(90);
+    for (i, r) in rooms.iter_mut().enumerate() {
+        for (text, said_by) in lines {
+            if said_by != i + 1 {
+                r.first(wait, &format!("{text:?} on host {}", i + 1), has(text));
+            }
+        }
+        eprintln!(
+            "host {}: every line after {:?} from the heal",
+            i + 1,
+            healed.elapsed()
+        );
+    }
+    for mut r in rooms {
+        drop(r.take_stdin());
+        r.wait_exit(T);
+    }
+    for n in nodes {
+        n.stop();
+    }
+}

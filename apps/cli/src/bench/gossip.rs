@@ -34,8 +34,9 @@ pub struct GossipArgs {
     /// links are all still eager; later ones show the tree after pruning).
     #[arg(long, default_value_t = 3)]
     broadcasts: usize,
-    /// Join all nodes at once instead of one after another (shows the
-    /// islands simultaneous joins can form; see `net::gossip`).
+    /// Every node joins the room at the same moment instead of one after
+    /// another (each overlay that forms apart must merge; see
+    /// `proto::hyparview`).
     #[arg(long)]
     all_at_once: bool,
     /// Wait at least this many seconds after the join before broadcasting.
@@ -59,9 +60,10 @@ struct Report {
     nodes: usize,
     bootstrap: usize,
     seed: u64,
+    all_at_once: bool,
     fd_limit: u64,
     start_s: f64,
-    /// All nodes, one after another.
+    /// All nodes, one after another (or all at once).
     join_s: f64,
     /// One node's join: call to first neighbour that proved membership.
     join_ms_p50: f64,
@@ -153,6 +155,7 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
         nodes: a.nodes,
         bootstrap: a.bootstrap.max(1),
         seed: a.seed,
+        all_at_once: a.all_at_once,
         ..Report::default()
     };
     let limit = Duration::from_secs(a.timeout);
@@ -205,10 +208,26 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
     let frames0 = gossip_frames(&nodes).await;
     let t = Instant::now();
     let mut waits = Vec::with_capacity(nodes.len());
-    for (i, n) in nodes.iter().enumerate() {
+    if a.all_at_once {
+        // Every node asks to join at the same moment; none waits for another.
+        let joins = nodes.iter().map(|n| async move {
+            let started = Instant::now();
+            n.join_room(ROOM).await?;
+            anyhow::Ok(started.elapsed().as_secs_f64() * 1000.0)
+        });
+        match tokio::time::timeout(limit, join_all(joins)).await {
+            Ok(res) => {
+                for w in res {
+                    waits.push(w?);
+                }
+            }
+            Err(_) => anyhow::bail!("the joins took over {} s", a.timeout),
+        }
+    }
+    for (i, n) in nodes.iter().enumerate().filter(|_| !a.all_at_once) {
         let started = Instant::now();
         n.join_room(ROOM).await?;
-        if i > 0 && !a.all_at_once {
+        if i > 0 {
             while n.room_neighbors(ROOM).await?.is_empty() {
                 if t.elapsed() > limit {
                     anyhow::bail!("node {i} found no neighbour in the room");
@@ -410,8 +429,15 @@ fn print_table(r: &Report) {
         r.bootstrap, r.start_s
     );
     println!(
-        "  join, one after another          {:>8.2} s (each: p50 {:.1} ms, max {:.1} ms)",
-        r.join_s, r.join_ms_p50, r.join_ms_max
+        "  join, {}          {:>8.2} s (each: p50 {:.1} ms, max {:.1} ms)",
+        if r.all_at_once {
+            "all at once     "
+        } else {
+            "one after another"
+        },
+        r.join_s,
+        r.join_ms_p50,
+        r.join_ms_max
     );
     println!(
         "  settle (one component, still)    {:>8.2} s ({} component(s))",

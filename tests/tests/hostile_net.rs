@@ -240,7 +240,7 @@ async fn a_restart_redials_trusted_and_recent_peers_but_not_stale_strangers() {
                 &b.id(),
                 "honest",
                 DeviceKind::Other,
-                &b.listen_addrs(),
+                b.listen_addrs(),
                 now - 72 * hour,
             )
             .unwrap();
@@ -405,4 +405,74 @@ async fn room_history_from_an_untrusted_author_is_capped_and_a_trusted_authors_k
     for n in [a, friend, spammer] {
         n.shutdown().await.unwrap();
     }
+}
+
+/// Issue 14, H2 (and "raise RLIMIT_NOFILE at start"): a node started with a
+/// soft limit of 256 open files raises it to the hard limit, so a flood of
+/// connections meets the node's own caps, not "Too many open files" in its
+/// peer, web and control accept loops. Run as a `peerconnect up` child.
+#[test]
+fn a_node_started_with_a_low_descriptor_limit_raises_it_to_the_hard_limit() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    const LOW: libc::rlim_t = 256;
+    let mut ours = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut ours) },
+        0
+    );
+    if ours.rlim_max <= LOW {
+        eprintln!("SKIPPED: the hard limit of open files is {}", ours.rlim_max);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = peerconnect_tests::up_command(dir.path(), "127.0.0.1:0");
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let low = libc::rlimit {
+                rlim_cur: LOW,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            let mut lim = low;
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            lim.rlim_cur = low.rlim_cur;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // `up --json` says it is listening once the node started.
+    let listening = lines.map_while(Result::ok).any(|l| {
+        serde_json::from_str::<serde_json::Value>(&l).is_ok_and(|v| v["event"] == "listening")
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "the node never said it was listening");
+    let limits = limits.unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("no open files line in /proc/PID/limits");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        (f[3], f[4]),
+        (
+            ours.rlim_max.to_string().as_str(),
+            ours.rlim_max.to_string().as_str()
+        ),
+        "soft and hard limit of the node started at {LOW}: {line}"
+    );
 }

@@ -615,4 +615,85 @@ mod tests {
             .collect();
         assert_eq!(names, [std::ffi::OsString::from("control.sock")]);
     }
+
+    /// Issue 14, L8: the socket never exists at its path with a mode another
+    /// local user could connect through, not even for the instant between
+    /// `bind` and `chmod`: it arrives there only by a rename of a socket made
+    /// private elsewhere. The kernel's own record (inotify) of the data dir
+    /// shows a move of `control.sock` into it, never its creation there.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_control_socket_is_moved_into_place_never_created_in_the_open() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = socket_path(d.path());
+        let mut listener = None;
+        let events = dir_events(d.path(), || listener = Some(bind_private(&path).unwrap()));
+        let sock: Vec<u32> = events
+            .iter()
+            .filter(|(_, name)| name == "control.sock")
+            .map(|(mask, _)| *mask)
+            .collect();
+        assert!(
+            sock.iter().any(|m| m & libc::IN_MOVED_TO != 0),
+            "control.sock never moved into the data dir: {events:?}"
+        );
+        assert!(
+            sock.iter().all(|m| m & libc::IN_CREATE == 0),
+            "control.sock was created in the open data dir (usable by anyone until its chmod): {events:?}"
+        );
+        assert!(listener.is_some());
+    }
+
+    /// The (mask, name) of what inotify saw created, moved into or changed in
+    /// `dir` while `f` ran.
+    #[cfg(target_os = "linux")]
+    fn dir_events(dir: &Path, f: impl FnOnce()) -> Vec<(u32, String)> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: plain syscalls on a descriptor this function owns and closes.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(
+            fd >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `c` is a valid C string for the call's duration.
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                fd,
+                c.as_ptr(),
+                libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_ATTRIB,
+            )
+        };
+        assert!(
+            wd >= 0,
+            "inotify_add_watch: {}",
+            std::io::Error::last_os_error()
+        );
+        f();
+        // The kernel queued the events as the calls in `f` happened.
+        let mut buf = vec![0u8; 64 << 10];
+        // SAFETY: `buf` is writable for its whole length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let read_error = std::io::Error::last_os_error();
+        // SAFETY: `fd` is ours and not used after this.
+        unsafe { libc::close(fd) };
+        assert!(n > 0, "no inotify events: {read_error}");
+        let head = std::mem::size_of::<libc::inotify_event>();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + head <= n as usize {
+            // SAFETY: the kernel wrote whole events; the read copes with any alignment.
+            let ev: libc::inotify_event =
+                unsafe { std::ptr::read_unaligned(buf[at..].as_ptr().cast()) };
+            let name = &buf[at + head..at + head + ev.len as usize];
+            let name = String::from_utf8_lossy(name)
+                .trim_end_matches('\0')
+                .to_string();
+            out.push((ev.mask, name));
+            at += head + ev.len as usize;
+        }
+        out
+    }
 }

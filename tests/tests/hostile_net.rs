@@ -206,6 +206,71 @@ async fn fresh_keys_cannot_grow_the_peer_table_past_the_cap_nor_evict_a_trusted_
     }
 }
 
+/// Issue 14, L1: at start a node re-dials its trusted peers and the strangers
+/// it was connected to lately, not every stored row: any key that connected
+/// once left a row, and a restart must not dial wherever those point.
+#[tokio::test]
+async fn a_restart_redials_trusted_and_recent_peers_but_not_stale_strangers() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = honest(&dir.path().join("b")).await;
+    let stale = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let recent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a_dir = dir.path().join("a");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    {
+        // Rows an earlier run left, newest first (the order they are read at
+        // start): the stale stranger comes before the trusted peer.
+        let store = peerconnect::store::Store::open(&a_dir).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let hour = 3_600_000;
+        for (name, addr, seen) in [
+            ("recent", recent.local_addr().unwrap(), now - hour),
+            ("stale", stale.local_addr().unwrap(), now - 48 * hour),
+        ] {
+            let id = Identity::generate().peer_id();
+            store
+                .upsert_peer(&id, name, DeviceKind::Other, &[addr], seen)
+                .unwrap();
+        }
+        store
+            .upsert_peer(
+                &b.id(),
+                "honest",
+                DeviceKind::Other,
+                b.listen_addrs(),
+                now - 72 * hour,
+            )
+            .unwrap();
+        store.set_trust(&b.id(), Trust::Trusted).unwrap();
+    }
+    let a = honest_named(&a_dir, "alpha").await;
+    wait_for(T, "the trusted peer re-dialed", || {
+        let a = a.clone();
+        let b_id = b.id();
+        async move { a.links().is_connected(&b_id).then_some(()) }
+    })
+    .await;
+    tokio::time::timeout(T, recent.accept())
+        .await
+        .expect("the stranger seen an hour ago was not re-dialed")
+        .unwrap();
+    // The start dials every row it picks in one pass, the stale one before
+    // the two above: had it been picked, its connection would be queued by
+    // now. The wait only gives a broken build time to show itself.
+    let dialed = tokio::time::timeout(Duration::from_secs(2), stale.accept()).await;
+    assert!(
+        dialed.is_err(),
+        "the stranger last seen two days ago was re-dialed at start"
+    );
+    honest_peer_is_served(&a, &b).await;
+    for n in [a, b] {
+        n.shutdown().await.unwrap();
+    }
+}
+
 async fn honest_named(dir: &std::path::Path, name: &str) -> Node {
     let mut c = Config::local(dir);
     c.name = name.into();
@@ -340,4 +405,74 @@ async fn room_history_from_an_untrusted_author_is_capped_and_a_trusted_authors_k
     for n in [a, friend, spammer] {
         n.shutdown().await.unwrap();
     }
+}
+
+/// Issue 14, H2 (and "raise RLIMIT_NOFILE at start"): a node started with a
+/// soft limit of 256 open files raises it to the hard limit, so a flood of
+/// connections meets the node's own caps, not "Too many open files" in its
+/// peer, web and control accept loops. Run as a `peerconnect up` child.
+#[test]
+fn a_node_started_with_a_low_descriptor_limit_raises_it_to_the_hard_limit() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    const LOW: libc::rlim_t = 256;
+    let mut ours = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut ours) },
+        0
+    );
+    if ours.rlim_max <= LOW {
+        eprintln!("SKIPPED: the hard limit of open files is {}", ours.rlim_max);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = peerconnect_tests::up_command(dir.path(), "127.0.0.1:0");
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let low = libc::rlimit {
+                rlim_cur: LOW,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            let mut lim = low;
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            lim.rlim_cur = low.rlim_cur;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // `up --json` says it is listening once the node started.
+    let listening = lines.map_while(Result::ok).any(|l| {
+        serde_json::from_str::<serde_json::Value>(&l).is_ok_and(|v| v["event"] == "listening")
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "the node never said it was listening");
+    let limits = limits.unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("no open files line in /proc/PID/limits");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        (f[3], f[4]),
+        (
+            ours.rlim_max.to_string().as_str(),
+            ours.rlim_max.to_string().as_str()
+        ),
+        "soft and hard limit of the node started at {LOW}: {line}"
+    );
 }

@@ -182,6 +182,35 @@ mod tests {
         assert!(b.admit(peer(1), false).is_ok());
     }
 
+    /// Issue 14, H1 (a receive task per incoming stream, no cap in total):
+    /// many peers together hold at most [`STREAMS_TOTAL`] streams, trusted
+    /// ones included; a stream that ends makes room for the next.
+    #[test]
+    fn streams_are_bounded_in_total_whoever_opens_them() {
+        let b = Arc::new(Budget::default());
+        let mut held = Vec::new();
+        let mut refused = None;
+        for i in 0..=STREAMS_TOTAL {
+            // Each peer up to its own cap, so only the total can stop them.
+            match b.admit(peer((i / STREAMS_PER_TRUSTED_PEER) as u8), true) {
+                Ok(s) => held.push(s),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let err = refused.expect("more streams admitted than the total allows");
+        assert_eq!(held.len(), STREAMS_TOTAL);
+        assert!(err.contains("try again later"), "{err}");
+        assert!(
+            b.admit(peer(250), false).is_err(),
+            "a stranger past the total"
+        );
+        held.pop();
+        assert!(b.admit(peer(250), false).is_ok());
+    }
+
     #[test]
     fn untrusted_offer_bytes_are_bounded_in_total_and_given_back() {
         let b = Arc::new(Budget::default());

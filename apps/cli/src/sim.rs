@@ -101,6 +101,11 @@ pub struct GossipArgs {
     /// Length of the cut of partition-heal, in virtual seconds.
     #[arg(long, default_value_t = 60)]
     cut_secs: u64,
+    /// All at once: each node joins through this many random others; 1 means
+    /// each node dialed one random earlier node (a random tree) and joins
+    /// through its tree neighbours.
+    #[arg(long, default_value_t = 3)]
+    contacts: usize,
     /// Fraction of nodes that crash at once after the steady phase
     /// (staggered and all-at-once).
     #[arg(long, default_value_t = 0.5)]
@@ -209,6 +214,7 @@ pub fn run(cmd: SimCmd) -> anyhow::Result<()> {
                 w => w,
             };
             cfg.crash = a.crash;
+            cfg.contacts = a.contacts.max(1);
             cfg.broadcasts = a.broadcasts.max(1);
             let started = Instant::now();
             let report = gossip_sim::run(&cfg);

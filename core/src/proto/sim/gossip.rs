@@ -153,6 +153,11 @@ pub struct SimConfig {
     /// How often the components of the active-view graph are sampled.
     pub sample_interval: Duration,
     pub gossip: gossip::Config,
+    /// All at once: how many nodes each node can reach when it joins. 3 (the
+    /// default): 3 random others. 1: each node is connected to one random
+    /// earlier node (a random tree, as when every device on a LAN dialed the
+    /// first peer it heard of) and reaches its tree neighbours.
+    pub contacts: usize,
 }
 
 impl SimConfig {
@@ -179,6 +184,7 @@ impl SimConfig {
             after_heal: Duration::from_secs(20),
             sample_interval: Duration::from_secs(1),
             gossip: gossip::Config::default(),
+            contacts: 3,
         }
     }
 }
@@ -561,6 +567,8 @@ struct Sim<'a> {
     /// When the cut starts and heals.
     cut_times: Option<(Duration, Duration)>,
     samples: Vec<(u64, usize, usize)>,
+    /// All at once with one contact: each node's tree neighbours.
+    tree: Vec<Vec<u32>>,
     joined: usize,
     crashed: usize,
     events: u64,
@@ -594,11 +602,22 @@ pub fn run(cfg: &SimConfig) -> Report {
         cutting: false,
         cut_times: None,
         samples: Vec::new(),
+        tree: Vec::new(),
         joined: 0,
         crashed: 0,
         events: 0,
         buf: Vec::new(),
     };
+    if cfg.contacts == 1 {
+        // A random recursive tree: node i dialed one random earlier node.
+        let mut r = rng(cfg.seed, u64::MAX - 2);
+        sim.tree = vec![Vec::new(); n];
+        for i in 1..n as u32 {
+            let parent = r.random_range(0..i);
+            sim.tree[i as usize].push(parent);
+            sim.tree[parent as usize].push(i);
+        }
+    }
     sim.net.min_latency = cfg.min_latency;
     sim.net.max_latency = cfg.max_latency;
     let all_at_once = cfg.workload == Workload::AllAtOnce;
@@ -752,12 +771,27 @@ fn component_changes(samples: &[(u64, usize, usize)], max: usize) -> String {
 impl Sim<'_> {
     fn step(&mut self, now: Duration, ev: Ev) {
         match ev {
-            Ev::Join(i) if self.cfg.workload == Workload::AllAtOnce => {
-                // 3 distinct nodes other than i, in random order (the first
-                // is the contact).
-                let others = self.nodes.len() - 1;
+            Ev::Join(i) if self.cfg.workload == Workload::AllAtOnce && self.cfg.contacts == 1 => {
+                // Its tree neighbours (see `SimConfig::contacts`), in random
+                // order (the first is the contact).
                 let mut bootstrap: Vec<PeerInfo> =
-                    rand::seq::index::sample(&mut self.workload, others, others.min(3))
+                    self.tree[i as usize].iter().copied().map(info).collect();
+                bootstrap.shuffle(&mut self.workload);
+                self.joined += 1;
+                let ev = InEvent::Join {
+                    topic: self.topic,
+                    strategy: self.cfg.strategy,
+                    bootstrap,
+                };
+                self.input(now, i, ev);
+            }
+            Ev::Join(i) if self.cfg.workload == Workload::AllAtOnce => {
+                // `contacts` distinct nodes other than i, in random order
+                // (the first is the contact).
+                let others = self.nodes.len() - 1;
+                let k = others.min(self.cfg.contacts.max(1));
+                let mut bootstrap: Vec<PeerInfo> =
+                    rand::seq::index::sample(&mut self.workload, others, k)
                         .into_iter()
                         .map(|j| j as u32)
                         .map(|j| info(if j >= i { j + 1 } else { j }))

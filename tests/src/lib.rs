@@ -250,17 +250,7 @@ impl Lan {
   chain out {{ type filter hook output priority 0; ip daddr {{ {others} }} drop; }}
 }}"
             );
-            let path = std::env::temp_dir().join(format!("{}-cut.conf", self.prefix));
-            std::fs::write(&path, rules).map_err(|e| e.to_string())?;
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                self.ns(i),
-                "nft",
-                "-f",
-                &path.to_string_lossy(),
-            ])?;
+            self.nft(self.ns(i), &rules)?;
         }
         Ok(())
     }
@@ -283,12 +273,24 @@ impl Lan {
   chain out {{ type filter hook output priority 0; {rule} }}
 }}"
             );
-            let path = std::env::temp_dir().join(format!("{}-nft.conf", self.prefix));
-            std::fs::write(&path, rules).map_err(|e| e.to_string())?;
-            let p = path.to_string_lossy().to_string();
-            sh(&["ip", "netns", "exec", h, "nft", "-f", &p])?;
+            self.nft(h, &rules)?;
         }
         Ok(())
+    }
+
+    /// Loads nftables `rules` into host namespace `ns`.
+    fn nft(&self, ns: &str, rules: &str) -> Result<(), String> {
+        let path = std::env::temp_dir().join(format!("{}-nft.conf", self.prefix));
+        std::fs::write(&path, rules).map_err(|e| e.to_string())?;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "-f",
+            &path.to_string_lossy(),
+        ])
     }
 
     /// A `Command` that runs `program` inside host `i`.

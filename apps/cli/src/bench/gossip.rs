@@ -223,19 +223,20 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
             }
             Err(_) => anyhow::bail!("the joins took over {} s", a.timeout),
         }
-    }
-    for (i, n) in nodes.iter().enumerate().filter(|_| !a.all_at_once) {
-        let started = Instant::now();
-        n.join_room(ROOM).await?;
-        if i > 0 {
-            while n.room_neighbors(ROOM).await?.is_empty() {
-                if t.elapsed() > limit {
-                    anyhow::bail!("node {i} found no neighbour in the room");
+    } else {
+        for (i, n) in nodes.iter().enumerate() {
+            let started = Instant::now();
+            n.join_room(ROOM).await?;
+            if i > 0 {
+                while n.room_neighbors(ROOM).await?.is_empty() {
+                    if t.elapsed() > limit {
+                        anyhow::bail!("node {i} found no neighbour in the room");
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            waits.push(started.elapsed().as_secs_f64() * 1000.0);
         }
-        waits.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     r.join_s = t.elapsed().as_secs_f64();
     waits.sort_by(f64::total_cmp);

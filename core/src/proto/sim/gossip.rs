@@ -769,54 +769,43 @@ fn component_changes(samples: &[(u64, usize, usize)], max: usize) -> String {
 }
 
 impl Sim<'_> {
+    /// The peers node `i` joins through, in random order (the first is the
+    /// contact).
+    fn bootstrap(&mut self, i: u32) -> Vec<PeerInfo> {
+        if self.cfg.workload != Workload::AllAtOnce {
+            // 3 of the nodes that joined before it
+            if i == 0 {
+                return Vec::new();
+            }
+            let mut b: Vec<PeerInfo> = (0..self.joined as u32)
+                .choose_multiple(&mut self.workload, 3)
+                .into_iter()
+                .map(info)
+                .collect();
+            b.sort_by_key(|_| self.workload.random::<u32>());
+            return b;
+        }
+        let mut b: Vec<PeerInfo> = if self.cfg.contacts == 1 {
+            // its tree neighbours (see `SimConfig::contacts`)
+            self.tree[i as usize].iter().copied().map(info).collect()
+        } else {
+            // `contacts` distinct nodes other than i
+            let others = self.nodes.len() - 1;
+            let k = others.min(self.cfg.contacts.max(1));
+            rand::seq::index::sample(&mut self.workload, others, k)
+                .into_iter()
+                .map(|j| j as u32)
+                .map(|j| info(if j >= i { j + 1 } else { j }))
+                .collect()
+        };
+        b.shuffle(&mut self.workload);
+        b
+    }
+
     fn step(&mut self, now: Duration, ev: Ev) {
         match ev {
-            Ev::Join(i) if self.cfg.workload == Workload::AllAtOnce && self.cfg.contacts == 1 => {
-                // Its tree neighbours (see `SimConfig::contacts`), in random
-                // order (the first is the contact).
-                let mut bootstrap: Vec<PeerInfo> =
-                    self.tree[i as usize].iter().copied().map(info).collect();
-                bootstrap.shuffle(&mut self.workload);
-                self.joined += 1;
-                let ev = InEvent::Join {
-                    topic: self.topic,
-                    strategy: self.cfg.strategy,
-                    bootstrap,
-                };
-                self.input(now, i, ev);
-            }
-            Ev::Join(i) if self.cfg.workload == Workload::AllAtOnce => {
-                // `contacts` distinct nodes other than i, in random order
-                // (the first is the contact).
-                let others = self.nodes.len() - 1;
-                let k = others.min(self.cfg.contacts.max(1));
-                let mut bootstrap: Vec<PeerInfo> =
-                    rand::seq::index::sample(&mut self.workload, others, k)
-                        .into_iter()
-                        .map(|j| j as u32)
-                        .map(|j| info(if j >= i { j + 1 } else { j }))
-                        .collect();
-                bootstrap.shuffle(&mut self.workload);
-                self.joined += 1;
-                let ev = InEvent::Join {
-                    topic: self.topic,
-                    strategy: self.cfg.strategy,
-                    bootstrap,
-                };
-                self.input(now, i, ev);
-            }
             Ev::Join(i) => {
-                let bootstrap = if i == 0 {
-                    Vec::new()
-                } else {
-                    let mut b: Vec<PeerInfo> = (0..self.joined as u32)
-                        .choose_multiple(&mut self.workload, 3)
-                        .into_iter()
-                        .map(info)
-                        .collect();
-                    b.sort_by_key(|_| self.workload.random::<u32>());
-                    b
-                };
+                let bootstrap = self.bootstrap(i);
                 self.joined += 1;
                 let ev = InEvent::Join {
                     topic: self.topic,

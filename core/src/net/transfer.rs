@@ -62,6 +62,7 @@ pub(crate) enum Outcome {
 
 mod budget;
 pub(crate) mod fs;
+pub mod local;
 #[cfg(any(test, feature = "sim"))]
 pub mod raw;
 mod reader;
@@ -487,6 +488,7 @@ impl Shared {
 /// The service's handle, held by the [`Node`].
 pub(crate) struct Service {
     shared: Arc<Shared>,
+    local: local::LocalTransfers,
 }
 
 impl Service {
@@ -530,7 +532,8 @@ impl Service {
                 let trusted = shared.store.trust(&peer).ok() == Some(crate::event::Trust::Trusted);
                 match shared.budget.admit(peer, trusted) {
                     Ok(slot) => {
-                        tokio::spawn(recv::run(shared, peer, stream, slot));
+                        let stream = stream::Shared::new(stream);
+                        tokio::spawn(recv::run(shared, peer, stream, slot, None));
                     }
                     Err(reason) => {
                         tracing::debug!(peer = %peer.short(), %reason, "refused a transfer stream");
@@ -544,7 +547,8 @@ impl Service {
                 }
             }
         });
-        (Self { shared }, tx, task)
+        let local = local::LocalTransfers::new(shared.clone());
+        (Self { shared, local }, tx, task)
     }
 
     /// Stops every transfer: they stay resumable (state `interrupted`).
@@ -737,6 +741,12 @@ impl Node {
         p.decide
             .send(decision)
             .map_err(|_| Error::Invalid(format!("offer {id} was withdrawn")))
+    }
+
+    /// Incoming transfers from senders that are not PeerConnect nodes (a
+    /// browser guest's uploads): see [`local`].
+    pub fn local_transfers(&self) -> local::LocalTransfers {
+        self.transfer_service().local.clone()
     }
 
     /// Pauses a transfer (this side stops reading or writing; the peer waits).

@@ -14,26 +14,23 @@
 //!   [`Node::send_files_to`] for peers; for browser guests they become a
 //!   **share** the guest downloads. A batch is deleted once every transfer
 //!   and share made from it has ended.
-//! - A guest first offers its files (names and sizes): the node emits an
-//!   [`Event::Offer`] as for any peer and the owner accepts or rejects it
-//!   (accepted at once if the guest is trusted and auto-accept is on). Only
-//!   then may the guest upload them, each file to a `.part` beside its place
-//!   in the download folder (top-level names get " (1)" suffixes rather than
-//!   touch anything there), hashed with BLAKE3 as it arrives and renamed into
-//!   place when whole; events as for peers: `progress`, `transfer_done` per
-//!   file, then `transfer_complete` or `transfer_failed`.
+//! - A guest first offers its files (names and sizes) and then uploads them.
+//!   This module only moves them: the node's transfer service
+//!   ([`crate::net::transfer::local`]) takes the offer as any peer's (the same
+//!   [`Event::Offer`], answer, budgets and free-space check) and the upload's
+//!   bytes go to the one receiver every peer transfer uses (`.part` files,
+//!   BLAKE3, safe names, placement, progress and events).
 //!
 //! # Events for browser guests
 //!
-//! A guest's upload is a transfer with direction `receive` and the guest as
-//! peer; a share is one with direction `send`: `progress` when it is offered
+//! A guest's upload is a transfer like a peer's, with direction `receive`
+//! and the guest as peer; a share is one with direction `send`: `progress` when it is offered
 //! and as files are fetched, `transfer_done` per file fully downloaded,
 //! `transfer_complete` once every file was.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, RawQuery, State};
@@ -46,9 +43,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::auth::{Guest, Owner};
 use super::{ApiError, ApiResult, App, parse_peer};
-use crate::event::{Event, Trust};
-use crate::identity::{PeerId, verification_code};
+use crate::event::Event;
+use crate::identity::PeerId;
 use crate::net::transfer::fs as tfs;
+use crate::net::transfer::local::{LocalError, LocalStatus};
 use crate::net::transfer::{OfferEntry, TransferId, TransferInfo};
 use crate::node::Node;
 use crate::proto::transfer::{Direction, Entry, Manifest, SafePath, Selection, TransferState};
@@ -58,14 +56,6 @@ use crate::store::now_ms;
 pub const SPACE_MARGIN: u64 = 64 << 20;
 /// Received files listed, newest first (older ones stay on disk).
 const MAX_RECEIVED: usize = 1000;
-/// Offers a guest may have waiting for the owner at once.
-const MAX_GUEST_OFFERS: usize = 8;
-/// Ended offers (complete, failed, rejected, cancelled) of one guest kept
-/// for it to look up; older ones are dropped when it makes a new offer, so
-/// offering and cancelling in a loop holds no more than this.
-pub(crate) const MAX_ENDED_GUEST_OFFERS: usize = 16;
-/// Progress events of an upload, at most this often.
-const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Read size of downloads.
 const READ_CHUNK: usize = 256 << 10;
 
@@ -85,49 +75,6 @@ pub(crate) struct Received {
     pub at_ms: u64,
     /// Its download link.
     pub url: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum GuestState {
-    Offered,
-    Accepted,
-    Uploading,
-    Complete,
-    Failed,
-    Rejected,
-    Cancelled,
-}
-
-impl GuestState {
-    fn ended(self) -> bool {
-        matches!(
-            self,
-            Self::Complete | Self::Failed | Self::Rejected | Self::Cancelled
-        )
-    }
-
-    fn transfer_state(self) -> TransferState {
-        match self {
-            Self::Offered => TransferState::Offered,
-            Self::Accepted | Self::Uploading => TransferState::Running,
-            Self::Complete => TransferState::Complete,
-            Self::Failed => TransferState::Failed,
-            Self::Rejected => TransferState::Rejected,
-            Self::Cancelled => TransferState::Cancelled,
-        }
-    }
-}
-
-/// Files a guest offered to upload.
-#[derive(Debug)]
-struct GuestUpload {
-    guest: PeerId,
-    manifest: Manifest,
-    state: GuestState,
-    done_bytes: u64,
-    error: Option<String>,
-    created_ms: u64,
 }
 
 /// Files the owner sent a guest, for it to download.
@@ -157,7 +104,6 @@ struct Inner {
     next_received: u64,
     /// Offers waiting for the owner (peers' and guests'), as announced.
     offers: BTreeMap<TransferId, Event>,
-    guest_uploads: BTreeMap<TransferId, GuestUpload>,
     shares: BTreeMap<TransferId, Share>,
     /// Upload batch → its folder and the transfers and shares still using it.
     batches: HashMap<u64, (PathBuf, BTreeSet<TransferId>)>,
@@ -257,57 +203,13 @@ impl Files {
         }
     }
 
-    /// Drops `guest`'s oldest ended offers beyond [`MAX_ENDED_GUEST_OFFERS`].
-    fn prune_ended(g: &mut Inner, guest: &PeerId) {
-        let mut ended: Vec<(u64, TransferId)> = g
-            .guest_uploads
-            .iter()
-            .filter(|(_, u)| u.guest == *guest && u.state.ended())
-            .map(|(id, u)| (u.created_ms, *id))
-            .collect();
-        if ended.len() <= MAX_ENDED_GUEST_OFFERS {
-            return;
-        }
-        ended.sort_unstable();
-        for (_, id) in &ended[..ended.len() - MAX_ENDED_GUEST_OFFERS] {
-            g.guest_uploads.remove(id);
-        }
-    }
-
-    /// How many offers of `guest` are held (live and ended).
-    #[cfg(test)]
-    pub fn guest_offers_held(&self, guest: &PeerId) -> usize {
-        self.lock()
-            .guest_uploads
-            .values()
-            .filter(|u| u.guest == *guest)
-            .count()
-    }
-
-    /// Ends what a guest that left had going: its offers are cancelled, its
-    /// shares dropped. Returns the events to emit.
+    /// Ends what a guest that left had going: its shares are dropped (its
+    /// uploads are the transfer service's). Returns the events to emit.
     pub fn guest_left(&self, guest: &PeerId) -> Vec<Event> {
         let mut events = Vec::new();
         let mut gone = Vec::new();
         {
             let mut g = self.lock();
-            for (id, u) in g.guest_uploads.iter_mut() {
-                if u.guest == *guest
-                    && matches!(
-                        u.state,
-                        GuestState::Offered | GuestState::Accepted | GuestState::Uploading
-                    )
-                {
-                    u.state = GuestState::Cancelled;
-                    events.push(Event::TransferCancelled {
-                        id: *id,
-                        peer: *guest,
-                        direction: Direction::Receive,
-                        by_peer: true,
-                    });
-                }
-            }
-            g.guest_uploads.retain(|_, u| u.guest != *guest);
             let ids: Vec<TransferId> = g
                 .shares
                 .iter()
@@ -649,43 +551,13 @@ async fn answer(
         other => return Err(ApiError::not_found(format!("no answer {other:?}"))),
     };
     let node = app.node()?;
-    let guest_offer = app.files.lock().guest_uploads.contains_key(&id);
-    if guest_offer {
-        answer_guest(&app, &node, id, accept)?;
-    } else if accept {
+    if accept {
         node.accept_offer(id, Selection::All)?;
     } else {
         node.reject_offer(id)?;
     }
     app.files.lock().offers.remove(&id);
     Ok(Json(serde_json::json!({ "id": id, "accepted": accept })))
-}
-
-fn answer_guest(app: &App, node: &Node, id: TransferId, accept: bool) -> ApiResult<()> {
-    let mut g = app.files.lock();
-    let u = g
-        .guest_uploads
-        .get_mut(&id)
-        .filter(|u| u.state == GuestState::Offered)
-        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, format!("offer {id} is not waiting")))?;
-    let guest = u.guest;
-    if accept {
-        check_space(&node.config().downloads, u.manifest.total_bytes())?;
-        u.state = GuestState::Accepted;
-        let e = guest_progress(id, guest, u, 0, None, 0, 0, 0);
-        drop(g);
-        app.emit(e);
-    } else {
-        u.state = GuestState::Rejected;
-        drop(g);
-        app.emit(Event::TransferRejected {
-            id,
-            peer: guest,
-            direction: Direction::Receive,
-            reason: "refused by the user".into(),
-        });
-    }
-    Ok(())
 }
 
 /// A transfer as the owner's list shows it.
@@ -710,23 +582,6 @@ async fn transfers(State(app): State<App>, _: Owner) -> ApiResult<Json<Vec<Trans
     let mut out: Vec<TransferView> = Vec::new();
     {
         let g = app.files.lock();
-        for (id, u) in g.guest_uploads.iter().rev() {
-            out.push(TransferView {
-                info: TransferInfo {
-                    id: *id,
-                    peer: u.guest,
-                    direction: Direction::Receive,
-                    state: u.state.transfer_state(),
-                    files: u.manifest.files() as u64,
-                    total_bytes: u.manifest.total_bytes(),
-                    done_bytes: u.done_bytes,
-                    transferred: u.done_bytes,
-                    live: true,
-                    error: u.error.clone(),
-                },
-                peer_name: name(&u.guest),
-            });
-        }
         for (id, s) in g.shares.iter().rev() {
             out.push(TransferView {
                 info: TransferInfo {
@@ -772,15 +627,9 @@ async fn control(
 ) -> ApiResult<Json<serde_json::Value>> {
     let id: TransferId = id.parse().map_err(ApiError::bad_request)?;
     let node = app.node()?;
-    let (is_share, is_upload) = {
-        let g = app.files.lock();
-        (
-            g.shares.contains_key(&id),
-            g.guest_uploads.contains_key(&id),
-        )
-    };
-    match (action.as_str(), is_share, is_upload) {
-        ("cancel", true, _) => {
+    let is_share = app.files.lock().shares.contains_key(&id);
+    match (action.as_str(), is_share) {
+        ("cancel", true) => {
             let guest = {
                 let mut g = app.files.lock();
                 let s = g.shares.get_mut(&id).expect("checked");
@@ -794,10 +643,9 @@ async fn control(
                 by_peer: false,
             });
         }
-        ("cancel", _, true) => cancel_guest_upload(&app, id, false)?,
-        (_, true, _) | (_, _, true) => {
+        (_, true) => {
             return Err(ApiError::bad_request(
-                "a browser guest's transfer can only be cancelled",
+                "a share to a browser guest can only be cancelled",
             ));
         }
         ("pause", ..) => node.pause_transfer(id)?,
@@ -806,31 +654,6 @@ async fn control(
         (other, ..) => return Err(ApiError::not_found(format!("no action {other:?}"))),
     }
     Ok(Json(serde_json::json!({ "id": id, "action": action })))
-}
-
-fn cancel_guest_upload(app: &App, id: TransferId, by_peer: bool) -> ApiResult<()> {
-    let guest = {
-        let mut g = app.files.lock();
-        let u = g
-            .guest_uploads
-            .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found(format!("no transfer {id}")))?;
-        if u.state.ended() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("transfer {id} is over"),
-            ));
-        }
-        u.state = GuestState::Cancelled;
-        u.guest
-    };
-    app.emit(Event::TransferCancelled {
-        id,
-        peer: guest,
-        direction: Direction::Receive,
-        by_peer,
-    });
-    Ok(())
 }
 
 /// Received files, newest first.
@@ -981,7 +804,21 @@ pub(crate) fn guest_manifest(req: &GuestOfferReq) -> ApiResult<Manifest> {
     Ok(manifest)
 }
 
-/// `POST /api/guest/offers`: a guest offers files (names and sizes).
+/// A refusal of the transfer service, as an HTTP error.
+fn local_error(e: LocalError) -> ApiError {
+    let status = match &e {
+        LocalError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+        LocalError::NotFound(_) => StatusCode::NOT_FOUND,
+        LocalError::Conflict(_) | LocalError::Cancelled => StatusCode::CONFLICT,
+        LocalError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
+        LocalError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        LocalError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+/// `POST /api/guest/offers`: a guest offers files (names and sizes). The
+/// node takes it as any peer's offer (the owner is asked, budgets apply).
 async fn guest_offer(
     State(app): State<App>,
     Guest(guest): Guest,
@@ -993,65 +830,14 @@ async fn guest_offer(
     if manifest.total_bytes() > max {
         return Err(too_large(max));
     }
-    let downloads = node.config().downloads.clone();
-    check_space(&downloads, manifest.total_bytes())?;
-    let info = app
-        .guests
-        .info(&guest)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the session ended"))?;
-    let trusted = info.trust == Trust::Trusted;
-    let cfg = node.config();
-    let auto = cfg.accept_all || (trusted && cfg.auto_accept_trusted);
-    let id = TransferId(rand::random());
-    let (offer, started) = {
-        let mut g = app.files.lock();
-        Files::prune_ended(&mut g, &guest);
-        let waiting = g
-            .guest_uploads
-            .values()
-            .filter(|u| u.guest == guest && u.state == GuestState::Offered)
-            .count();
-        if waiting >= MAX_GUEST_OFFERS {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("{waiting} offers already wait for the owner"),
-            ));
-        }
-        let offer = Event::Offer {
-            id,
-            peer: guest,
-            name: info.name.clone(),
-            verification_code: verification_code(&app.me, &guest),
-            trusted,
-            auto_accepted: auto,
-            files: manifest.files() as u64,
-            total_bytes: manifest.total_bytes(),
-            free_bytes: tfs::free_space(&downloads).ok(),
-            entries: manifest.entries().iter().map(OfferEntry::from).collect(),
-        };
-        let u = GuestUpload {
-            guest,
-            manifest,
-            state: if auto {
-                GuestState::Accepted
-            } else {
-                GuestState::Offered
-            },
-            done_bytes: 0,
-            error: None,
-            created_ms: now_ms(),
-        };
-        let started = auto.then(|| guest_progress(id, guest, &u, 0, None, 0, 0, 0));
-        g.guest_uploads.insert(id, u);
-        (offer, started)
-    };
-    app.emit(offer);
-    if let Some(p) = started {
-        app.emit(p);
-    }
+    let (id, accepted) = node
+        .local_transfers()
+        .offer(guest, manifest)
+        .await
+        .map_err(local_error)?;
     Ok(Json(serde_json::json!({
         "id": id,
-        "state": if auto { "accepted" } else { "offered" },
+        "state": if accepted { "accepted" } else { "offered" },
     })))
 }
 
@@ -1060,22 +846,10 @@ async fn guest_offer_state(
     State(app): State<App>,
     Guest(guest): Guest,
     UrlPath(id): UrlPath<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<LocalStatus>> {
     let id: TransferId = id.parse().map_err(ApiError::bad_request)?;
-    let g = app.files.lock();
-    let u = g
-        .guest_uploads
-        .get(&id)
-        .filter(|u| u.guest == guest)
-        .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
-    Ok(Json(serde_json::json!({
-        "id": id,
-        "state": u.state,
-        "done_bytes": u.done_bytes,
-        "total_bytes": u.manifest.total_bytes(),
-        "error": u.error,
-        "created_ms": u.created_ms,
-    })))
+    let status = app.node()?.local_transfers().status(id, &guest);
+    Ok(Json(status.map_err(local_error)?))
 }
 
 async fn guest_cancel(
@@ -1084,60 +858,15 @@ async fn guest_cancel(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id: TransferId = id.parse().map_err(ApiError::bad_request)?;
-    let mine = app
-        .files
-        .lock()
-        .guest_uploads
-        .get(&id)
-        .is_some_and(|u| u.guest == guest);
-    if !mine {
-        return Err(ApiError::not_found(format!("no offer {id}")));
-    }
-    cancel_guest_upload(&app, id, true)?;
+    let local = app.node()?.local_transfers();
+    local.cancel(id, &guest).map_err(local_error)?;
     Ok(Json(serde_json::json!({ "id": id, "state": "cancelled" })))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn guest_progress(
-    id: TransferId,
-    guest: PeerId,
-    u: &GuestUpload,
-    done: u64,
-    file: Option<String>,
-    file_done: u64,
-    file_bytes: u64,
-    files_done: u64,
-) -> Event {
-    Event::Progress {
-        id,
-        peer: guest,
-        direction: Direction::Receive,
-        done_bytes: done,
-        total_bytes: u.manifest.total_bytes(),
-        files_done,
-        files_total: u.manifest.files() as u64,
-        file,
-        file_done,
-        file_bytes,
-        transferred: done,
-        rate: 0,
-        paused: false,
-    }
-}
-
-/// One file being written from an upload.
-struct Incoming {
-    rel: String,
-    part: PathBuf,
-    target: PathBuf,
-    size: u64,
-    written: u64,
-    hasher: blake3::Hasher,
-    file: tokio::fs::File,
-}
-
 /// `POST /api/guest/offers/{id}/upload`: the files of an accepted offer, one
-/// multipart field per file, named by its path in the offer.
+/// multipart field per file, named by its path in the offer, in the offer's
+/// order. Each is handed to the node's receiver as it streams in; files the
+/// owner did not accept are read and dropped, files not sent fail.
 async fn guest_upload(
     State(app): State<App>,
     Guest(guest): Guest,
@@ -1146,285 +875,43 @@ async fn guest_upload(
     mut mp: Multipart,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id: TransferId = id.parse().map_err(ApiError::bad_request)?;
-    let node = app.node()?;
-    let manifest = {
-        let mut g = app.files.lock();
-        let u = g
-            .guest_uploads
-            .get_mut(&id)
-            .filter(|u| u.guest == guest)
-            .ok_or_else(|| ApiError::not_found(format!("no offer {id}")))?;
-        match u.state {
-            GuestState::Accepted => {}
-            GuestState::Offered => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "the owner has not accepted these files yet",
-                ));
-            }
-            s => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("this offer is {s:?}").to_lowercase(),
-                ));
-            }
-        }
-        u.state = GuestState::Uploading;
-        u.manifest.clone()
-    };
+    let local = app.node()?.local_transfers();
+    let offer = local.status(id, &guest).map_err(local_error)?;
     // The body holds the files and a little multipart framing.
-    let framing = 1024 * (manifest.len() as u64 + 1);
-    if content_length(&headers).is_some_and(|n| n > manifest.total_bytes() + framing) {
-        fail_upload(
-            &app,
-            id,
-            guest,
-            "the upload is larger than the files offered",
-        );
-        return Err(too_large(manifest.total_bytes()));
+    let framing = 1024 * (offer.entries + 1);
+    let total = offer.total_bytes;
+    if content_length(&headers).is_some_and(|n| n > total.saturating_add(framing)) {
+        return Err(too_large(total));
     }
-    let downloads = node.config().downloads.clone();
-    match receive_upload(&app, id, guest, &manifest, &downloads, &mut mp).await {
-        Ok((files, failed, bytes)) => {
-            if let Some(u) = app.files.lock().guest_uploads.get_mut(&id) {
-                u.state = if failed == 0 {
-                    GuestState::Complete
-                } else {
-                    GuestState::Failed
-                };
-                u.done_bytes = bytes;
-            }
-            app.emit(Event::TransferComplete {
-                id,
-                peer: guest,
-                direction: Direction::Receive,
-                files,
-                failed,
-                bytes,
-                transferred: bytes,
-            });
-            Ok(Json(serde_json::json!({
-                "id": id, "files": files, "failed": failed, "bytes": bytes,
-            })))
-        }
-        Err(e) => {
-            fail_upload(&app, id, guest, &e.message);
-            Err(e)
-        }
-    }
-}
-
-fn fail_upload(app: &App, id: TransferId, guest: PeerId, error: &str) {
-    let cancelled = {
-        let mut g = app.files.lock();
-        match g.guest_uploads.get_mut(&id) {
-            Some(u) if u.state == GuestState::Cancelled => true,
-            Some(u) => {
-                u.state = GuestState::Failed;
-                u.error = Some(error.to_string());
-                false
-            }
-            None => true,
-        }
-    };
-    if !cancelled {
-        app.emit(Event::TransferFailed {
-            id,
-            peer: guest,
-            direction: Direction::Receive,
-            path: None,
-            error: error.to_string(),
-        });
-    }
-}
-
-/// Writes the offered files as they arrive; returns (files, failed, bytes).
-/// If it fails, the folders it made that stayed empty are removed (files
-/// already placed stay, and so do their folders).
-async fn receive_upload(
-    app: &App,
-    id: TransferId,
-    guest: PeerId,
-    manifest: &Manifest,
-    downloads: &Path,
-    mp: &mut Multipart,
-) -> ApiResult<(u64, u64, u64)> {
-    let mut made = BTreeSet::new();
-    let res = receive_files(app, id, guest, manifest, downloads, mp, &mut made).await;
-    if res.is_err() {
-        // Deepest first; `remove_dir` keeps any folder that is not empty.
-        for dir in made.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-    res
-}
-
-/// [`receive_upload`]'s work; `known` collects the folders under the
-/// upload's (fresh) top-level names that it made.
-async fn receive_files(
-    app: &App,
-    id: TransferId,
-    guest: PeerId,
-    manifest: &Manifest,
-    downloads: &Path,
-    mp: &mut Multipart,
-    known: &mut BTreeSet<PathBuf>,
-) -> ApiResult<(u64, u64, u64)> {
-    std::fs::create_dir_all(downloads)
-        .map_err(|e| internal(format!("cannot create {}: {e}", downloads.display())))?;
-    // Top-level names that touch nothing already in the download folder.
-    let mut roots: HashMap<String, String> = HashMap::new();
-    for r in manifest.roots() {
-        let free = tfs::free_root_name(downloads, r).map_err(|e| internal(e.to_string()))?;
-        roots.insert(r.to_string(), free);
-    }
-    let index: HashMap<&str, usize> = manifest
-        .entries()
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.size().is_some())
-        .map(|(i, e)| (e.path.as_str(), i))
-        .collect();
-    let mut received = BTreeSet::new();
-    let mut done_bytes = 0u64;
-    let mut last = Instant::now();
-    let files_total = manifest.files() as u64;
-    loop {
-        if is_cancelled(app, id) {
-            return Err(ApiError::new(StatusCode::CONFLICT, "cancelled"));
-        }
-        let Some(mut field) = mp.next_field().await.map_err(multipart_error)? else {
-            break;
-        };
+    let mut up = local.upload(id, &guest).await.map_err(local_error)?;
+    while let Some(mut field) = mp.next_field().await.map_err(multipart_error)? {
         let path = field_path(&field)?;
-        let Some(&i) = index.get(path.as_str()) else {
+        let Some(index) = up.index_of(path.as_str()) else {
             return Err(ApiError::bad_request(format!(
                 "{:?} was not offered",
                 path.as_str()
             )));
         };
-        if !received.insert(i) {
-            return Err(ApiError::bad_request(format!(
-                "{:?} was sent twice",
-                path.as_str()
-            )));
+        let take = up.accepted(index);
+        if take {
+            up.start(index).await.map_err(local_error)?;
         }
-        let size = manifest.entries()[i].size().unwrap_or(0);
-        let mut target = downloads.join(&roots[path.root()]);
-        if let Some(rest) = path.below_root() {
-            for c in rest.split('/') {
-                target.push(c);
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if take {
+                up.write(&chunk).await.map_err(local_error)?;
             }
         }
-        let parent = target.parent().unwrap_or(downloads).to_path_buf();
-        tfs::ensure_dir(downloads, &parent, known)
-            .map_err(|e| internal(format!("{}: {e}", path.as_str())))?;
-        let part = tfs::part_path(&target);
-        let f = tfs::open_part(&part, 0).map_err(|e| internal(e.to_string()))?;
-        let mut inc = Incoming {
-            rel: path.as_str().to_string(),
-            part,
-            target,
-            size,
-            written: 0,
-            hasher: blake3::Hasher::new(),
-            file: tokio::fs::File::from_std(f),
-        };
-        let res: ApiResult<()> = async {
-            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                inc.written += chunk.len() as u64;
-                if inc.written > inc.size {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("{} is larger than offered ({} bytes)", inc.rel, inc.size),
-                    ));
-                }
-                inc.hasher.update(&chunk);
-                inc.file
-                    .write_all(&chunk)
-                    .await
-                    .map_err(|e| internal(format!("writing {}: {e}", inc.part.display())))?;
-                done_bytes += chunk.len() as u64;
-                if last.elapsed() >= PROGRESS_EVERY {
-                    last = Instant::now();
-                    if is_cancelled(app, id) {
-                        return Err(ApiError::new(StatusCode::CONFLICT, "cancelled"));
-                    }
-                    let e = {
-                        let mut g = app.files.lock();
-                        let Some(u) = g.guest_uploads.get_mut(&id) else {
-                            return Err(ApiError::new(StatusCode::CONFLICT, "cancelled"));
-                        };
-                        u.done_bytes = done_bytes;
-                        guest_progress(
-                            id,
-                            guest,
-                            u,
-                            done_bytes,
-                            Some(inc.rel.clone()),
-                            inc.written,
-                            inc.size,
-                            received.len() as u64 - 1,
-                        )
-                    };
-                    app.emit(e);
-                }
-            }
-            if inc.written != inc.size {
-                return Err(ApiError::bad_request(format!(
-                    "{} ended after {} of {} bytes",
-                    inc.rel, inc.written, inc.size
-                )));
-            }
-            inc.file
-                .flush()
-                .await
-                .map_err(|e| internal(e.to_string()))?;
-            Ok(())
-        }
-        .await;
-        if let Err(e) = res {
-            let _ = std::fs::remove_file(&inc.part);
-            return Err(e);
-        }
-        drop(inc.file);
-        let placed = tfs::place(&inc.part, &inc.target).map_err(|e| {
-            let _ = std::fs::remove_file(&inc.part);
-            internal(format!("placing {}: {e}", inc.rel))
-        })?;
-        app.emit(Event::TransferDone {
-            id,
-            peer: guest,
-            direction: Direction::Receive,
-            path: placed.to_string_lossy().into_owned(),
-            bytes: inc.size,
-            blake3: inc.hasher.finalize().to_hex().to_string(),
-        });
-    }
-    // Files offered but not sent failed.
-    let mut failed = 0;
-    for (path, &i) in &index {
-        if !received.contains(&i) {
-            failed += 1;
-            app.emit(Event::TransferFailed {
-                id,
-                peer: guest,
-                direction: Direction::Receive,
-                path: Some((*path).to_string()),
-                error: "not uploaded".into(),
-            });
+        if take {
+            up.end().await.map_err(local_error)?;
         }
     }
-    Ok((files_total, failed, done_bytes))
-}
-
-fn is_cancelled(app: &App, id: TransferId) -> bool {
-    app.files
-        .lock()
-        .guest_uploads
-        .get(&id)
-        .is_none_or(|u| u.state == GuestState::Cancelled)
+    let done = up.finish().await.map_err(local_error)?;
+    Ok(Json(serde_json::json!({
+        "id": id,
+        "files": done.ok + done.failed,
+        "failed": done.failed,
+        "bytes": done.done_bytes,
+    })))
 }
 
 /// The `progress` event of a share (offered, or as files are fetched).

@@ -1054,9 +1054,9 @@ async fn offering_and_cancelling_in_a_loop_holds_a_bounded_number_of_offers() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.json);
     }
-    let held = f.app.files.guest_offers_held(&guest);
+    let held = f.node.local_transfers().held(&guest);
     assert!(
-        held <= files::MAX_ENDED_GUEST_OFFERS + 1,
+        held <= crate::net::transfer::local::ENDED_KEPT + 1,
         "{held} offers held after 200 rounds"
     );
     // A fresh offer still works, and the owner sees only it waiting.
@@ -1407,4 +1407,98 @@ async fn a_websocket_outlives_the_header_timeout_and_holds_its_slot() {
         .expect("the WebSocket was closed");
     assert_eq!(frame[0], 0x81, "a final text frame");
     node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guest_upload_is_one_of_the_nodes_transfers_answered_paused_and_cancelled_like_a_peers() {
+    use crate::proto::transfer::{Direction, Selection, TransferId, TransferState};
+    let f = fixture().await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    let mut events = f.node.subscribe();
+    let size = 4usize << 20;
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/offers",
+                Some(&cookie),
+                serde_json::json!({"entries": [{"path": "big.bin", "size": size}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let id: TransferId = r.json["id"].as_str().unwrap().parse().unwrap();
+    // Answered through the node's API, as a peer's offer is.
+    f.node.accept_offer(id, Selection::All).unwrap();
+    f.node.pause_transfer(id).unwrap();
+    let listed = f.node.transfers().unwrap();
+    let t = listed
+        .iter()
+        .find(|t| t.id == id)
+        .expect("the guest's upload is one of the node's transfers");
+    assert_eq!((t.peer, t.direction), (guest, Direction::Receive));
+    // The upload stalls while the transfer is paused, and the owner's cancel
+    // ends it: the guest is told, nothing stays on disk.
+    let body = vec![9u8; size];
+    let up = {
+        let req = upload(
+            PHONE,
+            &format!("/api/guest/offers/{id}/upload"),
+            Some(&cookie),
+            &[("big.bin", &body)],
+            true,
+        );
+        let router =
+            router(f.app.clone()).layer(MockConnectInfo(PHONE.parse::<SocketAddr>().unwrap()));
+        tokio::spawn(async move { router.oneshot(req).await.unwrap().status() })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = f
+            .node
+            .transfers()
+            .unwrap()
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| t.state);
+        if state == Some(TransferState::Paused) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "state {state:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!up.is_finished(), "the upload went on while paused");
+    f.node.cancel_transfer(id).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), up)
+        .await
+        .expect("the cancel ends the upload")
+        .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(Event::TransferCancelled {
+                id: i,
+                by_peer: false,
+                ..
+            }) = events.recv().await
+                && i == id
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("a transfer_cancelled event, as for a peer's transfer");
+    let downloads = f.node.config().downloads.clone();
+    assert!(!downloads.join("big.bin").exists());
+    assert!(!downloads.join("big.bin.part").exists());
+    let r = f
+        .call(
+            PHONE,
+            get(PHONE, &format!("/api/guest/offers/{id}"), Some(&cookie)),
+        )
+        .await;
+    assert_eq!(r.json["state"], "cancelled", "{}", r.json);
+    f.node.shutdown().await.unwrap();
 }

@@ -83,10 +83,18 @@ pub(super) async fn refuse(stream: MuxStream, reason: String) {
     .await;
 }
 
-/// Receives one transfer; `slot` is what the budget admitted it with, and is
-/// given back when the transfer ends.
-pub(super) async fn run(sh: Arc<Shared>, peer: PeerId, stream: MuxStream, mut slot: Slot) {
-    let s = SharedStream::new(stream);
+/// Receives one transfer from `s` (a peer's mux stream, or a local adapter's
+/// end of an in-memory pair); `slot` is what the budget admitted it with, and
+/// is given back when the transfer ends. `seen` learns, once the offer is
+/// announced, whether it was accepted at once (dropped if it was refused
+/// before that).
+pub(super) async fn run(
+    sh: Arc<Shared>,
+    peer: PeerId,
+    s: SharedStream,
+    mut slot: Slot,
+    seen: Option<oneshot::Sender<bool>>,
+) {
     let mut r = s.clone();
     let mut state = receiver::State::with_budget(slot.offer_budget());
     let offer = tokio::time::timeout(
@@ -153,6 +161,7 @@ pub(super) async fn run(sh: Arc<Shared>, peer: PeerId, stream: MuxStream, mut sl
         ctl,
         &meter,
         &mut progress,
+        seen,
     )
     .await;
     sh.finish(
@@ -214,6 +223,7 @@ async fn receive(
     mut ctl: watch::Receiver<Ctl>,
     meter: &Meter,
     progress: &mut Progress,
+    seen: Option<oneshot::Sender<bool>>,
 ) -> Outcome {
     let fingerprint = hex(&manifest.fingerprint());
     // The same files from the same peer, still live: usually the attempt the
@@ -287,6 +297,9 @@ async fn receive(
             .ok(),
         entries: offer_preview(&manifest),
     });
+    if let Some(tx) = seen {
+        let _ = tx.send(auto);
+    }
     let decision = if let Some((p, mask)) = &previous {
         Decision::Accept {
             mask: mask.clone(),
@@ -605,7 +618,12 @@ async fn receive_files(
     ));
     let mut tick = tokio::time::interval(INTERVAL);
     let mut reader_done = false;
-    let mut paused = false;
+    // A pause asked for before the data phase (while the offer was being
+    // answered) holds from the start, and the transfer says so.
+    let mut paused = ctl.borrow_and_update().paused;
+    if paused {
+        sh.set_state(id, TransferState::Paused);
+    }
     let rel = |i: u32| plan.manifest.entry(i).map(|e| e.path.clone());
     let size = |i: u32| plan.manifest.entry(i).and_then(|e| e.size()).unwrap_or(0);
     let outcome = loop {
@@ -735,8 +753,30 @@ async fn receive_files(
         for &i in &files {
             let _ = std::fs::remove_file(fs::part_path(&plan.target(i)));
         }
+        remove_empty_folders(&plan, &files);
     }
     outcome
+}
+
+/// Removes the folders below the download folder on the way to `files` that
+/// are empty (deepest first): what a cancelled or failed attempt made for
+/// files it never finished. Folders holding anything stay.
+fn remove_empty_folders(plan: &Plan, files: &[u32]) {
+    let mut dirs = std::collections::BTreeSet::new();
+    for &i in files {
+        let target = plan.target(i);
+        let mut d = target.parent();
+        while let Some(p) = d.filter(|p| p.starts_with(&plan.root) && *p != plan.root) {
+            dirs.insert(p.to_path_buf());
+            d = p.parent();
+        }
+    }
+    let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        // Fails, as it should, for a folder that is not empty.
+        let _ = std::fs::remove_dir(&d);
+    }
 }
 
 /// Bytes of file `index` counted so far (0 if it never started).

@@ -69,11 +69,10 @@ pub(super) async fn run(
     );
 }
 
-/// The offer's frames: the stream header, the head, the entries in batches.
-fn offer_frames(id: TransferId, manifest: &Manifest) -> Vec<Vec<u8>> {
+/// The offer's frames: the head, the entries in batches.
+pub(super) fn offer_frames(id: TransferId, manifest: &Manifest) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = Vec::new();
-    encode_frame(&StreamKind::Transfer, &mut buf).expect("small");
     encode_frame(
         &ToReceiver::Offer {
             id,
@@ -125,7 +124,10 @@ async fn send(
     };
     let mut w = s.clone();
     let mut r = s.clone();
-    for frame in offer_frames(id, manifest) {
+    let mut header = Vec::new();
+    encode_frame(&StreamKind::Transfer, &mut header).expect("small");
+    let frames = std::iter::once(header).chain(offer_frames(id, manifest));
+    for frame in frames {
         if let Err(e) = w.write_all(&frame).await {
             return classify(&e);
         }

@@ -5,33 +5,101 @@
 //!
 //! Reading and writing each lock the stream only for the length of one poll,
 //! never across an await.
+//!
+//! The same handle can be one end of an in-memory pair ([`Shared::local_pair`]):
+//! that is how an adapter for a sender that is not a PeerConnect node (a
+//! browser guest's upload) speaks the transfer protocol to the one receiver.
+//! A reset there behaves as on a mux stream: the other end's reads and writes
+//! fail with the code.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::net::mux::MuxStream;
 
-/// A handle to a shared [`MuxStream`]; clones are the same stream.
+/// A handle to a shared stream; clones are the same stream.
 #[derive(Debug, Clone)]
-pub struct Shared(Arc<Mutex<MuxStream>>);
+pub struct Shared(Arc<Mutex<Io>>);
+
+#[derive(Debug)]
+enum Io {
+    Mux(MuxStream),
+    Local(Local),
+}
+
+/// One end of an in-memory pair.
+#[derive(Debug)]
+struct Local {
+    /// `None` once this end reset the stream.
+    io: Option<DuplexStream>,
+    /// The code this end reset with, and the one the other end did.
+    mine: Arc<Mutex<Option<u32>>>,
+    theirs: Arc<Mutex<Option<u32>>>,
+}
+
+impl Local {
+    /// What an error or an end of stream on this side means: the other end's
+    /// reset, if it did one.
+    fn peer_reset(&self) -> Option<io::Error> {
+        let code = (*self.theirs.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some(reset_error(code))
+    }
+
+    fn gone() -> io::Error {
+        io::Error::new(io::ErrorKind::NotConnected, "the stream was reset here")
+    }
+}
+
+fn reset_error(code: u32) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        format!("stream reset (code {code})"),
+    )
+}
 
 impl Shared {
     pub fn new(stream: MuxStream) -> Self {
-        Self(Arc::new(Mutex::new(stream)))
+        Self(Arc::new(Mutex::new(Io::Mux(stream))))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, MuxStream> {
+    /// Two connected ends of an in-memory stream, each buffering up to
+    /// `buffer` bytes the other has not read.
+    pub fn local_pair(buffer: usize) -> (Self, Self) {
+        let (a, b) = tokio::io::duplex(buffer);
+        let (ra, rb) = (Arc::default(), Arc::default());
+        let end = |io, mine: &Arc<Mutex<Option<u32>>>, theirs: &Arc<Mutex<Option<u32>>>| {
+            Self(Arc::new(Mutex::new(Io::Local(Local {
+                io: Some(io),
+                mine: mine.clone(),
+                theirs: theirs.clone(),
+            }))))
+        };
+        (end(a, &ra, &rb), end(b, &rb, &ra))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Io> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Aborts the stream both ways; the peer's reads and writes fail with
     /// `code` ([`peer_reset_code`]).
     pub fn reset(&self, code: u32) {
-        self.lock().reset(code);
+        match &mut *self.lock() {
+            Io::Mux(m) => m.reset(code),
+            Io::Local(l) => {
+                l.mine
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(code);
+                // Dropping our end wakes the other's pending read (an end of
+                // stream) and fails its writes; both then see the code.
+                l.io = None;
+            }
+        }
     }
 }
 
@@ -41,7 +109,22 @@ impl AsyncRead for Shared {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.lock()).poll_read(cx, buf)
+        match &mut *self.lock() {
+            Io::Mux(m) => Pin::new(m).poll_read(cx, buf),
+            Io::Local(l) => {
+                let Some(io) = l.io.as_mut() else {
+                    return Poll::Ready(Err(Local::gone()));
+                };
+                let before = buf.filled().len();
+                match Pin::new(io).poll_read(cx, buf) {
+                    Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
+                        Poll::Ready(l.peer_reset().map_or(Ok(()), Err))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(l.peer_reset().unwrap_or(e))),
+                    other => other,
+                }
+            }
+        }
     }
 }
 
@@ -51,15 +134,38 @@ impl AsyncWrite for Shared {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.lock()).poll_write(cx, buf)
+        match &mut *self.lock() {
+            Io::Mux(m) => Pin::new(m).poll_write(cx, buf),
+            Io::Local(l) => {
+                let Some(io) = l.io.as_mut() else {
+                    return Poll::Ready(Err(Local::gone()));
+                };
+                match Pin::new(io).poll_write(cx, buf) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(l.peer_reset().unwrap_or(e))),
+                    other => other,
+                }
+            }
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.lock()).poll_flush(cx)
+        match &mut *self.lock() {
+            Io::Mux(m) => Pin::new(m).poll_flush(cx),
+            Io::Local(l) => match l.io.as_mut() {
+                Some(io) => Pin::new(io).poll_flush(cx),
+                None => Poll::Ready(Err(Local::gone())),
+            },
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.lock()).poll_shutdown(cx)
+        match &mut *self.lock() {
+            Io::Mux(m) => Pin::new(m).poll_shutdown(cx),
+            Io::Local(l) => match l.io.as_mut() {
+                Some(io) => Pin::new(io).poll_shutdown(cx),
+                None => Poll::Ready(Ok(())),
+            },
+        }
     }
 }
 
@@ -85,5 +191,43 @@ mod tests {
         assert_eq!(peer_reset_code(&e), Some(1));
         let e = io::Error::new(io::ErrorKind::ConnectionAborted, "mux session ended: x");
         assert_eq!(peer_reset_code(&e), None);
+    }
+
+    #[tokio::test]
+    async fn a_local_pair_carries_bytes_and_the_end_and_resets_with_their_code() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, b) = Shared::local_pair(64);
+        let (mut wa, mut rb) = (a.clone(), b.clone());
+        wa.write_all(b"hello").await.unwrap();
+        wa.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        rb.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"hello", "bytes, then a clean end");
+
+        let (a, b) = Shared::local_pair(64);
+        let mut rb = b.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            rb.read(&mut buf).await
+        });
+        tokio::task::yield_now().await;
+        a.reset(7);
+        let e = reader.await.unwrap().expect_err("a reset is not an end");
+        assert_eq!(
+            peer_reset_code(&e),
+            Some(7),
+            "a pending read learns the code"
+        );
+        let mut wb = b.clone();
+        let e = wb
+            .write_all(&[0u8; 256])
+            .await
+            .expect_err("writes fail too");
+        assert_eq!(peer_reset_code(&e), Some(7));
+        let mut ra = a.clone();
+        assert!(
+            ra.read(&mut [0u8; 4]).await.is_err(),
+            "the end that reset is closed"
+        );
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod actor;
 pub mod dht;
 pub mod discovery;
 pub mod gossip;
+pub(crate) mod guest;
 pub mod links;
 pub mod messaging;
 pub mod mux;

@@ -65,6 +65,8 @@ struct Inner {
     config: Config,
     web: Option<crate::web::WebInfo>,
     transfers: crate::net::transfer::Service,
+    /// Browser guests of the web UI (peers of kind `browser`).
+    guests: Arc<crate::net::guest::Guests>,
 }
 
 impl Drop for Inner {
@@ -174,6 +176,7 @@ impl Node {
         } else {
             (None, None)
         };
+        let identity_id = identity.peer_id();
         let node = Node {
             inner: Arc::new(Inner {
                 identity,
@@ -197,6 +200,11 @@ impl Node {
                     .as_ref()
                     .and_then(|w| w.as_ref().ok())
                     .map(|b| b.info().clone()),
+                guests: Arc::new(crate::net::guest::Guests::new(
+                    identity_id,
+                    config.web_options.max_guests,
+                    config.web_options.session_idle,
+                )),
                 config: config.clone(),
                 transfers,
             }),
@@ -403,7 +411,14 @@ impl Node {
 
     /// Peers currently known: discovered on the LAN or connected.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
-        self.request(Command::Peers).await
+        let mut peers: Vec<PeerInfo> = self.request(Command::Peers).await?;
+        peers.extend(self.inner.guests.list());
+        Ok(peers)
+    }
+
+    /// The browser guests logged in to the web UI.
+    pub(crate) fn guests(&self) -> &Arc<crate::net::guest::Guests> {
+        &self.inner.guests
     }
 
     /// Dials `addr` (optionally requiring it to be `expected`) and returns the
@@ -420,7 +435,19 @@ impl Node {
 
     /// Trusts, blocks or resets a peer. Blocking closes its session at once and
     /// refuses its connections from then on.
+    /// A browser guest is blocked the same way: its web session ends and
+    /// its address is refused.
     pub async fn set_trust(&self, id: PeerId, trust: Trust) -> Result<()> {
+        if let Some(peer) = self.inner.guests.set_trust(&id, trust) {
+            self.store().set_trust(&id, trust)?;
+            if trust == Trust::Blocked {
+                self.local_transfers().peer_gone(&id);
+                self.emit(Event::PeerLost { id });
+            } else {
+                self.emit(Event::PeerUpdated { peer });
+            }
+            return Ok(());
+        }
         self.request(|reply| Command::SetTrust { id, trust, reply })
             .await?
             .map_err(Error::Invalid)

@@ -235,7 +235,7 @@ pub(crate) struct AppState {
     pub info: WebInfo,
     pub options: WebOptions,
     pub limiter: auth::Limiter,
-    pub guests: guests::Guests,
+    pub guests: Arc<guests::Guests>,
     pub files: files::Files,
     /// Cancelled when the server stops: long-lived handlers (WebSockets) end.
     pub stop: CancellationToken,
@@ -292,7 +292,7 @@ pub(crate) fn new_app(node: &Node, info: WebInfo, options: WebOptions) -> App {
     Arc::new(AppState {
         node: node.downgrade(),
         me: node.id(),
-        guests: guests::Guests::new(node.id(), options.max_guests, options.session_idle),
+        guests: node.guests().clone(),
         files: files::Files::new(node.data_dir()),
         info,
         options,

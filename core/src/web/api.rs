@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Owner;
 use super::guests::{self, Page, Read, Say};
 use super::{ApiError, ApiResult, App, parse_peer};
-use crate::event::{Event, PeerInfo, Trust};
+use crate::event::{PeerInfo, Trust};
 use crate::identity::verification_code;
 use crate::proto::messaging::{Conversation, MessageInfo};
 use crate::proto::wire::DeviceKind;
@@ -81,7 +81,6 @@ async fn peers(State(app): State<App>, _: Owner) -> ApiResult<Json<Vec<PeerView>
         .peers()
         .await?
         .into_iter()
-        .chain(app.guests.list())
         .map(|peer| PeerView { peer, online: true })
         .collect();
     for p in node.known_peers()? {
@@ -124,15 +123,13 @@ async fn set_trust(
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = parse_peer(&id)?;
     let node = app.node()?;
-    if let Some(peer) = app.guests.set_trust(&id, req.trust) {
-        node.store().set_trust(&id, req.trust)?;
-        if req.trust == Trust::Blocked {
-            app.guest_left(id);
-        } else {
-            app.emit(Event::PeerUpdated { peer });
+    let guest = app.guests.is_guest(&id);
+    node.set_trust(id, req.trust).await?;
+    if guest && req.trust == Trust::Blocked {
+        // The node ended its session; the files shared to it go too.
+        for e in app.files.guest_left(&id) {
+            app.emit(e);
         }
-    } else {
-        node.set_trust(id, req.trust).await?;
     }
     Ok(Json(serde_json::json!({ "id": id, "trust": req.trust })))
 }

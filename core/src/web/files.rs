@@ -575,7 +575,6 @@ async fn transfers(State(app): State<App>, _: Owner) -> ApiResult<Json<Vec<Trans
         .peers()
         .await?
         .into_iter()
-        .chain(app.guests.list())
         .map(|p| (p.id, p.name))
         .collect();
     let name = |p: &PeerId| names.get(p).cloned().unwrap_or_else(|| p.short());

@@ -36,6 +36,8 @@ async fn fixture_with(options: WebOptions) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Config::local(dir.path());
     c.name = "owner-node".into();
+    // The node owns the guest registry, sized from its options.
+    c.web_options = options.clone();
     let node = Node::start(c).await.unwrap();
     let info = WebInfo {
         addr: HOST.parse().unwrap(),
@@ -1500,5 +1502,42 @@ async fn a_guest_upload_is_one_of_the_nodes_transfers_answered_paused_and_cancel
         )
         .await;
     assert_eq!(r.json["state"], "cancelled", "{}", r.json);
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guest_is_a_peer_of_the_node_listed_and_blocked_through_its_api() {
+    use crate::proto::wire::DeviceKind;
+    let f = fixture().await;
+    let (cookie, id) = login(&f, PHONE, "phone").await;
+    // Node::peers is what the CLI's `peers`, the control socket and the
+    // bindings list.
+    let peers = f.node.peers().await.unwrap();
+    let g = peers
+        .iter()
+        .find(|p| p.id == id)
+        .expect("the guest is among the node's peers");
+    assert_eq!((g.name.as_str(), g.kind), ("phone", DeviceKind::Browser));
+    assert_eq!(
+        g.verification_code,
+        crate::identity::verification_code(&f.node.id(), &id)
+    );
+    assert_eq!(peers.iter().filter(|p| p.id == id).count(), 1);
+    let r = f.call(OWNER, get(OWNER, "/api/peers", None)).await;
+    let listed = r.json.as_array().unwrap();
+    assert_eq!(
+        listed.iter().filter(|p| p["id"] == id.to_string()).count(),
+        1,
+        "listed once in the web UI: {}",
+        r.json
+    );
+    // Blocked through the node (as `peerconnect block` does): the session ends.
+    f.node
+        .set_trust(id, crate::event::Trust::Blocked)
+        .await
+        .unwrap();
+    let r = f.call(PHONE, get(PHONE, "/api/guest", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!f.node.peers().await.unwrap().iter().any(|p| p.id == id));
     f.node.shutdown().await.unwrap();
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::proto::wire::DeviceKind;
+pub use crate::proto::wire::truncate_name;
 
 /// Default TCP port for peer connections.
 pub const DEFAULT_PORT: u16 = 47471;
@@ -220,30 +221,9 @@ pub fn default_name() -> String {
     }
 }
 
-/// Cuts a name to the wire limit on a character boundary.
-pub fn truncate_name(name: &str) -> String {
-    let max = crate::proto::wire::MAX_NAME_LEN;
-    if name.len() <= max {
-        return name.to_string();
-    }
-    let mut end = max;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_names_are_cut_on_a_char_boundary() {
-        let s = "é".repeat(40); // 80 bytes
-        let t = truncate_name(&s);
-        assert!(t.len() <= crate::proto::wire::MAX_NAME_LEN);
-        assert!(s.starts_with(&t));
-    }
 
     #[test]
     fn local_config_never_touches_the_lan() {

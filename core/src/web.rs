@@ -422,7 +422,7 @@ pub mod fuzzing {
         if let Ok(s) = serde_json::from_slice::<SavedSettings>(body)
             && let Some(n) = &s.name
         {
-            let _ = crate::config::truncate_name(n.trim());
+            let _ = crate::proto::wire::truncate_name(n.trim());
         }
         let req = serde_json::from_slice::<super::files::GuestOfferReq>(body).ok()?;
         super::files::guest_manifest(&req).ok()

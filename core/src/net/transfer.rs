@@ -88,7 +88,7 @@ use crate::net::links::Links;
 use crate::net::mux::MuxStream;
 use crate::node::Node;
 use crate::proto::transfer::{Direction, Manifest, Selection, TransferState};
-pub use crate::proto::transfer::{Entry, EntryKind, TransferId};
+pub use crate::proto::transfer::{Entry, EntryKind, OfferEntry, TransferId};
 use crate::store::{Store, TransferRecord};
 
 /// Incoming transfer streams queued before the service takes them.
@@ -96,12 +96,6 @@ const STREAM_QUEUE: usize = 64;
 
 /// Finished transfers [`Node::transfers`] lists beside the live ones.
 const HISTORY: usize = 100;
-
-/// Entries of an offer that its [`Event::Offer`] carries at most (the rest is
-/// counted in `files`): the event goes to every front end and its ring.
-pub(crate) const OFFER_PREVIEW_ENTRIES: usize = 100;
-/// Bytes of names an [`Event::Offer`] carries at most.
-pub(crate) const OFFER_PREVIEW_BYTES: usize = 32 << 10;
 
 /// Refusals of incoming streams being written at once; past it a stream over
 /// budget is dropped without a reason.
@@ -136,39 +130,6 @@ impl Default for TransferConfig {
             sync: false,
             corrupt_outgoing: false,
             pause_after: None,
-        }
-    }
-}
-
-/// The first entries of `m`, as an [`Event::Offer`] carries them.
-pub(crate) fn offer_preview(m: &Manifest) -> Vec<OfferEntry> {
-    let mut bytes = 0;
-    m.entries()
-        .iter()
-        .take(OFFER_PREVIEW_ENTRIES)
-        .take_while(|e| {
-            bytes += e.path.len();
-            bytes <= OFFER_PREVIEW_BYTES
-        })
-        .map(OfferEntry::from)
-        .collect()
-}
-
-/// An entry of an [`Event::Offer`], as front ends show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OfferEntry {
-    pub path: String,
-    /// Bytes (0 for folders).
-    pub size: u64,
-    pub dir: bool,
-}
-
-impl From<&Entry> for OfferEntry {
-    fn from(e: &Entry) -> Self {
-        Self {
-            path: e.path.clone(),
-            size: e.size().unwrap_or(0),
-            dir: e.size().is_none(),
         }
     }
 }

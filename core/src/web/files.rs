@@ -47,9 +47,11 @@ use crate::event::Event;
 use crate::identity::PeerId;
 use crate::net::transfer::fs as tfs;
 use crate::net::transfer::local::{LocalError, LocalStatus};
-use crate::net::transfer::{OfferEntry, TransferId, TransferInfo};
+use crate::net::transfer::{TransferId, TransferInfo};
 use crate::node::Node;
-use crate::proto::transfer::{Direction, Entry, Manifest, SafePath, Selection, TransferState};
+use crate::proto::transfer::{
+    Direction, Entry, Manifest, OfferEntry, SafePath, Selection, TransferState,
+};
 use crate::store::now_ms;
 
 /// Free space an upload must leave on the disk.

@@ -88,6 +88,7 @@ use crate::net::links::Links;
 use crate::net::mux::MuxStream;
 use crate::node::Node;
 use crate::proto::transfer::{Direction, Manifest, Selection, TransferState};
+pub use crate::config::TransferConfig;
 pub use crate::proto::transfer::{Entry, EntryKind, OfferEntry, TransferId};
 use crate::store::{Store, TransferRecord};
 
@@ -103,36 +104,6 @@ const REFUSALS: usize = 16;
 
 /// Free space kept beyond what an accepted offer needs.
 const SPACE_MARGIN: u64 = 16 << 20;
-
-/// Transfer settings (part of [`Config`](crate::Config)).
-#[derive(Debug, Clone)]
-pub struct TransferConfig {
-    /// An offer nobody answers is refused after this long.
-    pub offer_timeout: Duration,
-    /// `fdatasync` every received file before renaming it into place (durable
-    /// across an OS crash, at the cost of waiting for the disk).
-    pub sync: bool,
-    /// Test hook: flip one byte of the first block of every file sent, after
-    /// hashing it, so that the receiver must catch the corruption.
-    #[doc(hidden)]
-    pub corrupt_outgoing: bool,
-    /// Test hook: a sending transfer pauses itself (as [`Node::pause_transfer`]
-    /// would) once it has written this many file bytes, so tests can stop a
-    /// transfer midway without racing it.
-    #[doc(hidden)]
-    pub pause_after: Option<u64>,
-}
-
-impl Default for TransferConfig {
-    fn default() -> Self {
-        Self {
-            offer_timeout: Duration::from_secs(600),
-            sync: false,
-            corrupt_outgoing: false,
-            pause_after: None,
-        }
-    }
-}
 
 /// A transfer as [`Node::transfers`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 //! same over real sockets from a network namespace.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;

@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Trust};
 use crate::identity::PeerId;
 use crate::net::links::{LinkEvent, Links, Router};
+use crate::net::timers::{Timers, sleep_until_opt};
 use crate::node::Node;
 use crate::proto::messaging::{
     self, Conversation, Envelope, IdGen, InEvent, MAX_IDS_PER_FRAME, MessageId, MessageInfo,
@@ -188,8 +189,7 @@ impl Prepared {
             ids: IdGen::default(),
             rng: ChaCha8Rng::from_seed(rand::random()),
             start: Instant::now(),
-            timers: BTreeMap::new(),
-            timer_seq: 0,
+            timers: Timers::default(),
             broken: HashSet::new(),
             to_store: Vec::new(),
             redial: BTreeMap::new(),
@@ -217,8 +217,7 @@ struct Service {
     ids: IdGen,
     rng: ChaCha8Rng,
     start: Instant,
-    timers: BTreeMap<(Instant, u64), Timer>,
-    timer_seq: u64,
+    timers: Timers<Timer>,
     /// Sessions a write to stalled on: nothing more is written to them until
     /// the protocol resumes them, so no later message overtakes the lost one.
     broken: HashSet<(PeerId, u64)>,
@@ -249,7 +248,7 @@ impl Service {
         self.resync().await;
         let mut redial_tick = tokio::time::interval(REDIAL_CHECK);
         loop {
-            let next_timer = self.timers.keys().next().map(|(at, _)| *at);
+            let next_timer = self.timers.next_deadline();
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
@@ -342,9 +341,7 @@ impl Service {
                         self.flush_receipts(peer, session).await
                     }
                     OutEvent::ScheduleTimer(delay, t) => {
-                        self.timer_seq += 1;
-                        self.timers
-                            .insert((Instant::now() + delay, self.timer_seq), t);
+                        self.timers.insert(Instant::now() + delay, t);
                     }
                     OutEvent::Invalid { peer, reason } => {
                         tracing::debug!(%peer, %reason, "dropping an invalid direct message frame");
@@ -613,22 +610,11 @@ impl Service {
 
     async fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let t = entry.remove();
+        while let Some(t) = self.timers.pop_due(now) {
             let Timer::Resume { peer, session } = &t;
             self.broken.remove(&(*peer, *session));
             self.feed(InEvent::Timer(t)).await;
         }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -831,6 +831,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hold_taken_after_a_close_was_queued_keeps_the_session() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Node::start(Config::local(da.path())).await.unwrap();
+        let b = Node::start(Config::local(db.path())).await.unwrap();
+        let bid = a.connect(b.listen_addrs()[0], None).await.unwrap();
+        let links = a.links();
+        let session = links.get(&bid).expect("connected").session;
+        // The test runtime has one thread: the actor cannot run between these
+        // two lines, so the close is queued unheld and executed after the hold.
+        assert!(links.close(bid, session), "the close is queued");
+        let hold = links.hold(bid);
+        // Commands run in order: once this answers, the close has been handled.
+        a.peers().await.unwrap();
+        assert_eq!(
+            links.get(&bid).map(|l| l.session),
+            Some(session),
+            "a held session must not be closed"
+        );
+        drop(hold);
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn second_node_on_one_data_dir_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let a = Node::start(Config::local(dir.path())).await.unwrap();

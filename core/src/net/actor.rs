@@ -652,7 +652,13 @@ impl Actor {
             }
             Command::Close { peer, session } => {
                 if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
-                    self.close_session(peer, Some("no longer needed".into()));
+                    // Checked again here, under the lock `hold()` takes: a
+                    // hold taken after `Links::close` queued this command
+                    // keeps the session.
+                    let links = self.links.clone();
+                    links.unless_held(&peer, || {
+                        self.close_session(peer, Some("no longer needed".into()))
+                    });
                 }
             }
             Command::Shutdown(_) => unreachable!("handled in run"),

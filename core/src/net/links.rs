@@ -201,14 +201,26 @@ impl Links {
     }
 
     /// Closes session `session` to `peer` (not a newer one) unless some service
-    /// holds it. Returns whether a close was requested. For a service that
-    /// opened the session on demand and no longer needs it; queued frames may
-    /// be lost, so call it only once the session has been idle for a while.
+    /// holds it. Returns whether a close was requested; the node checks the
+    /// holds again when it executes the close, so a [`Links::hold`] taken
+    /// before then still keeps the session. For a service that opened the
+    /// session on demand and no longer needs it; queued frames may be lost, so
+    /// call it only once the session has been idle for a while.
     pub fn close(&self, peer: PeerId, session: u64) -> bool {
         if self.is_held(&peer) || self.get(&peer).is_none_or(|l| l.session != session) {
             return false;
         }
         self.cmd.try_send(Command::Close { peer, session }).is_ok()
+    }
+
+    /// Runs `close` unless `peer` is held, while holding the lock
+    /// [`Links::hold`] takes, so no hold can slip in between the check and the
+    /// close (called by the actor executing a close).
+    pub(crate) fn unless_held(&self, peer: &PeerId, close: impl FnOnce()) {
+        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        if !holds.contains_key(peer) {
+            close();
+        }
     }
 
     /// Sends a ping to `peer` and waits for its pong: once it returns, the peer

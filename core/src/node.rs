@@ -6,12 +6,16 @@
 //! socket, ends every task and flushes the store; dropping the last handle does the
 //! same in the background.
 
+mod messages;
+mod transfers;
+
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -518,6 +522,29 @@ impl Node {
                 }
             }
             other => other,
+        }
+    }
+
+    /// The peer `spec` names: a `HOST:PORT` (dialed; the peer that answers),
+    /// a PeerId, a unique prefix of one or a device name. A peer not known yet
+    /// is waited for (discovery) up to `wait`.
+    pub async fn find_peer(&self, spec: &str, wait: Duration) -> Result<PeerId> {
+        if let Some((host, port)) = spec.rsplit_once(':')
+            && !host.is_empty()
+            && port.parse::<u16>().is_ok()
+            && let Ok(mut addrs) = tokio::net::lookup_host(spec).await
+            && let Some(addr) = addrs.next()
+        {
+            return self.connect(addr, None).await;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match self.resolve(spec).await {
+                Err(Error::PeerNotFound(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
         }
     }
 

@@ -24,8 +24,9 @@
 //!
 //! Every status change is emitted as [`Event::MessageStatus`].
 //!
-//! The [`Node`] methods at the bottom are the public API: send, history,
-//! conversations, read marks.
+//! The public API (send, history, conversations, read marks) is the
+//! [`Node`](crate::Node) methods of `node/messages.rs`, which call the
+//! [`Handle`] and the store.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -43,19 +44,19 @@ use crate::event::{Event, Trust};
 use crate::identity::PeerId;
 use crate::net::links::{LinkEvent, Links, Router};
 use crate::net::timers::{Timers, sleep_until_opt};
-use crate::node::Node;
 use crate::proto::messaging::{
-    self, Conversation, Envelope, IdGen, InEvent, MAX_IDS_PER_FRAME, MessageId, MessageInfo,
-    OutEvent, Queued, State, Status, Timer, check_text,
+    self, Envelope, IdGen, InEvent, MAX_IDS_PER_FRAME, MessageId, MessageInfo, OutEvent, Queued,
+    State, Status, Timer, check_text,
 };
 use crate::proto::wire;
-use crate::store::{MessageCounts, Store, now_ms};
+use crate::store::{Store, now_ms};
 
 /// Capacity of the router's queue of incoming direct-messaging frames.
 pub const INBOX_CAPACITY: usize = 256;
 /// Most incoming frames handled, and their messages stored, in one go.
 pub const INBOX_BATCH: usize = 64;
-/// Largest page of history [`Node::conversation`] returns.
+/// Largest page of history [`Node::conversation`](crate::Node::conversation)
+/// returns.
 pub const MAX_HISTORY_PAGE: usize = 1000;
 /// Commands waiting for the service, at most.
 const COMMAND_CAPACITY: usize = 64;
@@ -110,7 +111,6 @@ enum Command {
 #[derive(Debug)]
 pub(crate) struct Handle {
     commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<Event>,
 }
 
 impl std::fmt::Debug for Command {
@@ -131,6 +131,34 @@ impl Handle {
             .await
             .map_err(|_| Error::Shutdown)?;
         rx.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Stores `text` for `peer` as pending and has the service deliver it
+    /// (see [`Node::send_message`](crate::Node::send_message)).
+    pub async fn send(
+        &self,
+        peer: PeerId,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<MessageInfo> {
+        check_text(&text)?;
+        self.call(|reply| Command::Send {
+            peer,
+            text,
+            reply_to,
+            reply,
+        })
+        .await?
+    }
+
+    /// Marks messages from `peer` up to `up_to` read and queues the receipts.
+    pub async fn mark_read(&self, peer: PeerId, up_to: MessageId) -> Result<usize> {
+        self.call(|reply| Command::MarkRead { peer, up_to, reply })
+            .await?
+    }
+
+    pub async fn stats(&self) -> Result<MessagingStats> {
+        self.call(Command::Stats).await
     }
 }
 
@@ -155,10 +183,7 @@ pub(crate) fn prepare(
     let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
     router.dm = Some(inbox_tx);
     let (cmd_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
-    let handle = Handle {
-        commands: cmd_tx,
-        events: events.clone(),
-    };
+    let handle = Handle { commands: cmd_tx };
     let prepared = Prepared {
         me,
         inbox,
@@ -615,117 +640,5 @@ impl Service {
             self.broken.remove(&(*peer, *session));
             self.feed(InEvent::Timer(t)).await;
         }
-    }
-}
-
-/// Direct messages.
-impl Node {
-    /// Sends `text` to `peer`. The message is stored as pending before this
-    /// returns and is delivered (in order, exactly once) as soon as a session to
-    /// the peer is up: now if it is connected or can be dialed at a known
-    /// address, otherwise when it is seen again, also after restarts. Follow its
-    /// progress with [`Event::MessageStatus`].
-    ///
-    /// Fails, storing nothing, if the text is over 64 KiB, the peer is this node
-    /// or is blocked.
-    pub async fn send_message(
-        &self,
-        peer: PeerId,
-        text: impl Into<String>,
-        reply_to: Option<MessageId>,
-    ) -> Result<MessageInfo> {
-        let text = text.into();
-        check_text(&text)?;
-        self.messaging()
-            .call(|reply| Command::Send {
-                peer,
-                text,
-                reply_to,
-                reply,
-            })
-            .await?
-    }
-
-    /// [`send_message`](Self::send_message), then waits up to `wait` for the
-    /// peer to acknowledge it. Returns the message and its status at the end
-    /// (`Delivered` or `Read` if it arrived in time).
-    pub async fn send_message_and_wait(
-        &self,
-        peer: PeerId,
-        text: impl Into<String>,
-        reply_to: Option<MessageId>,
-        wait: Duration,
-    ) -> Result<(MessageInfo, Status)> {
-        let mut events = self.messaging().events.subscribe();
-        let info = self.send_message(peer, text, reply_to).await?;
-        let deadline = Instant::now() + wait;
-        loop {
-            let status = self
-                .store()
-                .message(&self.id(), &peer, &info.id)?
-                .map_or(Status::Pending, |m| m.status);
-            if status >= Status::Delivered {
-                return Ok((info, status));
-            }
-            // Re-read the store on every status event of ours (and after a lag).
-            let ours = async {
-                loop {
-                    match events.recv().await {
-                        Ok(Event::MessageStatus { id, .. }) if id == info.id => return true,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => return true,
-                        Err(broadcast::error::RecvError::Closed) => return false,
-                    }
-                }
-            };
-            match tokio::time::timeout_at(deadline, ours).await {
-                Ok(true) => continue,
-                Ok(false) => return Err(Error::Shutdown),
-                Err(_) => return Ok((info, status)),
-            }
-        }
-    }
-
-    /// A page of the conversation with `peer`: up to `limit` (at most
-    /// [`MAX_HISTORY_PAGE`]) messages older than `before`, or the newest ones
-    /// if `before` is `None`; oldest first, so the newest page is the last.
-    pub fn conversation(
-        &self,
-        peer: PeerId,
-        before: Option<MessageId>,
-        limit: usize,
-    ) -> Result<Vec<MessageInfo>> {
-        let limit = limit.clamp(1, MAX_HISTORY_PAGE);
-        self.store()
-            .conversation(&self.id(), &peer, before.as_ref(), limit)?
-            .ok_or_else(|| {
-                let id = before.expect("only an unknown `before` finds nothing");
-                messaging::Error::UnknownMessage(id, peer.short()).into()
-            })
-    }
-
-    /// Every conversation, the most recently active first, with its last
-    /// message and unread count.
-    pub fn conversations(&self) -> Result<Vec<Conversation>> {
-        Ok(self.store().conversations(&self.id())?)
-    }
-
-    /// Marks the messages from `peer` up to and including `up_to` read and sends
-    /// the peer read receipts (now, or when it is next connected). Returns how
-    /// many messages were newly marked.
-    pub async fn mark_read(&self, peer: PeerId, up_to: MessageId) -> Result<usize> {
-        self.messaging()
-            .call(|reply| Command::MarkRead { peer, up_to, reply })
-            .await?
-    }
-
-    /// How many messages the conversation with `peer` holds.
-    pub fn message_counts(&self, peer: PeerId) -> Result<MessageCounts> {
-        Ok(self.store().message_counts(&peer)?)
-    }
-
-    /// The messaging service's counters and bounds.
-    pub async fn messaging_stats(&self) -> Result<MessagingStats> {
-        self.messaging().call(Command::Stats).await
     }
 }

@@ -142,6 +142,8 @@ impl Node {
         router.transfer = Some(transfer_streams);
         let (messaging, messaging_service) =
             crate::net::messaging::prepare(&mut router, &links, identity.peer_id(), events.clone());
+        // Taken before the actor runs, so the DHT misses no peer it sees.
+        let seen = config.dht.then(|| links.subscribe_seen());
         let started = Actor::spawn(
             config.clone(),
             identity.clone(),
@@ -223,12 +225,12 @@ impl Node {
             Some(Err(message)) => node.emit(Event::Error { message }),
             None => {}
         }
-        if let (Some(dht), Some(task)) = (dht, dht_task) {
+        if let (Some(dht), Some(task), Some(seen)) = (dht, dht_task, seen) {
             node.own_task(task);
             node.own_task(crate::net::dht::attach(
-                node.downgrade(),
                 dht,
-                EventStream::new(node.inner.events.subscribe()),
+                node.store().clone(),
+                seen,
                 node.listen_addrs().to_vec(),
                 node.name().to_string(),
             ));

@@ -475,6 +475,13 @@ impl Actor {
     }
 
     fn emit(&self, e: Event) {
+        // The node's own services learn of peers on their own channel.
+        if let Event::PeerFound { peer }
+        | Event::PeerUpdated { peer }
+        | Event::PeerConnected { peer, .. } = &e
+        {
+            self.links.set_seen(peer.id, peer.addrs.clone());
+        }
         let _ = self.events.send(e);
     }
 

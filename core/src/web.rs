@@ -208,7 +208,13 @@ impl AppState {
 
     pub fn emit(&self, e: Event) {
         if let Some(n) = self.node.upgrade() {
-            n.emit(e);
+            // Through the transfer service, so the file lists (fed by its
+            // notes) see the guests' transfers like the peers'.
+            if e.transfer_id().is_some() {
+                n.transfer_service().emit(e);
+            } else {
+                n.emit(e);
+            }
         }
     }
 

@@ -118,6 +118,44 @@ const REFUSALS: usize = 16;
 /// Free space kept beyond what an accepted offer needs.
 const SPACE_MARGIN: u64 = 16 << 20;
 
+/// Notes a slow reader may fall behind before it misses the oldest (notes
+/// come per offer, per received file and per end, never per progress step).
+const NOTES: usize = 1024;
+
+/// What the node's own services learn of transfers (the web UI keeps its
+/// lists of waiting offers and received files with it), on a channel of
+/// their own: the public event stream is shared with progress and chat and
+/// drops the oldest events for a slow reader.
+#[derive(Debug, Clone)]
+pub(crate) enum TransferNote {
+    /// An offer waits for the user: its event, as front ends show it.
+    Waiting(Event),
+    /// Offer `id` no longer waits (answered, timed out or withdrawn).
+    Answered(TransferId),
+    /// A received file is in place: its `TransferDone` event.
+    Received(Event),
+    /// Transfer `id` ended: its last event went out.
+    Ended(TransferId),
+}
+
+impl TransferNote {
+    /// The note an event makes, if any.
+    fn of(e: &Event) -> Option<Self> {
+        match e {
+            Event::Offer {
+                auto_accepted: false,
+                ..
+            } => Some(Self::Waiting(e.clone())),
+            Event::TransferDone {
+                direction: Direction::Receive,
+                ..
+            } => Some(Self::Received(e.clone())),
+            _ if e.ends_transfer() => e.transfer_id().map(Self::Ended),
+            _ => None,
+        }
+    }
+}
+
 /// A transfer as [`Node::transfers`](crate::Node::transfers) lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferInfo {
@@ -210,6 +248,7 @@ pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub links: Arc<Links>,
     events: broadcast::Sender<Event>,
+    notes: broadcast::Sender<TransferNote>,
     live: Mutex<BTreeMap<TransferId, Live>>,
     /// Woken whenever a transfer leaves `live`.
     ended: tokio::sync::Notify,
@@ -220,7 +259,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Puts a transfer's event on the node's stream, and what it changes on
+    /// the services' notes.
     pub fn emit(&self, e: Event) {
+        if let Some(n) = TransferNote::of(&e) {
+            let _ = self.notes.send(n);
+        }
         let _ = self.events.send(e);
     }
 
@@ -289,10 +333,12 @@ impl Shared {
         }
     }
 
+    /// The offer no longer waits (answered, timed out or withdrawn).
     pub fn clear_pending(&self, id: TransferId) {
         if let Some(l) = self.live().get_mut(&id) {
             l.pending = None;
         }
+        let _ = self.notes.send(TransferNote::Answered(id));
     }
 
     pub fn unregister(&self, id: TransferId) {
@@ -462,6 +508,7 @@ impl Service {
             store,
             links,
             events,
+            notes: broadcast::channel(NOTES).0,
             live: Mutex::new(BTreeMap::new()),
             ended: tokio::sync::Notify::new(),
             counters: Counters::default(),
@@ -510,6 +557,17 @@ impl Service {
                 Some("the node shut down"),
             );
         }
+    }
+
+    /// What transfers change from now on, for the node's own services.
+    pub(crate) fn subscribe_notes(&self) -> broadcast::Receiver<TransferNote> {
+        self.shared.notes.subscribe()
+    }
+
+    /// Emits an event of a transfer run outside the service (a browser
+    /// guest's upload or download), so its notes go out too.
+    pub(crate) fn emit(&self, e: Event) {
+        self.shared.emit(e);
     }
 
     /// Flips a live transfer's switches (pause, resume, cancel).

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::proto::wire::DeviceKind;
+pub use crate::proto::wire::truncate_name;
 
 /// Default TCP port for peer connections.
 pub const DEFAULT_PORT: u16 = 47471;
@@ -82,14 +83,97 @@ pub struct Config {
     /// `0.0.0.0:47480` ([`DEFAULT_WEB_PORT`]); tests use `127.0.0.1:0`.
     pub web: Option<SocketAddr>,
     /// Limits and access rules of the web UI.
-    pub web_options: crate::web::WebOptions,
+    pub web_options: WebOptions,
     /// Where the identity and the store live.
     pub storage: Storage,
     /// File transfer settings.
-    pub transfer: crate::net::transfer::TransferConfig,
+    pub transfer: TransferConfig,
     /// Gossip (HyParView, Plumtree, rumor mongering) settings for every topic,
     /// rooms included.
     pub gossip: crate::proto::gossip::Config,
+}
+
+/// File transfer settings (part of [`Config`]); the service is
+/// [`crate::net::transfer`].
+#[derive(Debug, Clone)]
+pub struct TransferConfig {
+    /// An offer nobody answers is refused after this long.
+    pub offer_timeout: Duration,
+    /// `fdatasync` every received file before renaming it into place (durable
+    /// across an OS crash, at the cost of waiting for the disk).
+    pub sync: bool,
+    /// Test hook: flip one byte of the first block of every file sent, after
+    /// hashing it, so that the receiver must catch the corruption.
+    #[doc(hidden)]
+    pub corrupt_outgoing: bool,
+    /// Test hook: a sending transfer pauses itself (as
+    /// [`Node::pause_transfer`](crate::Node::pause_transfer) would) once it has
+    /// written this many file bytes, so tests can stop a transfer midway
+    /// without racing it.
+    #[doc(hidden)]
+    pub pause_after: Option<u64>,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            offer_timeout: Duration::from_secs(600),
+            sync: false,
+            corrupt_outgoing: false,
+            pause_after: None,
+        }
+    }
+}
+
+/// Limits and access rules of the web UI (part of [`Config`]); the server
+/// is [`crate::web`].
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// If the web address cannot be bound, run without the web UI (and say so
+    /// in an [`Event::Error`](crate::Event::Error)) instead of failing to
+    /// start. `peerconnect up` sets this for its default address, not for an
+    /// explicit `--web`.
+    pub optional: bool,
+    /// Largest upload (one request) in bytes.
+    pub max_upload: u64,
+    /// Most browser guests logged in at once.
+    pub max_guests: usize,
+    /// A guest session unused for this long ends.
+    pub session_idle: Duration,
+    /// Most web connections open at once (all clients); one more is closed
+    /// as soon as it is accepted.
+    pub max_connections: usize,
+    /// Most web connections open at once from one client address; one more
+    /// is closed as soon as it is accepted.
+    pub max_connections_per_ip: usize,
+    /// A request's head (line and headers) must arrive within this long of
+    /// the connection waiting for it, else the connection is closed; this is
+    /// also how long a kept-alive connection may sit idle. Bodies and
+    /// WebSockets are not timed.
+    pub header_timeout: Duration,
+}
+
+/// Default of [`WebOptions::max_connections`]: a few dozen browsers, far
+/// below the descriptor limit.
+pub const WEB_MAX_CONNECTIONS: usize = 256;
+/// Default of [`WebOptions::max_connections_per_ip`]: a browser opens about
+/// six connections per site plus its WebSockets, a few tabs fit.
+pub const WEB_MAX_CONNECTIONS_PER_IP: usize = 32;
+/// Default of [`WebOptions::header_timeout`].
+pub const WEB_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        Self {
+            optional: false,
+            max_upload: 16 << 30,
+            max_guests: 32,
+            session_idle: Duration::from_secs(24 * 3600),
+            max_connections: WEB_MAX_CONNECTIONS,
+            max_connections_per_ip: WEB_MAX_CONNECTIONS_PER_IP,
+            header_timeout: WEB_HEADER_TIMEOUT,
+        }
+    }
 }
 
 /// Where a node keeps its identity key, store and control socket.
@@ -161,7 +245,7 @@ impl Config {
             event_buffer: 1024,
             keepalive: Duration::from_secs(10),
             web: None,
-            web_options: crate::web::WebOptions::default(),
+            web_options: WebOptions::default(),
             storage: Storage::DataDir,
             transfer: Default::default(),
             gossip: crate::proto::gossip::Config::default(),
@@ -220,30 +304,9 @@ pub fn default_name() -> String {
     }
 }
 
-/// Cuts a name to the wire limit on a character boundary.
-pub fn truncate_name(name: &str) -> String {
-    let max = crate::proto::wire::MAX_NAME_LEN;
-    if name.len() <= max {
-        return name.to_string();
-    }
-    let mut end = max;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_names_are_cut_on_a_char_boundary() {
-        let s = "é".repeat(40); // 80 bytes
-        let t = truncate_name(&s);
-        assert!(t.len() <= crate::proto::wire::MAX_NAME_LEN);
-        assert!(s.starts_with(&t));
-    }
 
     #[test]
     fn local_config_never_touches_the_lan() {

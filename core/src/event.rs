@@ -9,9 +9,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerId;
-use crate::net::transfer::OfferEntry;
 use crate::proto::messaging::{MessageId, MessageInfo, Status};
-use crate::proto::transfer::{Direction, TransferId};
+use crate::proto::transfer::{Direction, OfferEntry, TransferId};
 use crate::proto::wire::DeviceKind;
 
 /// How much we trust a peer. New peers are `Unknown` until the user checks the

@@ -49,3 +49,4 @@ pub use event::{Event, PeerInfo, Trust};
 pub use identity::{Identity, PeerId};
 pub use node::{EventStream, Node};
 pub use proto::rooms::RoomMessage;
+pub use proto::transfer::OfferEntry;

@@ -14,6 +14,7 @@ pub mod messaging;
 pub mod mux;
 pub mod netwatch;
 pub(crate) mod streams;
+pub(crate) mod timers;
 pub mod transfer;
 pub mod transport;
 

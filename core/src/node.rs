@@ -6,12 +6,16 @@
 //! socket, ends every task and flushes the store; dropping the last handle does the
 //! same in the background.
 
+mod messages;
+mod transfers;
+
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -140,6 +144,8 @@ impl Node {
         router.transfer = Some(transfer_streams);
         let (messaging, messaging_service) =
             crate::net::messaging::prepare(&mut router, &links, identity.peer_id(), events.clone());
+        // Taken before the actor runs, so the DHT misses no peer it sees.
+        let seen = config.dht.then(|| links.subscribe_seen());
         let started = Actor::spawn(
             config.clone(),
             identity.clone(),
@@ -227,12 +233,12 @@ impl Node {
             Some(Err(message)) => node.emit(Event::Error { message }),
             None => {}
         }
-        if let (Some(dht), Some(task)) = (dht, dht_task) {
+        if let (Some(dht), Some(task), Some(seen)) = (dht, dht_task, seen) {
             node.own_task(task);
             node.own_task(crate::net::dht::attach(
-                node.downgrade(),
                 dht,
-                EventStream::new(node.inner.events.subscribe()),
+                node.store().clone(),
+                seen,
                 node.listen_addrs().to_vec(),
                 node.name().to_string(),
             ));
@@ -548,6 +554,29 @@ impl Node {
         }
     }
 
+    /// The peer `spec` names: a `HOST:PORT` (dialed; the peer that answers),
+    /// a PeerId, a unique prefix of one or a device name. A peer not known yet
+    /// is waited for (discovery) up to `wait`.
+    pub async fn find_peer(&self, spec: &str, wait: Duration) -> Result<PeerId> {
+        if let Some((host, port)) = spec.rsplit_once(':')
+            && !host.is_empty()
+            && port.parse::<u16>().is_ok()
+            && let Ok(mut addrs) = tokio::net::lookup_host(spec).await
+            && let Some(addr) = addrs.next()
+        {
+            return self.connect(addr, None).await;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match self.resolve(spec).await {
+                Err(Error::PeerNotFound(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Stops the node: closes sessions and sockets, ends tasks, flushes the store.
     pub async fn shutdown(&self) -> Result<()> {
         self.inner.transfers.shutdown();
@@ -855,6 +884,30 @@ mod tests {
             "{first:?}"
         );
         assert!(a.events().recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_hold_taken_after_a_close_was_queued_keeps_the_session() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Node::start(Config::local(da.path())).await.unwrap();
+        let b = Node::start(Config::local(db.path())).await.unwrap();
+        let bid = a.connect(b.listen_addrs()[0], None).await.unwrap();
+        let links = a.links();
+        let session = links.get(&bid).expect("connected").session;
+        // The test runtime has one thread: the actor cannot run between these
+        // two lines, so the close is queued unheld and executed after the hold.
+        assert!(links.close(bid, session), "the close is queued");
+        let hold = links.hold(bid);
+        // Commands run in order: once this answers, the close has been handled.
+        a.peers().await.unwrap();
+        assert_eq!(
+            links.get(&bid).map(|l| l.session),
+            Some(session),
+            "a held session must not be closed"
+        );
+        drop(hold);
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
     }
 
     #[tokio::test]

@@ -52,7 +52,6 @@ pub(crate) mod socket;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -68,54 +67,10 @@ use crate::event::Event;
 use crate::identity::PeerId;
 use crate::node::{Node, WeakNode};
 
-/// Limits and access rules of the web UI (part of [`Config`]).
-#[derive(Debug, Clone)]
-pub struct WebOptions {
-    /// If the web address cannot be bound, run without the web UI (and say so in
-    /// an [`Event::Error`]) instead of failing to start. `peerconnect up` sets
-    /// this for its default address, not for an explicit `--web`.
-    pub optional: bool,
-    /// Largest upload (one request) in bytes.
-    pub max_upload: u64,
-    /// Most browser guests logged in at once.
-    pub max_guests: usize,
-    /// A guest session unused for this long ends.
-    pub session_idle: Duration,
-    /// Most web connections open at once (all clients); one more is closed
-    /// as soon as it is accepted.
-    pub max_connections: usize,
-    /// Most web connections open at once from one client address; one more
-    /// is closed as soon as it is accepted.
-    pub max_connections_per_ip: usize,
-    /// A request's head (line and headers) must arrive within this long of
-    /// the connection waiting for it, else the connection is closed; this is
-    /// also how long a kept-alive connection may sit idle. Bodies and
-    /// WebSockets are not timed.
-    pub header_timeout: Duration,
-}
-
-/// Default of [`WebOptions::max_connections`]: a few dozen browsers, far
-/// below the descriptor limit.
-pub const MAX_CONNECTIONS: usize = 256;
-/// Default of [`WebOptions::max_connections_per_ip`]: a browser opens about
-/// six connections per site plus its WebSockets, a few tabs fit.
-pub const MAX_CONNECTIONS_PER_IP: usize = 32;
-/// Default of [`WebOptions::header_timeout`].
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl Default for WebOptions {
-    fn default() -> Self {
-        Self {
-            optional: false,
-            max_upload: 16 << 30,
-            max_guests: 32,
-            session_idle: Duration::from_secs(24 * 3600),
-            max_connections: MAX_CONNECTIONS,
-            max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
-            header_timeout: HEADER_TIMEOUT,
-        }
-    }
-}
+pub use crate::config::{
+    WEB_HEADER_TIMEOUT as HEADER_TIMEOUT, WEB_MAX_CONNECTIONS as MAX_CONNECTIONS,
+    WEB_MAX_CONNECTIONS_PER_IP as MAX_CONNECTIONS_PER_IP, WebOptions,
+};
 
 /// Where the web UI is and how guests get in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -253,7 +208,13 @@ impl AppState {
 
     pub fn emit(&self, e: Event) {
         if let Some(n) = self.node.upgrade() {
-            n.emit(e);
+            // Through the transfer service, so the file lists (fed by its
+            // notes) see the guests' transfers like the peers'.
+            if e.transfer_id().is_some() {
+                n.transfer_service().emit(e);
+            } else {
+                n.emit(e);
+            }
         }
     }
 
@@ -422,7 +383,7 @@ pub mod fuzzing {
         if let Ok(s) = serde_json::from_slice::<SavedSettings>(body)
             && let Some(n) = &s.name
         {
-            let _ = crate::config::truncate_name(n.trim());
+            let _ = crate::proto::wire::truncate_name(n.trim());
         }
         let req = serde_json::from_slice::<super::files::GuestOfferReq>(body).ok()?;
         super::files::guest_manifest(&req).ok()

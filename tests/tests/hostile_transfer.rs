@@ -54,7 +54,7 @@ async fn offer(
     announced: u32,
     entries: impl Iterator<Item = Entry> + Send + 'static,
 ) -> RawOffer {
-    RawOffer::open(from, to, id, announced, entries)
+    RawOffer::open(from.links(), to, id, announced, entries)
         .await
         .unwrap()
 }

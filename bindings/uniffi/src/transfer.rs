@@ -9,7 +9,8 @@
 
 use std::path::PathBuf;
 
-use peerconnect::net::transfer::{OfferEntry as CoreOfferEntry, TransferInfo as CoreTransferInfo};
+use peerconnect::OfferEntry as CoreOfferEntry;
+use peerconnect::net::transfer::TransferInfo as CoreTransferInfo;
 use peerconnect::proto::transfer::{
     Direction as CoreDirection, Selection, TransferId, TransferState as CoreState,
 };

@@ -27,6 +27,7 @@ use crate::identity::{Identity, PeerId, verification_code};
 use crate::net::discovery::Sockets;
 use crate::net::links::{Links, PeerLink, Router};
 use crate::net::mux::{BoxedLane, LaneDialer, MuxConfig, MuxSession, Side};
+use crate::net::timers::{Timers, sleep_until_opt};
 use crate::net::transport::{self, Connection, Transport, read_frame};
 use crate::proto::discovery as disco;
 use crate::proto::wire::{self, DeviceKind, Hello, Message};
@@ -178,32 +179,6 @@ impl From<disco::Timer> for TimerKind {
     }
 }
 
-/// Due times of the actor's timers.
-#[derive(Debug, Default)]
-struct Timers {
-    queue: BTreeMap<(Instant, u64), Timer>,
-    seq: u64,
-}
-
-impl Timers {
-    fn schedule(&mut self, at: Instant, t: Timer) {
-        self.seq += 1;
-        self.queue.insert((at, self.seq), t);
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.queue.keys().next().map(|(at, _)| *at)
-    }
-
-    fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        let (&key, _) = self.queue.iter().next()?;
-        if key.0 > now {
-            return None;
-        }
-        self.queue.remove(&key)
-    }
-}
-
 /// What we know about a peer right now.
 #[derive(Debug, Clone)]
 struct Peer {
@@ -307,7 +282,7 @@ pub(crate) struct Actor {
     discovery_dials: DialBudget,
     /// `--connect` targets and how long to wait before the next attempt.
     redial: BTreeMap<SocketAddr, Duration>,
-    timers: Timers,
+    timers: Timers<Timer>,
     start: Instant,
     next_session: u64,
     blocked: Blocklist,
@@ -500,6 +475,13 @@ impl Actor {
     }
 
     fn emit(&self, e: Event) {
+        // The node's own services learn of peers on their own channel.
+        if let Event::PeerFound { peer }
+        | Event::PeerUpdated { peer }
+        | Event::PeerConnected { peer, .. } = &e
+        {
+            self.links.set_seen(peer.id, peer.addrs.clone());
+        }
         let _ = self.events.send(e);
     }
 
@@ -516,7 +498,7 @@ impl Actor {
         });
         self.on_start().await;
         loop {
-            let next = self.timers.next_due();
+            let next = self.timers.next_deadline();
             tokio::select! {
                 cmd = self.cmd_rx.recv() => match cmd {
                     Some(Command::Shutdown(reply)) => {
@@ -548,7 +530,7 @@ impl Actor {
         for t in self.tasks.drain(..) {
             t.abort();
         }
-        self.timers = Timers::default();
+        self.timers.clear();
     }
 
     async fn on_start(&mut self) {
@@ -594,7 +576,7 @@ impl Actor {
             }
         }
         let at = Instant::now() + self.config.keepalive;
-        self.timers.schedule(at, Timer::Keepalive);
+        self.timers.insert(at, Timer::Keepalive);
     }
 
     async fn on_command(&mut self, cmd: Command) {
@@ -677,7 +659,13 @@ impl Actor {
             }
             Command::Close { peer, session } => {
                 if self.sessions.get(&peer).is_some_and(|s| s.id == session) {
-                    self.close_session(peer, Some("no longer needed".into()));
+                    // Checked again here, under the lock `hold()` takes: a
+                    // hold taken after `Links::close` queued this command
+                    // keeps the session.
+                    let links = self.links.clone();
+                    links.unless_held(&peer, || {
+                        self.close_session(peer, Some("no longer needed".into()))
+                    });
                 }
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
@@ -770,7 +758,7 @@ impl Actor {
                         });
                     }
                     self.timers
-                        .schedule(Instant::now() + wait, Timer::Redial(addr));
+                        .insert(Instant::now() + wait, Timer::Redial(addr));
                 }
             }
             Input::HandshakeFailed => self.stats.handshakes_failed += 1,
@@ -861,7 +849,7 @@ impl Actor {
                 self.discovery_dial(addr, peer);
             }
         } else {
-            self.timers.schedule(
+            self.timers.insert(
                 Instant::now() + FALLBACK_DIAL_DELAY,
                 Timer::FallbackDial(peer),
             );
@@ -887,7 +875,7 @@ impl Actor {
             if !self.is_connected_to_addr(addr) {
                 self.redial.insert(addr, Duration::from_secs(1));
                 self.timers
-                    .schedule(Instant::now() + Duration::from_secs(1), Timer::Redial(addr));
+                    .insert(Instant::now() + Duration::from_secs(1), Timer::Redial(addr));
             }
         }
     }
@@ -1284,7 +1272,7 @@ impl Actor {
                     let _ = s.tx.try_send(Message::Ping(nonce));
                 }
                 self.timers
-                    .schedule(now + self.config.keepalive, Timer::Keepalive);
+                    .insert(now + self.config.keepalive, Timer::Keepalive);
             }
         }
     }
@@ -1309,7 +1297,7 @@ impl Actor {
                 }
                 disco::OutEvent::ScheduleTimer(delay, t) => {
                     self.timers
-                        .schedule(Instant::now() + delay, Timer::Discovery(t.into()));
+                        .insert(Instant::now() + delay, Timer::Discovery(t.into()));
                 }
                 disco::OutEvent::Emit(e) => self.on_discovery_event(e),
             }
@@ -1352,7 +1340,7 @@ impl Actor {
                             self.discovery_dial(addr, d.id);
                         }
                     } else if self.sessions.len() < self.config.auto_connect {
-                        self.timers.schedule(
+                        self.timers.insert(
                             Instant::now() + FALLBACK_DIAL_DELAY,
                             Timer::FallbackDial(d.id),
                         );
@@ -1492,13 +1480,6 @@ fn spawn_accept_loop(
             });
         }
     })
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

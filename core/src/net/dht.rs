@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::identity::{Identity, PeerId};
+use crate::net::timers::{Timers, sleep_until_opt};
 use crate::proto::kademlia::{
     self, Command, Contact, Event, InEvent, Key, LookupStats, OutEvent, Outcome, PeerRecord,
     RecordError, Stats, Tag, Timer, UserValue,
@@ -94,8 +95,7 @@ impl Dht {
             socket,
             rx,
             epoch: Instant::now(),
-            timers: BTreeMap::new(),
-            timer_seq: 0,
+            timers: Timers::default(),
             waiting: BTreeMap::new(),
             next_tag: 0,
         };
@@ -236,9 +236,7 @@ struct Actor {
     socket: UdpSocket,
     rx: mpsc::Receiver<Request>,
     epoch: Instant,
-    /// Due time and insertion order → timer.
-    timers: BTreeMap<(Instant, u64), Timer>,
-    timer_seq: u64,
+    timers: Timers<Timer>,
     waiting: BTreeMap<Tag, oneshot::Sender<(Outcome, LookupStats)>>,
     next_tag: u64,
 }
@@ -248,7 +246,7 @@ impl Actor {
         let mut buf = vec![0u8; MAX_DATAGRAM_LEN + 1];
         self.input(InEvent::Start).await;
         loop {
-            let next = self.timers.keys().next().map(|(at, _)| *at);
+            let next = self.timers.next_deadline();
             tokio::select! {
                 req = self.rx.recv() => match req {
                     None | Some(Request::Shutdown) => break,
@@ -264,7 +262,7 @@ impl Actor {
                         tracing::debug!(error = %e, "dht socket receive error");
                     }
                 },
-                () = sleep_until(next), if next.is_some() => self.fire_timers().await,
+                () = sleep_until_opt(next) => self.fire_timers().await,
             }
         }
         tracing::debug!(id = %self.state.id().short(), "dht task stopped");
@@ -289,11 +287,7 @@ impl Actor {
     async fn fire_timers(&mut self) {
         let now = Instant::now();
         // bounded: only timers already due, each fired once
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let timer = entry.remove();
+        while let Some(timer) = self.timers.pop_due(now) {
             self.input(InEvent::Timer(timer)).await;
         }
     }
@@ -313,9 +307,7 @@ impl Actor {
                     }
                 }
                 OutEvent::ScheduleTimer(delay, timer) => {
-                    self.timer_seq += 1;
-                    let at = Instant::now() + delay;
-                    self.timers.insert((at, self.timer_seq), timer);
+                    self.timers.insert(Instant::now() + delay, timer);
                 }
                 OutEvent::Emit(Event::Done {
                     tag,
@@ -328,13 +320,6 @@ impl Actor {
                 }
             }
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -44,6 +44,7 @@ use tokio::time::Instant;
 
 use crate::identity::PeerId;
 use crate::net::links::{LinkEvent, Links, SendError};
+use crate::net::timers::{Timers, sleep_until_opt};
 use crate::proto::gossip::{
     self, BroadcastError, Event, InEvent, Message, OutEvent, Strategy, Timer, TopicId,
 };
@@ -201,8 +202,7 @@ impl Gossip {
             max_topics,
             links,
             epoch: Instant::now(),
-            timers: BTreeMap::new(),
-            timer_seq: 0,
+            timers: Timers::default(),
             rx,
             incoming,
             link_events,
@@ -309,8 +309,7 @@ struct Actor {
     max_topics: usize,
     links: Arc<Links>,
     epoch: Instant,
-    timers: BTreeMap<(Instant, u64), DriverTimer>,
-    timer_seq: u64,
+    timers: Timers<DriverTimer>,
     rx: mpsc::Receiver<Request>,
     incoming: mpsc::Receiver<(PeerId, Message)>,
     link_events: broadcast::Receiver<LinkEvent>,
@@ -337,7 +336,7 @@ impl Actor {
 
     async fn run(mut self) {
         loop {
-            let next = self.timers.keys().next().map(|(at, _)| *at);
+            let next = self.timers.next_deadline();
             tokio::select! {
                 req = self.rx.recv() => match req {
                     Some(req) => self.on_request(req),
@@ -487,11 +486,8 @@ impl Actor {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            match entry.remove() {
+        while let Some(t) = self.timers.pop_due(now) {
+            match t {
                 DriverTimer::Gossip(t) => self.drive(InEvent::Timer(t)),
                 DriverTimer::IdleClose(peer) => self.close_if_unused(peer),
             }
@@ -530,9 +526,7 @@ impl Actor {
     }
 
     fn schedule(&mut self, after: Duration, t: DriverTimer) {
-        self.timer_seq += 1;
-        self.timers
-            .insert((Instant::now() + after, self.timer_seq), t);
+        self.timers.insert(Instant::now() + after, t);
     }
 
     /// Feeds one input and every `ConnectionLost` its outputs lead to.
@@ -640,13 +634,6 @@ fn infos(peers: Vec<(PeerId, Vec<SocketAddr>)>) -> Vec<PeerInfo> {
             data: peer_data(&addrs),
         })
         .collect()
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

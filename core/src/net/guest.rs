@@ -58,7 +58,7 @@ pub(crate) fn hash_token(token: &str) -> [u8; 32] {
 /// A display name from what the guest typed (trimmed, cut to the wire limit).
 pub(crate) fn clean_name(name: &str) -> String {
     let name: String = name.chars().filter(|c| !c.is_control()).collect();
-    let name = crate::config::truncate_name(name.trim());
+    let name = crate::proto::wire::truncate_name(name.trim());
     if name.is_empty() {
         "Browser guest".into()
     } else {

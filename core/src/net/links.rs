@@ -36,6 +36,21 @@ pub struct PeerLink {
     pub mux: MuxSession,
 }
 
+/// A peer the node saw (discovered, updated or connected) and the addresses
+/// it is known at, for the node's own services (the DHT takes them as
+/// contacts). Fed by the actor where it emits the matching public events, on a
+/// channel of its own so that a burst of other events (progress, chat) never
+/// makes a service miss one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSeen {
+    pub peer: PeerId,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Peer sightings a slow service may fall behind before it misses the oldest
+/// (it then rereads the store, which holds every peer's addresses).
+const SEEN_BUFFER: usize = 256;
+
 /// A session to a peer came up or went down.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -58,6 +73,7 @@ pub enum SendError {
 pub struct Links {
     peers: RwLock<HashMap<PeerId, PeerLink>>,
     events: broadcast::Sender<LinkEvent>,
+    seen: broadcast::Sender<PeerSeen>,
     cmd: mpsc::Sender<Command>,
     /// How many [`LinkHold`]s exist per peer.
     holds: Mutex<HashMap<PeerId, usize>>,
@@ -90,6 +106,7 @@ impl Links {
         Arc::new(Self {
             peers: RwLock::new(HashMap::new()),
             events: broadcast::channel(event_buffer.max(16)).0,
+            seen: broadcast::channel(SEEN_BUFFER).0,
             cmd,
             holds: Mutex::new(HashMap::new()),
             pongs: Mutex::new(HashMap::new()),
@@ -142,6 +159,16 @@ impl Links {
     /// Session ups and downs from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LinkEvent> {
         self.events.subscribe()
+    }
+
+    /// Peers seen from now on (see [`PeerSeen`]).
+    pub fn subscribe_seen(&self) -> broadcast::Receiver<PeerSeen> {
+        self.seen.subscribe()
+    }
+
+    /// Announces a peer seen (called by the actor).
+    pub(crate) fn set_seen(&self, peer: PeerId, addrs: Vec<SocketAddr>) {
+        let _ = self.seen.send(PeerSeen { peer, addrs });
     }
 
     /// Queues `msg` for `peer` without waiting; fails if not connected or the
@@ -201,14 +228,26 @@ impl Links {
     }
 
     /// Closes session `session` to `peer` (not a newer one) unless some service
-    /// holds it. Returns whether a close was requested. For a service that
-    /// opened the session on demand and no longer needs it; queued frames may
-    /// be lost, so call it only once the session has been idle for a while.
+    /// holds it. Returns whether a close was requested; the node checks the
+    /// holds again when it executes the close, so a [`Links::hold`] taken
+    /// before then still keeps the session. For a service that opened the
+    /// session on demand and no longer needs it; queued frames may be lost, so
+    /// call it only once the session has been idle for a while.
     pub fn close(&self, peer: PeerId, session: u64) -> bool {
         if self.is_held(&peer) || self.get(&peer).is_none_or(|l| l.session != session) {
             return false;
         }
         self.cmd.try_send(Command::Close { peer, session }).is_ok()
+    }
+
+    /// Runs `close` unless `peer` is held, while holding the lock
+    /// [`Links::hold`] takes, so no hold can slip in between the check and the
+    /// close (called by the actor executing a close).
+    pub(crate) fn unless_held(&self, peer: &PeerId, close: impl FnOnce()) {
+        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        if !holds.contains_key(peer) {
+            close();
+        }
     }
 
     /// Sends a ping to `peer` and waits for its pong: once it returns, the peer

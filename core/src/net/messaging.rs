@@ -24,8 +24,9 @@
 //!
 //! Every status change is emitted as [`Event::MessageStatus`].
 //!
-//! The [`Node`] methods at the bottom are the public API: send, history,
-//! conversations, read marks.
+//! The public API (send, history, conversations, read marks) is the
+//! [`Node`](crate::Node) methods of `node/messages.rs`, which call the
+//! [`Handle`] and the store.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -42,19 +43,20 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Trust};
 use crate::identity::PeerId;
 use crate::net::links::{LinkEvent, Links, Router};
-use crate::node::Node;
+use crate::net::timers::{Timers, sleep_until_opt};
 use crate::proto::messaging::{
-    self, Conversation, Envelope, IdGen, InEvent, MAX_IDS_PER_FRAME, MessageId, MessageInfo,
-    OutEvent, Queued, State, Status, Timer, check_text,
+    self, Envelope, IdGen, InEvent, MAX_IDS_PER_FRAME, MessageId, MessageInfo, OutEvent, Queued,
+    State, Status, Timer, check_text,
 };
 use crate::proto::wire;
-use crate::store::{MessageCounts, Store, now_ms};
+use crate::store::{Store, now_ms};
 
 /// Capacity of the router's queue of incoming direct-messaging frames.
 pub const INBOX_CAPACITY: usize = 256;
 /// Most incoming frames handled, and their messages stored, in one go.
 pub const INBOX_BATCH: usize = 64;
-/// Largest page of history [`Node::conversation`] returns.
+/// Largest page of history [`Node::conversation`](crate::Node::conversation)
+/// returns.
 pub const MAX_HISTORY_PAGE: usize = 1000;
 /// Commands waiting for the service, at most.
 const COMMAND_CAPACITY: usize = 64;
@@ -109,7 +111,6 @@ enum Command {
 #[derive(Debug)]
 pub(crate) struct Handle {
     commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<Event>,
 }
 
 impl std::fmt::Debug for Command {
@@ -130,6 +131,34 @@ impl Handle {
             .await
             .map_err(|_| Error::Shutdown)?;
         rx.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Stores `text` for `peer` as pending and has the service deliver it
+    /// (see [`Node::send_message`](crate::Node::send_message)).
+    pub async fn send(
+        &self,
+        peer: PeerId,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<MessageInfo> {
+        check_text(&text)?;
+        self.call(|reply| Command::Send {
+            peer,
+            text,
+            reply_to,
+            reply,
+        })
+        .await?
+    }
+
+    /// Marks messages from `peer` up to `up_to` read and queues the receipts.
+    pub async fn mark_read(&self, peer: PeerId, up_to: MessageId) -> Result<usize> {
+        self.call(|reply| Command::MarkRead { peer, up_to, reply })
+            .await?
+    }
+
+    pub async fn stats(&self) -> Result<MessagingStats> {
+        self.call(Command::Stats).await
     }
 }
 
@@ -154,10 +183,7 @@ pub(crate) fn prepare(
     let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
     router.dm = Some(inbox_tx);
     let (cmd_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
-    let handle = Handle {
-        commands: cmd_tx,
-        events: events.clone(),
-    };
+    let handle = Handle { commands: cmd_tx };
     let prepared = Prepared {
         me,
         inbox,
@@ -188,8 +214,7 @@ impl Prepared {
             ids: IdGen::default(),
             rng: ChaCha8Rng::from_seed(rand::random()),
             start: Instant::now(),
-            timers: BTreeMap::new(),
-            timer_seq: 0,
+            timers: Timers::default(),
             broken: HashSet::new(),
             to_store: Vec::new(),
             redial: BTreeMap::new(),
@@ -217,8 +242,7 @@ struct Service {
     ids: IdGen,
     rng: ChaCha8Rng,
     start: Instant,
-    timers: BTreeMap<(Instant, u64), Timer>,
-    timer_seq: u64,
+    timers: Timers<Timer>,
     /// Sessions a write to stalled on: nothing more is written to them until
     /// the protocol resumes them, so no later message overtakes the lost one.
     broken: HashSet<(PeerId, u64)>,
@@ -249,7 +273,7 @@ impl Service {
         self.resync().await;
         let mut redial_tick = tokio::time::interval(REDIAL_CHECK);
         loop {
-            let next_timer = self.timers.keys().next().map(|(at, _)| *at);
+            let next_timer = self.timers.next_deadline();
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
@@ -342,9 +366,7 @@ impl Service {
                         self.flush_receipts(peer, session).await
                     }
                     OutEvent::ScheduleTimer(delay, t) => {
-                        self.timer_seq += 1;
-                        self.timers
-                            .insert((Instant::now() + delay, self.timer_seq), t);
+                        self.timers.insert(Instant::now() + delay, t);
                     }
                     OutEvent::Invalid { peer, reason } => {
                         tracing::debug!(%peer, %reason, "dropping an invalid direct message frame");
@@ -613,133 +635,10 @@ impl Service {
 
     async fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let t = entry.remove();
+        while let Some(t) = self.timers.pop_due(now) {
             let Timer::Resume { peer, session } = &t;
             self.broken.remove(&(*peer, *session));
             self.feed(InEvent::Timer(t)).await;
         }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Direct messages.
-impl Node {
-    /// Sends `text` to `peer`. The message is stored as pending before this
-    /// returns and is delivered (in order, exactly once) as soon as a session to
-    /// the peer is up: now if it is connected or can be dialed at a known
-    /// address, otherwise when it is seen again, also after restarts. Follow its
-    /// progress with [`Event::MessageStatus`].
-    ///
-    /// Fails, storing nothing, if the text is over 64 KiB, the peer is this node
-    /// or is blocked.
-    pub async fn send_message(
-        &self,
-        peer: PeerId,
-        text: impl Into<String>,
-        reply_to: Option<MessageId>,
-    ) -> Result<MessageInfo> {
-        let text = text.into();
-        check_text(&text)?;
-        self.messaging()
-            .call(|reply| Command::Send {
-                peer,
-                text,
-                reply_to,
-                reply,
-            })
-            .await?
-    }
-
-    /// [`send_message`](Self::send_message), then waits up to `wait` for the
-    /// peer to acknowledge it. Returns the message and its status at the end
-    /// (`Delivered` or `Read` if it arrived in time).
-    pub async fn send_message_and_wait(
-        &self,
-        peer: PeerId,
-        text: impl Into<String>,
-        reply_to: Option<MessageId>,
-        wait: Duration,
-    ) -> Result<(MessageInfo, Status)> {
-        let mut events = self.messaging().events.subscribe();
-        let info = self.send_message(peer, text, reply_to).await?;
-        let deadline = Instant::now() + wait;
-        loop {
-            let status = self
-                .store()
-                .message(&self.id(), &peer, &info.id)?
-                .map_or(Status::Pending, |m| m.status);
-            if status >= Status::Delivered {
-                return Ok((info, status));
-            }
-            // Re-read the store on every status event of ours (and after a lag).
-            let ours = async {
-                loop {
-                    match events.recv().await {
-                        Ok(Event::MessageStatus { id, .. }) if id == info.id => return true,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => return true,
-                        Err(broadcast::error::RecvError::Closed) => return false,
-                    }
-                }
-            };
-            match tokio::time::timeout_at(deadline, ours).await {
-                Ok(true) => continue,
-                Ok(false) => return Err(Error::Shutdown),
-                Err(_) => return Ok((info, status)),
-            }
-        }
-    }
-
-    /// A page of the conversation with `peer`: up to `limit` (at most
-    /// [`MAX_HISTORY_PAGE`]) messages older than `before`, or the newest ones
-    /// if `before` is `None`; oldest first, so the newest page is the last.
-    pub fn conversation(
-        &self,
-        peer: PeerId,
-        before: Option<MessageId>,
-        limit: usize,
-    ) -> Result<Vec<MessageInfo>> {
-        let limit = limit.clamp(1, MAX_HISTORY_PAGE);
-        self.store()
-            .conversation(&self.id(), &peer, before.as_ref(), limit)?
-            .ok_or_else(|| {
-                let id = before.expect("only an unknown `before` finds nothing");
-                messaging::Error::UnknownMessage(id, peer.short()).into()
-            })
-    }
-
-    /// Every conversation, the most recently active first, with its last
-    /// message and unread count.
-    pub fn conversations(&self) -> Result<Vec<Conversation>> {
-        Ok(self.store().conversations(&self.id())?)
-    }
-
-    /// Marks the messages from `peer` up to and including `up_to` read and sends
-    /// the peer read receipts (now, or when it is next connected). Returns how
-    /// many messages were newly marked.
-    pub async fn mark_read(&self, peer: PeerId, up_to: MessageId) -> Result<usize> {
-        self.messaging()
-            .call(|reply| Command::MarkRead { peer, up_to, reply })
-            .await?
-    }
-
-    /// How many messages the conversation with `peer` holds.
-    pub fn message_counts(&self, peer: PeerId) -> Result<MessageCounts> {
-        Ok(self.store().message_counts(&peer)?)
-    }
-
-    /// The messaging service's counters and bounds.
-    pub async fn messaging_stats(&self) -> Result<MessagingStats> {
-        self.messaging().call(Command::Stats).await
     }
 }

@@ -4,6 +4,9 @@
 //!
 //! # Use
 //!
+//! The public API is the [`Node`] methods of `node/transfers.rs`, one-liners
+//! over the `Service` here:
+//!
 //! - [`Node::send_files`] / [`Node::send_files_to`] offer files and folders to
 //!   one or several peers (each gets its own transfer, in parallel).
 //! - An incoming offer is an [`Event::Offer`]; [`Node::accept_offer`] (all,
@@ -50,6 +53,16 @@
 //! proves what it holds chunk by chunk, and only the rest crosses the network.
 //! Cancelling (either side) deletes the `.part` files; losing the peer,
 //! shutting down or crashing keeps them.
+//!
+//! [`Node`]: crate::Node
+//! [`Node::send_files`]: crate::Node::send_files
+//! [`Node::send_files_to`]: crate::Node::send_files_to
+//! [`Node::accept_offer`]: crate::Node::accept_offer
+//! [`Node::reject_offer`]: crate::Node::reject_offer
+//! [`Node::pause_transfer`]: crate::Node::pause_transfer
+//! [`Node::resume_transfer`]: crate::Node::resume_transfer
+//! [`Node::cancel_transfer`]: crate::Node::cancel_transfer
+//! [`Node::transfers`]: crate::Node::transfers
 
 /// How a transfer ended, from either side.
 pub(crate) enum Outcome {
@@ -81,27 +94,22 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
+pub use crate::config::TransferConfig;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::identity::PeerId;
 use crate::net::links::Links;
 use crate::net::mux::MuxStream;
-use crate::node::Node;
 use crate::proto::transfer::{Direction, Manifest, Selection, TransferState};
-pub use crate::proto::transfer::{Entry, EntryKind, TransferId};
+pub use crate::proto::transfer::{Entry, EntryKind, OfferEntry, TransferId};
 use crate::store::{Store, TransferRecord};
 
 /// Incoming transfer streams queued before the service takes them.
 const STREAM_QUEUE: usize = 64;
 
-/// Finished transfers [`Node::transfers`] lists beside the live ones.
+/// Finished transfers [`Node::transfers`](crate::Node::transfers) lists beside
+/// the live ones.
 const HISTORY: usize = 100;
-
-/// Entries of an offer that its [`Event::Offer`] carries at most (the rest is
-/// counted in `files`): the event goes to every front end and its ring.
-pub(crate) const OFFER_PREVIEW_ENTRIES: usize = 100;
-/// Bytes of names an [`Event::Offer`] carries at most.
-pub(crate) const OFFER_PREVIEW_BYTES: usize = 32 << 10;
 
 /// Refusals of incoming streams being written at once; past it a stream over
 /// budget is dropped without a reason.
@@ -110,70 +118,45 @@ const REFUSALS: usize = 16;
 /// Free space kept beyond what an accepted offer needs.
 const SPACE_MARGIN: u64 = 16 << 20;
 
-/// Transfer settings (part of [`Config`](crate::Config)).
+/// Notes a slow reader may fall behind before it misses the oldest (notes
+/// come per offer, per received file and per end, never per progress step).
+const NOTES: usize = 1024;
+
+/// What the node's own services learn of transfers (the web UI keeps its
+/// lists of waiting offers and received files with it), on a channel of
+/// their own: the public event stream is shared with progress and chat and
+/// drops the oldest events for a slow reader.
 #[derive(Debug, Clone)]
-pub struct TransferConfig {
-    /// An offer nobody answers is refused after this long.
-    pub offer_timeout: Duration,
-    /// `fdatasync` every received file before renaming it into place (durable
-    /// across an OS crash, at the cost of waiting for the disk).
-    pub sync: bool,
-    /// Test hook: flip one byte of the first block of every file sent, after
-    /// hashing it, so that the receiver must catch the corruption.
-    #[doc(hidden)]
-    pub corrupt_outgoing: bool,
-    /// Test hook: a sending transfer pauses itself (as [`Node::pause_transfer`]
-    /// would) once it has written this many file bytes, so tests can stop a
-    /// transfer midway without racing it.
-    #[doc(hidden)]
-    pub pause_after: Option<u64>,
+pub(crate) enum TransferNote {
+    /// An offer waits for the user: its event, as front ends show it.
+    Waiting(Event),
+    /// Offer `id` no longer waits (answered, timed out or withdrawn).
+    Answered(TransferId),
+    /// A received file is in place: its `TransferDone` event.
+    Received(Event),
+    /// Transfer `id` ended: its last event went out.
+    Ended(TransferId),
 }
 
-impl Default for TransferConfig {
-    fn default() -> Self {
-        Self {
-            offer_timeout: Duration::from_secs(600),
-            sync: false,
-            corrupt_outgoing: false,
-            pause_after: None,
+impl TransferNote {
+    /// The note an event makes, if any.
+    fn of(e: &Event) -> Option<Self> {
+        match e {
+            Event::Offer {
+                auto_accepted: false,
+                ..
+            } => Some(Self::Waiting(e.clone())),
+            Event::TransferDone {
+                direction: Direction::Receive,
+                ..
+            } => Some(Self::Received(e.clone())),
+            _ if e.ends_transfer() => e.transfer_id().map(Self::Ended),
+            _ => None,
         }
     }
 }
 
-/// The first entries of `m`, as an [`Event::Offer`] carries them.
-pub(crate) fn offer_preview(m: &Manifest) -> Vec<OfferEntry> {
-    let mut bytes = 0;
-    m.entries()
-        .iter()
-        .take(OFFER_PREVIEW_ENTRIES)
-        .take_while(|e| {
-            bytes += e.path.len();
-            bytes <= OFFER_PREVIEW_BYTES
-        })
-        .map(OfferEntry::from)
-        .collect()
-}
-
-/// An entry of an [`Event::Offer`], as front ends show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OfferEntry {
-    pub path: String,
-    /// Bytes (0 for folders).
-    pub size: u64,
-    pub dir: bool,
-}
-
-impl From<&Entry> for OfferEntry {
-    fn from(e: &Entry) -> Self {
-        Self {
-            path: e.path.clone(),
-            size: e.size().unwrap_or(0),
-            dir: e.size().is_none(),
-        }
-    }
-}
-
-/// A transfer as [`Node::transfers`] lists it.
+/// A transfer as [`Node::transfers`](crate::Node::transfers) lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferInfo {
     pub id: TransferId,
@@ -265,6 +248,7 @@ pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub links: Arc<Links>,
     events: broadcast::Sender<Event>,
+    notes: broadcast::Sender<TransferNote>,
     live: Mutex<BTreeMap<TransferId, Live>>,
     /// Woken whenever a transfer leaves `live`.
     ended: tokio::sync::Notify,
@@ -275,7 +259,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Puts a transfer's event on the node's stream, and what it changes on
+    /// the services' notes.
     pub fn emit(&self, e: Event) {
+        if let Some(n) = TransferNote::of(&e) {
+            let _ = self.notes.send(n);
+        }
         let _ = self.events.send(e);
     }
 
@@ -344,10 +333,12 @@ impl Shared {
         }
     }
 
+    /// The offer no longer waits (answered, timed out or withdrawn).
     pub fn clear_pending(&self, id: TransferId) {
         if let Some(l) = self.live().get_mut(&id) {
             l.pending = None;
         }
+        let _ = self.notes.send(TransferNote::Answered(id));
     }
 
     pub fn unregister(&self, id: TransferId) {
@@ -485,7 +476,7 @@ impl Shared {
     }
 }
 
-/// The service's handle, held by the [`Node`].
+/// The service's handle, held by the [`Node`](crate::Node).
 pub(crate) struct Service {
     shared: Arc<Shared>,
     local: local::LocalTransfers,
@@ -517,6 +508,7 @@ impl Service {
             store,
             links,
             events,
+            notes: broadcast::channel(NOTES).0,
             live: Mutex::new(BTreeMap::new()),
             ended: tokio::sync::Notify::new(),
             counters: Counters::default(),
@@ -567,7 +559,19 @@ impl Service {
         }
     }
 
-    fn ctl(&self, id: TransferId, f: impl FnOnce(&mut Ctl)) -> Result<()> {
+    /// What transfers change from now on, for the node's own services.
+    pub(crate) fn subscribe_notes(&self) -> broadcast::Receiver<TransferNote> {
+        self.shared.notes.subscribe()
+    }
+
+    /// Emits an event of a transfer run outside the service (a browser
+    /// guest's upload or download), so its notes go out too.
+    pub(crate) fn emit(&self, e: Event) {
+        self.shared.emit(e);
+    }
+
+    /// Flips a live transfer's switches (pause, resume, cancel).
+    pub(crate) fn ctl(&self, id: TransferId, f: impl FnOnce(&mut Ctl)) -> Result<()> {
         let live = self.shared.live();
         let l = live
             .get(&id)
@@ -575,19 +579,10 @@ impl Service {
         l.ctl.send_modify(f);
         Ok(())
     }
-}
 
-impl Node {
-    /// Offers `paths` (files and folders) to `peer` and returns at once with the
-    /// transfer's id; what happens next arrives as events (subscribe with
-    /// [`Node::events`] before calling). Fails if a path cannot be read or the
-    /// peer cannot be reached.
-    pub async fn send_files(&self, peer: PeerId, paths: &[PathBuf]) -> Result<TransferId> {
-        Ok(self.send_files_to(&[peer], paths).await?[0])
-    }
-
-    /// Offers `paths` to several peers at once: one transfer each, in parallel.
-    pub async fn send_files_to(
+    /// Offers `paths` to each of `peers` (dialed first): one transfer each,
+    /// started at once (see [`Node::send_files_to`](crate::Node::send_files_to)).
+    pub(crate) async fn send(
         &self,
         peers: &[PeerId],
         paths: &[PathBuf],
@@ -603,7 +598,7 @@ impl Node {
             .map_err(|e| Error::Invalid(format!("walking the files failed: {e}")))?
             .map_err(Error::Invalid)?;
         if let Some(first) = walked.skipped.first() {
-            self.transfer_service().shared.emit(Event::Error {
+            self.shared.emit(Event::Error {
                 message: format!(
                     "left out {} symlink(s) or special file(s), e.g. {}",
                     walked.skipped.len(),
@@ -615,12 +610,13 @@ impl Node {
             Arc::new(Manifest::new(walked.entries).map_err(|e| Error::Invalid(e.to_string()))?);
         let sources = Arc::new(walked.sources);
         for peer in peers {
-            self.links()
+            self.shared
+                .links
                 .dial(*peer, Vec::new())
                 .await
                 .map_err(|e| Error::PeerNotFound(format!("{}: {e}", peer.short())))?;
         }
-        let shared = &self.transfer_service().shared;
+        let shared = &self.shared;
         let mut ids = Vec::new();
         for &peer in peers {
             let id = loop {
@@ -667,54 +663,14 @@ impl Node {
         Ok(ids)
     }
 
-    /// The peer `spec` names: a `HOST:PORT` (dialed; the peer that answers),
-    /// a PeerId, a unique prefix of one or a device name. A peer not known yet
-    /// is waited for (discovery) up to `wait`.
-    pub async fn find_peer(&self, spec: &str, wait: Duration) -> Result<PeerId> {
-        if let Some((host, port)) = spec.rsplit_once(':')
-            && !host.is_empty()
-            && port.parse::<u16>().is_ok()
-            && let Ok(mut addrs) = tokio::net::lookup_host(spec).await
-            && let Some(addr) = addrs.next()
-        {
-            return self.connect(addr, None).await;
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match self.resolve(spec).await {
-                Err(Error::PeerNotFound(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Accepts an offer ([`Event::Offer`]) into the download folder: all of it
-    /// ([`Selection::All`]), some entries, or none (which rejects it). Fails if
-    /// the offer is not waiting, the selection names no entry of it, or the
-    /// selected files do not fit in the free space there.
-    pub fn accept_offer(&self, id: TransferId, selection: Selection) -> Result<()> {
-        self.decide(id, Some((selection, None)))
-    }
-
-    /// Like [`Node::accept_offer`], into `dir` instead of the download folder.
-    pub fn accept_offer_into(
+    /// Answers a waiting offer: accept `Some((selection, dir))` (`dir`: the
+    /// download folder if `None`) or reject `None`.
+    pub(crate) fn decide(
         &self,
         id: TransferId,
-        selection: Selection,
-        dir: PathBuf,
+        accept: Option<(Selection, Option<PathBuf>)>,
     ) -> Result<()> {
-        self.decide(id, Some((selection, Some(dir))))
-    }
-
-    /// Refuses an offer.
-    pub fn reject_offer(&self, id: TransferId) -> Result<()> {
-        self.decide(id, None)
-    }
-
-    fn decide(&self, id: TransferId, accept: Option<(Selection, Option<PathBuf>)>) -> Result<()> {
-        let shared = &self.transfer_service().shared;
+        let shared = &self.shared;
         let mut live = shared.live();
         let l = live
             .get_mut(&id)
@@ -743,31 +699,14 @@ impl Node {
             .map_err(|_| Error::Invalid(format!("offer {id} was withdrawn")))
     }
 
-    /// Incoming transfers from senders that are not PeerConnect nodes (a
-    /// browser guest's uploads): see [`local`].
-    pub fn local_transfers(&self) -> local::LocalTransfers {
-        self.transfer_service().local.clone()
-    }
-
-    /// Pauses a transfer (this side stops reading or writing; the peer waits).
-    pub fn pause_transfer(&self, id: TransferId) -> Result<()> {
-        self.transfer_service().ctl(id, |c| c.paused = true)
-    }
-
-    /// Resumes a paused transfer.
-    pub fn resume_transfer(&self, id: TransferId) -> Result<()> {
-        self.transfer_service().ctl(id, |c| c.paused = false)
-    }
-
-    /// Cancels a transfer (either side; the peer is told). Partial files of a
-    /// cancelled incoming transfer are deleted; finished files are kept.
-    pub fn cancel_transfer(&self, id: TransferId) -> Result<()> {
-        self.transfer_service().ctl(id, |c| c.cancelled = true)
+    /// Incoming transfers from senders that are not PeerConnect nodes.
+    pub(crate) fn local(&self) -> local::LocalTransfers {
+        self.local.clone()
     }
 
     /// Live transfers, then the most recent finished or interrupted ones.
-    pub fn transfers(&self) -> Result<Vec<TransferInfo>> {
-        let shared = &self.transfer_service().shared;
+    pub(crate) fn list(&self) -> Result<Vec<TransferInfo>> {
+        let shared = &self.shared;
         let mut out: Vec<TransferInfo> = shared
             .live()
             .iter()
@@ -804,9 +743,9 @@ impl Node {
         Ok(out)
     }
 
-    /// The transfer service's counters.
-    pub fn transfer_stats(&self) -> TransferStats {
-        let c = &self.transfer_service().shared.counters;
+    /// The service's counters.
+    pub(crate) fn stats(&self) -> TransferStats {
+        let c = &self.shared.counters;
         TransferStats {
             bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{Identity, PeerId, Signature};
 use crate::proto::gossip::TopicId;
-use crate::proto::wire::MAX_NAME_LEN;
+use crate::proto::wire::{MAX_NAME_LEN, truncate_name};
 
 /// Longest text of one room message, in bytes.
 pub const MAX_TEXT_LEN: usize = 16 * 1024;
@@ -169,7 +169,7 @@ impl RoomMessage {
             id,
             room: room.to_string(),
             author: identity.peer_id(),
-            author_name: crate::config::truncate_name(author_name),
+            author_name: truncate_name(author_name),
             text: text.to_string(),
             time_ms,
         })

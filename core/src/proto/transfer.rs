@@ -57,7 +57,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::manifest::{Entry, EntryKind, Manifest, ManifestError, Selection};
+pub use self::manifest::{
+    Entry, EntryKind, Manifest, ManifestError, OfferEntry, Selection, offer_preview,
+};
 pub use self::message::{ToReceiver, ToSender};
 pub use self::safe_path::{PathError, SafePath, collision_name};
 

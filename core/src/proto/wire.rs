@@ -225,6 +225,19 @@ impl std::str::FromStr for DeviceKind {
 /// Longest device name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Cuts a name to [`MAX_NAME_LEN`] on a character boundary, so a name we send
+/// always passes the receiver's check.
+pub fn truncate_name(name: &str) -> String {
+    if name.len() <= MAX_NAME_LEN {
+        return name.to_string();
+    }
+    let mut end = MAX_NAME_LEN;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
 /// The first frame each side sends on every new TLS connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -278,6 +291,15 @@ pub enum StreamKind {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn long_names_are_cut_on_a_char_boundary() {
+        let s = "é".repeat(40); // 80 bytes
+        let t = truncate_name(&s);
+        assert!(t.len() <= MAX_NAME_LEN);
+        assert!(s.starts_with(&t));
+        assert!(hello(&t).validate().is_ok());
+    }
 
     fn hello(name: &str) -> Hello {
         Hello {

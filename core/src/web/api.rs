@@ -201,7 +201,7 @@ async fn save_settings(
     Json(mut s): Json<SavedSettings>,
 ) -> ApiResult<Json<SettingsView>> {
     if let Some(n) = &s.name {
-        let n = crate::config::truncate_name(n.trim());
+        let n = crate::proto::wire::truncate_name(n.trim());
         if n.is_empty() {
             return Err(ApiError::bad_request("the device name must not be empty"));
         }

@@ -40,6 +40,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::{Guest, Owner};
 use super::{ApiError, ApiResult, App, parse_peer};
@@ -47,9 +48,11 @@ use crate::event::Event;
 use crate::identity::PeerId;
 use crate::net::transfer::fs as tfs;
 use crate::net::transfer::local::{LocalError, LocalStatus};
-use crate::net::transfer::{OfferEntry, TransferId, TransferInfo};
+use crate::net::transfer::{TransferId, TransferInfo, TransferNote};
 use crate::node::Node;
-use crate::proto::transfer::{Direction, Entry, Manifest, SafePath, Selection, TransferState};
+use crate::proto::transfer::{
+    Direction, Entry, Manifest, OfferEntry, SafePath, Selection, TransferState,
+};
 use crate::store::now_ms;
 
 /// Free space an upload must leave on the disk.
@@ -151,27 +154,26 @@ impl Files {
         }
     }
 
-    /// Notes what an event changes: offers waiting, received files, batches.
-    pub fn on_event(&self, e: &Event, peer_name: impl Fn(&PeerId) -> String) {
-        match e {
-            Event::Offer {
-                id,
-                auto_accepted: false,
-                ..
-            } => {
-                self.lock().offers.insert(*id, e.clone());
+    /// Notes what a transfer note changes: offers waiting, received files,
+    /// batches.
+    pub fn on_note(&self, n: &TransferNote, peer_name: impl Fn(&PeerId) -> String) {
+        match n {
+            TransferNote::Waiting(e) => {
+                if let Some(id) = e.transfer_id() {
+                    self.lock().offers.insert(id, e.clone());
+                }
             }
-            Event::Progress { id, .. } => {
+            TransferNote::Answered(id) => {
                 self.lock().offers.remove(id);
             }
-            Event::TransferDone {
+            TransferNote::Received(Event::TransferDone {
                 id,
                 peer,
-                direction: Direction::Receive,
                 path,
                 bytes,
                 blake3,
-            } => {
+                ..
+            }) => {
                 let mut g = self.lock();
                 let n = g.next_received;
                 g.next_received += 1;
@@ -193,13 +195,11 @@ impl Files {
                 });
                 g.received.truncate(MAX_RECEIVED);
             }
-            _ => {}
-        }
-        if e.ends_transfer()
-            && let Some(id) = e.transfer_id()
-        {
-            self.lock().offers.remove(&id);
-            self.release(id);
+            TransferNote::Received(_) => {}
+            TransferNote::Ended(id) => {
+                self.lock().offers.remove(id);
+                self.release(*id);
+            }
         }
     }
 
@@ -1054,17 +1054,25 @@ pub(crate) fn peer_name(app: &App, node: &Node, peer: &PeerId) -> String {
         .unwrap_or_else(|| peer.short())
 }
 
-/// Follows the node's events for the file state (offers, received files,
-/// batches) until the server stops.
+/// Follows the transfer service's notes for the file state (offers,
+/// received files, batches) until the server stops.
 pub(crate) fn spawn_watcher(app: App, node: &Node) -> tokio::task::JoinHandle<()> {
-    let mut events = node.subscribe();
+    let mut notes = node.transfer_service().subscribe_notes();
     let weak = std::sync::Arc::downgrade(&app);
     drop(app);
     tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
+        loop {
+            let n = match notes.recv().await {
+                Ok(n) => n,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "the web UI's file lists missed transfer notes");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
             let Some(app) = weak.upgrade() else { return };
             let Ok(node) = app.node() else { return };
-            app.files.on_event(&e, |p| peer_name(&app, &node, p));
+            app.files.on_note(&n, |p| peer_name(&app, &node, p));
         }
     })
 }

@@ -4,6 +4,7 @@
 //! same over real sockets from a network namespace.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
@@ -178,15 +179,15 @@ async fn another_local_user_without_the_owner_secret_is_a_stranger() {
     // A file the owner received.
     let file = f.node.data_dir().join("received.txt");
     std::fs::write(&file, b"private").unwrap();
-    f.app.files.on_event(
-        &Event::TransferDone {
+    f.app.files.on_note(
+        &crate::net::transfer::TransferNote::Received(Event::TransferDone {
             id: crate::net::transfer::TransferId(7),
             peer: f.node.id(),
             direction: crate::proto::transfer::Direction::Receive,
             path: file.to_string_lossy().into_owned(),
             bytes: 7,
             blake3: blake3::hash(b"private").to_hex().to_string(),
-        },
+        }),
         |_| "peer".into(),
     );
     let settings = |cookie: Option<&str>| {

@@ -132,7 +132,8 @@ async fn attack(name: &str, dir: &std::path::Path, victim: &ChildNode) -> anyhow
                     let mut open = Vec::new();
                     for n in [150_000, 150_000, 150_000, 15_000, 15_000, 15_000] {
                         id += 1;
-                        if let Ok(o) = RawOffer::open(&node, to, id, n, long_names(n)).await {
+                        if let Ok(o) = RawOffer::open(node.links(), to, id, n, long_names(n)).await
+                        {
                             open.push(o);
                         }
                     }
@@ -157,7 +158,7 @@ async fn attack(name: &str, dir: &std::path::Path, victim: &ChildNode) -> anyhow
                 };
                 for i in 0..10u64 {
                     let files = (0..3).map(move |f| Entry::file(format!("f{i}-{f}.bin"), 1));
-                    if let Ok(o) = RawOffer::open(&a, victim.id, 1_000 + i, 3, files).await {
+                    if let Ok(o) = RawOffer::open(a.links(), victim.id, 1_000 + i, 3, files).await {
                         offers.push(o);
                     }
                 }

@@ -3,56 +3,53 @@
 //!
 //! Convention: a node's DHT listens on UDP at the same port number as its TCP
 //! listener, so any dialable TCP address of a peer (from discovery, `--connect`,
-//! an incoming connection, or the store) is also its DHT contact. The glue reads
-//! the node's public [`Event`] stream, so the node actor knows nothing about the
-//! DHT.
+//! an incoming connection, or the store) is also its DHT contact. The glue
+//! reads the node's internal channel of peers seen ([`Links::subscribe_seen`])
+//! and the store, so the node actor knows nothing about the DHT and the public
+//! event stream's losses cannot starve it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 
 use super::DhtHandle;
-use crate::event::Event;
-use crate::node::WeakNode;
+use crate::net::links::PeerSeen;
+use crate::store::Store;
 
 /// How often the node re-bootstraps while its routing table is nearly empty.
 const REBOOTSTRAP: Duration = Duration::from_secs(30);
 
-/// Starts the glue task for `node`'s DHT.
+/// Starts the glue task for a node's DHT: `seen` is the node's channel of
+/// peers seen (subscribed before any peer could be seen), `store` its peer
+/// store.
 pub(crate) fn attach(
-    node: WeakNode,
     dht: DhtHandle,
-    mut events: crate::node::EventStream,
+    store: Arc<Store>,
+    mut seen: broadcast::Receiver<PeerSeen>,
     own_addrs: Vec<SocketAddr>,
     name: String,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         // Peers remembered from earlier runs are contacts right away.
-        if let Some(n) = node.upgrade() {
-            for p in n.known_peers().unwrap_or_default() {
-                if let Some(a) = p.addrs.first() {
-                    let _ = dht.add_contact(p.id, *a).await;
-                }
-            }
+        if add_known(&dht, &store).await.is_err() {
+            return;
         }
         let mut joined = bootstrap(&dht, &own_addrs, &name).await;
         let mut tick = tokio::time::interval(REBOOTSTRAP);
         tick.tick().await;
         loop {
             tokio::select! {
-                e = events.recv() => {
-                    let Some(e) = e else { return };
-                    let peer = match e {
-                        Event::PeerFound { peer }
-                        | Event::PeerUpdated { peer }
-                        | Event::PeerConnected { peer, .. } => peer,
-                        _ => continue,
+                s = seen.recv() => {
+                    let added = match s {
+                        Ok(s) => add_contact(&dht, &s).await,
+                        // Missed some: the store has every peer's addresses.
+                        Err(RecvError::Lagged(_)) => add_known(&dht, &store).await,
+                        Err(RecvError::Closed) => return,
                     };
-                    let Some(addr) = peer.addrs.iter().find(|a| a.is_ipv4()).or(peer.addrs.first()) else {
-                        continue;
-                    };
-                    if dht.add_contact(peer.id, *addr).await.is_err() {
+                    if added.is_err() {
                         return;
                     }
                     if !joined {
@@ -67,6 +64,25 @@ pub(crate) fn attach(
             }
         }
     })
+}
+
+/// Gives the DHT a peer as a contact at its first IPv4 address (else its
+/// first); `Err` once the DHT has stopped.
+async fn add_contact(dht: &DhtHandle, s: &PeerSeen) -> Result<(), ()> {
+    let Some(addr) = s.addrs.iter().find(|a| a.is_ipv4()).or(s.addrs.first()) else {
+        return Ok(());
+    };
+    dht.add_contact(s.peer, *addr).await.map_err(drop)
+}
+
+/// Every peer of the store as a contact.
+async fn add_known(dht: &DhtHandle, store: &Store) -> Result<(), ()> {
+    for p in store.peers().unwrap_or_default() {
+        if let Some(a) = p.addrs.first() {
+            dht.add_contact(p.id, *a).await.map_err(drop)?;
+        }
+    }
+    Ok(())
 }
 
 /// Looks ourselves up (filling the routing table) and publishes our record;

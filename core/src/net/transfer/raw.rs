@@ -8,9 +8,9 @@ use tokio::io::{AsyncWriteExt, ReadHalf};
 
 use crate::error::{Error, Result};
 use crate::identity::PeerId;
+use crate::net::links::Links;
 use crate::net::mux::MuxStream;
 use crate::net::transport::read_frame;
-use crate::node::Node;
 use crate::proto::transfer::{Entry, ToReceiver, ToSender, TransferId};
 use crate::proto::wire::{StreamKind, encode_frame};
 
@@ -31,18 +31,18 @@ impl Drop for RawOffer {
 }
 
 impl RawOffer {
-    /// Opens a transfer stream from `from` to `to` and writes, from a task of
-    /// its own, an offer head announcing `announced` entries (of one byte
-    /// each) and then `entries`, whatever the receiver does.
+    /// Opens a transfer stream to `to` over a node's links (`from`) and
+    /// writes, from a task of its own, an offer head announcing `announced`
+    /// entries (of one byte each) and then `entries`, whatever the receiver
+    /// does.
     pub async fn open(
-        from: &Node,
+        from: &Links,
         to: PeerId,
         id: u64,
         announced: u32,
         entries: impl Iterator<Item = Entry> + Send + 'static,
     ) -> Result<Self> {
         let link = from
-            .links()
             .get(&to)
             .ok_or_else(|| Error::PeerNotFound(format!("{} (not connected)", to.short())))?;
         let s = link

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::budget::Slot;
 use super::stream::{Shared as SharedStream, peer_reset_code};
 use super::writer::{self, Op, Res};
-use super::{Ctl, Decision, Meter, Outcome, Pending, Shared, check_space, fs, hex, offer_preview};
+use super::{Ctl, Decision, Meter, Outcome, Pending, Shared, check_space, fs, hex};
 use crate::event::{Event, Trust};
 use crate::identity::{PeerId, verification_code};
 use crate::net::mux::MuxStream;
@@ -25,7 +25,7 @@ use crate::proto::transfer::progress::{INTERVAL, Progress};
 use crate::proto::transfer::receiver::{self, Action};
 use crate::proto::transfer::{
     Direction, Manifest, ProtocolError, RESET_CANCELLED, RESET_PROTOCOL, ToReceiver, ToSender,
-    TransferId, TransferState, short_reason,
+    TransferId, TransferState, offer_preview, short_reason,
 };
 use crate::proto::wire::encode_frame;
 use crate::store::TransferRecord;

@@ -260,6 +260,46 @@ pub fn ranges_to_mask(ranges: &[(u32, u32)], len: usize) -> Result<Vec<bool>, Ma
     Ok(mask)
 }
 
+/// Entries of an offer that its preview ([`offer_preview`]) carries at most
+/// (the rest is counted): the preview goes to every front end in an event.
+pub const OFFER_PREVIEW_ENTRIES: usize = 100;
+/// Bytes of names an offer's preview carries at most.
+pub const OFFER_PREVIEW_BYTES: usize = 32 << 10;
+
+/// An entry of an offer as front ends show it (the receiver's prompt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferEntry {
+    pub path: String,
+    /// Bytes (0 for folders).
+    pub size: u64,
+    pub dir: bool,
+}
+
+impl From<&Entry> for OfferEntry {
+    fn from(e: &Entry) -> Self {
+        Self {
+            path: e.path.clone(),
+            size: e.size().unwrap_or(0),
+            dir: e.size().is_none(),
+        }
+    }
+}
+
+/// The first entries of `m`, at most [`OFFER_PREVIEW_ENTRIES`] and
+/// [`OFFER_PREVIEW_BYTES`] of names, as an offer event carries them.
+pub fn offer_preview(m: &Manifest) -> Vec<OfferEntry> {
+    let mut bytes = 0;
+    m.entries()
+        .iter()
+        .take(OFFER_PREVIEW_ENTRIES)
+        .take_while(|e| {
+            bytes += e.path.len();
+            bytes <= OFFER_PREVIEW_BYTES
+        })
+        .map(OfferEntry::from)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -667,29 +667,6 @@ impl Node {
         Ok(ids)
     }
 
-    /// The peer `spec` names: a `HOST:PORT` (dialed; the peer that answers),
-    /// a PeerId, a unique prefix of one or a device name. A peer not known yet
-    /// is waited for (discovery) up to `wait`.
-    pub async fn find_peer(&self, spec: &str, wait: Duration) -> Result<PeerId> {
-        if let Some((host, port)) = spec.rsplit_once(':')
-            && !host.is_empty()
-            && port.parse::<u16>().is_ok()
-            && let Ok(mut addrs) = tokio::net::lookup_host(spec).await
-            && let Some(addr) = addrs.next()
-        {
-            return self.connect(addr, None).await;
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match self.resolve(spec).await {
-                Err(Error::PeerNotFound(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// Accepts an offer ([`Event::Offer`]) into the download folder: all of it
     /// ([`Selection::All`]), some entries, or none (which rejects it). Fails if
     /// the offer is not waiting, the selection names no entry of it, or the

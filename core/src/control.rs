@@ -612,25 +612,16 @@ pub async fn subscribe(
 pub async fn call(
     data_dir: &Path,
     req: &Request,
-    mut on_event: impl FnMut(Event),
+    on_event: impl FnMut(Event),
 ) -> std::io::Result<Option<Result<serde_json::Value, String>>> {
-    let Some(mut stream) = Stream::open(data_dir, req).await? else {
+    let Some(stream) = Stream::open(data_dir, req).await? else {
         return Ok(None);
     };
-    while let Some(reply) = stream.next().await? {
-        match reply {
-            Reply::Ok { ok } => return Ok(Some(Ok(ok))),
-            Reply::Error { error } => return Ok(Some(Err(error))),
-            Reply::Event(e) => on_event(e),
-        }
-    }
-    Ok(Some(Err(
-        "the running node closed the control socket".into()
-    )))
+    Call::Socket(stream).answer(on_event).await.map(Some)
 }
 
-/// A streaming request in progress (client side): read its lines with
-/// [`Stream::next`], end it with [`Stream::finish`].
+/// A request in progress on the control socket (client side): read its
+/// lines with [`Stream::next`]; [`Call::finish`] ends a streaming one.
 #[cfg(unix)]
 pub struct Stream {
     lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
@@ -673,19 +664,6 @@ impl Stream {
                 error: format!("bad reply from node: {e}"),
             }
         })))
-    }
-
-    /// Closes our side and waits for the final answer.
-    pub async fn finish(mut self) -> std::io::Result<Result<serde_json::Value, String>> {
-        self.w.shutdown().await?;
-        loop {
-            match self.next().await? {
-                Some(Reply::Ok { ok }) => return Ok(Ok(ok)),
-                Some(Reply::Error { error }) => return Ok(Err(error)),
-                Some(Reply::Event(_)) => {}
-                None => return Ok(Err("the running node closed the control socket".into())),
-            }
-        }
     }
 }
 
@@ -759,17 +737,9 @@ impl Client {
     pub async fn call(
         &self,
         req: Request,
-        mut on_event: impl FnMut(Event),
+        on_event: impl FnMut(Event),
     ) -> std::io::Result<Result<serde_json::Value, String>> {
-        let mut call = self.start(req).await?;
-        while let Some(reply) = call.next().await? {
-            match reply {
-                Reply::Ok { ok } => return Ok(Ok(ok)),
-                Reply::Error { error } => return Ok(Err(error)),
-                Reply::Event(e) => on_event(e),
-            }
-        }
-        Ok(Err("the node closed the request".into()))
+        self.start(req).await?.answer(on_event).await
     }
 
     /// The node of our own, if this client runs one.
@@ -822,25 +792,31 @@ impl Call {
         }
     }
 
-    /// Tells the request the client is done (ends a streaming one) and waits
-    /// for its answer.
-    pub async fn finish(self) -> std::io::Result<Result<serde_json::Value, String>> {
-        let mut this = match self {
-            #[cfg(unix)]
-            Call::Socket(s) => return s.finish().await,
-            own => own,
-        };
-        if let Call::Own { done, .. } = &this {
-            done.cancel();
-        }
-        loop {
-            match this.next().await? {
-                Some(Reply::Ok { ok }) => return Ok(Ok(ok)),
-                Some(Reply::Error { error }) => return Ok(Err(error)),
-                Some(Reply::Event(_)) => {}
-                None => return Ok(Err("the node closed the request".into())),
+    /// Reads the request to its end: `on_event` for each event, then the
+    /// answer.
+    pub async fn answer(
+        mut self,
+        mut on_event: impl FnMut(Event),
+    ) -> std::io::Result<Result<serde_json::Value, String>> {
+        while let Some(reply) = self.next().await? {
+            match reply {
+                Reply::Ok { ok } => return Ok(Ok(ok)),
+                Reply::Error { error } => return Ok(Err(error)),
+                Reply::Event(e) => on_event(e),
             }
         }
+        Ok(Err("the node closed the request".into()))
+    }
+
+    /// Tells the request the client is done (ends a streaming one: the
+    /// socket's client closes its side) and waits for its answer.
+    pub async fn finish(mut self) -> std::io::Result<Result<serde_json::Value, String>> {
+        match &mut self {
+            #[cfg(unix)]
+            Call::Socket(s) => s.w.shutdown().await?,
+            Call::Own { done, .. } => done.cancel(),
+        }
+        self.answer(|_| {}).await
     }
 }
 

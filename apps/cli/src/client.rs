@@ -3,7 +3,7 @@
 //! the command sends the same [`Request`]s, which the core's one
 //! `control::dispatch` runs, and prints the same replies.
 
-use peerconnect::control::{self, Client, Request};
+use peerconnect::control::{self, Call, Client, Reply, Request};
 use peerconnect::{Config, Event, Node};
 use serde_json::Value;
 
@@ -36,5 +36,15 @@ pub fn failure(text: String) -> anyhow::Error {
     match control::reply_error(&text) {
         Some(e) => e.into(),
         None => anyhow::Error::msg(text),
+    }
+}
+
+/// The next event of a request in progress; `None` once it has ended well,
+/// its error as an error of its kind.
+pub async fn next_event(call: &mut Call) -> anyhow::Result<Option<Event>> {
+    match call.next().await? {
+        Some(Reply::Event(e)) => Ok(Some(e)),
+        Some(Reply::Ok { .. }) | None => Ok(None),
+        Some(Reply::Error { error }) => Err(failure(error)),
     }
 }

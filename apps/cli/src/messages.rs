@@ -6,7 +6,7 @@ use std::collections::{HashSet, VecDeque};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use peerconnect::control::{Client, Reply, Request};
+use peerconnect::control::{Client, Request};
 use peerconnect::proto::messaging::{MessageId, MessageInfo, Status, check_text};
 use peerconnect::{Event, PeerId};
 use tokio::io::AsyncBufReadExt;
@@ -74,14 +74,12 @@ async fn mark_read(client: &Client, peer: PeerId, up_to: MessageId) -> anyhow::R
 async fn events(client: &Client) -> anyhow::Result<mpsc::Receiver<Event>> {
     let mut call = client.start(Request::Events).await?;
     // The first line (`listening`) says the stream is on.
-    match call.next().await? {
-        Some(Reply::Event(_)) => {}
-        Some(Reply::Error { error }) => return Err(client::failure(error)),
-        _ => anyhow::bail!("the node stopped"),
+    if client::next_event(&mut call).await?.is_none() {
+        anyhow::bail!("the node stopped");
     }
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
-        while let Ok(Some(Reply::Event(e))) = call.next().await {
+        while let Ok(Some(e)) = client::next_event(&mut call).await {
             if tx.send(e).await.is_err() {
                 return;
             }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use peerconnect::control::{Client, Reply, Request};
+use peerconnect::control::{Client, Request};
 use peerconnect::rooms::{RoomInfo, RoomSaid};
 use peerconnect::{Event, RoomMessage};
 use tokio::sync::mpsc;
@@ -173,10 +173,9 @@ async fn watch(
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            line = call.next() => match line? {
-                Some(Reply::Event(e)) => printer.event(&e),
-                Some(Reply::Ok { .. }) | None => return Ok(()),
-                Some(Reply::Error { error }) => return Err(client::failure(error)),
+            e = client::next_event(&mut call) => match e? {
+                Some(e) => printer.event(&e),
+                None => return Ok(()),
             },
             line = input.recv() => match line {
                 Some(text) if text.trim().is_empty() => {}

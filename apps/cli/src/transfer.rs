@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use peerconnect::control::{Client, Reply, Request};
+use peerconnect::control::{Client, Request};
 use peerconnect::net::transfer::TransferId;
 use peerconnect::proto::transfer::Direction;
 use peerconnect::{Event, PeerId};
@@ -138,23 +138,19 @@ async fn follow(
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            line = call.next() => match line? {
-                Some(Reply::Event(e)) => {
-                    if let Some((id, dir)) = ask(&e) {
-                        let accept = prompt(view, &e).await;
-                        let answer = Request::Answer { id, accept, dir };
-                        if let Err(err) = client.call(answer, |_| {}).await? {
-                            eprintln!("error: {err}");
-                        }
+            e = client::next_event(&mut call) => {
+                let Some(e) = e.inspect_err(|_| view.finish())? else {
+                    return Ok(());
+                };
+                if let Some((id, dir)) = ask(&e) {
+                    let accept = prompt(view, &e).await;
+                    let answer = Request::Answer { id, accept, dir };
+                    if let Err(err) = client.call(answer, |_| {}).await? {
+                        eprintln!("error: {err}");
                     }
-                    view.event(&e);
                 }
-                Some(Reply::Ok { .. }) | None => return Ok(()),
-                Some(Reply::Error { error }) => {
-                    view.finish();
-                    return Err(client::failure(error));
-                }
-            },
+                view.event(&e);
+            }
             _ = &mut stop => {
                 // Ends the request: outgoing transfers are cancelled.
                 view.failed |= sending;

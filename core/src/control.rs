@@ -455,7 +455,11 @@ pub async fn dispatch(node: Node, req: Request, sink: &Sink) -> Reply {
 
 /// `secs` seconds, within 0 s..1 h.
 fn secs(secs: f64) -> Duration {
-    Duration::from_secs_f64(if secs.is_finite() { secs.clamp(0.0, 3600.0) } else { 0.0 })
+    Duration::from_secs_f64(if secs.is_finite() {
+        secs.clamp(0.0, 3600.0)
+    } else {
+        0.0
+    })
 }
 
 async fn is_joined(node: &Node, room: &str) -> crate::Result<bool> {

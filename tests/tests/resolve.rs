@@ -124,7 +124,10 @@ fn send_to_an_id_known_only_to_the_dht_resolves_it() {
         cmd
     });
     assert!(
-        !alpha.seen.iter().any(|v| v["peer"]["id"] == beta_id.as_str()),
+        !alpha
+            .seen
+            .iter()
+            .any(|v| v["peer"]["id"] == beta_id.as_str()),
         "alpha met beta before sending: {:?}",
         alpha.seen
     );

@@ -295,7 +295,11 @@ async fn peers(args: NodeArgs, wait: f64) -> anyhow::Result<ExitCode> {
 
 /// `secs` seconds, within 0..`max`.
 pub(crate) fn secs(secs: f64, max: f64) -> Duration {
-    Duration::from_secs_f64(if secs.is_finite() { secs.clamp(0.0, max) } else { 0.0 })
+    Duration::from_secs_f64(if secs.is_finite() {
+        secs.clamp(0.0, max)
+    } else {
+        0.0
+    })
 }
 
 async fn find(args: NodeArgs, query: &str, wait: f64) -> anyhow::Result<ExitCode> {

@@ -109,9 +109,7 @@ async fn follow(
             return Err(Error::Invalid("the client went away".into()));
         }
         if let (
-            Some(Incoming {
-                dir, yes: true, ..
-            }),
+            Some(Incoming { dir, yes: true, .. }),
             Event::Offer {
                 id,
                 auto_accepted: false,

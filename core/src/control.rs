@@ -13,14 +13,17 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::event::{Event, Trust};
 use crate::node::Node;
 use crate::proto::messaging::MessageId;
 
-#[cfg(unix)]
 mod transfer;
 
 /// Longest request line accepted.
@@ -63,9 +66,13 @@ pub enum Request {
     },
     /// Send files and folders to each peer in `to` (id, prefix, name or
     /// `HOST:PORT`); streams the transfers' events until each one ends.
+    /// A peer named by id, prefix or name that is not known yet is waited
+    /// for up to `wait_secs` (default 5).
     Send {
         to: Vec<String>,
         paths: Vec<std::path::PathBuf>,
+        #[serde(default)]
+        wait_secs: Option<f64>,
     },
     /// Stream incoming offers and transfers; with `yes`, accept every offer
     /// (into `dir`, else the node's download folder); with `once`, end after
@@ -132,7 +139,9 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("control.sock")
 }
 
-/// Serves the control socket of `node` until the node shuts down.
+/// Serves the control socket of `node` until the node shuts down: each
+/// connection is one request, read as a line, run by [`dispatch`], its
+/// progress and answer written back as lines.
 #[cfg(unix)]
 pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
     let path = socket_path(node.data_dir());
@@ -161,29 +170,106 @@ pub(crate) fn serve(node: Node) -> Option<tokio::task::JoinHandle<()>> {
                 }
             };
             let Some(node) = weak.upgrade() else { return };
-            tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut r = BufReader::new(r).take(MAX_REQUEST as u64);
-                let mut line = String::new();
-                if r.read_line(&mut line).await.is_err() {
-                    return;
-                }
-                let reply = match serde_json::from_str::<Request>(&line) {
-                    Ok(Request::RoomWatch { room, history }) => {
-                        let weak = node.downgrade();
-                        drop(node);
-                        watch_room(weak, &room, history, r.into_inner(), &mut w).await
-                    }
-                    Ok(Request::Events) => return stream_events(node, r, w).await,
-                    Ok(req) => handle(&node, req, &mut w).await,
-                    Err(e) => Reply::Error {
-                        error: format!("bad request: {e}"),
-                    },
-                };
-                let _ = write_line(&mut w, &reply).await;
-            });
+            tokio::spawn(serve_one(node, stream));
         }
     }))
+}
+
+/// One connection of the control socket.
+#[cfg(unix)]
+async fn serve_one(node: Node, stream: tokio::net::UnixStream) {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r).take(MAX_REQUEST as u64);
+    let mut line = String::new();
+    if r.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let req = match serde_json::from_str::<Request>(&line) {
+        Ok(req) => req,
+        Err(e) => {
+            let error = format!("bad request: {e}");
+            let _ = write_line(&mut w, &Reply::Error { error }).await;
+            return;
+        }
+    };
+    let mut r = r.into_inner();
+    let (sink, events, done) = Sink::channel();
+    let mut events = Some(events);
+    let run = dispatch(node, req, &sink);
+    tokio::pin!(run);
+    let mut scratch = [0u8; 64];
+    let mut reading = true;
+    let reply = loop {
+        tokio::select! {
+            reply = &mut run => break reply,
+            Some(e) = next_event(&mut events) => {
+                if write_line(&mut w, &Reply::Event(e)).await.is_err() {
+                    // The client hung up: the request sees its sink closed.
+                    events = None;
+                }
+            }
+            // The client closes its side (or sends anything): it is done.
+            _ = r.read(&mut scratch), if reading => {
+                reading = false;
+                done.cancel();
+            }
+        }
+    };
+    if let Some(rx) = events.as_mut() {
+        while let Ok(e) = rx.try_recv() {
+            if write_line(&mut w, &Reply::Event(e)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = write_line(&mut w, &reply).await;
+}
+
+/// The next event of `rx`; never resolves once it is gone.
+async fn next_event(rx: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Events waiting for a slow client, at most (then the request waits).
+const SINK_QUEUE: usize = 256;
+
+/// Where [`dispatch`] writes the progress of a request (its event lines), and
+/// how it learns that the client is done with it: the client dropped the
+/// receiver of [`Sink::channel`] (hung up), or cancelled its token (closed its
+/// side, which ends a streaming request such as [`Request::RoomWatch`]).
+pub struct Sink {
+    events: mpsc::Sender<Event>,
+    done: CancellationToken,
+}
+
+impl Sink {
+    /// A sink, the receiver of its events, and the token that tells it the
+    /// client is done.
+    pub fn channel() -> (Sink, mpsc::Receiver<Event>, CancellationToken) {
+        let (tx, rx) = mpsc::channel(SINK_QUEUE);
+        let done = CancellationToken::new();
+        let sink = Sink {
+            events: tx,
+            done: done.clone(),
+        };
+        (sink, rx, done)
+    }
+
+    /// Passes `e` to the client; false if it has gone away.
+    async fn event(&self, e: Event) -> bool {
+        !self.done.is_cancelled() && self.events.send(e).await.is_ok()
+    }
+
+    /// Resolves once the client has hung up or is done.
+    async fn closed(&self) {
+        tokio::select! {
+            _ = self.events.closed() => {}
+            _ = self.done.cancelled() => {}
+        }
+    }
 }
 
 /// Binds the control socket at `path` so that no other local user can ever
@@ -216,8 +302,25 @@ fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     res
 }
 
-#[cfg(unix)]
-async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteHalf) -> Reply {
+/// Runs `req` on `node`: the one implementation of every [`Request`], for the
+/// control socket and for a client that runs its node in process alike.
+/// Progress goes to `sink`; the answer is returned.
+pub async fn dispatch(node: Node, req: Request, sink: &Sink) -> Reply {
+    // The streams hold the node weakly: a node shutting down ends them.
+    match req {
+        Request::RoomWatch { room, history } => {
+            let weak = node.downgrade();
+            drop(node);
+            return watch_room(weak, &room, history, sink).await;
+        }
+        Request::Events => {
+            let weak = node.downgrade();
+            drop(node);
+            return stream_events(weak, sink).await;
+        }
+        _ => {}
+    }
+    let node = &node;
     let res: crate::Result<serde_json::Value> = async {
         Ok(match req {
             // The owner link is safe to give here: only the node's user can
@@ -230,11 +333,11 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
             }),
             Request::Peers => serde_json::to_value(node.peers().await?).expect("peers serialize"),
             Request::SetTrust { peer, trust } => {
-                let id = node.resolve(&peer).await?;
+                let id = node.resolve_peer(&peer, Duration::ZERO).await?;
                 node.set_trust(id, trust).await?;
                 serde_json::json!({ "id": id, "trust": trust })
             }
-            Request::RoomWatch { .. } => unreachable!("streamed by watch_room"),
+            Request::RoomWatch { .. } | Request::Events => unreachable!("streamed above"),
             Request::RoomSay {
                 room,
                 text,
@@ -269,9 +372,16 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
                 limit,
             } => serde_json::to_value(node.room_history(&room, before, limit)?)
                 .expect("room messages serialize"),
-            Request::Send { to, paths } => transfer::send(node, &to, &paths, w).await?,
+            Request::Send {
+                to,
+                paths,
+                wait_secs,
+            } => {
+                let wait = secs(wait_secs.unwrap_or(transfer::FIND_WAIT_SECS));
+                transfer::send(node, &to, &paths, wait, sink).await?
+            }
             Request::Receive { dir, yes, once } => {
-                transfer::receive(node, dir, yes, once, w).await?
+                transfer::receive(node, dir, yes, once, sink).await?
             }
             Request::Answer { id, accept, dir } => {
                 match (accept, dir) {
@@ -285,7 +395,10 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
                 serde_json::to_value(node.find(&query).await?).expect("records serialize")
             }
             Request::ResolvePeer { peer } => {
-                let id = node.resolve_or_dial(&peer).await?;
+                let id = node.resolve_peer(&peer, Duration::ZERO).await?;
+                // Be connected, so the peer can answer; offline is fine too.
+                let links = node.links().clone();
+                tokio::spawn(async move { links.dial(id, Vec::new()).await });
                 let live = node.peers().await?.into_iter().find(|p| p.id == id);
                 let name = match live {
                     Some(p) => p.name,
@@ -299,11 +412,11 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
                 reply_to,
                 wait_secs,
             } => {
-                let id = node.resolve_or_dial(&peer).await?;
+                let id = node.resolve_peer(&peer, Duration::ZERO).await?;
                 let (message, status) = match wait_secs {
                     Some(w) => {
-                        let wait = std::time::Duration::from_secs_f64(w.clamp(0.0, 3600.0));
-                        node.send_message_and_wait(id, text, reply_to, wait).await?
+                        node.send_message_and_wait(id, text, reply_to, secs(w))
+                            .await?
                     }
                     None => {
                         let m = node.send_message(id, text, reply_to).await?;
@@ -318,7 +431,7 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
                 before,
                 limit,
             } => {
-                let id = node.resolve(&peer).await?;
+                let id = node.resolve_peer(&peer, Duration::ZERO).await?;
                 serde_json::to_value(node.conversation(id, before, limit)?)
                     .expect("messages serialize")
             }
@@ -326,13 +439,8 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
                 serde_json::to_value(node.conversations()?).expect("conversations serialize")
             }
             Request::MarkRead { peer, up_to } => {
-                let id = node.resolve(&peer).await?;
+                let id = node.resolve_peer(&peer, Duration::ZERO).await?;
                 serde_json::json!({ "marked": node.mark_read(id, up_to).await? })
-            }
-            Request::Events => {
-                return Err(crate::Error::Invalid(
-                    "events is a streaming request".into(),
-                ));
             }
         })
     }
@@ -343,6 +451,15 @@ async fn handle(node: &Node, req: Request, w: &mut tokio::net::unix::OwnedWriteH
             error: e.to_string(),
         },
     }
+}
+
+/// `secs` seconds, within 0 s..1 h.
+fn secs(secs: f64) -> Duration {
+    Duration::from_secs_f64(if secs.is_finite() {
+        secs.clamp(0.0, 3600.0)
+    } else {
+        0.0
+    })
 }
 
 async fn is_joined(node: &Node, room: &str) -> crate::Result<bool> {
@@ -359,16 +476,9 @@ async fn write_line(
     w.write_all(&out).await
 }
 
-/// Streams a room to a control client until it closes its side (see
-/// [`Request::RoomWatch`]). Holds the node weakly: a node shutting down ends
-/// the stream.
-async fn watch_room(
-    weak: crate::node::WeakNode,
-    room: &str,
-    history: usize,
-    mut r: impl tokio::io::AsyncBufRead + Unpin,
-    w: &mut (impl AsyncWriteExt + Unpin),
-) -> Reply {
+/// Streams a room to a client until it is done (see [`Request::RoomWatch`]).
+/// Holds the node weakly: a node shutting down ends the stream.
+async fn watch_room(weak: crate::node::WeakNode, room: &str, history: usize, sink: &Sink) -> Reply {
     let setup = async {
         let node = weak.upgrade().ok_or(crate::Error::Shutdown)?;
         // Subscribe before reading the history: a message arriving in between
@@ -391,16 +501,15 @@ async fn watch_room(
     let joined = Event::RoomJoined {
         room: room.to_string(),
     };
-    let mut ok = write_line(w, &Reply::Event(joined)).await.is_ok();
+    let mut ok = sink.event(joined).await;
     for message in past {
         shown.insert(message.id);
         let e = Event::RoomMessage {
             room: room.to_string(),
             message,
         };
-        ok &= write_line(w, &Reply::Event(e)).await.is_ok();
+        ok = ok && sink.event(e).await;
     }
-    let mut sink = Vec::new();
     while ok {
         tokio::select! {
             e = events.recv() => match e {
@@ -408,8 +517,7 @@ async fn watch_room(
                     if shown.remove(&message.id) {
                         continue;
                     }
-                    let e = Event::RoomMessage { room: r, message };
-                    ok = write_line(w, &Reply::Event(e)).await.is_ok();
+                    ok = sink.event(Event::RoomMessage { room: r, message }).await;
                 }
                 Ok(Event::RoomLeft { room: r }) if r == room => {
                     return Reply::Error { error: format!("left room {room:?}") };
@@ -417,14 +525,13 @@ async fn watch_room(
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     let e = Event::Error { message: format!("missed {n} events (too slow)") };
-                    ok = write_line(w, &Reply::Event(e)).await.is_ok();
+                    ok = sink.event(e).await;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                     return Reply::Error { error: "the node has shut down".into() };
                 }
             },
-            // The client closes its side (or sends anything): stop.
-            _ = r.read_until(b'\n', &mut sink) => break,
+            _ = sink.closed() => break,
         }
     }
     let left = match weak.upgrade() {
@@ -436,14 +543,15 @@ async fn watch_room(
     }
 }
 
-/// Writes every event from now on to the client until it hangs up (or sends
-/// anything more) or the node stops.
-#[cfg(unix)]
-async fn stream_events(
-    node: Node,
-    mut r: impl tokio::io::AsyncRead + Unpin,
-    mut w: tokio::net::unix::OwnedWriteHalf,
-) {
+/// Passes every event from now on to the client until it is done or the
+/// node stops, starting with the node's `listening` event (so the client
+/// knows it is subscribed).
+async fn stream_events(weak: crate::node::WeakNode, sink: &Sink) -> Reply {
+    let Some(node) = weak.upgrade() else {
+        return Reply::Error {
+            error: crate::Error::Shutdown.to_string(),
+        };
+    };
     let mut events = node.subscribe();
     let hello = Event::Listening {
         id: node.id(),
@@ -453,20 +561,18 @@ async fn stream_events(
     };
     // The stream must not keep a stopped node alive.
     drop(node);
-    if write_line(&mut w, &hello).await.is_err() {
-        return;
-    }
-    let mut scratch = [0u8; 64];
-    loop {
+    let mut ok = sink.event(hello).await;
+    while ok {
         tokio::select! {
-            e = events.recv() => {
-                let Some(e) = e else { return };
-                if write_line(&mut w, &e).await.is_err() {
-                    return;
-                }
-            }
-            _ = r.read(&mut scratch) => return,
+            e = events.recv() => match e {
+                Some(e) => ok = sink.event(e).await,
+                None => break,
+            },
+            _ = sink.closed() => break,
         }
+    }
+    Reply::Ok {
+        ok: serde_json::Value::Null,
     }
 }
 
@@ -510,25 +616,16 @@ pub async fn subscribe(
 pub async fn call(
     data_dir: &Path,
     req: &Request,
-    mut on_event: impl FnMut(Event),
+    on_event: impl FnMut(Event),
 ) -> std::io::Result<Option<Result<serde_json::Value, String>>> {
-    let Some(mut stream) = Stream::open(data_dir, req).await? else {
+    let Some(stream) = Stream::open(data_dir, req).await? else {
         return Ok(None);
     };
-    while let Some(reply) = stream.next().await? {
-        match reply {
-            Reply::Ok { ok } => return Ok(Some(Ok(ok))),
-            Reply::Error { error } => return Ok(Some(Err(error))),
-            Reply::Event(e) => on_event(e),
-        }
-    }
-    Ok(Some(Err(
-        "the running node closed the control socket".into()
-    )))
+    Call::Socket(stream).answer(on_event).await.map(Some)
 }
 
-/// A streaming request in progress (client side): read its lines with
-/// [`Stream::next`], end it with [`Stream::finish`].
+/// A request in progress on the control socket (client side): read its
+/// lines with [`Stream::next`]; [`Call::finish`] ends a streaming one.
 #[cfg(unix)]
 pub struct Stream {
     lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
@@ -572,18 +669,158 @@ impl Stream {
             }
         })))
     }
+}
 
-    /// Closes our side and waits for the final answer.
-    pub async fn finish(mut self) -> std::io::Result<Result<serde_json::Value, String>> {
-        self.w.shutdown().await?;
-        loop {
-            match self.next().await? {
-                Some(Reply::Ok { ok }) => return Ok(Ok(ok)),
-                Some(Reply::Error { error }) => return Ok(Err(error)),
-                Some(Reply::Event(_)) => {}
-                None => return Ok(Err("the running node closed the control socket".into())),
+/// The error a `{"error":…}` answer stands for, if its kind matters to a
+/// client (the CLI's exit codes): the text [`dispatch`] wrote for it, parsed
+/// back. `None`: any other failure.
+pub fn reply_error(text: &str) -> Option<crate::Error> {
+    use crate::Error;
+    use crate::proto::messaging::Error as Messaging;
+    if let Some(spec) = text.strip_prefix("peer not found: ") {
+        return Some(Error::PeerNotFound(spec.to_string()));
+    }
+    if let Some(why) = text.strip_prefix("invalid argument: ") {
+        return Some(Error::Invalid(why.to_string()));
+    }
+    if let Some((spec, which)) = text.split_once(" matches several peers: ") {
+        return Some(Error::AmbiguousPeer(spec.to_string(), which.to_string()));
+    }
+    if let Some(peer) = text
+        .strip_prefix("peer ")
+        .and_then(|t| t.strip_suffix(" is blocked; unblock it to exchange messages"))
+    {
+        return Some(Error::Messaging(Messaging::Blocked(peer.to_string())));
+    }
+    (text == Messaging::ToSelf.to_string()).then_some(Error::Messaging(Messaging::ToSelf))
+}
+
+/// Where a client's requests go: the node running on a data dir (through its
+/// control socket), or a node of the client's own, whose requests
+/// [`dispatch`] runs in process. Either way a request gives the same events
+/// and answer.
+pub enum Client {
+    /// The node `peerconnect up` runs on this data dir.
+    #[cfg(unix)]
+    Running(PathBuf),
+    /// A node of the client's own, stopped by [`Client::close`].
+    Own(Node),
+}
+
+impl Client {
+    /// The node running on `data_dir`, if one answers there.
+    #[cfg(unix)]
+    pub async fn running(data_dir: &Path) -> std::io::Result<Option<Client>> {
+        Ok(call(data_dir, &Request::Id, |_| {})
+            .await?
+            .map(|_| Client::Running(data_dir.to_path_buf())))
+    }
+
+    /// Starts `req`; read its events and answer from the [`Call`].
+    pub async fn start(&self, req: Request) -> std::io::Result<Call> {
+        match self {
+            #[cfg(unix)]
+            Client::Running(dir) => match Stream::open(dir, &req).await? {
+                Some(s) => Ok(Call::Socket(s)),
+                None => Err(std::io::Error::other("the running node stopped")),
+            },
+            Client::Own(node) => {
+                let (sink, events, done) = Sink::channel();
+                let node = node.clone();
+                let reply = tokio::spawn(async move { dispatch(node, req, &sink).await });
+                Ok(Call::Own {
+                    events,
+                    done,
+                    reply: Some(reply),
+                })
             }
         }
+    }
+
+    /// Runs `req` to its end, calling `on_event` for each progress event.
+    pub async fn call(
+        &self,
+        req: Request,
+        on_event: impl FnMut(Event),
+    ) -> std::io::Result<Result<serde_json::Value, String>> {
+        self.start(req).await?.answer(on_event).await
+    }
+
+    /// The node of our own, if this client runs one.
+    pub fn own(&self) -> Option<&Node> {
+        match self {
+            Client::Own(node) => Some(node),
+            #[cfg(unix)]
+            Client::Running(_) => None,
+        }
+    }
+
+    /// Stops the node of our own, if any.
+    pub async fn close(self) -> crate::Result<()> {
+        match self {
+            Client::Own(node) => node.shutdown().await,
+            #[cfg(unix)]
+            Client::Running(_) => Ok(()),
+        }
+    }
+}
+
+/// A request in progress ([`Client::start`]): its events, then its answer.
+pub enum Call {
+    #[cfg(unix)]
+    Socket(Stream),
+    Own {
+        events: mpsc::Receiver<Event>,
+        done: CancellationToken,
+        reply: Option<tokio::task::JoinHandle<Reply>>,
+    },
+}
+
+impl Call {
+    /// The next line: an event, or the answer (then the request is over).
+    /// `None` after the answer.
+    pub async fn next(&mut self) -> std::io::Result<Option<Reply>> {
+        match self {
+            #[cfg(unix)]
+            Call::Socket(s) => s.next().await,
+            Call::Own { events, reply, .. } => {
+                if let Some(e) = events.recv().await {
+                    return Ok(Some(Reply::Event(e)));
+                }
+                // The sink is gone: the request has ended.
+                match reply.take() {
+                    Some(r) => Ok(Some(r.await.map_err(std::io::Error::other)?)),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Reads the request to its end: `on_event` for each event, then the
+    /// answer.
+    pub async fn answer(
+        mut self,
+        mut on_event: impl FnMut(Event),
+    ) -> std::io::Result<Result<serde_json::Value, String>> {
+        while let Some(reply) = self.next().await? {
+            match reply {
+                Reply::Ok { ok } => return Ok(Ok(ok)),
+                Reply::Error { error } => return Ok(Err(error)),
+                Reply::Event(e) => on_event(e),
+            }
+        }
+        Ok(Err("the node closed the request".into()))
+    }
+
+    /// Tells the request the client is done (ends a streaming one: the
+    /// socket's client closes its side) and waits for its answer.
+    pub async fn finish(mut self) -> std::io::Result<Result<serde_json::Value, String>> {
+        match &mut self {
+            #[cfg(unix)]
+            Call::Socket(s) => s.w.shutdown().await?,
+            Call::Own { done, .. } => done.cancel(),
+        }
+        self.answer(|_| {}).await
     }
 }
 

@@ -469,9 +469,9 @@ impl Node {
         Ok(self.inner.store.peers()?)
     }
 
-    /// Finds a peer by full id, unique id prefix (≥ 6 characters) or device name,
-    /// among live and remembered peers.
-    pub async fn resolve(&self, spec: &str) -> Result<PeerId> {
+    /// The one peer `spec` names among live and remembered peers: a full id,
+    /// a unique id prefix (≥ 6 characters) or a unique device name.
+    async fn resolve_known(&self, spec: &str) -> Result<PeerId> {
         let live = self.peers().await?;
         let stored = self.known_peers()?;
         let candidates = live
@@ -519,61 +519,84 @@ impl Node {
         Ok(found.into_iter().filter(|r| r.id != self.id()).collect())
     }
 
-    /// Resolves a user's `PEER` argument the way every command does: a PeerId, a
-    /// unique id prefix (≥ 6 characters) or a device name among known peers;
-    /// `HOST:PORT`, which is dialed to learn who answers; else through the DHT.
-    pub async fn resolve_or_dial(&self, spec: &str) -> Result<PeerId> {
+    /// Resolves a user's `PEER` argument, the one rule every command, the
+    /// control socket, the web API and the bindings use:
+    ///
+    /// 1. `HOST:PORT`: dialed; the peer that answers, once the session is up;
+    /// 2. a full PeerId, a unique id prefix (≥ 6 characters) or a unique device
+    ///    name among live and remembered peers;
+    /// 3. else (and for an id that is not connected, to learn where it is) the
+    ///    DHT.
+    ///
+    /// A peer not found yet is waited for up to `wait`: every peer that connects
+    /// or is discovered meanwhile (a new DHT contact, too) triggers another
+    /// try, so the wait ends as soon as the peer is known.
+    pub async fn resolve_peer(&self, spec: &str, wait: Duration) -> Result<PeerId> {
         let spec = spec.trim();
-        if let Ok(addr) = spec.parse::<SocketAddr>() {
+        if let Some(addr) = host_port(spec).await {
             return self.connect(addr, None).await;
         }
-        match self.resolve(spec).await {
-            Err(Error::PeerNotFound(_)) if spec.contains(':') => {
-                let addr = tokio::net::lookup_host(spec)
-                    .await
-                    .ok()
-                    .and_then(|mut addrs| addrs.next())
-                    .ok_or_else(|| Error::PeerNotFound(spec.to_string()))?;
-                self.connect(addr, None).await
+        // Subscribed before the first try: nothing that happens after it is missed.
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match self.resolve_known(spec).await {
+                Ok(id) if id == self.id() || self.links().is_connected(&id) => return Ok(id),
+                // An id not connected: ask the DHT where it is, so it can be dialed.
+                Ok(id) => {
+                    if self.find_unique(&id.to_string()).await?.is_some()
+                        || tokio::time::Instant::now() >= deadline
+                    {
+                        return Ok(id);
+                    }
+                }
+                Err(Error::PeerNotFound(_)) => {
+                    if let Some(id) = self.find_unique(spec).await? {
+                        return Ok(id);
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Error::PeerNotFound(spec.to_string()));
+                    }
+                }
+                Err(e) => return Err(e),
             }
-            Err(Error::PeerNotFound(_)) if self.dht().is_some() => {
-                let found = self.find(spec).await?;
-                match found.as_slice() {
-                    [] => Err(Error::PeerNotFound(spec.to_string())),
-                    [one] => Ok(one.id),
-                    many => Err(Error::AmbiguousPeer(
-                        spec.to_string(),
-                        many.iter()
-                            .map(|r| format!("{} ({})", r.id.short(), r.name))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    )),
+            // Wait for a peer to show up (or the deadline), then try again.
+            loop {
+                tokio::select! {
+                    e = events.recv() => match e {
+                        Some(Event::PeerFound { .. } | Event::PeerUpdated { .. } | Event::PeerConnected { .. }) => break,
+                        Some(_) => {}
+                        None => return Err(Error::Shutdown),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            other => other,
         }
     }
 
-    /// The peer `spec` names: a `HOST:PORT` (dialed; the peer that answers),
-    /// a PeerId, a unique prefix of one or a device name. A peer not known yet
-    /// is waited for (discovery) up to `wait`.
-    pub async fn find_peer(&self, spec: &str, wait: Duration) -> Result<PeerId> {
-        if let Some((host, port)) = spec.rsplit_once(':')
-            && !host.is_empty()
-            && port.parse::<u16>().is_ok()
-            && let Ok(mut addrs) = tokio::net::lookup_host(spec).await
-            && let Some(addr) = addrs.next()
-        {
-            return self.connect(addr, None).await;
+    /// The one peer the DHT knows by the id or name `spec` (remembered, so
+    /// it can be dialed); `None` if the DHT is off or finds none.
+    async fn find_unique(&self, spec: &str) -> Result<Option<PeerId>> {
+        if self.dht().is_none() {
+            return Ok(None);
         }
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match self.resolve(spec).await {
-                Err(Error::PeerNotFound(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                other => return other,
+        let found = match self.find(spec).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(spec, error = %e, "DHT lookup failed");
+                return Ok(None);
             }
+        };
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.id)),
+            many => Err(Error::AmbiguousPeer(
+                spec.to_string(),
+                many.iter()
+                    .map(|r| format!("{} ({})", r.id.short(), r.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
         }
     }
 
@@ -644,6 +667,19 @@ async fn start_dht(
     )
     .map_err(|e| Error::io("starting the DHT", e))?;
     Ok((Some(handle), Some(task)))
+}
+
+/// `spec` as a `HOST:PORT` to dial (an IP address, or a host name that
+/// resolves), if it is one.
+async fn host_port(spec: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let (host, port) = spec.rsplit_once(':')?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return None;
+    }
+    tokio::net::lookup_host(spec).await.ok()?.next()
 }
 
 /// Picks the one peer `spec` names: an exact id, a unique prefix of at least six

@@ -79,6 +79,31 @@ pub fn up_command(dir: &std::path::Path, listen: &str) -> Command {
     cmd
 }
 
+/// Runs `find` (a `peerconnect find … --json` command, made anew for each
+/// try) until it finds something, retrying while it says "not found" (exit
+/// 3), e.g. until a peer's DHT record is published; panics after `timeout`.
+/// Its output.
+pub fn find_until_found(
+    timeout: Duration,
+    mut find: impl FnMut() -> Command,
+) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = find().output().unwrap();
+        if out.status.success() {
+            return out;
+        }
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "find failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(Instant::now() < deadline, "never found");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 pub fn peerconnect_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PEERCONNECT_BIN") {
         return PathBuf::from(p);

@@ -2,9 +2,9 @@
 //! whose multicast and broadcast are dropped, joined only by a third node they
 //! both know.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use peerconnect_tests::{Lan, UpProcess, peerconnect_bin, skip};
+use peerconnect_tests::{Lan, UpProcess, find_until_found, peerconnect_bin, skip};
 use serde_json::Value;
 
 fn connected_to(seen: &[Value], name: &str) -> bool {
@@ -51,31 +51,18 @@ fn find_resolves_a_peer_reachable_only_through_a_shared_node() {
     let beta_id = beta.id();
 
     // beta publishes its record once it has joined; retry until it is there
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let found: Value = loop {
-        let out = lan
-            .command(1, &peerconnect_bin())
-            .args(["find", "beta", "--json", "--data-dir"])
-            .arg(dir.path().join("alpha"))
-            .output()
-            .unwrap();
-        if out.status.success() {
-            let line = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .unwrap()
-                .to_string();
-            break serde_json::from_str(&line).unwrap();
-        }
-        assert_eq!(
-            out.status.code(),
-            Some(3),
-            "find failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(Instant::now() < deadline, "beta never became findable");
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let out = find_until_found(Duration::from_secs(30), || {
+        let mut cmd = lan.command(1, &peerconnect_bin());
+        cmd.args(["find", "beta", "--json", "--data-dir"])
+            .arg(dir.path().join("alpha"));
+        cmd
+    });
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let found: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(found["event"], "found");
     assert_eq!(found["peer"]["id"], beta_id.as_str());
     let addrs: Vec<&str> = found["peer"]["addrs"]

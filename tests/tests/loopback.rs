@@ -69,7 +69,12 @@ async fn a_connected_peer_is_listed_as_soon_as_connect_returns() {
         async move {
             b.connect(addr, None).await.unwrap();
             assert!(connected(&b, id).await, "alpha{i} not listed");
-            assert_eq!(b.resolve(&format!("alpha{i}")).await.unwrap(), id);
+            assert_eq!(
+                b.resolve_peer(&format!("alpha{i}"), Duration::ZERO)
+                    .await
+                    .unwrap(),
+                id
+            );
         }
     });
     futures::future::join_all(checks).await;

@@ -2,6 +2,7 @@
 //! contract). Every command is a thin adapter over the core's `Node` API.
 
 mod bench;
+mod client;
 mod messages;
 mod node_args;
 mod print;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use peerconnect::control::{self, Request};
+use peerconnect::control::Request;
 use peerconnect::proto::messaging::Error as MessagingError;
 use peerconnect::{Event, Identity, Node, Trust};
 
@@ -269,55 +270,60 @@ async fn up(args: NodeArgs) -> anyhow::Result<ExitCode> {
 async fn peers(args: NodeArgs, wait: f64) -> anyhow::Result<ExitCode> {
     args.init_logging();
     let printer = Printer::new(args.json);
-    let dir = args.data_dir();
-    if let Some(reply) = control::call(&dir, &Request::Peers, |_| {}).await? {
-        let value = reply.map_err(anyhow::Error::msg)?;
-        let peers: Vec<peerconnect::PeerInfo> = serde_json::from_value(value)?;
-        printer.peers(&peers);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let node = Node::start(args.config(true)?).await?;
-    let wait = Duration::from_secs_f64(wait.clamp(0.0, 3600.0));
-    // Report problems (bad --connect, ...) while waiting.
-    let mut events = node.events();
-    let deadline = tokio::time::sleep(wait);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            Some(e) = events.recv() => if let Event::Error { message } = e {
-                eprintln!("warning: {message}");
-            },
-            _ = &mut deadline => break,
+    let client = client::open(&args, || args.config(true)).await?;
+    if let Some(node) = client.own() {
+        // A node of our own: discover for a while first, reporting problems
+        // (bad --connect, ...) meanwhile.
+        let mut events = node.events();
+        let deadline = tokio::time::sleep(secs(wait, 3600.0));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                Some(e) = events.recv() => if let Event::Error { message } = e {
+                    eprintln!("warning: {message}");
+                },
+                _ = &mut deadline => break,
+            }
         }
     }
-    let peers = node.peers().await?;
-    node.shutdown().await?;
+    let res = client::call(&client, Request::Peers, |_| {}).await;
+    client.close().await?;
+    let peers: Vec<peerconnect::PeerInfo> = serde_json::from_value(res?)?;
     printer.peers(&peers);
     Ok(ExitCode::SUCCESS)
 }
 
+/// `secs` seconds, within 0..`max`.
+pub(crate) fn secs(secs: f64, max: f64) -> Duration {
+    Duration::from_secs_f64(if secs.is_finite() {
+        secs.clamp(0.0, max)
+    } else {
+        0.0
+    })
+}
+
 async fn find(args: NodeArgs, query: &str, wait: f64) -> anyhow::Result<ExitCode> {
     args.init_logging();
-    let dir = args.data_dir();
+    let client = client::open(&args, || args.config(true)).await?;
+    if let Some(node) = client.own() {
+        // A node of our own: give discovery and --connect a moment to
+        // provide a first contact.
+        let mut events = node.subscribe();
+        let deadline = tokio::time::sleep(secs(wait, 60.0));
+        tokio::pin!(deadline);
+        while node.links().connected().is_empty() {
+            tokio::select! {
+                e = events.recv() => if e.is_none() { break },
+                _ = &mut deadline => break,
+            }
+        }
+    }
     let req = Request::Find {
         query: query.to_string(),
     };
-    let value = match control::call(&dir, &req, |_| {}).await? {
-        Some(reply) => reply.map_err(anyhow::Error::msg)?,
-        None => {
-            let node = Node::start(args.config(true)?).await?;
-            // Give discovery and --connect a moment to provide a first contact.
-            let deadline =
-                tokio::time::Instant::now() + Duration::from_secs_f64(wait.clamp(0.0, 60.0));
-            while tokio::time::Instant::now() < deadline && node.links().connected().is_empty() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let found = node.find(query).await;
-            node.shutdown().await?;
-            serde_json::to_value(found?)?
-        }
-    };
-    let records: Vec<peerconnect::proto::kademlia::PeerRecord> = serde_json::from_value(value)?;
+    let res = client::call(&client, req, |_| {}).await;
+    client.close().await?;
+    let records: Vec<peerconnect::proto::kademlia::PeerRecord> = serde_json::from_value(res?)?;
     if records.is_empty() {
         eprintln!("no peer named {query:?} found");
         return Ok(ExitCode::from(exit::NOT_FOUND));
@@ -338,26 +344,14 @@ async fn find(args: NodeArgs, query: &str, wait: f64) -> anyhow::Result<ExitCode
 
 async fn set_trust(args: NodeArgs, peer: &str, trust: Trust) -> anyhow::Result<ExitCode> {
     args.init_logging();
-    let dir = args.data_dir();
+    let client = client::open(&args, || args.config(true)).await?;
     let req = Request::SetTrust {
         peer: peer.to_string(),
         trust,
     };
-    let id = match control::call(&dir, &req, |_| {}).await? {
-        Some(reply) => {
-            let v = reply.map_err(|e| anyhow::anyhow!(e))?;
-            serde_json::from_value(v["id"].clone())?
-        }
-        None => {
-            // No node running: change the store directly.
-            std::fs::create_dir_all(&dir)?;
-            let store = peerconnect::store::Store::open(&dir)?;
-            let known = store.peers()?.into_iter().map(|p| (p.id, p.name));
-            let id = peerconnect::node::resolve_among(peer, known)?;
-            store.set_trust(&id, trust)?;
-            id
-        }
-    };
+    let res = client::call(&client, req, |_| {}).await;
+    client.close().await?;
+    let id: peerconnect::PeerId = serde_json::from_value(res?["id"].clone())?;
     if args.json {
         println!(
             "{}",

@@ -3,27 +3,17 @@
 //! node of their own for the duration.
 
 use std::collections::{HashSet, VecDeque};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use peerconnect::control::{self, Request};
+use peerconnect::control::{Client, Request};
 use peerconnect::proto::messaging::{MessageId, MessageInfo, Status, check_text};
-use peerconnect::{Event, Node, PeerId};
-use serde_json::Value;
+use peerconnect::{Event, PeerId};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
+use crate::client;
 use crate::node_args::NodeArgs;
-
-/// Where the commands get their node from.
-enum Backend {
-    /// `peerconnect up` runs on the data dir: talk to it.
-    Running(PathBuf),
-    /// A node of our own, stopped when the command ends.
-    Own(Node),
-}
 
 /// A resolved peer.
 struct Peer {
@@ -41,148 +31,69 @@ impl Peer {
     }
 }
 
-impl Backend {
-    /// Uses the running node if there is one, else starts our own.
-    async fn open(args: &NodeArgs) -> anyhow::Result<Self> {
-        let dir = args.data_dir();
-        if control::call(&dir, &Request::Id, |_| {}).await?.is_some() {
-            return Ok(Self::Running(dir));
-        }
-        Ok(Self::Own(Node::start(args.config(true)?).await?))
-    }
+/// Resolves `spec` (id, prefix, name, HOST:PORT; see `Node::resolve_peer`).
+async fn resolve(client: &Client, spec: &str) -> anyhow::Result<Peer> {
+    let req = Request::ResolvePeer {
+        peer: spec.to_string(),
+    };
+    let v = client::call(client, req, |_| {}).await?;
+    Ok(Peer {
+        id: serde_json::from_value(v["id"].clone())?,
+        name: v["name"].as_str().unwrap_or_default().to_string(),
+    })
+}
 
-    async fn call(dir: &std::path::Path, req: &Request) -> anyhow::Result<Value> {
-        control::call(dir, req, |_| {})
-            .await?
-            .context("the running node stopped")?
-            .map_err(anyhow::Error::msg)
-    }
+async fn send(
+    client: &Client,
+    peer: PeerId,
+    text: String,
+    wait: Option<Duration>,
+) -> anyhow::Result<(MessageInfo, Status)> {
+    let req = Request::SendMessage {
+        peer: peer.to_string(),
+        text,
+        reply_to: None,
+        wait_secs: wait.map(|w| w.as_secs_f64()),
+    };
+    let v = client::call(client, req, |_| {}).await?;
+    Ok((
+        serde_json::from_value(v["message"].clone())?,
+        serde_json::from_value(v["status"].clone())?,
+    ))
+}
 
-    /// Resolves `spec` (id, prefix, name, HOST:PORT). Failure is "peer not found".
-    async fn resolve(&self, spec: &str) -> anyhow::Result<Peer> {
-        match self {
-            Self::Running(dir) => {
-                let req = Request::ResolvePeer {
-                    peer: spec.to_string(),
-                };
-                let v = Self::call(dir, &req)
-                    .await
-                    .map_err(|e| peerconnect::Error::PeerNotFound(e.to_string()))?;
-                Ok(Peer {
-                    id: serde_json::from_value(v["id"].clone())?,
-                    name: v["name"].as_str().unwrap_or_default().to_string(),
-                })
-            }
-            Self::Own(node) => {
-                let id = node.resolve_or_dial(spec).await?;
-                let live = node.peers().await?.into_iter().find(|p| p.id == id);
-                let name = match live {
-                    Some(p) => p.name,
-                    None => node.store().peer(&id)?.map(|p| p.name).unwrap_or_default(),
-                };
-                Ok(Peer { id, name })
-            }
-        }
-    }
+async fn mark_read(client: &Client, peer: PeerId, up_to: MessageId) -> anyhow::Result<()> {
+    let req = Request::MarkRead {
+        peer: peer.to_string(),
+        up_to,
+    };
+    client::call(client, req, |_| {}).await.map(|_| ())
+}
 
-    async fn send(
-        &self,
-        peer: PeerId,
-        text: String,
-        wait: Option<Duration>,
-    ) -> anyhow::Result<(MessageInfo, Status)> {
-        match self {
-            Self::Running(dir) => {
-                let req = Request::SendMessage {
-                    peer: peer.to_string(),
-                    text,
-                    reply_to: None,
-                    wait_secs: wait.map(|w| w.as_secs_f64()),
-                };
-                let v = Self::call(dir, &req).await?;
-                Ok((
-                    serde_json::from_value(v["message"].clone())?,
-                    serde_json::from_value(v["status"].clone())?,
-                ))
-            }
-            Self::Own(node) => Ok(match wait {
-                Some(w) => node.send_message_and_wait(peer, text, None, w).await?,
-                None => {
-                    let m = node.send_message(peer, text, None).await?;
-                    let status = m.status;
-                    (m, status)
-                }
-            }),
-        }
+/// Every event from now on (subscribed when this returns).
+async fn events(client: &Client) -> anyhow::Result<mpsc::Receiver<Event>> {
+    let mut call = client.start(Request::Events).await?;
+    // The first line (`listening`) says the stream is on.
+    if client::next_event(&mut call).await?.is_none() {
+        anyhow::bail!("the node stopped");
     }
-
-    async fn history(&self, peer: PeerId, limit: usize) -> anyhow::Result<Vec<MessageInfo>> {
-        match self {
-            Self::Running(dir) => {
-                let req = Request::Conversation {
-                    peer: peer.to_string(),
-                    before: None,
-                    limit,
-                };
-                Ok(serde_json::from_value(Self::call(dir, &req).await?)?)
-            }
-            Self::Own(node) => Ok(node.conversation(peer, None, limit)?),
-        }
-    }
-
-    async fn mark_read(&self, peer: PeerId, up_to: MessageId) -> anyhow::Result<()> {
-        match self {
-            Self::Running(dir) => {
-                let req = Request::MarkRead {
-                    peer: peer.to_string(),
-                    up_to,
-                };
-                Self::call(dir, &req).await.map(|_| ())
-            }
-            Self::Own(node) => node
-                .mark_read(peer, up_to)
-                .await
-                .map(|_| ())
-                .map_err(Into::into),
-        }
-    }
-
-    /// Every event from now on.
-    async fn events(&self) -> anyhow::Result<mpsc::Receiver<Event>> {
-        match self {
-            Self::Running(dir) => control::subscribe(dir)
-                .await?
-                .context("the running node stopped"),
-            Self::Own(node) => {
-                let (tx, rx) = mpsc::channel(1024);
-                let mut events = node.subscribe();
-                tokio::spawn(async move {
-                    while let Some(e) = events.recv().await {
-                        if tx.send(e).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-                Ok(rx)
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        while let Ok(Some(e)) = client::next_event(&mut call).await {
+            if tx.send(e).await.is_err() {
+                return;
             }
         }
-    }
+    });
+    Ok(rx)
+}
 
-    async fn close(self) -> anyhow::Result<()> {
-        if let Self::Own(node) = self {
-            node.shutdown().await?;
-        }
-        Ok(())
-    }
-
-    /// What happens to a message that is still queued when the command ends.
-    fn queued_note(&self) -> &'static str {
-        match self {
-            Self::Running(_) => "the running node delivers it when the peer is seen",
-            Self::Own(_) => {
-                "it is kept on this data dir, and the next `peerconnect up`, `msg` or `chat` here delivers it when the peer is seen"
-            }
-        }
+/// What happens to a message that is still queued when the command ends.
+fn queued_note(client: &Client) -> &'static str {
+    if client.own().is_some() {
+        "it is kept on this data dir, and the next `peerconnect up`, `msg` or `chat` here delivers it when the peer is seen"
+    } else {
+        "the running node delivers it when the peer is seen"
     }
 }
 
@@ -191,15 +102,15 @@ pub async fn msg(args: NodeArgs, spec: &str, text: String, wait: f64) -> anyhow:
     args.init_logging();
     check_text(&text).map_err(peerconnect::Error::from)?;
     let wait = Duration::from_secs_f64(wait.clamp(0.0, 3600.0));
-    let backend = Backend::open(&args).await?;
+    let client = client::open(&args, || args.config(true)).await?;
     let res = async {
-        let peer = backend.resolve(spec).await?;
-        let (message, status) = backend.send(peer.id, text, Some(wait)).await?;
+        let peer = resolve(&client, spec).await?;
+        let (message, status) = send(&client, peer.id, text, Some(wait)).await?;
         Ok::<_, anyhow::Error>((peer, message, status))
     }
     .await;
-    let note = backend.queued_note();
-    backend.close().await?;
+    let note = queued_note(&client);
+    client.close().await?;
     let (peer, message, status) = res?;
     if args.json {
         let e = Event::MessageStatus {
@@ -224,27 +135,28 @@ pub async fn msg(args: NodeArgs, spec: &str, text: String, wait: f64) -> anyhow:
 /// `peerconnect chat PEER`.
 pub async fn chat(args: NodeArgs, spec: &str, history: usize) -> anyhow::Result<ExitCode> {
     args.init_logging();
-    let backend = Backend::open(&args).await?;
-    let res = chat_with(&backend, &args, spec, history).await;
-    backend.close().await?;
+    let client = client::open(&args, || args.config(true)).await?;
+    let res = chat_with(&client, &args, spec, history).await;
+    client.close().await?;
     res
 }
 
 async fn chat_with(
-    backend: &Backend,
+    client: &Client,
     args: &NodeArgs,
     spec: &str,
     history: usize,
 ) -> anyhow::Result<ExitCode> {
-    let peer = backend.resolve(spec).await?;
-    if let Backend::Own(node) = backend {
-        // Be connected, so the peer can answer; offline is fine too.
-        let (links, id) = (node.links().clone(), peer.id);
-        tokio::spawn(async move { links.dial(id, Vec::new()).await });
-    }
+    let peer = resolve(client, spec).await?;
     // Subscribe before reading history so nothing falls in between.
-    let mut events = backend.events().await?;
-    let earlier = backend.history(peer.id, history.max(1)).await?;
+    let mut events = events(client).await?;
+    let req = Request::Conversation {
+        peer: peer.id.to_string(),
+        before: None,
+        limit: history.max(1),
+    };
+    let earlier: Vec<MessageInfo> =
+        serde_json::from_value(client::call(client, req, |_| {}).await?)?;
     let show = ChatView {
         json: args.json,
         peer: &peer,
@@ -260,7 +172,7 @@ async fn chat_with(
         show.message(m, true);
     }
     if let Some(last_in) = earlier.iter().rev().find(|m| !m.outgoing) {
-        backend.mark_read(peer.id, last_in.id).await?;
+        mark_read(client, peer.id, last_in.id).await?;
     }
     // Our messages of this chat not read yet: id, preview for status lines,
     // whether delivered.
@@ -274,7 +186,7 @@ async fn chat_with(
                 if text.is_empty() {
                     continue;
                 }
-                match backend.send(peer.id, text.to_string(), None).await {
+                match send(client, peer.id, text.to_string(), None).await {
                     Ok((m, _)) => {
                         mine.push_back((m.id, preview(&m.text), false));
                         if mine.len() > 1000 {
@@ -290,7 +202,7 @@ async fn chat_with(
                         continue;
                     }
                     show.message(&message, false);
-                    backend.mark_read(peer.id, message.id).await?;
+                    mark_read(client, peer.id, message.id).await?;
                 }
                 Event::MessageStatus { id, peer: p, status }
                     if p == peer.id && status >= Status::Delivered =>
@@ -317,7 +229,7 @@ async fn chat_with(
     if queued > 0 && !args.json {
         println!(
             "{queued} message(s) not delivered yet; they are queued: {}",
-            backend.queued_note()
+            queued_note(client)
         );
     }
     Ok(ExitCode::SUCCESS)

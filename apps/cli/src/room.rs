@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use peerconnect::control::{self, Reply, Request, Stream};
+use peerconnect::control::{Client, Request};
 use peerconnect::rooms::{RoomInfo, RoomSaid};
-use peerconnect::{Event, Node, RoomMessage};
+use peerconnect::{Event, RoomMessage};
 use tokio::sync::mpsc;
 
+use crate::client;
 use crate::node_args::NodeArgs;
 use crate::print::Printer;
 
@@ -86,16 +87,10 @@ pub async fn run(cmd: RoomCmd) -> anyhow::Result<ExitCode> {
                 before,
                 limit,
             };
-            let messages: Vec<RoomMessage> =
-                match control::call(&node.data_dir(), &req, |_| {}).await? {
-                    Some(reply) => serde_json::from_value(reply.map_err(anyhow::Error::msg)?)?,
-                    None => {
-                        let n = Node::start(offline(&node)?).await?;
-                        let h = n.room_history(&name, before, limit);
-                        n.shutdown().await?;
-                        h?
-                    }
-                };
+            let client = client::open(&node, || offline(&node)).await?;
+            let res = client::call(&client, req, |_| {}).await;
+            client.close().await?;
+            let messages: Vec<RoomMessage> = serde_json::from_value(res?)?;
             let printer = Printer::new(node.json);
             for message in messages {
                 printer.event(&Event::RoomMessage {
@@ -107,11 +102,11 @@ pub async fn run(cmd: RoomCmd) -> anyhow::Result<ExitCode> {
         }
         RoomCmd::List { node } => {
             node.init_logging();
-            let rooms: Vec<RoomInfo> =
-                match control::call(&node.data_dir(), &Request::Rooms, |_| {}).await? {
-                    Some(reply) => serde_json::from_value(reply.map_err(anyhow::Error::msg)?)?,
-                    None => Vec::new(), // a node of our own would be in no room
-                };
+            // A node of our own is in no room.
+            let client = client::open(&node, || offline(&node)).await?;
+            let res = client::call(&client, Request::Rooms, |_| {}).await;
+            client.close().await?;
+            let rooms: Vec<RoomInfo> = serde_json::from_value(res?)?;
             if node.json {
                 println!("{}", serde_json::to_string(&rooms)?);
             } else if rooms.is_empty() {
@@ -153,82 +148,41 @@ fn stdin_lines() -> mpsc::Receiver<String> {
 async fn join(args: NodeArgs, room: &str, history: usize) -> anyhow::Result<ExitCode> {
     args.init_logging();
     let printer = Printer::new(args.json);
-    let dir = args.data_dir();
     let req = Request::RoomWatch {
         room: room.to_string(),
         history,
     };
     let mut input = stdin_lines();
-    if let Some(stream) = Stream::open(&dir, &req).await? {
-        return watch_remote(&args, room, stream, &mut input, &printer)
-            .await
-            .map(|()| ExitCode::SUCCESS);
-    }
-    let node = Node::start(args.config(true)?).await?;
-    let mut events = node.events();
-    let res = async {
-        node.join_room(room).await?;
-        for message in node.room_history(room, None, history)? {
-            printer.event(&Event::RoomMessage {
-                room: room.to_string(),
-                message,
-            });
-        }
-        let stop = crate::shutdown_signal();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                e = events.recv() => match e {
-                    Some(e @ Event::RoomMessage { .. }) | Some(e @ Event::RoomJoined { .. })
-                    | Some(e @ Event::Error { .. }) => printer.event(&e),
-                    Some(_) => {}
-                    None => break,
-                },
-                line = input.recv() => match line {
-                    Some(text) if text.trim().is_empty() => {}
-                    Some(text) => {
-                        if let Err(e) = node.room_say(room, &text).await {
-                            eprintln!("error: {e}");
-                        }
-                    }
-                    None => break,
-                },
-                _ = &mut stop => break,
-            }
-        }
-        node.leave_room(room).await?;
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    node.shutdown().await?;
+    let client = client::open(&args, || args.config(true)).await?;
+    let res = watch(&client, room, req, &mut input, &printer).await;
+    client.close().await?;
     res.map(|()| ExitCode::SUCCESS)
 }
 
-/// The live view over a running node's control socket.
-async fn watch_remote(
-    args: &NodeArgs,
+/// The live view of a room: its messages as they come, each line typed said
+/// in it.
+async fn watch(
+    client: &Client,
     room: &str,
-    mut stream: Stream,
+    req: Request,
     input: &mut mpsc::Receiver<String>,
     printer: &Printer,
 ) -> anyhow::Result<()> {
+    let mut call = client.start(req).await?;
     let stop = crate::shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            line = stream.next() => match line? {
-                Some(Reply::Event(e)) => printer.event(&e),
-                Some(Reply::Ok { .. }) | None => return Ok(()),
-                Some(Reply::Error { error }) => anyhow::bail!(error),
+            e = client::next_event(&mut call) => match e? {
+                Some(e) => printer.event(&e),
+                None => return Ok(()),
             },
             line = input.recv() => match line {
                 Some(text) if text.trim().is_empty() => {}
                 Some(text) => {
                     let req = Request::RoomSay { room: room.to_string(), text, wait_ms: 0 };
-                    match control::call(&args.data_dir(), &req, |_| {}).await? {
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => eprintln!("error: {e}"),
-                        None => anyhow::bail!("the running node went away"),
+                    if let Err(e) = client.call(req, |_| {}).await? {
+                        eprintln!("error: {e}");
                     }
                 }
                 None => break,
@@ -236,8 +190,8 @@ async fn watch_remote(
             _ = &mut stop => break,
         }
     }
-    // Ctrl-D: close our side; the node leaves the room (if we joined it).
-    stream.finish().await?.map_err(anyhow::Error::msg)?;
+    // Ctrl-D: the request ends; the node leaves the room (if it joined it for us).
+    call.finish().await?.map_err(client::failure)?;
     printer.event(&Event::RoomLeft {
         room: room.to_string(),
     });
@@ -256,21 +210,10 @@ async fn say(args: NodeArgs, room: &str, text: &str, wait: f64) -> anyhow::Resul
         text: text.to_string(),
         wait_ms: (wait.as_millis() as u64).max(1),
     };
-    let said: RoomSaid = match control::call(&args.data_dir(), &req, |_| {}).await? {
-        Some(reply) => serde_json::from_value(reply.map_err(anyhow::Error::msg)?)?,
-        None => {
-            let node = Node::start(args.config(true)?).await?;
-            let res = async {
-                node.join_room(room).await?;
-                let said = node.room_say_and_wait(room, text, wait).await?;
-                node.leave_room(room).await?;
-                Ok::<_, peerconnect::Error>(said)
-            }
-            .await;
-            node.shutdown().await?;
-            res?
-        }
-    };
+    let client = client::open(&args, || args.config(true)).await?;
+    let res = client::call(&client, req, |_| {}).await;
+    client.close().await?;
+    let said: RoomSaid = serde_json::from_value(res?)?;
     if args.json {
         println!(
             "{}",

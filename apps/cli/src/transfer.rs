@@ -4,18 +4,19 @@
 //! get progress bars (overall and current file, rate, ETA) per transfer;
 //! `--json` prints every event as a line.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use peerconnect::control::{self, Request};
+use peerconnect::control::{Client, Request};
 use peerconnect::net::transfer::TransferId;
-use peerconnect::proto::transfer::{Direction, Selection};
-use peerconnect::{Event, Node, PeerId};
+use peerconnect::proto::transfer::Direction;
+use peerconnect::{Event, PeerId};
 
+use crate::client;
 use crate::exit;
 use crate::node_args::NodeArgs;
 
@@ -55,154 +56,42 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         .map(std::path::absolute)
         .collect::<Result<Vec<_>, _>>()?;
     let mut view = View::new(args.node.json);
-    let dir = args.node.data_dir();
-    let req = Request::Send {
-        to: args.to.clone(),
-        paths: paths.clone(),
-    };
-    if let Some(reply) = control::call(&dir, &req, |e| view.event(&e)).await? {
-        view.finish();
-        return Ok(match reply {
-            Ok(_) => view.exit_code(),
-            Err(e) => {
-                eprintln!("error: {e}");
-                code_for(&e)
-            }
-        });
-    }
-    let node = Node::start(args.node.config(true)?).await?;
-    let mut events = node.events();
-    let wait = Duration::from_secs_f64(args.wait.clamp(0.0, 3600.0));
-    let started = async {
-        let mut peers = Vec::new();
-        for spec in &args.to {
-            peers.push(node.find_peer(spec, wait).await?);
-        }
-        node.send_files_to(&peers, &paths).await
-    }
-    .await;
-    if let Ok(peers) = node.peers().await {
+    let client = client::open(&args.node, || args.node.config(true)).await?;
+    if let Ok(v) = client::call(&client, Request::Peers, |_| {}).await
+        && let Ok(peers) = serde_json::from_value::<Vec<peerconnect::PeerInfo>>(v)
+    {
         view.names.extend(peers.into_iter().map(|p| (p.id, p.name)));
     }
-    let ids = match started {
-        Ok(ids) => ids,
-        Err(e) => {
-            node.shutdown().await?;
-            return Err(e.into());
-        }
+    let req = Request::Send {
+        to: args.to.clone(),
+        paths,
+        wait_secs: Some(args.wait),
     };
-    let mut open: BTreeSet<TransferId> = ids.into_iter().collect();
-    let stop = crate::shutdown_signal();
-    tokio::pin!(stop);
-    while !open.is_empty() {
-        tokio::select! {
-            e = events.recv() => {
-                let Some(e) = e else { break };
-                match e.transfer_id() {
-                    Some(id) if open.contains(&id) => {
-                        view.event(&e);
-                        if e.ends_transfer() {
-                            open.remove(&id);
-                        }
-                    }
-                    None => view.event(&e),
-                    _ => {}
-                }
-            }
-            _ = &mut stop => {
-                for id in &open {
-                    let _ = node.cancel_transfer(*id);
-                }
-                view.failed = true;
-                // Let the cancels reach the peers before the node goes.
-                let _ = tokio::time::timeout(Duration::from_secs(3), async {
-                    while !open.is_empty() {
-                        let Some(e) = events.recv().await else { break };
-                        if let Some(id) = e.transfer_id().filter(|_| e.ends_transfer()) {
-                            open.remove(&id);
-                        }
-                    }
-                })
-                .await;
-                break;
-            }
-        }
-    }
+    let res = follow(&client, req, &mut view, |_| None).await;
+    client.close().await?;
     view.finish();
-    node.shutdown().await?;
+    res?;
     Ok(view.exit_code())
 }
 
 pub async fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     args.node.init_logging();
     let dir = args.dir.as_ref().map(std::path::absolute).transpose()?;
-    let data_dir = args.node.data_dir();
     let yes = args.node.yes;
     let mut view = View::new(args.node.json);
-    // A running node: stream its offers; answer them through the socket.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let req = Request::Receive {
-        dir: dir.clone(),
-        yes,
-        once: args.once,
-    };
-    let call = {
-        let data_dir = data_dir.clone();
-        tokio::spawn(async move {
-            control::call(&data_dir, &req, move |e| {
-                let _ = tx.send(e);
-            })
-            .await
-        })
-    };
-    tokio::pin!(call);
-    let running;
-    loop {
-        tokio::select! {
-            Some(e) = rx.recv() => {
-                if let Event::Offer { id, auto_accepted: false, .. } = &e
-                    && !yes
-                {
-                    let accept = prompt(&view, &e).await;
-                    let answer = Request::Answer { id: *id, accept, dir: dir.clone() };
-                    if let Some(Err(err)) = control::call(&data_dir, &answer, |_| {}).await? {
-                        eprintln!("error: {err}");
-                    }
-                }
-                view.event(&e);
-            }
-            res = &mut call => {
-                running = Some(res??);
-                break;
-            }
-        }
-    }
-    while let Ok(e) = rx.try_recv() {
-        view.event(&e);
-    }
-    match running.flatten() {
-        Some(Ok(_)) => {
-            view.finish();
-            return Ok(view.exit_code());
-        }
-        Some(Err(e)) => {
-            view.finish();
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(exit::FAILED));
-        }
-        None => {}
-    }
     // No node running: our own, listening where others can reach it.
-    let mut config = args.node.config(false)?;
-    if let Some(d) = &dir {
-        config.downloads = d.clone();
-    }
-    let downloads = config.downloads.clone();
-    let node = Node::start(config).await?;
-    let mut events = node.events();
-    if args.node.json {
-        // the `listening` line comes first on the event stream
-    } else {
+    let config = args.node.config(false).map(|mut c| {
+        if let Some(d) = &dir {
+            c.downloads = d.clone();
+        }
+        c
+    });
+    let downloads = config.as_ref().map(|c| c.downloads.clone()).ok();
+    let client = client::open(&args.node, || config).await?;
+    if let (Some(node), Some(downloads)) = (client.own(), downloads)
+        && !args.node.json
+    {
+        // (with --json, the `listening` line comes first on the event stream)
         println!(
             "receiving into {} as {} ({})",
             downloads.display(),
@@ -213,51 +102,63 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
             println!("  send to --to {a}");
         }
     }
+    let req = Request::Receive {
+        dir: dir.clone(),
+        yes,
+        once: args.once,
+    };
+    let res = follow(&client, req, &mut view, |e| match e {
+        Event::Offer {
+            id,
+            auto_accepted: false,
+            ..
+        } if !yes => Some((*id, dir.clone())),
+        _ => None,
+    })
+    .await;
+    client.close().await?;
+    view.finish();
+    res?;
+    Ok(view.exit_code())
+}
+
+/// Runs a `send` or `receive` request until it ends (or Ctrl-C, which
+/// cancels what is being sent), showing its events. `ask` picks the offers to
+/// put to the user (and the folder to accept them into); each answer goes
+/// back as an `answer` request.
+async fn follow(
+    client: &Client,
+    req: Request,
+    view: &mut View,
+    ask: impl Fn(&Event) -> Option<(TransferId, Option<PathBuf>)>,
+) -> anyhow::Result<()> {
+    let sending = matches!(req, Request::Send { .. });
+    let mut call = client.start(req).await?;
     let stop = crate::shutdown_signal();
     tokio::pin!(stop);
-    let mut mine = BTreeSet::new();
     loop {
         tokio::select! {
-            e = events.recv() => {
-                let Some(e) = e else { break };
-                match &e {
-                    Event::Offer { id, auto_accepted, .. } => {
-                        let accepted = *auto_accepted || prompt(&view, &e).await;
-                        if !auto_accepted {
-                            let res = if accepted {
-                                node.accept_offer(*id, Selection::All)
-                            } else {
-                                node.reject_offer(*id)
-                            };
-                            if let Err(err) = res {
-                                eprintln!("error: {err}");
-                            }
-                        }
-                        if accepted {
-                            mine.insert(*id);
-                        }
-                        view.event(&e);
-                    }
-                    Event::Listening { .. } | Event::Error { .. } => view.event(&e),
-                    e => {
-                        let Some(id) = e.transfer_id().filter(|id| mine.contains(id)) else {
-                            continue;
-                        };
-                        view.event(e);
-                        if e.ends_transfer() && matches!(e, Event::TransferRejected { .. }) {
-                            mine.remove(&id);
-                        } else if e.ends_transfer() && args.once {
-                            break;
-                        }
+            e = client::next_event(&mut call) => {
+                let Some(e) = e.inspect_err(|_| view.finish())? else {
+                    return Ok(());
+                };
+                if let Some((id, dir)) = ask(&e) {
+                    let accept = prompt(view, &e).await;
+                    let answer = Request::Answer { id, accept, dir };
+                    if let Err(err) = client.call(answer, |_| {}).await? {
+                        eprintln!("error: {err}");
                     }
                 }
+                view.event(&e);
             }
-            _ = &mut stop => break,
+            _ = &mut stop => {
+                // Ends the request: outgoing transfers are cancelled.
+                view.failed |= sending;
+                let _ = call.finish().await;
+                return Ok(());
+            }
         }
     }
-    view.finish();
-    node.shutdown().await?;
-    Ok(view.exit_code())
 }
 
 /// Asks on the terminal whether to take an offer.
@@ -288,17 +189,6 @@ async fn prompt(view: &View, offer: &Event) -> bool {
     })
     .await;
     matches!(line, Ok(Ok(s)) if matches!(s.trim().to_lowercase().as_str(), "y" | "yes"))
-}
-
-/// The exit code for an error message from a running node.
-fn code_for(error: &str) -> ExitCode {
-    if error.starts_with("peer not found") || error.contains("matches several peers") {
-        ExitCode::from(exit::NOT_FOUND)
-    } else if error.starts_with("invalid argument") {
-        ExitCode::from(exit::USAGE)
-    } else {
-        ExitCode::from(exit::FAILED)
-    }
 }
 
 struct Bars {

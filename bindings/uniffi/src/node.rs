@@ -21,7 +21,10 @@ impl PeerConnect {
     /// Resolves a `PEER` argument as the CLI does: a PeerId, a unique id prefix
     /// (at least 6 characters), a device name, or `HOST:PORT`.
     pub(crate) async fn peer(&self, spec: &str) -> Result<PeerId, ApiError> {
-        Ok(self.node.resolve_or_dial(spec).await?)
+        Ok(self
+            .node
+            .resolve_peer(spec, std::time::Duration::ZERO)
+            .await?)
     }
 }
 

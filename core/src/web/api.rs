@@ -146,7 +146,10 @@ async fn connect(
     _: Owner,
     Json(req): Json<Connect>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let id = app.node()?.resolve_or_dial(&req.peer).await?;
+    let id = app
+        .node()?
+        .resolve_peer(&req.peer, std::time::Duration::ZERO)
+        .await?;
     Ok(Json(serde_json::json!({ "id": id })))
 }
 

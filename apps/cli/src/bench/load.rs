@@ -575,6 +575,7 @@ impl Slot {
             let req = Request::Send {
                 to: vec![self.to.to_string()],
                 paths: vec![path.clone()],
+                wait_secs: None,
             };
             let res = call(&self.from, &req).await;
             let _ = std::fs::remove_file(&path);

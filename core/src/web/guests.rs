@@ -1,7 +1,7 @@
-//! Browser guests: devices with no app that entered the PIN. Each is a peer of
-//! kind `browser` with a random id, shown in the owner's peer list (and
-//! remembered in the store so its conversation keeps a name), and a session
-//! cookie whose hash is kept here.
+//! Browser guests' routes: devices with no app that entered the PIN. Each is
+//! a peer of kind `browser` with a random id, held by the node's registry
+//! ([`crate::net::guest`], so [`Node::peers`] lists it) and remembered in the
+//! store so its conversation keeps a name.
 //!
 //! Events: `peer_found` at login, `peer_connected` when its first WebSocket
 //! opens, `peer_disconnected` when its last one closes, `peer_updated` on a

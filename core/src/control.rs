@@ -329,7 +329,7 @@ pub async fn dispatch(node: Node, req: Request, sink: &Sink) -> Reply {
                 "id": node.id(),
                 "name": node.name(),
                 "addrs": node.listen_addrs(),
-                "owner_url": node.web().map(|w| w.owner_url.clone()),
+                "owner_url": owner_url(node),
             }),
             Request::Peers => serde_json::to_value(node.peers().await?).expect("peers serialize"),
             Request::SetTrust { peer, trust } => {
@@ -454,6 +454,18 @@ pub async fn dispatch(node: Node, req: Request, sink: &Sink) -> Reply {
 }
 
 /// `secs` seconds, within 0 s..1 h.
+/// The owner's web link, for `id` (none without a web UI, or in a build
+/// without one).
+fn owner_url(node: &Node) -> Option<String> {
+    #[cfg(feature = "web")]
+    return node.web().map(|w| w.owner_url.clone());
+    #[cfg(not(feature = "web"))]
+    {
+        let _ = node;
+        None
+    }
+}
+
 fn secs(secs: f64) -> Duration {
     Duration::from_secs_f64(if secs.is_finite() {
         secs.clamp(0.0, 3600.0)

@@ -29,6 +29,10 @@
 //! - [`web`]: the web UI (axum): embedded static files, REST API, WebSocket
 //!   events, PIN access for browser guests.
 
+// Without the web server (a lean app library), the browser guests' registry
+// and the local transfer adapter it feeds are compiled but never called.
+#![cfg_attr(not(feature = "web"), allow(dead_code))]
+
 pub(crate) mod accept;
 pub mod config;
 pub mod control;
@@ -41,6 +45,7 @@ pub mod node;
 pub mod proto;
 pub mod rooms;
 pub mod store;
+#[cfg(feature = "web")]
 pub mod web;
 
 pub use config::Config;

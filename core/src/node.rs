@@ -67,6 +67,7 @@ struct Inner {
     closed: tokio_util::sync::CancellationToken,
     /// The configuration the node started with.
     config: Config,
+    #[cfg(feature = "web")]
     web: Option<crate::web::WebInfo>,
     transfers: crate::net::transfer::Service,
     /// Browser guests of the web UI (peers of kind `browser`).
@@ -105,6 +106,23 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// A build without the web UI (cargo feature `web` off, as in a lean app
+/// library): asking for it fails the start, unless it was optional, which
+/// only says why it is not there.
+#[cfg(not(feature = "web"))]
+fn no_web(config: &Config) -> Result<Option<String>> {
+    let Some(addr) = config.web else {
+        return Ok(None);
+    };
+    let message =
+        format!("web UI not started on {addr}: this build has no web UI (cargo feature `web`)");
+    if config.web_options.optional {
+        Ok(Some(message))
+    } else {
+        Err(Error::Invalid(message))
+    }
+}
+
 impl Node {
     /// Starts a node. Fails if the data dir is used by another running node, or
     /// the listening or discovery port cannot be bound.
@@ -128,7 +146,15 @@ impl Node {
         let (events, first) = broadcast::channel(config.event_buffer.max(1));
         let (cmd, cmd_rx) = mpsc::channel(64);
         let links = Links::new(cmd.clone(), config.event_buffer.min(1024));
+        #[cfg(feature = "web")]
         let web = crate::web::bind(&config).await?;
+        #[cfg(feature = "web")]
+        let web_url = web
+            .as_ref()
+            .and_then(|w| w.as_ref().ok())
+            .map(|b| b.info().url.clone());
+        #[cfg(not(feature = "web"))]
+        let (web, web_url) = (no_web(&config)?, None);
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
         let mut router = Router {
             gossip: Some(gossip_tx),
@@ -154,9 +180,7 @@ impl Node {
             cmd_rx,
             links.clone(),
             router,
-            web.as_ref()
-                .and_then(|w| w.as_ref().ok())
-                .map(|b| b.info().url.clone()),
+            web_url,
         )
         .await?;
         let (gossip_events, gossip_events_rx) = mpsc::channel(GOSSIP_EVENTS);
@@ -202,6 +226,7 @@ impl Node {
                 tasks: Mutex::new(vec![gossip_task, receiver]),
                 lock: Mutex::new(lock),
                 closed: tokio_util::sync::CancellationToken::new(),
+                #[cfg(feature = "web")]
                 web: web
                     .as_ref()
                     .and_then(|w| w.as_ref().ok())
@@ -226,12 +251,17 @@ impl Node {
         {
             node.own_task(t);
         }
+        #[cfg(feature = "web")]
         match web {
             Some(Ok(bound)) => {
                 node.own_task(crate::web::serve(&node, bound, config.web_options.clone()))
             }
             Some(Err(message)) => node.emit(Event::Error { message }),
             None => {}
+        }
+        #[cfg(not(feature = "web"))]
+        if let Some(message) = web {
+            node.emit(Event::Error { message });
         }
         if let (Some(dht), Some(task), Some(seen)) = (dht, dht_task, seen) {
             node.own_task(task);
@@ -281,6 +311,7 @@ impl Node {
     }
 
     /// Where the web UI is served and its PIN (`None`: no web UI).
+    #[cfg(feature = "web")]
     pub fn web(&self) -> Option<&crate::web::WebInfo> {
         self.inner.web.as_ref()
     }

@@ -10,6 +10,12 @@
 //! 3. Beside them, in the same run: iperf3 single stream on 127.0.0.1 (when
 //!    installed) and this machine's single-thread BLAKE3 speed.
 //!
+//! `--vs` runs only the big file, side by side with what it is judged against:
+//! for each of `--rounds` rounds, our transfer, a plain TLS copy of the same
+//! file to a file (one connection with our TLS setup, no hashing, no
+//! protocol) and `iperf3` moving as many bytes over one TCP stream, in turn;
+//! it prints each round and the median ratios (ours ÷ each).
+//!
 //! Source files are written first (so they sit in the page cache, as a file
 //! just saved does); everything lives in one temporary folder on the same
 //! disk (`--dir`, default the system temp dir), removed at the end.
@@ -41,6 +47,13 @@ pub struct TransferArgs {
     /// Skip the iperf3 baseline.
     #[arg(long)]
     no_iperf: bool,
+    /// Only the big file, against a plain TLS file copy and iperf3 in turn,
+    /// with ratios.
+    #[arg(long)]
+    vs: bool,
+    /// Rounds of `--vs` (each runs all three).
+    #[arg(long, default_value_t = 3, requires = "vs")]
+    rounds: usize,
 }
 
 /// Resources one process used during one measurement.
@@ -79,6 +92,9 @@ struct Report {
 }
 
 pub async fn run(args: TransferArgs, json: bool) -> anyhow::Result<()> {
+    if args.vs {
+        return run_vs(args, json).await;
+    }
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let tmp = tempfile::Builder::new()
         .prefix("peerconnect-bench-")
@@ -168,7 +184,7 @@ pub async fn run(args: TransferArgs, json: bool) -> anyhow::Result<()> {
         None
     } else {
         say("running iperf3");
-        iperf3()
+        iperf3(None)
     };
     let report = Report {
         runs,
@@ -446,29 +462,35 @@ fn blake3_speed() -> f64 {
     (16 * data.len()) as f64 / t.elapsed().as_secs_f64() / 1e6
 }
 
-/// `bytes` through one TLS connection, then through a mux bulk stream on one
-/// TLS lane, both on 127.0.0.1 within this process: MB/s of each.
-async fn memory_to_memory(bytes: u64) -> anyhow::Result<(f64, f64)> {
-    use peerconnect::net::mux::{MuxConfig, MuxSession, Side};
+/// One TLS connection on 127.0.0.1 between two fresh identities, with the
+/// node's own TLS setup: (client, server).
+async fn tls_pair() -> anyhow::Result<(
+    peerconnect::net::transport::Connection,
+    peerconnect::net::transport::Connection,
+)> {
     use peerconnect::net::transport::Transport;
     let (a, b) = (
         peerconnect::Identity::generate(),
         peerconnect::Identity::generate(),
     );
     let (ta, tb) = (Transport::new(&a, 8)?, Transport::new(&b, 8)?);
-    let pair = || async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = l.local_addr()?;
-        let accept = async {
-            let (tcp, from) = l.accept().await?;
-            anyhow::Ok(tb.accept(tcp, from).await?)
-        };
-        let (x, y) = tokio::join!(ta.connect(addr, Some(b.peer_id())), accept);
-        anyhow::Ok((x?, y?))
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    let accept = async {
+        let (tcp, from) = l.accept().await?;
+        anyhow::Ok(tb.accept(tcp, from).await?)
     };
-    let (x, y) = pair().await?;
+    let (x, y) = tokio::join!(ta.connect(addr, Some(b.peer_id())), accept);
+    Ok((x?, y?))
+}
+
+/// `bytes` through one TLS connection, then through a mux bulk stream on one
+/// TLS lane, both on 127.0.0.1 within this process: MB/s of each.
+async fn memory_to_memory(bytes: u64) -> anyhow::Result<(f64, f64)> {
+    use peerconnect::net::mux::{MuxConfig, MuxSession, Side};
+    let (x, y) = tls_pair().await?;
     let tls = pump(x, y, bytes).await?;
-    let (x, y) = pair().await?;
+    let (x, y) = tls_pair().await?;
     let (ma, mb) = (
         MuxSession::new(MuxConfig::default(), Side::Low),
         MuxSession::new(MuxConfig::default(), Side::High),
@@ -531,8 +553,9 @@ where
     Ok(bytes as f64 / secs / 1e6)
 }
 
-/// iperf3, one TCP stream on 127.0.0.1 for 3 s, received MB/s.
-fn iperf3() -> Option<f64> {
+/// iperf3, one TCP stream on 127.0.0.1 for 3 s (or `bytes` bytes), received
+/// MB/s.
+fn iperf3(bytes: Option<u64>) -> Option<f64> {
     Command::new("iperf3").arg("--version").output().ok()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()?
@@ -550,10 +573,13 @@ fn iperf3() -> Option<f64> {
     // The server needs a moment to listen: retry the client for a while.
     std::thread::sleep(Duration::from_millis(200));
     for _ in 0..50 {
-        let o = Command::new("iperf3")
-            .args(["-c", "127.0.0.1", "-p", &port, "-t", "3", "-J"])
-            .output()
-            .ok()?;
+        let mut client = Command::new("iperf3");
+        client.args(["-c", "127.0.0.1", "-p", &port, "-J"]);
+        match bytes {
+            Some(n) => client.args(["-n", &n.to_string()]),
+            None => client.args(["-t", "3"]),
+        };
+        let o = client.output().ok()?;
         if o.status.success() {
             out = Some(o);
             break;
@@ -565,4 +591,178 @@ fn iperf3() -> Option<f64> {
     let v: serde_json::Value = serde_json::from_slice(&out?.stdout).ok()?;
     let end = &v["end"]["sum_received"];
     Some(end["bytes"].as_f64()? / end["seconds"].as_f64()? / 1e6)
+}
+
+// --- `--vs`: the big file beside a plain TLS copy and iperf3 -----------------
+
+#[derive(Debug, Clone, Serialize)]
+struct VsRound {
+    peerconnect_mbytes_per_s: f64,
+    tls_copy_mbytes_per_s: f64,
+    iperf3_mbytes_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct VsReport {
+    bytes: u64,
+    rounds: Vec<VsRound>,
+    /// Medians over the rounds of each round's ratio.
+    ours_over_tls_copy: f64,
+    ours_over_iperf3: Option<f64>,
+}
+
+async fn run_vs(args: TransferArgs, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("peerconnect-bench-")
+        .tempdir_in(&base)
+        .with_context(|| format!("temp dir in {}", base.display()))?;
+    let root = tmp.path().to_path_buf();
+    let say = |s: &str| {
+        if !json {
+            eprintln!("{s}");
+        }
+    };
+    say(&format!(
+        "writing a {} MiB file in {}",
+        args.size >> 20,
+        root.display()
+    ));
+    let big = root.join("big.bin");
+    write_file(&big, args.size)?;
+    let mut receiver = Receiver::start(&root.join("receiver"))?;
+    let mut config = Config::local(root.join("sender"));
+    config.name = "bench-sender".into();
+    let node = Node::start(config).await?;
+    let peer = node.connect(receiver.addr, None).await?;
+    let copy = root.join("tls-copy.bin");
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        say(&format!("round {round}: peerconnect"));
+        let ours = measure(&node, peer, &mut receiver, &big, "big", 1, args.size).await?;
+        std::fs::remove_file(receiver.downloads.join("big.bin"))?;
+        say(&format!("round {round}: plain TLS copy"));
+        let tls = tls_file_copy(&big, &copy).await?;
+        std::fs::remove_file(&copy)?;
+        let iperf = if args.no_iperf {
+            None
+        } else {
+            say(&format!("round {round}: iperf3"));
+            iperf3(Some(args.size))
+        };
+        rounds.push(VsRound {
+            peerconnect_mbytes_per_s: ours.mbytes_per_s,
+            tls_copy_mbytes_per_s: tls,
+            iperf3_mbytes_per_s: iperf,
+        });
+    }
+    node.shutdown().await?;
+    receiver.stop();
+    let ratio = |f: &dyn Fn(&VsRound) -> Option<f64>| {
+        let r: Vec<f64> = rounds
+            .iter()
+            .filter_map(|x| f(x).map(|b| x.peerconnect_mbytes_per_s / b))
+            .collect();
+        (r.len() == rounds.len()).then(|| median(r))
+    };
+    let report = VsReport {
+        bytes: args.size,
+        ours_over_tls_copy: ratio(&|x| Some(x.tls_copy_mbytes_per_s)).unwrap_or(0.0),
+        ours_over_iperf3: ratio(&|x| x.iperf3_mbytes_per_s),
+        rounds,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_vs(&report);
+    }
+    drop(tmp);
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn print_vs(r: &VsReport) {
+    println!(
+        "{:.0} MB, file to file on 127.0.0.1, MB/s per round",
+        r.bytes as f64 / 1e6
+    );
+    println!(
+        "{:>5} {:>12} {:>14} {:>10} {:>12} {:>12}",
+        "round", "peerconnect", "plain TLS copy", "iperf3", "÷ TLS copy", "÷ iperf3"
+    );
+    for (i, x) in r.rounds.iter().enumerate() {
+        let iperf = x
+            .iperf3_mbytes_per_s
+            .map_or("-".to_string(), |v| format!("{v:.0}"));
+        let over_iperf = x.iperf3_mbytes_per_s.map_or("-".to_string(), |v| {
+            format!("{:.2}", x.peerconnect_mbytes_per_s / v)
+        });
+        println!(
+            "{:>5} {:>12.0} {:>14.0} {:>10} {:>12.2} {:>12}",
+            i + 1,
+            x.peerconnect_mbytes_per_s,
+            x.tls_copy_mbytes_per_s,
+            iperf,
+            x.peerconnect_mbytes_per_s / x.tls_copy_mbytes_per_s,
+            over_iperf
+        );
+    }
+    println!(
+        "median ratio: peerconnect = {:.2} × a plain TLS copy{}",
+        r.ours_over_tls_copy,
+        r.ours_over_iperf3.map_or(String::new(), |v| format!(
+            ", {v:.2} × iperf3 (one TCP stream)"
+        ))
+    );
+}
+
+/// The file at `src` copied to `dst` through one TLS connection on
+/// 127.0.0.1 (the node's TLS setup, 1 MiB reads and writes, nothing else):
+/// MB/s from the first read to the written file's close.
+async fn tls_file_copy(src: &Path, dst: &Path) -> anyhow::Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut w, mut r) = tls_pair().await?;
+    let bytes = std::fs::metadata(src)?.len();
+    let t = Instant::now();
+    let send = async {
+        let mut f = tokio::fs::File::open(src).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            w.write_all(&buf[..n]).await?;
+        }
+        w.flush().await?;
+        anyhow::Ok(w)
+    };
+    let recv = async {
+        let mut f = tokio::fs::File::create(dst).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < bytes {
+            let n = r.read(&mut buf).await?;
+            anyhow::ensure!(n > 0, "the TLS copy ended early");
+            f.write_all(&buf[..n]).await?;
+            got += n as u64;
+        }
+        f.flush().await?;
+        anyhow::Ok(())
+    };
+    let (w, got) = tokio::join!(send, recv);
+    got?;
+    let secs = t.elapsed().as_secs_f64();
+    drop(w?);
+    Ok(bytes as f64 / secs / 1e6)
 }

@@ -928,11 +928,14 @@ impl<R: Rng> State<R> {
             }
             if self.passive.len() >= self.config.passive_view_capacity {
                 let sent_away = evictable.find(|old| self.passive.contains_key(old));
-                match sent_away {
-                    Some(old) => {
-                        self.passive.remove(&old);
-                    }
+                let room = match sent_away {
+                    Some(old) => self.passive.remove(&old).is_some(),
                     None => self.evict_random_passive(),
+                };
+                if !room {
+                    // every passive peer is being asked to be a neighbour:
+                    // the view stays full rather than grow
+                    continue;
                 }
             }
             self.passive.insert(p.id, p.data);
@@ -1086,21 +1089,27 @@ impl<R: Rng> State<R> {
         }
         if !self.passive.contains_key(&peer)
             && self.passive.len() >= self.config.passive_view_capacity
+            && !self.evict_random_passive()
         {
-            self.evict_random_passive();
+            // full of peers being asked to be neighbours: the view keeps its
+            // bound and this peer is not remembered
+            return;
         }
         self.passive.insert(peer, data);
     }
 
-    fn evict_random_passive(&mut self) {
+    /// Drops a random passive peer that is not being asked to be a neighbour;
+    /// false if there is none.
+    fn evict_random_passive(&mut self) -> bool {
         let victim = self
             .passive
             .keys()
             .filter(|p| !self.pending.contains(p))
             .choose(&mut self.rng)
             .copied();
-        if let Some(v) = victim {
-            self.passive.remove(&v);
+        match victim {
+            Some(v) => self.passive.remove(&v).is_some(),
+            None => false,
         }
     }
 

@@ -303,7 +303,15 @@ async fn data_loop(
     let mut tick = tokio::time::interval(INTERVAL);
     let mut pump_done = false;
     let mut notes_open = true;
-    let mut paused = false;
+    // A pause asked for before the data phase (while the offer was being
+    // answered) holds from the start, and the transfer says so: the answer
+    // loop's wait marked that change seen, so `changed()` would not report it.
+    let mut paused = ctl.borrow_and_update().paused;
+    if paused {
+        sh.set_state(id, TransferState::Paused);
+        let snap = progress.snapshot(sh.now());
+        emit_progress(sh, id, peer, snap, manifest, paused, meter);
+    }
     // Per file sent and not yet answered: bytes counted and the hash sent.
     let mut inflight: BTreeMap<u32, (u64, Option<[u8; 32]>)> = BTreeMap::new();
     let size = |i: u32| manifest.entry(i).and_then(|e| e.size()).unwrap_or(0);

@@ -115,18 +115,29 @@ async fn send(
     meter: &Meter,
     progress: &mut Progress,
 ) -> Outcome {
-    let Some(link) = sh.links.get(&peer) else {
-        return Outcome::Interrupted(format!("not connected to {}", peer.short()));
-    };
-    let s = match link.mux.open_bulk_stream().await {
-        Ok(s) => SharedStream::new(s),
-        Err(e) => return Outcome::Interrupted(format!("cannot open a stream: {e}")),
+    // A browser guest's end is the download adapter, over an in-memory
+    // stream (held open by `_alive` while this runs); a peer's is a mux
+    // stream that starts with its kind.
+    let (s, _alive, header) = if sh.guests.is_guest(&peer) {
+        match sh.shares.open(id, peer) {
+            Ok((s, alive)) => (s, Some(alive), None),
+            Err(e) => return Outcome::Failed(e),
+        }
+    } else {
+        let Some(link) = sh.links.get(&peer) else {
+            return Outcome::Interrupted(format!("not connected to {}", peer.short()));
+        };
+        let s = match link.mux.open_bulk_stream().await {
+            Ok(s) => SharedStream::new(s),
+            Err(e) => return Outcome::Interrupted(format!("cannot open a stream: {e}")),
+        };
+        let mut header = Vec::new();
+        encode_frame(&StreamKind::Transfer, &mut header).expect("small");
+        (s, None, Some(header))
     };
     let mut w = s.clone();
     let mut r = s.clone();
-    let mut header = Vec::new();
-    encode_frame(&StreamKind::Transfer, &mut header).expect("small");
-    let frames = std::iter::once(header).chain(offer_frames(id, manifest));
+    let frames = header.into_iter().chain(offer_frames(id, manifest));
     for frame in frames {
         if let Err(e) = w.write_all(&frame).await {
             return classify(&e);

@@ -119,7 +119,7 @@ async fn send(
     // stream (held open by `_alive` while this runs); a peer's is a mux
     // stream that starts with its kind.
     let (s, _alive, header) = if sh.guests.is_guest(&peer) {
-        match sh.shares.open(id, peer) {
+        match sh.shares.open(sh, id, peer) {
             Ok((s, alive)) => (s, Some(alive), None),
             Err(e) => return Outcome::Failed(e),
         }

@@ -12,16 +12,17 @@
 //!
 //! # What a browser can do, and what it gets
 //!
-//! - The offer is taken at once (the guest consents by downloading; nothing
-//!   is written on its side until it does). The share is listed for the guest
-//!   ([`Registry::list`]).
+//! - The offer is listed for the guest as soon as it is read
+//!   ([`Registry::list`]) and accepted when the guest downloads its first
+//!   file: downloading is the guest's consent, and until then the sender
+//!   waits for the answer, reading nothing (the transfer is `offered`).
 //! - Files travel in the offer's order on one stream, so the guest downloads
 //!   them one at a time in the listed order; asking for a later file while an
 //!   earlier one waits is refused and names the one to take first.
-//! - While nobody downloads, the sender waits on the stream's back-pressure:
+//! - Between downloads the sender waits on the stream's back-pressure:
 //!   [`BUFFER`] bytes here plus the sender's queue of read buffers (as for a
-//!   peer) are all the memory a waiting share holds; a download adds one
-//!   block held for the hash check and one queued to the HTTP body.
+//!   peer); a download adds one block held for the hash check and one queued
+//!   to the HTTP body. A share never downloaded holds only its offer.
 //! - The last block of a file is handed to the download only after the
 //!   sender's BLAKE3 of the whole file matched the bytes that went through:
 //!   a mismatch breaks the download off before its end, so the browser
@@ -37,19 +38,23 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
+use super::super::Shared;
 use super::super::stream::{Shared as SharedStream, peer_reset_code};
 use super::{ENDED_KEPT, LocalError};
+use crate::event::Event;
 use crate::identity::PeerId;
 use crate::net::transport::read_frame;
 use crate::proto::transfer::manifest::mask_to_ranges;
 use crate::proto::transfer::receiver::{self, Action};
-use crate::proto::transfer::{RESET_CANCELLED, RESET_PROTOCOL, ToReceiver, ToSender, TransferId};
+use crate::proto::transfer::{
+    Direction, RESET_CANCELLED, RESET_PROTOCOL, ToReceiver, ToSender, TransferId,
+};
 use crate::proto::wire::encode_frame;
 
 /// Live shares (not yet ended) one guest may have at once.
@@ -162,6 +167,7 @@ impl Registry {
     /// while it runs. Refused past [`LIVE_PER_PEER`] live shares.
     pub(crate) fn open(
         &self,
+        sh: &Arc<Shared>,
         id: TransferId,
         peer: PeerId,
     ) -> Result<(SharedStream, SenderAlive), String> {
@@ -195,7 +201,7 @@ impl Registry {
             requests,
         });
         g.insert(id, share.clone());
-        tokio::spawn(run(share, rx, alive_rx));
+        tokio::spawn(run(Arc::downgrade(sh), share, rx, alive_rx));
         Ok((mine, SenderAlive(alive)))
     }
 
@@ -330,8 +336,13 @@ fn stopped(e: &io::Error) -> Stop {
 }
 
 /// Runs a share's receiving side until the transfer ends.
-async fn run(share: Arc<Share>, mut reqs: mpsc::Receiver<Request>, alive: oneshot::Receiver<()>) {
-    let end = drive(&share, &mut reqs, alive).await;
+async fn run(
+    sh: Weak<Shared>,
+    share: Arc<Share>,
+    mut reqs: mpsc::Receiver<Request>,
+    alive: oneshot::Receiver<()>,
+) {
+    let end = drive(&sh, &share, &mut reqs, alive).await;
     let why = match end {
         Ok(()) => {
             share.view().ended = Some(true);
@@ -378,6 +389,7 @@ async fn reply(w: &mut SharedStream, msg: &ToSender) -> Result<(), Stop> {
 }
 
 async fn drive(
+    sh: &Weak<Shared>,
     share: &Share,
     reqs: &mut mpsc::Receiver<Request>,
     mut alive: oneshot::Receiver<()>,
@@ -412,6 +424,34 @@ async fn drive(
             })
             .collect();
         v.ready = true;
+        // The guest (its page follows its events) learns there is something
+        // to download, as a first progress of the transfer.
+        if let Some(sh) = sh.upgrade() {
+            sh.emit(Event::Progress {
+                id: share.id,
+                peer: share.peer,
+                direction: Direction::Send,
+                done_bytes: 0,
+                total_bytes: m.total_bytes(),
+                files_done: 0,
+                files_total: v.files.len() as u64,
+                file: None,
+                file_done: 0,
+                file_bytes: 0,
+                transferred: 0,
+                rate: 0,
+                paused: false,
+            });
+        }
+    }
+    // The guest's first download is its consent: until then the sender
+    // waits for the answer and reads nothing.
+    let mut pending = tokio::select! {
+        req = reqs.recv() => req,
+        _ = &mut alive => None,
+    };
+    if pending.is_none() {
+        return Err(Stop::Gone("the transfer ended".into()));
     }
     let accept = ToSender::Accept {
         selected: mask_to_ranges(&vec![true; n]),
@@ -424,9 +464,12 @@ async fn drive(
             Action::Open { index, size, .. } => {
                 // The guest asks for the files in order (see `download`), so
                 // the next request is for this one.
-                let req = tokio::select! {
-                    req = reqs.recv() => req,
-                    _ = &mut alive => None,
+                let req = match pending.take() {
+                    Some(q) => Some(q),
+                    None => tokio::select! {
+                        req = reqs.recv() => req,
+                        _ = &mut alive => None,
+                    },
                 };
                 let Some(req) = req.filter(|q| q.index == index) else {
                     return Err(Stop::Gone("the transfer ended".into()));
@@ -462,7 +505,11 @@ async fn drive(
                 {
                     share.set_file(index, FileState::Failed, Some(reason.clone()));
                     // A download asked for just before the sender gave up.
-                    if let Ok(q) = reqs.try_recv() {
+                    let asked = match pending.take() {
+                        Some(q) => Some(q),
+                        None => reqs.try_recv().ok(),
+                    };
+                    if let Some(q) = asked {
                         let _ = q.body.try_send(Err(io::Error::other(reason.clone())));
                     }
                 }

@@ -160,12 +160,18 @@ impl Node {
             gossip: Some(gossip_tx),
             ..Router::default()
         };
+        let guests = Arc::new(crate::net::guest::Guests::new(
+            identity.peer_id(),
+            config.web_options.max_guests,
+            config.web_options.session_idle,
+        ));
         let (transfers, transfer_streams, transfer_task) = crate::net::transfer::Service::start(
             &config,
             identity.peer_id(),
             store.clone(),
             links.clone(),
             events.clone(),
+            guests.clone(),
         );
         router.transfer = Some(transfer_streams);
         let (messaging, messaging_service) =
@@ -206,7 +212,6 @@ impl Node {
         } else {
             (None, None)
         };
-        let identity_id = identity.peer_id();
         let node = Node {
             inner: Arc::new(Inner {
                 identity,
@@ -231,11 +236,7 @@ impl Node {
                     .as_ref()
                     .and_then(|w| w.as_ref().ok())
                     .map(|b| b.info().clone()),
-                guests: Arc::new(crate::net::guest::Guests::new(
-                    identity_id,
-                    config.web_options.max_guests,
-                    config.web_options.session_idle,
-                )),
+                guests,
                 config: config.clone(),
                 transfers,
             }),
@@ -572,7 +573,13 @@ impl Node {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match self.resolve_known(spec).await {
-                Ok(id) if id == self.id() || self.links().is_connected(&id) => return Ok(id),
+                Ok(id)
+                    if id == self.id()
+                        || self.links().is_connected(&id)
+                        || self.inner.guests.is_guest(&id) =>
+                {
+                    return Ok(id);
+                }
                 // An id not connected: ask the DHT where it is, so it can be dialed.
                 Ok(id) => {
                     if self.find_unique(&id.to_string()).await?.is_some()

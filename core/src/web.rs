@@ -218,14 +218,11 @@ impl AppState {
         }
     }
 
-    /// A guest's session ended (logout, expiry, block): its offers and
-    /// shares end too, and it leaves the peer list.
+    /// A guest's session ended (logout, expiry, block): its transfers both
+    /// ways end too (the node's), and it leaves the peer list.
     pub fn guest_left(&self, id: PeerId) {
         if let Some(n) = self.node.upgrade() {
             n.local_transfers().peer_gone(&id);
-        }
-        for e in self.files.guest_left(&id) {
-            self.emit(e);
         }
         self.emit(Event::PeerLost { id });
     }

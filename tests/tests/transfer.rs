@@ -511,6 +511,49 @@ async fn a_paused_transfer_holds_still_and_finishes_after_resume() {
 }
 
 #[tokio::test]
+async fn a_pause_asked_for_while_the_offer_waits_holds_once_it_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = pair(dir.path(), false).await;
+    let f = dir.path().join("song.bin");
+    let data = pseudo_random(2 << 20, 5);
+    std::fs::write(&f, &data).unwrap();
+    let (mut ea, mut eb) = (a.events(), b.events());
+    let id = a
+        .send_files(b.id(), std::slice::from_ref(&f))
+        .await
+        .unwrap();
+    next_matching(&mut eb, T, "the offer", |e| {
+        matches!(e, Event::Offer { id: got, .. } if *got == id).then_some(())
+    })
+    .await;
+    // The sender pauses before the receiver answers: once accepted, the
+    // transfer shows as paused and no file arrives until it is resumed.
+    a.pause_transfer(id).unwrap();
+    b.accept_offer(id, peerconnect::proto::transfer::Selection::All)
+        .unwrap();
+    wait_for(T, "the sender's transfer listed as paused", || async {
+        let listed = a.transfers().unwrap();
+        let t = listed.iter().find(|t| t.id == id)?;
+        (t.state == peerconnect::proto::transfer::TransferState::Paused).then_some(())
+    })
+    .await;
+    next_matching(&mut ea, T, "a paused progress report", |e| {
+        matches!(e, Event::Progress { id: got, paused: true, .. } if *got == id).then_some(())
+    })
+    .await;
+    assert!(!downloads(&b).join("song.bin").exists());
+    a.resume_transfer(id).unwrap();
+    let end = finished(&mut ea, id).await;
+    assert!(
+        matches!(end, Event::TransferComplete { failed: 0, .. }),
+        "{end:?}"
+    );
+    assert_eq!(std::fs::read(downloads(&b).join("song.bin")).unwrap(), data);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn two_receivers_get_the_folder_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let a = node(&dir.path().join("a"), "alpha", false).await;

@@ -111,12 +111,21 @@ export function guestSendView(node) {
   };
 }
 
-/** The files the owner sent to this guest, with download links. */
+/** The files the owner sent to this guest, with download links. The node
+ *  streams each file as it is downloaded: the files of one sending come one
+ *  at a time, in the listed order. */
 export function guestFilesView(node) {
   const list = h('ul', { class: 'received', 'aria-label': `Files from ${node.name}` });
   const el = h('section', { class: 'view', 'aria-labelledby': 'g-files-title' },
     h('div', { class: 'view-head' }, h('h1', { id: 'g-files-title' }, `Files from ${node.name}`)), list);
   let shares = [];
+  /** What stands where the download button would: done, failed, or busy. */
+  function action(f) {
+    if (f.state === 'done') return h('span', { class: 'muted small' }, 'Downloaded');
+    if (f.state === 'failed') return h('span', { class: 'muted small', title: f.error || '' }, 'Failed');
+    if (f.state === 'downloading') return h('span', { class: 'muted small' }, 'Downloading…');
+    return h('a', { class: 'button primary', href: f.url, download: f.path.split('/').pop(), 'aria-label': `Download ${f.path}` }, icon('download'), 'Download');
+  }
   function render() {
     const files = shares.flatMap((s) => s.files.map((f) => ({ ...f, at_ms: s.at_ms })));
     fill(list, files.length ? files.map((f) => h('li', { class: 'received-file' },
@@ -124,7 +133,7 @@ export function guestFilesView(node) {
       h('div', { class: 'received-main' },
         h('span', { class: 'file-name', title: f.path }, f.path),
         h('span', { class: 'muted small' }, `${bytes(f.size)} · ${when(f.at_ms)}`)),
-      h('a', { class: 'button primary', href: f.url, download: f.path.split('/').pop(), 'aria-label': `Download ${f.path}` }, icon('download'), 'Download')))
+      action(f)))
       : h('li', { class: 'muted' }, `Files ${node.name} sends you appear here.`));
   }
   async function refresh() {
@@ -137,7 +146,12 @@ export function guestFilesView(node) {
     refresh,
     show: refresh,
     onEvent(e) {
-      if (e.direction === 'send' && (e.event === 'progress' || e.event === 'transfer_cancelled')) refresh();
+      // The node's sending side: a new sending, a file done, the end.
+      // Progress comes often while a file downloads: only a new sending
+      // needs the list again.
+      if (e.direction !== 'send') return;
+      const ends = ['transfer_done', 'transfer_failed', 'transfer_cancelled', 'transfer_complete'];
+      if (ends.includes(e.event) || (e.event === 'progress' && !shares.some((s) => s.id === e.id))) refresh();
     },
   };
 }

@@ -256,6 +256,10 @@ pub(crate) struct Shared {
     epoch: tokio::time::Instant,
     /// What incoming transfers may hold.
     budget: Arc<budget::Budget>,
+    /// Browser guests: peers reached through the web server, not dialed.
+    pub guests: Arc<crate::net::guest::Guests>,
+    /// Transfers to browser guests, as they download them.
+    pub shares: local::download::Registry,
 }
 
 impl Shared {
@@ -491,6 +495,7 @@ impl Service {
         store: Arc<Store>,
         links: Arc<Links>,
         events: broadcast::Sender<Event>,
+        guests: Arc<crate::net::guest::Guests>,
     ) -> (
         Self,
         mpsc::Sender<(PeerId, MuxStream)>,
@@ -514,6 +519,8 @@ impl Service {
             counters: Counters::default(),
             epoch: tokio::time::Instant::now(),
             budget: Arc::default(),
+            guests,
+            shares: Default::default(),
         });
         let (tx, mut rx) = mpsc::channel::<(PeerId, MuxStream)>(STREAM_QUEUE);
         let weak = Arc::downgrade(&shared);
@@ -580,8 +587,8 @@ impl Service {
         Ok(())
     }
 
-    /// Offers `paths` to each of `peers` (dialed first): one transfer each,
-    /// started at once (see [`Node::send_files_to`](crate::Node::send_files_to)).
+    /// Offers `paths` to each of `peers` (dialed first; a browser guest gets
+    /// them as a share it downloads): one transfer each, started at once (see [`Node::send_files_to`](crate::Node::send_files_to)).
     pub(crate) async fn send(
         &self,
         peers: &[PeerId],
@@ -609,7 +616,7 @@ impl Service {
         let manifest =
             Arc::new(Manifest::new(walked.entries).map_err(|e| Error::Invalid(e.to_string()))?);
         let sources = Arc::new(walked.sources);
-        for peer in peers {
+        for peer in peers.iter().filter(|p| !self.shared.guests.is_guest(p)) {
             self.shared
                 .links
                 .dial(*peer, Vec::new())

@@ -123,14 +123,8 @@ async fn set_trust(
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = parse_peer(&id)?;
     let node = app.node()?;
-    let guest = app.guests.is_guest(&id);
+    // A blocked guest's session and transfers end in the node.
     node.set_trust(id, req.trust).await?;
-    if guest && req.trust == Trust::Blocked {
-        // The node ended its session; the files shared to it go too.
-        for e in app.files.guest_left(&id) {
-            app.emit(e);
-        }
-    }
     Ok(Json(serde_json::json!({ "id": id, "trust": req.trust })))
 }
 

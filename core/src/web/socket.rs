@@ -54,14 +54,20 @@ fn concerns(guest: &PeerId, e: &Event) -> bool {
     }
 }
 
-/// An event as a guest may see it: where files landed on the owner's disk is
-/// none of its business (the file name is enough).
+/// An event as a guest may see it: where files are on the owner's disk
+/// (landed, or sent from) is none of its business (the file name is enough).
 fn for_guest(e: Event) -> Event {
+    let name = |path: &str| {
+        std::path::Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     match e {
         Event::TransferDone {
             id,
             peer,
-            direction: direction @ crate::proto::transfer::Direction::Receive,
+            direction,
             path,
             bytes,
             blake3,
@@ -69,12 +75,22 @@ fn for_guest(e: Event) -> Event {
             id,
             peer,
             direction,
-            path: std::path::Path::new(&path)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            path: name(&path),
             bytes,
             blake3,
+        },
+        Event::TransferFailed {
+            id,
+            peer,
+            direction,
+            path: Some(path),
+            error,
+        } => Event::TransferFailed {
+            id,
+            peer,
+            direction,
+            path: Some(name(&path)),
+            error,
         },
         other => other,
     }
@@ -130,6 +146,37 @@ mod tests {
     use super::*;
     use crate::event::Trust;
     use crate::proto::wire::DeviceKind;
+
+    #[test]
+    fn a_guest_sees_file_names_not_where_they_are_on_the_owners_disk() {
+        use crate::proto::transfer::{Direction, TransferId};
+        let peer = PeerId::from_bytes([1; 32]);
+        for direction in [Direction::Send, Direction::Receive] {
+            let done = for_guest(Event::TransferDone {
+                id: TransferId(1),
+                peer,
+                direction,
+                path: "/home/owner/private/report.pdf".into(),
+                bytes: 3,
+                blake3: String::new(),
+            });
+            assert!(
+                matches!(&done, Event::TransferDone { path, .. } if path == "report.pdf"),
+                "{done:?}"
+            );
+            let failed = for_guest(Event::TransferFailed {
+                id: TransferId(1),
+                peer,
+                direction,
+                path: Some("/home/owner/private/report.pdf".into()),
+                error: "x".into(),
+            });
+            assert!(
+                matches!(&failed, Event::TransferFailed { path: Some(p), .. } if p == "report.pdf"),
+                "{failed:?}"
+            );
+        }
+    }
 
     #[test]
     fn guests_see_only_their_own_events() {

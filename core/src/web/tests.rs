@@ -148,6 +148,22 @@ async fn login(f: &Fixture, from: &str, name: &str) -> (String, PeerId) {
     (cookie, id)
 }
 
+/// Polls `cond` until it gives a value, failing after 30 s.
+async fn wait_until<T, F, Fut>(mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_owner_secret_makes_the_owner_and_other_clients_need_the_pin() {
     let f = fixture().await;
@@ -982,10 +998,15 @@ async fn files_the_owner_sends_a_guest_are_for_that_guest_only() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    assert_eq!(r.json["shares"].as_array().unwrap().len(), 1);
-    let r = f
-        .call(PHONE, get(PHONE, "/api/guest/shared", Some(&cookie)))
-        .await;
+    assert_eq!(r.json["transfers"].as_array().unwrap().len(), 1);
+    assert_eq!(r.json["transfers"][0]["peer"], guest.to_string());
+    let r = wait_until(|| async {
+        let r = f
+            .call(PHONE, get(PHONE, "/api/guest/shared", Some(&cookie)))
+            .await;
+        (r.json.as_array().is_some_and(|a| !a.is_empty())).then_some(r)
+    })
+    .await;
     let file = &r.json[0]["files"][0];
     assert_eq!(file["path"], "folder/pic.jpg");
     let url = file["url"].as_str().unwrap().to_string();
@@ -1019,8 +1040,93 @@ async fn files_the_owner_sends_a_guest_are_for_that_guest_only() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let outbox = f.node.data_dir().join("web-outbox");
-    let left = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(left, 0);
+    wait_until(|| async {
+        let left = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+        (left == 0).then_some(())
+    })
+    .await;
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shares_to_a_guest_are_bounded_live_and_ended() {
+    use crate::net::transfer::local::{ENDED_KEPT, download::LIVE_PER_PEER};
+    use crate::proto::transfer::TransferState;
+    let f = fixture().await;
+    let (cookie, guest) = login(&f, PHONE, "phone").await;
+    let file = f.node.data_dir().join("note.txt");
+    std::fs::write(&file, "hi").unwrap();
+    let state = |id: crate::net::transfer::TransferId| {
+        f.node
+            .transfers()
+            .unwrap()
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| (t.state, t.error))
+    };
+    // One past the limit of live shares fails at once; the others wait for
+    // the guest.
+    let mut ids = Vec::new();
+    for _ in 0..=LIVE_PER_PEER {
+        ids.extend(
+            f.node
+                .send_files_to(&[guest], std::slice::from_ref(&file))
+                .await
+                .unwrap(),
+        );
+    }
+    let failed = wait_until(|| async {
+        let failed: Vec<String> = ids
+            .iter()
+            .filter_map(|id| match state(*id) {
+                Some((TransferState::Failed, e)) => Some(e.unwrap_or_default()),
+                _ => None,
+            })
+            .collect();
+        (!failed.is_empty()).then_some(failed)
+    })
+    .await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains("limit"), "{failed:?}");
+    let listed = f
+        .call(PHONE, get(PHONE, "/api/guest/shared", Some(&cookie)))
+        .await;
+    assert_eq!(listed.json.as_array().unwrap().len(), LIVE_PER_PEER);
+    // Cancelled by the owner, they leave the guest's list.
+    let nothing_listed = || async {
+        let r = f
+            .call(PHONE, get(PHONE, "/api/guest/shared", Some(&cookie)))
+            .await;
+        (r.json == serde_json::json!([])).then_some(())
+    };
+    for id in &ids {
+        let _ = f.node.cancel_transfer(*id);
+    }
+    wait_until(nothing_listed).await;
+    // Sending and cancelling in a loop holds no more than the ended kept.
+    for round in 0..40 {
+        let id = f
+            .node
+            .send_files_to(&[guest], std::slice::from_ref(&file))
+            .await
+            .unwrap()[0];
+        wait_until(|| async {
+            matches!(
+                state(id),
+                Some((TransferState::Offered | TransferState::Running, _))
+            )
+            .then_some(())
+        })
+        .await;
+        f.node.cancel_transfer(id).unwrap();
+        wait_until(|| async {
+            matches!(state(id), Some((TransferState::Cancelled, _))).then_some(())
+        })
+        .await;
+        wait_until(nothing_listed).await;
+        let held = f.node.local_transfers().shares_held(&guest);
+        assert!(held <= ENDED_KEPT + 1, "round {round}: {held} shares held");
+    }
     f.node.shutdown().await.unwrap();
 }
 

@@ -91,7 +91,7 @@ export function sendView(ctx) {
         bar.value = sent;
         text.textContent = `${bytes(sent)} of ${bytes(all)}`;
       });
-      for (const t of [...r.transfers, ...r.shares]) {
+      for (const t of r.transfers) {
         mine.add(t.id);
         state.transfers.put(t.id, { peer: t.peer, direction: 'send', total_bytes: r.total_bytes, files: r.files, state: t.state || 'offered' });
       }

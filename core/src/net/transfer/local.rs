@@ -11,6 +11,9 @@
 //! those of a peer's transfer. The sender's side of the protocol is checked by
 //! the same [`sender::State`] a peer's sender uses.
 //!
+//! The other way, files the node sends such a receiver (a browser guest's
+//! downloads) go through the one sender to the adapter in [`download`].
+//!
 //! A sender that cannot resume (a browser) always starts a file at byte 0,
 //! whatever the receiver proves it holds; one that stops before the end
 //! (the upload's request failed or was dropped) cancels, which deletes the
@@ -25,6 +28,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{oneshot, watch};
+
+pub mod download;
+
+pub use download::{Download, FileState, ShareView, SharedFile};
 
 use super::stream::{Shared as SharedStream, peer_reset_code};
 use super::{Shared, recv, send::offer_frames};
@@ -100,6 +107,8 @@ pub enum LocalError {
     Busy(String),
     #[error("no transfer {0} of this sender")]
     NotFound(TransferId),
+    #[error("no file {0} in this transfer")]
+    NoFile(u32),
     /// The transfer is not in a state for this.
     #[error("{0}")]
     Conflict(String),
@@ -313,6 +322,12 @@ impl LocalTransfers {
         self.lock().values().filter(|e| e.peer == *peer).count()
     }
 
+    /// How many shares to `peer` are held (live and ended).
+    #[cfg(test)]
+    pub(crate) fn shares_held(&self, peer: &PeerId) -> usize {
+        self.sh.shares.held(peer)
+    }
+
     /// The sender cancels: the receiver deletes the partial files.
     pub fn cancel(&self, id: TransferId, peer: &PeerId) -> Result<(), LocalError> {
         let e = self.get(id, peer)?;
@@ -325,9 +340,27 @@ impl LocalTransfers {
         Ok(())
     }
 
+    /// The files the node sent `peer` (a browser guest) for it to download,
+    /// newest first.
+    pub fn shares(&self, peer: &PeerId) -> Vec<ShareView> {
+        self.sh.shares.list(peer)
+    }
+
+    /// Starts `peer`'s download of file `index` of the files sent to it in
+    /// transfer `id` (see [`download`] for the order and the bounds).
+    pub fn download(
+        &self,
+        id: TransferId,
+        peer: &PeerId,
+        index: u32,
+    ) -> Result<Download, LocalError> {
+        self.sh.shares.download(id, peer, index)
+    }
+
     /// `peer` is gone (a guest logged out or expired): what it had going is
-    /// cancelled and its transfers forgotten.
+    /// cancelled and its transfers forgotten, both ways.
     pub fn peer_gone(&self, peer: &PeerId) {
+        self.sh.shares.peer_gone(peer);
         let gone: Vec<Arc<Entry>> = {
             let mut g = self.lock();
             let ids: Vec<TransferId> = g

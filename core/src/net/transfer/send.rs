@@ -115,18 +115,29 @@ async fn send(
     meter: &Meter,
     progress: &mut Progress,
 ) -> Outcome {
-    let Some(link) = sh.links.get(&peer) else {
-        return Outcome::Interrupted(format!("not connected to {}", peer.short()));
-    };
-    let s = match link.mux.open_bulk_stream().await {
-        Ok(s) => SharedStream::new(s),
-        Err(e) => return Outcome::Interrupted(format!("cannot open a stream: {e}")),
+    // A browser guest's end is the download adapter, over an in-memory
+    // stream (held open by `_alive` while this runs); a peer's is a mux
+    // stream that starts with its kind.
+    let (s, _alive, header) = if sh.guests.is_guest(&peer) {
+        match sh.shares.open(sh, id, peer) {
+            Ok((s, alive)) => (s, Some(alive), None),
+            Err(e) => return Outcome::Failed(e),
+        }
+    } else {
+        let Some(link) = sh.links.get(&peer) else {
+            return Outcome::Interrupted(format!("not connected to {}", peer.short()));
+        };
+        let s = match link.mux.open_bulk_stream().await {
+            Ok(s) => SharedStream::new(s),
+            Err(e) => return Outcome::Interrupted(format!("cannot open a stream: {e}")),
+        };
+        let mut header = Vec::new();
+        encode_frame(&StreamKind::Transfer, &mut header).expect("small");
+        (s, None, Some(header))
     };
     let mut w = s.clone();
     let mut r = s.clone();
-    let mut header = Vec::new();
-    encode_frame(&StreamKind::Transfer, &mut header).expect("small");
-    let frames = std::iter::once(header).chain(offer_frames(id, manifest));
+    let frames = header.into_iter().chain(offer_frames(id, manifest));
     for frame in frames {
         if let Err(e) = w.write_all(&frame).await {
             return classify(&e);
@@ -303,7 +314,15 @@ async fn data_loop(
     let mut tick = tokio::time::interval(INTERVAL);
     let mut pump_done = false;
     let mut notes_open = true;
-    let mut paused = false;
+    // A pause asked for before the data phase (while the offer was being
+    // answered) holds from the start, and the transfer says so: the answer
+    // loop's wait marked that change seen, so `changed()` would not report it.
+    let mut paused = ctl.borrow_and_update().paused;
+    if paused {
+        sh.set_state(id, TransferState::Paused);
+        let snap = progress.snapshot(sh.now());
+        emit_progress(sh, id, peer, snap, manifest, paused, meter);
+    }
     // Per file sent and not yet answered: bytes counted and the hash sent.
     let mut inflight: BTreeMap<u32, (u64, Option<[u8; 32]>)> = BTreeMap::new();
     let size = |i: u32| manifest.entry(i).and_then(|e| e.size()).unwrap_or(0);

@@ -2,7 +2,8 @@
 //! JSON text frames, one event per frame, from the moment the socket opens.
 //!
 //! The owner gets every event. A browser guest gets only the events about
-//! itself (its offers' progress, its messages, its own peer entry); its socket
+//! itself (its offers' progress, its messages, its own peer entry) and the
+//! messages of the rooms it is in; its socket
 //! being open is what makes it `connected` in the owner's peer list.
 //!
 //! A client that reads too slowly skips the oldest events (the node's event
@@ -97,6 +98,9 @@ async fn run(app: App, caller: Caller, mut socket: WebSocket, mut events: crate:
                 let e = match caller {
                     Caller::Owner => e,
                     Caller::Guest(id) if concerns(&id, &e) => for_guest(e),
+                    // Messages of the rooms this guest is in.
+                    Caller::Guest(id) if matches!(&e, Event::RoomMessage { room, .. }
+                        if app.node().is_ok_and(|n| n.guest_in_room(&id, room))) => e,
                     Caller::Guest(_) => continue,
                 };
                 let text = serde_json::to_string(&e).expect("events serialize");

@@ -6,6 +6,7 @@
 //! here; every [`Lan`] removes what it made when dropped.
 
 pub mod crash;
+pub mod http;
 pub mod proxy;
 
 use std::collections::BTreeMap;

@@ -8,6 +8,17 @@ use crate::config::NodeConfig;
 use crate::error::ApiError;
 use crate::event::{Event, FoundPeer, Peer, Trust, strings};
 
+/// Where the node's web UI is and how browser guests get in.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct WebUi {
+    /// The URL to give other devices.
+    pub url: String,
+    /// Every URL the UI is reachable at.
+    pub urls: Vec<String>,
+    /// The 6-digit PIN guests enter (new at every start).
+    pub pin: String,
+}
+
 /// A running PeerConnect node. Start one per data dir with [`PeerConnect::start`],
 /// read [`PeerConnect::next_event`] in a loop, and [`PeerConnect::shutdown`] when
 /// done.
@@ -52,6 +63,16 @@ impl PeerConnect {
     /// Addresses other nodes can dial (`HOST:PORT`).
     pub fn listen_addrs(&self) -> Vec<String> {
         strings(self.node.listen_addrs())
+    }
+
+    /// The web UI, if the node serves one (`NodeConfig::web_addr`). Its
+    /// browser guests are peers of kind `Browser` in [`PeerConnect::peers`].
+    pub fn web_ui(&self) -> Option<WebUi> {
+        self.node.web().map(|w| WebUi {
+            url: w.url.clone(),
+            urls: w.urls.clone(),
+            pin: w.pin.clone(),
+        })
     }
 
     /// The next event; the first is `Listening`. Returns `None` once the node

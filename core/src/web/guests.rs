@@ -69,15 +69,9 @@ pub(crate) fn routes() -> Router<App> {
 /// The guest's own entry and the node it talks to.
 async fn me(State(app): State<App>, Guest(id): Guest) -> ApiResult<Json<serde_json::Value>> {
     let node = app.node()?;
-    let guest = app.guests.info(&id);
-    // The name its room messages carry, so its page can tell them apart.
-    let room_author = guest
-        .as_ref()
-        .map(|g| crate::proto::rooms::guest_author_name(&g.name, node.name()));
     Ok(Json(serde_json::json!({
-        "guest": guest,
+        "guest": app.guests.info(&id),
         "node": { "id": node.id(), "name": node.name() },
-        "room_author": room_author,
     })))
 }
 

@@ -6,6 +6,9 @@
 //!   guest left the room, unless the owner had joined it itself; the owner
 //!   leaving a room that guests are still in keeps the node in it for them.
 //!   A guest whose session ends (logout, expiry, block) leaves all its rooms.
+//!   The node's room list ([`Node::rooms`]) shows every room it is in, also
+//!   those it is in only for guests; a guest's list shows the same rooms,
+//!   marked with whether that guest joined each.
 //! - **Messages.** What a guest says is published by the node: author and
 //!   signer are the node (so signatures and their checks are unchanged, and
 //!   readers know which device vouches for it), the author name is

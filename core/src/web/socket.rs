@@ -55,6 +55,15 @@ fn concerns(guest: &PeerId, e: &Event) -> bool {
     }
 }
 
+/// Whether the guest `guest`'s socket gets `e`: events about itself, and
+/// the messages of the rooms it is in.
+pub(super) fn shown_to_guest(app: &App, guest: &PeerId, e: &Event) -> bool {
+    match e {
+        Event::RoomMessage { room, .. } => app.node().is_ok_and(|n| n.guest_in_room(guest, room)),
+        _ => concerns(guest, e),
+    }
+}
+
 /// An event as a guest may see it: where files landed on the owner's disk is
 /// none of its business (the file name is enough).
 fn for_guest(e: Event) -> Event {
@@ -97,10 +106,7 @@ async fn run(app: App, caller: Caller, mut socket: WebSocket, mut events: crate:
                 let Some(e) = e else { break };
                 let e = match caller {
                     Caller::Owner => e,
-                    Caller::Guest(id) if concerns(&id, &e) => for_guest(e),
-                    // Messages of the rooms this guest is in.
-                    Caller::Guest(id) if matches!(&e, Event::RoomMessage { room, .. }
-                        if app.node().is_ok_and(|n| n.guest_in_room(&id, room))) => e,
+                    Caller::Guest(id) if shown_to_guest(&app, &id, &e) => for_guest(e),
                     Caller::Guest(_) => continue,
                 };
                 let text = serde_json::to_string(&e).expect("events serialize");

@@ -1809,6 +1809,21 @@ async fn guest_rooms_are_bounded_private_and_follow_the_owners_membership() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
     assert!(f.node.guest_in_room(&id, "room 0"));
     assert!(!f.node.guest_in_room(&tablet_id, "room 0"));
+    // Live messages of a room reach the sockets of its guests only.
+    let live = |room: &str| Event::RoomMessage {
+        room: room.into(),
+        message: crate::proto::rooms::RoomMessage {
+            id: crate::proto::rooms::RoomMessageId([9; 16]),
+            room: room.into(),
+            author: f.node.id(),
+            author_name: "owner-node".into(),
+            text: "hi".into(),
+            time_ms: 0,
+        },
+    };
+    assert!(socket::shown_to_guest(&f.app, &id, &live("room 0")));
+    assert!(!socket::shown_to_guest(&f.app, &tablet_id, &live("room 0")));
+    assert!(!socket::shown_to_guest(&f.app, &id, &live("elsewhere")));
 
     // Text is bound like the owner's.
     let big = "x".repeat(crate::proto::rooms::MAX_TEXT_LEN + 1);

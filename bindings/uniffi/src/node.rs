@@ -19,6 +19,20 @@ pub struct WebUi {
     pub pin: String,
 }
 
+#[cfg(feature = "web")]
+fn web_ui_of(node: &Node) -> Option<WebUi> {
+    node.web().map(|w| WebUi {
+        url: w.url.clone(),
+        urls: w.urls.clone(),
+        pin: w.pin.clone(),
+    })
+}
+
+#[cfg(not(feature = "web"))]
+fn web_ui_of(_: &Node) -> Option<WebUi> {
+    None
+}
+
 /// A running PeerConnect node. Start one per data dir with [`PeerConnect::start`],
 /// read [`PeerConnect::next_event`] in a loop, and [`PeerConnect::shutdown`] when
 /// done.
@@ -67,12 +81,9 @@ impl PeerConnect {
 
     /// The web UI, if the node serves one (`NodeConfig::web_addr`). Its
     /// browser guests are peers of kind `Browser` in [`PeerConnect::peers`].
+    /// Always `None` in a build without the web UI (feature `web` off).
     pub fn web_ui(&self) -> Option<WebUi> {
-        self.node.web().map(|w| WebUi {
-            url: w.url.clone(),
-            urls: w.urls.clone(),
-            pin: w.pin.clone(),
-        })
+        web_ui_of(&self.node)
     }
 
     /// The next event; the first is `Listening`. Returns `None` once the node

@@ -32,10 +32,6 @@ pub struct NodeConfig {
     /// The Kademlia DHT, to find peers beyond multicast reach.
     #[uniffi(default = true)]
     pub dht: bool,
-    /// Serve the web UI (browser guests enter its PIN) on this `HOST:PORT`
-    /// (port 0: any); none by default. See `PeerConnect::web_ui`.
-    #[uniffi(default)]
-    pub web_addr: Option<String>,
 }
 
 impl TryFrom<NodeConfig> for peerconnect::Config {
@@ -60,12 +56,6 @@ impl TryFrom<NodeConfig> for peerconnect::Config {
             config.downloads = PathBuf::from(dir);
         }
         config.dht = c.dht;
-        if let Some(web) = c.web_addr {
-            config.web = Some(
-                web.parse()
-                    .map_err(|e| ApiError::Invalid(format!("web address {web:?}: {e}")))?,
-            );
-        }
         Ok(config)
     }
 }

@@ -65,6 +65,29 @@ impl PeerConnect {
         Ok(Arc::new(Self { node, events }))
     }
 
+    /// [`PeerConnect::start`] with the web UI served on `web_addr`
+    /// (`HOST:PORT`, port 0: any): browser guests that enter its PIN
+    /// ([`PeerConnect::web_ui`]) are peers of kind `Browser`. (A constructor
+    /// rather than a `NodeConfig` field, so the Flutter binding's generated
+    /// `NodeConfig` stays as it is.) `Invalid` for a bad address or a build
+    /// without the web UI.
+    #[uniffi::constructor]
+    pub async fn start_with_web_ui(
+        config: NodeConfig,
+        web_addr: String,
+    ) -> Result<Arc<Self>, ApiError> {
+        ignore_sigpipe();
+        let mut config: peerconnect::Config = config.try_into()?;
+        config.web = Some(
+            web_addr
+                .parse()
+                .map_err(|e| ApiError::Invalid(format!("web address {web_addr:?}: {e}")))?,
+        );
+        let node = Node::start(config).await?;
+        let events = tokio::sync::Mutex::new(node.events());
+        Ok(Arc::new(Self { node, events }))
+    }
+
     /// This node's PeerId.
     pub fn id(&self) -> String {
         self.node.id().to_string()
@@ -79,7 +102,7 @@ impl PeerConnect {
         strings(self.node.listen_addrs())
     }
 
-    /// The web UI, if the node serves one (`NodeConfig::web_addr`). Its
+    /// The web UI, if the node serves one ([`PeerConnect::start_with_web_ui`]). Its
     /// browser guests are peers of kind `Browser` in [`PeerConnect::peers`].
     /// Always `None` in a build without the web UI (feature `web` off).
     pub fn web_ui(&self) -> Option<WebUi> {

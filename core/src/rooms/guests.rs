@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Members, Rooms, invalid, lock};
+use super::{Rooms, invalid, lock};
 use crate::error::{Error, Result};
 use crate::identity::PeerId;
 use crate::node::Node;
@@ -68,7 +68,7 @@ impl Rooms {
         self.enter(node, name).await?;
         lock(&self.members)
             .entry(rooms::topic(name))
-            .or_insert_with(Members::default)
+            .or_default()
             .guests
             .insert(guest);
         Ok(())

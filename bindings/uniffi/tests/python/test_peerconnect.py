@@ -77,8 +77,7 @@ class BrowserGuest(unittest.IsolatedAsyncioTestCase):
     async def asyncSetUp(self):
         self.dir = tempfile.TemporaryDirectory()
         config = local_config(self.dir.name, "host")
-        config.web_addr = "127.0.0.1:0"
-        self.node = await PeerConnect.start(config)
+        self.node = await PeerConnect.start_with_web_ui(config, "127.0.0.1:0")
 
     async def asyncTearDown(self):
         await self.node.shutdown()

@@ -30,7 +30,7 @@ use crate::net::dht::{Dht, DhtHandle};
 use crate::net::gossip::Gossip;
 use crate::net::links::{Links, Router};
 use crate::proto::rooms::{RoomMessage, RoomMessageId};
-use crate::rooms::{RoomInfo, RoomSaid, RoomStats, Rooms};
+use crate::rooms::{GuestRoom, RoomInfo, RoomSaid, RoomStats, Rooms};
 use crate::store::Store;
 
 /// Gossip frames from all peers waiting for the gossip service, at most.
@@ -393,6 +393,68 @@ impl Node {
         self.inner.rooms.stats()
     }
 
+    /// The rooms the node is in, as the browser guest `guest` sees them
+    /// (whether it joined each). See [`crate::rooms`] on guests.
+    pub(crate) async fn guest_rooms(&self, guest: PeerId) -> Result<Vec<GuestRoom>> {
+        self.inner.rooms.guest_list(&guest).await
+    }
+
+    /// The browser guest `guest` joins room `name` (the node joins it for the
+    /// guest if it is not in it; at most
+    /// [`MAX_GUEST_ROOMS`](crate::rooms::MAX_GUEST_ROOMS) per guest).
+    pub(crate) async fn guest_join_room(&self, guest: PeerId, name: &str) -> Result<()> {
+        self.inner.rooms.guest_join(self, guest, name).await
+    }
+
+    /// The browser guest `guest` leaves room `name` (the node leaves it too
+    /// when no guest is left in it and the owner had not joined it).
+    pub(crate) async fn guest_leave_room(&self, guest: PeerId, name: &str) -> Result<()> {
+        self.inner.rooms.guest_leave(guest, name).await
+    }
+
+    /// Whether the browser guest `guest` is in room `name` (gets its messages).
+    pub(crate) fn guest_in_room(&self, guest: &PeerId, name: &str) -> bool {
+        self.inner.rooms.guest_in(guest, name)
+    }
+
+    /// The stored messages of a room the browser guest `guest` is in.
+    pub(crate) fn guest_room_history(
+        &self,
+        guest: PeerId,
+        name: &str,
+        before: Option<RoomMessageId>,
+        limit: usize,
+    ) -> Result<Vec<RoomMessage>> {
+        self.inner.rooms.guest_history(&guest, name, before, limit)
+    }
+
+    /// The node says `text` in room `name` for the browser guest `guest`
+    /// (which must be in it), named "GUEST (guest via NODE)".
+    pub(crate) async fn guest_room_say(
+        &self,
+        guest: PeerId,
+        name: &str,
+        text: &str,
+    ) -> Result<RoomMessage> {
+        let info = self
+            .inner
+            .guests
+            .info(&guest)
+            .ok_or_else(|| Error::PeerNotFound(guest.short()))?;
+        self.inner
+            .rooms
+            .guest_say(&guest, &info.name, name, text)
+            .await
+    }
+
+    /// A browser guest's session ended (logout, expiry, block): it leaves its
+    /// rooms.
+    pub(crate) async fn guest_gone(&self, guest: PeerId) {
+        if let Err(e) = self.inner.rooms.guest_gone(guest).await {
+            tracing::debug!(error = %e, "cannot leave a gone guest's rooms");
+        }
+    }
+
     /// The node's store.
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
@@ -480,6 +542,7 @@ impl Node {
             self.store().set_trust(&id, trust)?;
             if trust == Trust::Blocked {
                 self.local_transfers().peer_gone(&id);
+                self.guest_gone(id).await;
                 self.emit(Event::PeerLost { id });
             } else {
                 self.emit(Event::PeerUpdated { peer });

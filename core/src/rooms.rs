@@ -28,8 +28,15 @@
 //! peer that connects is also handed to the gossip state as a membership
 //! candidate, which is how two overlays of one room find and merge into each
 //! other (see `proto::hyparview`).
+//!
+//! Browser guests of the web UI are in rooms through this node (see
+//! [`guests`]): a guest is not a gossip node, so the node takes part for it.
 
-use std::collections::BTreeMap;
+mod guests;
+
+pub use guests::{GuestRoom, MAX_GUEST_ROOMS};
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +54,7 @@ use crate::net::links::{LinkEvent, Links};
 use crate::node::{Node, WeakNode};
 use crate::proto::gossip::{self, Strategy, TopicId};
 use crate::proto::rooms::{self, RoomMessage, RoomMessageId, SignedRoomMessage};
+use crate::proto::wire::DeviceKind;
 use crate::store::{Store, now_ms};
 
 /// Most peers handed to one join (the first is the contact).
@@ -134,7 +142,19 @@ pub(crate) struct Rooms {
     /// Joined rooms by topic. Not protocol state (that is the gossip task's):
     /// the names the API and the receiver need.
     joined: Arc<Mutex<BTreeMap<TopicId, String>>>,
+    /// Who the node is in each joined room for (same keys as `joined`).
+    members: Mutex<BTreeMap<TopicId, Members>>,
+    /// Held across each join and leave, so `joined`, `members` and the
+    /// gossip state change together.
+    ops: tokio::sync::Mutex<()>,
     counters: Arc<Counters>,
+}
+
+/// Why the node is in a room: its owner joined it, or guests did.
+#[derive(Debug, Default)]
+struct Members {
+    owner: bool,
+    guests: BTreeSet<PeerId>,
 }
 
 fn invalid(e: impl std::fmt::Display) -> Error {
@@ -165,6 +185,8 @@ impl Rooms {
             store,
             events,
             joined: Arc::default(),
+            members: Mutex::default(),
+            ops: tokio::sync::Mutex::new(()),
             counters: Arc::default(),
         }
     }
@@ -182,7 +204,39 @@ impl Rooms {
         Error::Invalid(format!("not in room {name:?}; join it first"))
     }
 
+    /// The owner joins `name`. The node may be in it already for guests.
     pub(crate) async fn join(&self, node: &Node, name: &str) -> Result<()> {
+        let _op = self.ops.lock().await;
+        self.enter(node, name).await?;
+        lock(&self.members)
+            .entry(rooms::topic(name))
+            .or_default()
+            .owner = true;
+        Ok(())
+    }
+
+    /// The owner leaves `name`; the node stays in it while guests are.
+    pub(crate) async fn leave(&self, name: &str) -> Result<()> {
+        let _op = self.ops.lock().await;
+        let topic = rooms::topic(name);
+        let guests_stay = {
+            let mut m = lock(&self.members);
+            match m.get_mut(&topic) {
+                Some(room) => {
+                    room.owner = false;
+                    !room.guests.is_empty()
+                }
+                None => false,
+            }
+        };
+        if guests_stay {
+            return Ok(());
+        }
+        self.exit(name).await
+    }
+
+    /// Makes the node a member of `name` (no-op if it is). Call with `ops` held.
+    async fn enter(&self, node: &Node, name: &str) -> Result<()> {
         rooms::check_name(name).map_err(invalid)?;
         let topic = rooms::topic(name);
         if self.lock().contains_key(&topic) {
@@ -200,8 +254,10 @@ impl Rooms {
         Ok(())
     }
 
-    pub(crate) async fn leave(&self, name: &str) -> Result<()> {
+    /// The node leaves `name` (no-op if not in it). Call with `ops` held.
+    async fn exit(&self, name: &str) -> Result<()> {
         let topic = rooms::topic(name);
+        lock(&self.members).remove(&topic);
         if self.lock().remove(&topic).is_none() {
             return Ok(());
         }
@@ -213,8 +269,14 @@ impl Rooms {
     }
 
     pub(crate) async fn say(&self, name: &str, text: &str) -> Result<RoomMessage> {
+        self.say_as(name, &self.name, text).await
+    }
+
+    /// Signs and publishes `text` in `name` as this node, under `author_name`
+    /// (the device's name, or a guest's: [`rooms::guest_author_name`]).
+    async fn say_as(&self, name: &str, author_name: &str, text: &str) -> Result<RoomMessage> {
         let id = RoomMessageId(rand::random());
-        let message = RoomMessage::new(id, &self.identity, &self.name, name, text, now_ms())
+        let message = RoomMessage::new(id, &self.identity, author_name, name, text, now_ms())
             .map_err(invalid)?;
         let topic = self.topic_of(name).ok_or_else(|| Self::not_joined(name))?;
         let signed = SignedRoomMessage::sign(message, &self.identity);
@@ -359,7 +421,9 @@ async fn bootstrap_candidates(
     topic: TopicId,
     only: Option<PeerId>,
 ) -> Result<Vec<(PeerId, Vec<SocketAddr>)>> {
-    let peers = node.peers().await?;
+    // Browser guests are listed among the peers but are no gossip nodes.
+    let mut peers = node.peers().await?;
+    peers.retain(|p| p.kind != DeviceKind::Browser);
     let addrs_of = |id: &PeerId| {
         peers
             .iter()

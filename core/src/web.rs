@@ -186,7 +186,6 @@ fn urls_for(local: SocketAddr) -> Vec<String> {
 /// What every request handler shares.
 pub(crate) struct AppState {
     pub node: WeakNode,
-    pub me: PeerId,
     pub info: WebInfo,
     pub options: WebOptions,
     pub limiter: auth::Limiter,
@@ -223,6 +222,8 @@ impl AppState {
     pub fn guest_left(&self, id: PeerId) {
         if let Some(n) = self.node.upgrade() {
             n.local_transfers().peer_gone(&id);
+            // Its rooms are left in the background (this runs in handlers).
+            tokio::spawn(async move { n.guest_gone(id).await });
         }
         self.emit(Event::PeerLost { id });
     }
@@ -249,7 +250,6 @@ pub(crate) fn serve(node: &Node, bound: Bound, options: WebOptions) -> tokio::ta
 pub(crate) fn new_app(node: &Node, info: WebInfo, options: WebOptions) -> App {
     Arc::new(AppState {
         node: node.downgrade(),
-        me: node.id(),
         guests: node.guests().clone(),
         files: files::Files::new(node.data_dir()),
         info,
@@ -333,6 +333,7 @@ impl From<Error> for ApiError {
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::Messaging(M::TooLong { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Messaging(M::Blocked(_)) => StatusCode::FORBIDDEN,
+            Error::Messaging(M::GuestLeft(_)) => StatusCode::GONE,
             Error::Messaging(_) => StatusCode::BAD_REQUEST,
             Error::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

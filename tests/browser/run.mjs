@@ -12,7 +12,7 @@ import { CHROMIUM, UpNode, launch, makeNamespaces, netnsUnavailable, tempDir } f
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
-const BIN = process.env.PEERCONNECT_BIN || join(root, 'target/debug/peerconnect');
+const BIN = process.env.PEERCONNECT_BIN || join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug/peerconnect');
 const OUT = process.env.SCREENSHOTS || join(here, 'out');
 const T = 20000;
 
@@ -97,6 +97,7 @@ async function main() {
   else ns = makeNamespaces();
   const nodes = [];
   const browsers = [];
+  const clis = [];
   try {
     const a = new UpNode(BIN, ns?.s, 'alpha', ['--listen', '127.0.0.1:0', '--web', '127.0.0.1:0']);
     nodes.push(a);
@@ -342,6 +343,40 @@ async function main() {
         await shoot(pg, 'guest-chat');
       });
 
+      await step('a guest joins a room and talks with a node that ran `peerconnect room join`', async () => {
+        // Node A's owner follows the room from the command line. (B's owner
+        // is not in this room: B joins it for its guest only.)
+        const watch = a.cli(['room', 'join', 'hallway', '--json']);
+        clis.push(watch);
+        await watch.waitFor((e) => e.event === 'room_joined' && e.room === 'hallway', "room join's room_joined");
+        await pg.goto(`${lanUrl}#rooms`);
+        await pg.fill('.room-join input', 'hallway');
+        await pg.getByRole('button', { name: 'Join', exact: true }).click();
+        await pg.locator('.thread-who h2', { hasText: 'hallway' }).waitFor();
+        await pg.locator('.composer-input:visible').fill('Hello room from the phone');
+        await pg.keyboard.press('Enter');
+        await pg.locator('.msg.out .bubble', { hasText: 'Hello room from the phone' }).waitFor();
+        // The guest's node published it for the guest, under the guest's name.
+        const got = await watch.waitFor(
+          (e) => e.event === 'room_message' && e.message.text === 'Hello room from the phone',
+          "the guest's message at A's `room join`");
+        check(got.message.author === b.id, `author ${got.message.author}, not B ${b.id}`);
+        check(got.message.author_name === 'Test phone (guest via beta)', `author_name ${got.message.author_name}`);
+        // `room say` on A: the guest's page shows it live.
+        const say = a.cli(['room', 'say', 'hallway', 'Hello phone, this is alpha']);
+        say.stdin.end();
+        check(await say.done === 0, '`peerconnect room say` failed');
+        const answer = pg.locator('.msg.in', { hasText: 'Hello phone, this is alpha' });
+        await answer.waitFor();
+        check((await answer.locator('.msg-author').textContent()) === 'alpha', 'the answer does not name alpha');
+        await shoot(pg, 'guest-room');
+        // The guest leaves; B was in the room only for it, so B leaves too.
+        await pg.locator('.rooms-view button.leave').click();
+        await b.waitFor((e) => e.event === 'room_left' && e.room === 'hallway', "B's room_left");
+        watch.stdin.end();
+        check(await watch.done === 0, '`peerconnect room join` did not end cleanly at end of input');
+      });
+
       const video = { name: 'holiday.mp4', mimeType: 'video/mp4', buffer: randomBytes(6 << 20) };
       await step('the guest uploads files, the owner accepts, and sees it in progress', async () => {
         check(await fetchStatus(pg, '/api/guest/offers', {
@@ -398,6 +433,7 @@ async function main() {
       });
     }
   } finally {
+    for (const c of clis) if (c.exitCode === null) c.kill('SIGTERM');
     for (const br of browsers) await br.close().catch(() => {});
     for (const n of nodes) await n.stop().catch(() => {});
     ns?.down();

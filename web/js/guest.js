@@ -1,10 +1,12 @@
 // The browser guest's app (a phone or another computer with no PeerConnect):
-// send files to the node, get the files it sends, chat with its owner.
+// send files to the node, get the files it sends, chat with its owner, chat
+// in rooms (the node takes part for the guest).
 
 import * as api from './api.js';
 import { h, fill, icon, code, toast, attempt } from './ui.js';
 import { thread } from './chat-thread.js';
 import { guestSendView, guestFilesView } from './guest-files.js';
+import { roomsView } from './owner/rooms.js';
 
 export function startGuest(root, session) {
   const me = session.guest;
@@ -40,9 +42,14 @@ export function startGuest(root, session) {
 
   views.send = guestSendView(node);
   views.files = guestFilesView(node);
+  // Room messages this guest said carry the node as author and this name.
+  views.rooms = roomsView({ state: { me }, go: (name, arg) => show(name, arg) }, {
+    base: '/api/guest/rooms',
+    mine: (m) => m.author === node.id && m.author_name === session.room_author,
+  });
 
   // --- shell ------------------------------------------------------------
-  const list = [['send', 'Send'], ['files', 'Files'], ['chat', 'Chat']];
+  const list = [['send', 'Send'], ['files', 'Files'], ['chat', 'Chat'], ['rooms', 'Rooms']];
   const nav = h('nav', { class: 'tabs', 'aria-label': 'Views' });
   const main = h('main', { id: 'main', tabindex: '-1' });
   for (const [name, label] of list) {
@@ -60,16 +67,21 @@ export function startGuest(root, session) {
   main.prepend(whoami);
   fill(root, h('div', { class: 'shell guest' }, header, nav, main));
 
-  function show(name) {
+  function show(name, arg) {
     if (!views[name]) name = list[0][0];
+    if (location.hash.slice(1).split('/')[0] !== name) history.replaceState(null, '', `#${name}`);
     for (const [n, v] of Object.entries(views)) v.el.hidden = n !== name;
     for (const a of nav.querySelectorAll('.tab')) {
       if (a.dataset.view === name) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
     }
-    views[name].show?.();
+    views[name].show?.(arg);
   }
-  window.addEventListener('hashchange', () => show(location.hash.slice(1)));
+  const fromHash = () => {
+    const [name, arg] = location.hash.slice(1).split('/');
+    show(name, arg && decodeURIComponent(arg));
+  };
+  window.addEventListener('hashchange', fromHash);
 
   api.events((e) => {
     if (e.event === 'peer_lost' && e.id === me.id) {
@@ -87,5 +99,5 @@ export function startGuest(root, session) {
       api.get('/api/session').then((s) => { if (s.role !== 'guest') location.reload(); }).catch(() => {});
     }
   });
-  show(location.hash.slice(1) || list[0][0]);
+  fromHash();
 }

@@ -34,7 +34,7 @@ pub use config::NodeConfig;
 pub use error::ApiError;
 pub use event::{DeviceKind, Event, FoundPeer, Peer, Trust};
 pub use messaging::{DeliveryStatus, Message};
-pub use node::PeerConnect;
+pub use node::{PeerConnect, WebUi};
 pub use rooms::{RoomInfo, RoomMessage, RoomSaid};
 pub use transfer::{Direction, OfferEntry, TransferInfo, TransferState};
 

@@ -8,6 +8,31 @@ use crate::config::NodeConfig;
 use crate::error::ApiError;
 use crate::event::{Event, FoundPeer, Peer, Trust, strings};
 
+/// Where the node's web UI is and how browser guests get in.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct WebUi {
+    /// The URL to give other devices.
+    pub url: String,
+    /// Every URL the UI is reachable at.
+    pub urls: Vec<String>,
+    /// The 6-digit PIN guests enter (new at every start).
+    pub pin: String,
+}
+
+#[cfg(feature = "web")]
+fn web_ui_of(node: &Node) -> Option<WebUi> {
+    node.web().map(|w| WebUi {
+        url: w.url.clone(),
+        urls: w.urls.clone(),
+        pin: w.pin.clone(),
+    })
+}
+
+#[cfg(not(feature = "web"))]
+fn web_ui_of(_: &Node) -> Option<WebUi> {
+    None
+}
+
 /// A running PeerConnect node. Start one per data dir with [`PeerConnect::start`],
 /// read [`PeerConnect::next_event`] in a loop, and [`PeerConnect::shutdown`] when
 /// done.
@@ -40,6 +65,29 @@ impl PeerConnect {
         Ok(Arc::new(Self { node, events }))
     }
 
+    /// [`PeerConnect::start`] with the web UI served on `web_addr`
+    /// (`HOST:PORT`, port 0: any): browser guests that enter its PIN
+    /// ([`PeerConnect::web_ui`]) are peers of kind `Browser`. (A constructor
+    /// rather than a `NodeConfig` field, so the Flutter binding's generated
+    /// `NodeConfig` stays as it is.) `Invalid` for a bad address or a build
+    /// without the web UI.
+    #[uniffi::constructor]
+    pub async fn start_with_web_ui(
+        config: NodeConfig,
+        web_addr: String,
+    ) -> Result<Arc<Self>, ApiError> {
+        ignore_sigpipe();
+        let mut config: peerconnect::Config = config.try_into()?;
+        config.web = Some(
+            web_addr
+                .parse()
+                .map_err(|e| ApiError::Invalid(format!("web address {web_addr:?}: {e}")))?,
+        );
+        let node = Node::start(config).await?;
+        let events = tokio::sync::Mutex::new(node.events());
+        Ok(Arc::new(Self { node, events }))
+    }
+
     /// This node's PeerId.
     pub fn id(&self) -> String {
         self.node.id().to_string()
@@ -52,6 +100,13 @@ impl PeerConnect {
     /// Addresses other nodes can dial (`HOST:PORT`).
     pub fn listen_addrs(&self) -> Vec<String> {
         strings(self.node.listen_addrs())
+    }
+
+    /// The web UI, if the node serves one ([`PeerConnect::start_with_web_ui`]). Its
+    /// browser guests are peers of kind `Browser` in [`PeerConnect::peers`].
+    /// Always `None` in a build without the web UI (feature `web` off).
+    pub fn web_ui(&self) -> Option<WebUi> {
+        web_ui_of(&self.node)
     }
 
     /// The next event; the first is `Listening`. Returns `None` once the node

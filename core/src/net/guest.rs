@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::{PeerInfo, Trust};
 use crate::identity::{PeerId, verification_code};
-use crate::proto::messaging::{IdGen, MessageId};
 use crate::proto::wire::DeviceKind;
-use crate::store::now_ms;
 
 #[derive(Debug)]
 struct Session {
@@ -32,7 +30,6 @@ struct Inner {
     by_token: HashMap<[u8; 32], PeerId>,
     /// Client addresses of blocked guests (for this run).
     blocked: HashSet<IpAddr>,
-    ids: IdGen,
 }
 
 /// Why a login was refused (the PIN was right).
@@ -219,10 +216,5 @@ impl Guests {
             }
         }
         old
-    }
-
-    /// A fresh message id (time-ordered among the ids this registry makes).
-    pub fn next_message_id(&self) -> MessageId {
-        self.lock().ids.next(now_ms(), &mut rand::rng())
     }
 }

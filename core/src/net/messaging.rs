@@ -24,6 +24,14 @@
 //!
 //! Every status change is emitted as [`Event::MessageStatus`].
 //!
+//! **Local peers** (browser guests of the web UI, [`crate::net::guest`]) have
+//! no session: they read and write through this node. Their messages take
+//! the same store path and the same id generator, without the protocol: a
+//! message to a local peer is stored and `delivered` at once (the peer reads
+//! it from this node), a message from one is stored as received and emitted
+//! like any other, it takes no read receipts, and the page showing our
+//! messages marks them `read` ([`Handle::local_peer_read`]).
+//!
 //! The public API (send, history, conversations, read marks) is the
 //! [`Node`](crate::Node) methods of `node/messages.rs`, which call the
 //! [`Handle`] and the store.
@@ -102,6 +110,27 @@ enum Command {
     MarkRead {
         peer: PeerId,
         up_to: MessageId,
+        local: bool,
+        reply: oneshot::Sender<Result<usize>>,
+    },
+    /// A message to a local peer: stored and delivered at once.
+    SendLocal {
+        peer: PeerId,
+        text: String,
+        reply_to: Option<MessageId>,
+        reply: oneshot::Sender<Result<MessageInfo>>,
+    },
+    /// A message a local peer wrote to us.
+    ReceiveLocal {
+        peer: PeerId,
+        text: String,
+        reply_to: Option<MessageId>,
+        reply: oneshot::Sender<Result<MessageInfo>>,
+    },
+    /// A local peer read our messages up to `up_to`.
+    LocalRead {
+        peer: PeerId,
+        up_to: MessageId,
         reply: oneshot::Sender<Result<usize>>,
     },
     Stats(oneshot::Sender<MessagingStats>),
@@ -118,6 +147,9 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Self::Send { .. } => "Send",
             Self::MarkRead { .. } => "MarkRead",
+            Self::SendLocal { .. } => "SendLocal",
+            Self::ReceiveLocal { .. } => "ReceiveLocal",
+            Self::LocalRead { .. } => "LocalRead",
             Self::Stats(_) => "Stats",
         })
     }
@@ -151,9 +183,56 @@ impl Handle {
         .await?
     }
 
-    /// Marks messages from `peer` up to `up_to` read and queues the receipts.
-    pub async fn mark_read(&self, peer: PeerId, up_to: MessageId) -> Result<usize> {
-        self.call(|reply| Command::MarkRead { peer, up_to, reply })
+    /// Marks messages from `peer` up to `up_to` read and queues the receipts
+    /// (none for a `local` peer: it takes no receipts).
+    pub async fn mark_read(&self, peer: PeerId, up_to: MessageId, local: bool) -> Result<usize> {
+        self.call(|reply| Command::MarkRead {
+            peer,
+            up_to,
+            local,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stores `text` for the local peer `peer`, delivered at once.
+    pub async fn send_local(
+        &self,
+        peer: PeerId,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<MessageInfo> {
+        check_text(&text)?;
+        self.call(|reply| Command::SendLocal {
+            peer,
+            text,
+            reply_to,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stores `text` written to us by the local peer `peer` and announces it.
+    pub async fn receive_local(
+        &self,
+        peer: PeerId,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<MessageInfo> {
+        check_text(&text)?;
+        self.call(|reply| Command::ReceiveLocal {
+            peer,
+            text,
+            reply_to,
+            reply,
+        })
+        .await?
+    }
+
+    /// The local peer `peer` has seen our messages up to `up_to`: they are
+    /// `read`. Returns how many changed.
+    pub async fn local_peer_read(&self, peer: PeerId, up_to: MessageId) -> Result<usize> {
+        self.call(|reply| Command::LocalRead { peer, up_to, reply })
             .await?
     }
 
@@ -537,7 +616,12 @@ impl Service {
                     self.dial(peer);
                 }
             }
-            Command::MarkRead { peer, up_to, reply } => {
+            Command::MarkRead {
+                peer,
+                up_to,
+                local,
+                reply,
+            } => {
                 let res = match self.store.mark_incoming_read(&peer, &up_to) {
                     Ok(Some(n)) => Ok(n),
                     Ok(None) => Err(messaging::Error::UnknownMessage(up_to, peer.short()).into()),
@@ -545,9 +629,45 @@ impl Service {
                 };
                 let changed = matches!(res, Ok(n) if n > 0);
                 let _ = reply.send(res);
-                if changed && let Some(link) = self.links.get(&peer) {
+                if local {
+                    // A local peer takes no receipts: none is kept owed.
+                    self.drop_receipts(peer);
+                } else if changed && let Some(link) = self.links.get(&peer) {
                     self.flush_receipts(peer, link.session).await;
                 }
+            }
+            Command::SendLocal {
+                peer,
+                text,
+                reply_to,
+                reply,
+            } => {
+                let res = self.queue_message(peer, text, reply_to).map(|q| {
+                    self.set_status(peer, &[q.envelope.id], Status::Delivered);
+                    let e = q.envelope;
+                    MessageInfo {
+                        id: e.id,
+                        from: self.me,
+                        to: peer,
+                        outgoing: true,
+                        sent_ms: e.sent_ms,
+                        text: e.text,
+                        reply_to: e.reply_to,
+                        status: Status::Delivered,
+                    }
+                });
+                let _ = reply.send(res);
+            }
+            Command::ReceiveLocal {
+                peer,
+                text,
+                reply_to,
+                reply,
+            } => {
+                let _ = reply.send(self.receive_local(peer, text, reply_to));
+            }
+            Command::LocalRead { peer, up_to, reply } => {
+                let _ = reply.send(self.local_read(peer, up_to));
             }
             Command::Stats(reply) => {
                 let mut s = self.stats.clone();
@@ -580,6 +700,77 @@ impl Service {
         };
         let seq = self.store.insert_outgoing(&peer, &envelope, now)?;
         Ok(Queued { seq, envelope })
+    }
+
+    /// Stores a message the local peer `peer` wrote, with an id of ours, and
+    /// announces it.
+    fn receive_local(
+        &mut self,
+        peer: PeerId,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<MessageInfo> {
+        check_text(&text)?;
+        let now = now_ms();
+        let e = Envelope {
+            id: self.ids.next(now, &mut self.rng),
+            sent_ms: now,
+            text,
+            reply_to,
+        };
+        self.store.insert_incoming(&[(peer, e.clone())], now)?;
+        self.stats.received += 1;
+        let message = MessageInfo {
+            id: e.id,
+            from: peer,
+            to: self.me,
+            outgoing: false,
+            sent_ms: e.sent_ms,
+            text: e.text,
+            reply_to: e.reply_to,
+            status: Status::Delivered,
+        };
+        self.emit(Event::MessageReceived {
+            message: message.clone(),
+        });
+        Ok(message)
+    }
+
+    /// Marks our messages to the local peer `peer`, up to `up_to`, read.
+    fn local_read(&mut self, peer: PeerId, up_to: MessageId) -> Result<usize> {
+        let page = self
+            .store
+            .conversation(&self.me, &peer, None, MAX_HISTORY_PAGE)?
+            .unwrap_or_default();
+        let Some(end) = page.iter().position(|m| m.id == up_to) else {
+            return Err(messaging::Error::UnknownMessage(up_to, peer.short()).into());
+        };
+        let ids: Vec<MessageId> = page[..=end]
+            .iter()
+            .filter(|m| m.outgoing && m.status < Status::Read)
+            .map(|m| m.id)
+            .collect();
+        let changed = self.store.set_outgoing_status(&peer, &ids, Status::Read)?;
+        for id in &changed {
+            self.emit(Event::MessageStatus {
+                id: *id,
+                peer,
+                status: Status::Read,
+            });
+        }
+        Ok(changed.len())
+    }
+
+    /// Forgets the read receipts owed to `peer` (a local peer takes none).
+    fn drop_receipts(&mut self, peer: PeerId) {
+        let owed = match self.store.owed_receipts(&peer, usize::MAX >> 1) {
+            Ok(o) => o,
+            Err(e) => return self.fail(format!("cannot read owed receipts: {e}")),
+        };
+        let seqs: Vec<u64> = owed.into_iter().map(|(seq, _)| seq).collect();
+        if let Err(e) = self.store.clear_receipts(&seqs) {
+            self.fail(format!("cannot clear receipts: {e}"));
+        }
     }
 
     /// Dials `peer` in the background unless a dial is running or backing off.

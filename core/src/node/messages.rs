@@ -12,7 +12,19 @@ use crate::event::Event;
 use crate::identity::PeerId;
 use crate::net::messaging::{MAX_HISTORY_PAGE, MessagingStats};
 use crate::proto::messaging::{self, Conversation, MessageId, MessageInfo, Status};
+use crate::proto::wire::DeviceKind;
 use crate::store::MessageCounts;
+
+/// Is a peer one that reads through this node?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Local {
+    /// A browser guest logged in now.
+    Guest,
+    /// A browser guest whose session ended.
+    Gone,
+    /// A peer with sessions of its own.
+    No,
+}
 
 /// Direct messages.
 impl Node {
@@ -22,6 +34,10 @@ impl Node {
     /// address, otherwise when it is seen again, also after restarts. Follow its
     /// progress with [`Event::MessageStatus`].
     ///
+    /// A browser guest ([`DeviceKind::Browser`]) reads its messages from this
+    /// node: a message to one is `delivered` once stored; to a guest that has
+    /// left it fails ([`messaging::Error::GuestLeft`]).
+    ///
     /// Fails, storing nothing, if the text is over 64 KiB, the peer is this node
     /// or is blocked.
     pub async fn send_message(
@@ -30,7 +46,45 @@ impl Node {
         text: impl Into<String>,
         reply_to: Option<MessageId>,
     ) -> Result<MessageInfo> {
-        self.messaging().send(peer, text.into(), reply_to).await
+        match self.local_peer(&peer)? {
+            Local::Guest => {
+                self.messaging()
+                    .send_local(peer, text.into(), reply_to)
+                    .await
+            }
+            Local::Gone => Err(messaging::Error::GuestLeft(peer.short()).into()),
+            Local::No => self.messaging().send(peer, text.into(), reply_to).await,
+        }
+    }
+
+    /// Whether `peer` is a browser guest (logged in, or gone).
+    fn local_peer(&self, peer: &PeerId) -> Result<Local> {
+        if self.guests().is_guest(peer) {
+            return Ok(Local::Guest);
+        }
+        let browser = self
+            .store()
+            .peer(peer)?
+            .is_some_and(|p| p.kind == DeviceKind::Browser);
+        Ok(if browser { Local::Gone } else { Local::No })
+    }
+
+    /// Stores a message the logged-in browser guest `guest` wrote to this
+    /// node's owner (received, with an id of the messaging service's) and
+    /// emits [`Event::MessageReceived`].
+    pub(crate) async fn guest_message(
+        &self,
+        guest: PeerId,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<MessageInfo> {
+        self.messaging().receive_local(guest, text, reply_to).await
+    }
+
+    /// The browser guest `guest` has seen the owner's messages up to `up_to`:
+    /// they are `read` (emitted as [`Event::MessageStatus`]).
+    pub(crate) async fn guest_read(&self, guest: PeerId, up_to: MessageId) -> Result<usize> {
+        self.messaging().local_peer_read(guest, up_to).await
     }
 
     /// [`send_message`](Self::send_message), then waits up to `wait` for the
@@ -100,8 +154,10 @@ impl Node {
     /// Marks the messages from `peer` up to and including `up_to` read and sends
     /// the peer read receipts (now, or when it is next connected). Returns how
     /// many messages were newly marked.
+    /// A browser guest takes no receipts.
     pub async fn mark_read(&self, peer: PeerId, up_to: MessageId) -> Result<usize> {
-        self.messaging().mark_read(peer, up_to).await
+        let local = self.local_peer(&peer)? != Local::No;
+        self.messaging().mark_read(peer, up_to, local).await
     }
 
     /// How many messages the conversation with `peer` holds.

@@ -67,6 +67,8 @@ pub enum Error {
     Blocked(String),
     #[error("no message {0} in the conversation with {1}")]
     UnknownMessage(MessageId, String),
+    #[error("browser guest {0} has left; it cannot receive messages")]
+    GuestLeft(String),
 }
 
 /// Checks `text` against [`MAX_TEXT_LEN`].

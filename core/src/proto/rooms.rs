@@ -82,6 +82,26 @@ pub fn check_text(text: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The author name of a message a node says in a room for one of its
+/// browser guests: `"NAME (guest via NODE)"`, cut to [`MAX_NAME_LEN`]. The
+/// author (and signer) is the node, which vouches for its guest; the name
+/// tells readers who typed it. A guest cannot pass for the node's owner: the
+/// node appends the suffix to whatever name the guest chose.
+pub fn guest_author_name(guest: &str, node: &str) -> String {
+    fn cut(s: &str, max: usize) -> &str {
+        let mut end = s.len().min(max);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        &s[..end]
+    }
+    // Keep the node's name short enough to leave the guest's some room.
+    let node = cut(node, MAX_NAME_LEN / 3);
+    let suffix = format!(" (guest via {node})");
+    let guest = cut(guest, MAX_NAME_LEN - suffix.len());
+    format!("{guest}{suffix}")
+}
+
 /// A message's id: 16 random bytes chosen by its author. Shown (and written in
 /// JSON) as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -331,6 +351,29 @@ mod tests {
         assert_eq!(
             SignedRoomMessage::decode(&s.encode(), &topic("lobby")),
             Err(Rejected::TooLarge)
+        );
+    }
+
+    #[test]
+    fn a_guests_author_name_names_guest_and_node_within_the_limit() {
+        assert_eq!(
+            guest_author_name("Test phone", "beta"),
+            "Test phone (guest via beta)"
+        );
+        let long = guest_author_name(&"é".repeat(60), &"n".repeat(60));
+        assert!(long.len() <= MAX_NAME_LEN, "{long}");
+        assert!(
+            long.ends_with(&format!(" (guest via {})", "n".repeat(21))),
+            "{long}"
+        );
+        assert!(long.starts_with("éé"));
+        // Such a message is the node's: signed by it, checked like any other.
+        let node = Identity::generate();
+        let m = RoomMessage::new(RoomMessageId([3; 16]), &node, &long, "lobby", "hi", 0).unwrap();
+        let s = SignedRoomMessage::sign(m, &node);
+        assert_eq!(
+            SignedRoomMessage::decode(&s.encode(), &topic("lobby")).unwrap(),
+            s
         );
     }
 

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Owner;
-use super::guests::{self, Page, Read, Say};
+use super::guests::{Page, Read, Say};
 use super::{ApiError, ApiResult, App, parse_peer};
 use crate::event::{PeerInfo, Trust};
 use crate::identity::verification_code;
@@ -247,23 +247,9 @@ async fn send(
     Json(s): Json<Say>,
 ) -> ApiResult<Json<MessageInfo>> {
     let peer = parse_peer(&peer)?;
-    let node = app.node()?;
-    if app.guests.is_guest(&peer) {
-        return Ok(Json(guests::say_to_guest(
-            &app, &node, peer, s.text, s.reply_to,
-        )?));
-    }
-    if node
-        .store()
-        .peer(&peer)?
-        .is_some_and(|p| p.kind == DeviceKind::Browser)
-    {
-        return Err(ApiError::new(
-            axum::http::StatusCode::GONE,
-            "this browser guest has left; it cannot receive messages",
-        ));
-    }
-    Ok(Json(node.send_message(peer, s.text, s.reply_to).await?))
+    Ok(Json(
+        app.node()?.send_message(peer, s.text, s.reply_to).await?,
+    ))
 }
 
 /// Marks a conversation read up to a message (sends read receipts to peers).
@@ -274,16 +260,6 @@ async fn read(
     Json(r): Json<Read>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let peer = parse_peer(&peer)?;
-    let node = app.node()?;
-    let n = if app.guests.is_guest(&peer)
-        || node
-            .store()
-            .peer(&peer)?
-            .is_some_and(|p| p.kind == DeviceKind::Browser)
-    {
-        guests::owner_read(&node, peer, r.up_to)?
-    } else {
-        node.mark_read(peer, r.up_to).await?
-    };
+    let n = app.node()?.mark_read(peer, r.up_to).await?;
     Ok(Json(serde_json::json!({ "marked": n })))
 }

@@ -388,11 +388,20 @@ async fn session(State(app): State<App>, parts: Parts) -> ApiResult<Json<serde_j
     let base = serde_json::json!({ "id": node.id(), "name": node.name() });
     Ok(Json(match identify(&parts, &app) {
         Some(Caller::Owner) => serde_json::json!({ "role": "owner", "node": base }),
-        Some(Caller::Guest(id)) => serde_json::json!({
-            "role": "guest",
-            "node": base,
-            "guest": app.guests.info(&id),
-        }),
+        Some(Caller::Guest(id)) => {
+            let guest = app.guests.info(&id);
+            // The author name its room messages carry (its page tells its
+            // own messages apart by it).
+            let room_author = guest
+                .as_ref()
+                .map(|g| crate::proto::rooms::guest_author_name(&g.name, node.name()));
+            serde_json::json!({
+                "role": "guest",
+                "node": base,
+                "guest": guest,
+                "room_author": room_author,
+            })
+        }
         None => serde_json::json!({ "role": "none", "node": base }),
     }))
 }

@@ -7,11 +7,10 @@
 //! opens, `peer_disconnected` when its last one closes, `peer_updated` on a
 //! trust change, `peer_lost` at logout, expiry or block.
 //!
-//! A guest's chat with the owner is stored like any direct conversation (the
-//! messages table): a guest's message is an incoming message (delivered), a
-//! message to a guest is delivered once stored, since the guest reads it from
-//! this node; `read` when the guest's page shows it. The guest's routes show
-//! messages from the guest's side (`outgoing`: written by the guest).
+//! A guest's chat with the owner is the messaging service's (the node's
+//! `send_message`, `guest_message`, `guest_read`: see
+//! [`crate::net::messaging`] on local peers); these routes only show it from
+//! the guest's side (`outgoing`: written by the guest).
 
 use std::time::{Duration, Instant};
 
@@ -21,12 +20,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::auth::Guest;
-use super::{ApiError, ApiResult, App};
-use crate::event::{Event, PeerInfo};
+use super::{ApiResult, App};
+use crate::event::PeerInfo;
 use crate::identity::PeerId;
 pub(crate) use crate::net::guest::{Guests, LoginError, clean_name};
 use crate::node::Node;
-use crate::proto::messaging::{self, Envelope, MessageId, MessageInfo, Status};
+use crate::proto::messaging::{MessageId, MessageInfo};
 use crate::proto::wire::DeviceKind;
 use crate::store::now_ms;
 
@@ -58,91 +57,6 @@ pub(crate) fn spawn_sweeper(app: App) -> tokio::task::JoinHandle<()> {
             }
         }
     })
-}
-
-/// Stores a message a guest wrote to the owner and announces it.
-pub(crate) fn guest_says(
-    app: &App,
-    node: &Node,
-    guest: PeerId,
-    text: String,
-    reply_to: Option<MessageId>,
-) -> ApiResult<MessageInfo> {
-    messaging::check_text(&text).map_err(crate::Error::from)?;
-    let e = Envelope {
-        id: app.guests.next_message_id(),
-        sent_ms: now_ms(),
-        text,
-        reply_to,
-    };
-    node.store()
-        .insert_incoming(&[(guest, e.clone())], now_ms())?;
-    let message = MessageInfo {
-        id: e.id,
-        from: guest,
-        to: app.me,
-        outgoing: false,
-        sent_ms: e.sent_ms,
-        text: e.text,
-        reply_to: e.reply_to,
-        status: Status::Delivered,
-    };
-    app.emit(Event::MessageReceived {
-        message: message.clone(),
-    });
-    Ok(message)
-}
-
-/// Stores a message from the owner to a guest: delivered at once, since the
-/// guest reads it from this node.
-pub(crate) fn say_to_guest(
-    app: &App,
-    node: &Node,
-    guest: PeerId,
-    text: String,
-    reply_to: Option<MessageId>,
-) -> ApiResult<MessageInfo> {
-    messaging::check_text(&text).map_err(crate::Error::from)?;
-    let e = Envelope {
-        id: app.guests.next_message_id(),
-        sent_ms: now_ms(),
-        text,
-        reply_to,
-    };
-    let store = node.store();
-    store.insert_outgoing(&guest, &e, now_ms())?;
-    store.set_outgoing_status(&guest, &[e.id], Status::Delivered)?;
-    app.emit(Event::MessageStatus {
-        id: e.id,
-        peer: guest,
-        status: Status::Delivered,
-    });
-    Ok(MessageInfo {
-        id: e.id,
-        from: app.me,
-        to: guest,
-        outgoing: true,
-        sent_ms: e.sent_ms,
-        text: e.text,
-        reply_to: e.reply_to,
-        status: Status::Delivered,
-    })
-}
-
-/// The owner read a guest's messages up to `up_to`.
-pub(crate) fn owner_read(node: &Node, guest: PeerId, up_to: MessageId) -> ApiResult<usize> {
-    let store = node.store();
-    let n = store
-        .mark_incoming_read(&guest, &up_to)?
-        .ok_or_else(|| ApiError::not_found(format!("no message {up_to} from this guest")))?;
-    // A guest takes no receipts: they would wait forever for a session.
-    let owed: Vec<u64> = store
-        .owed_receipts(&guest, usize::MAX >> 1)?
-        .into_iter()
-        .map(|(seq, _)| seq)
-        .collect();
-    store.clear_receipts(&owed)?;
-    Ok(n)
 }
 
 pub(crate) fn routes() -> Router<App> {
@@ -201,8 +115,7 @@ async fn say(
     Guest(id): Guest,
     Json(s): Json<Say>,
 ) -> ApiResult<Json<MessageInfo>> {
-    let node = app.node()?;
-    let m = guest_says(&app, &node, id, s.text, s.reply_to)?;
+    let m = app.node()?.guest_message(id, s.text, s.reply_to).await?;
     Ok(Json(guest_view(m, &id)))
 }
 
@@ -217,23 +130,6 @@ async fn read(
     Guest(id): Guest,
     Json(r): Json<Read>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let node = app.node()?;
-    let page = node.conversation(id, None, crate::net::messaging::MAX_HISTORY_PAGE)?;
-    let Some(end) = page.iter().position(|m| m.id == r.up_to) else {
-        return Err(ApiError::not_found(format!("no message {}", r.up_to)));
-    };
-    let ids: Vec<MessageId> = page[..=end]
-        .iter()
-        .filter(|m| m.outgoing && m.status < Status::Read)
-        .map(|m| m.id)
-        .collect();
-    let changed = node.store().set_outgoing_status(&id, &ids, Status::Read)?;
-    for m in &changed {
-        app.emit(Event::MessageStatus {
-            id: *m,
-            peer: id,
-            status: Status::Read,
-        });
-    }
-    Ok(Json(serde_json::json!({ "marked": changed.len() })))
+    let n = app.node()?.guest_read(id, r.up_to).await?;
+    Ok(Json(serde_json::json!({ "marked": n })))
 }

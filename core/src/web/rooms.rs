@@ -1,23 +1,31 @@
-//! The owner's rooms API: rooms joined, join and leave, a room's stored
-//! messages and saying something in it. Each handler is a few lines over the
+//! The rooms API: rooms joined, join and leave, a room's stored messages and
+//! saying something in it; for the owner (`/api/rooms`) and for browser
+//! guests (`/api/guest/rooms`: the node takes part for them, see
+//! [`crate::rooms`]). Each handler is a few lines over the
 //! [`Node`](crate::Node) room calls; live messages reach the page as
-//! `room_message` events on the WebSocket.
+//! `room_message` events on the WebSocket (a guest's, only for its rooms).
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::auth::Owner;
+use super::auth::{Guest, Owner};
 use super::{ApiResult, App};
 use crate::proto::rooms::{RoomMessage, RoomMessageId};
-use crate::rooms::RoomInfo;
+use crate::rooms::{GuestRoom, RoomInfo};
 
 pub(crate) fn routes() -> Router<App> {
     Router::new()
         .route("/api/rooms", get(list).post(join))
         .route("/api/rooms/{room}/leave", post(leave))
         .route("/api/rooms/{room}/messages", get(history).post(say))
+        .route("/api/guest/rooms", get(guest_list).post(guest_join))
+        .route("/api/guest/rooms/{room}/leave", post(guest_leave))
+        .route(
+            "/api/guest/rooms/{room}/messages",
+            get(guest_history).post(guest_say),
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,4 +95,53 @@ async fn say(
     Json(s): Json<Say>,
 ) -> ApiResult<Json<RoomMessage>> {
     Ok(Json(app.node()?.room_say(&room, &s.text).await?))
+}
+
+/// The rooms the node is in, with whether the guest joined each.
+async fn guest_list(State(app): State<App>, Guest(id): Guest) -> ApiResult<Json<Vec<GuestRoom>>> {
+    Ok(Json(app.node()?.guest_rooms(id).await?))
+}
+
+/// The guest joins a room; answers its room list.
+async fn guest_join(
+    State(app): State<App>,
+    Guest(id): Guest,
+    Json(j): Json<Join>,
+) -> ApiResult<Json<Vec<GuestRoom>>> {
+    let node = app.node()?;
+    node.guest_join_room(id, j.name.trim()).await?;
+    Ok(Json(node.guest_rooms(id).await?))
+}
+
+async fn guest_leave(
+    State(app): State<App>,
+    Guest(id): Guest,
+    Path(room): Path<String>,
+) -> ApiResult<Json<Vec<GuestRoom>>> {
+    let node = app.node()?;
+    node.guest_leave_room(id, &room).await?;
+    Ok(Json(node.guest_rooms(id).await?))
+}
+
+/// Stored messages of a room the guest is in, oldest first.
+async fn guest_history(
+    State(app): State<App>,
+    Guest(id): Guest,
+    Path(room): Path<String>,
+    Query(p): Query<Page>,
+) -> ApiResult<Json<Vec<RoomMessage>>> {
+    let limit = p.limit.clamp(1, 1000);
+    Ok(Json(
+        app.node()?.guest_room_history(id, &room, p.before, limit)?,
+    ))
+}
+
+/// The node says `text` for the guest in a room the guest is in.
+async fn guest_say(
+    State(app): State<App>,
+    Guest(id): Guest,
+    Path(room): Path<String>,
+    Json(s): Json<Say>,
+) -> ApiResult<Json<RoomMessage>> {
+    Ok(Json(app.node()?.guest_room_say(id, &room, &s.text).await?))
 }

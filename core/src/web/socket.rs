@@ -2,7 +2,8 @@
 //! JSON text frames, one event per frame, from the moment the socket opens.
 //!
 //! The owner gets every event. A browser guest gets only the events about
-//! itself (its offers' progress, its messages, its own peer entry); its socket
+//! itself (its offers' progress, its messages, its own peer entry) and the
+//! messages of the rooms it is in; its socket
 //! being open is what makes it `connected` in the owner's peer list.
 //!
 //! A client that reads too slowly skips the oldest events (the node's event
@@ -51,6 +52,15 @@ fn concerns(guest: &PeerId, e: &Event) -> bool {
         | Event::TransferRejected { peer, .. }
         | Event::TransferComplete { peer, .. } => peer == guest,
         _ => false,
+    }
+}
+
+/// Whether the guest `guest`'s socket gets `e`: events about itself, and
+/// the messages of the rooms it is in.
+pub(super) fn shown_to_guest(app: &App, guest: &PeerId, e: &Event) -> bool {
+    match e {
+        Event::RoomMessage { room, .. } => app.node().is_ok_and(|n| n.guest_in_room(guest, room)),
+        _ => concerns(guest, e),
     }
 }
 
@@ -112,7 +122,7 @@ async fn run(app: App, caller: Caller, mut socket: WebSocket, mut events: crate:
                 let Some(e) = e else { break };
                 let e = match caller {
                     Caller::Owner => e,
-                    Caller::Guest(id) if concerns(&id, &e) => for_guest(e),
+                    Caller::Guest(id) if shown_to_guest(&app, &id, &e) => for_guest(e),
                     Caller::Guest(_) => continue,
                 };
                 let text = serde_json::to_string(&e).expect("events serialize");

@@ -495,10 +495,16 @@ async fn a_guest_and_the_owner_chat_and_the_history_is_kept() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    // The first message event (the node's own start-up events may come first).
+    let e = loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(e, Event::MessageReceived { .. }) {
+            break e;
+        }
+    };
     assert!(
         matches!(&e, Event::MessageReceived { message } if message.from == id && message.text == "hello from the phone"),
         "{e:?}"
@@ -1646,5 +1652,315 @@ async fn a_guest_is_a_peer_of_the_node_listed_and_blocked_through_its_api() {
     let r = f.call(PHONE, get(PHONE, "/api/guest", Some(&cookie))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(!f.node.peers().await.unwrap().iter().any(|p| p.id == id));
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_owner_messages_a_guest_through_send_message_as_any_peer_with_one_id_sequence() {
+    use crate::proto::messaging::{MessageId, Status};
+    let f = fixture().await;
+    let (cookie, id) = login(&f, PHONE, "phone").await;
+    let mut events = f.node.subscribe();
+    // What the CLI's `msg` and the bindings call: delivered once stored.
+    let to_guest = f.node.send_message(id, "hi phone", None).await.unwrap();
+    assert_eq!(to_guest.status, Status::Delivered);
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/messages",
+                Some(&cookie),
+                serde_json::json!({"text": "hi owner"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let from_guest: MessageId = r.json["id"].as_str().unwrap().parse().unwrap();
+    // Both directions take their ids from the messaging service's one
+    // generator: the later message has the later id.
+    assert!(from_guest > to_guest.id, "{from_guest} <= {}", to_guest.id);
+    let page = f.node.conversation(id, None, 10).unwrap();
+    let texts: Vec<&str> = page.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["hi phone", "hi owner"]);
+    // The owner reads the guest's message (no receipt is kept owed to it).
+    assert_eq!(f.node.mark_read(id, from_guest).await.unwrap(), 1);
+    assert!(f.node.store().owed_receipts(&id, 10).unwrap().is_empty());
+    // The guest's page shows the owner's message: it is read.
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/read",
+                Some(&cookie),
+                serde_json::json!({"up_to": to_guest.id}),
+            ),
+        )
+        .await;
+    assert_eq!(r.json["marked"], 1, "{}", r.json);
+    let mut statuses = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+        if let Event::MessageStatus { id: m, status, .. } = e
+            && m == to_guest.id
+        {
+            statuses.push(status);
+            if status == Status::Read {
+                break;
+            }
+        }
+    }
+    assert_eq!(statuses, [Status::Delivered, Status::Read]);
+    // Once the guest has left, a message to it fails and stores nothing.
+    f.node
+        .set_trust(id, crate::event::Trust::Blocked)
+        .await
+        .unwrap();
+    let err = f.node.send_message(id, "still there?", None).await;
+    assert!(
+        matches!(
+            err,
+            Err(crate::Error::Messaging(
+                crate::proto::messaging::Error::GuestLeft(_)
+            ))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(f.node.conversation(id, None, 10).unwrap().len(), 2);
+    f.node.shutdown().await.unwrap();
+}
+
+/// Waits (up to 20 s) for `cond` to hold, checking after each event of `node`.
+async fn wait_for(node: &Node, what: &str, mut cond: impl FnMut() -> bool) {
+    let mut events = node.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // A quiet second re-checks too (what changed may not be an event).
+        let wait = left.min(Duration::from_secs(1));
+        assert!(!left.is_zero(), "timed out waiting for {what}");
+        let _ = tokio::time::timeout(wait, events.recv()).await;
+    }
+}
+
+async fn room_names(node: &Node) -> Vec<String> {
+    node.rooms()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_guest_joins_a_room_through_the_node_and_talks_with_another_node() {
+    let f = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::local(dir.path());
+    c.name = "other-node".into();
+    let other = Node::start(c).await.unwrap();
+    other
+        .connect(f.node.listen_addrs()[0], Some(f.node.id()))
+        .await
+        .unwrap();
+    other.join_room("lobby").await.unwrap();
+    let mut other_events = other.subscribe();
+
+    let (cookie, id) = login(&f, PHONE, "phone").await;
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/rooms",
+                Some(&cookie),
+                serde_json::json!({"name": "lobby"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json[0]["name"], "lobby", "{}", r.json);
+    assert_eq!(r.json[0]["joined"], true, "{}", r.json);
+    // The node joined for its guest; its owner had not.
+    assert_eq!(room_names(&f.node).await, ["lobby"]);
+
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/rooms/lobby/messages",
+                Some(&cookie),
+                serde_json::json!({"text": "hello room"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["author"], f.node.id().to_string());
+    assert_eq!(r.json["author_name"], "phone (guest via owner-node)");
+    // The other node gets it, signed by the guest's node, with the guest's name.
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(Event::RoomMessage { room, message }) = other_events.recv().await
+                && message.text == "hello room"
+            {
+                return (room, message);
+            }
+        }
+    })
+    .await
+    .expect("the other node gets the guest's room message");
+    assert_eq!(got.0, "lobby");
+    assert_eq!(got.1.author, f.node.id());
+    assert_eq!(got.1.author_name, "phone (guest via owner-node)");
+
+    // The other node answers; the guest reads it in the room's history.
+    other.room_say("lobby", "hi guest").await.unwrap();
+    let texts = || {
+        f.node
+            .guest_room_history(id, "lobby", None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect::<Vec<_>>()
+    };
+    wait_for(&f.node, "the other node's answer", || {
+        texts().contains(&"hi guest".to_string())
+    })
+    .await;
+    let r = f
+        .call(
+            PHONE,
+            get(PHONE, "/api/guest/rooms/lobby/messages", Some(&cookie)),
+        )
+        .await;
+    let got: Vec<&str> = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["hello room", "hi guest"]);
+
+    // The guest leaves: the node, in the room only for it, leaves too.
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/rooms/lobby/leave",
+                Some(&cookie),
+                serde_json::json!({}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert!(room_names(&f.node).await.is_empty());
+    other.shutdown().await.unwrap();
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn guest_rooms_are_bounded_private_and_follow_the_owners_membership() {
+    let f = fixture().await;
+    let (cookie, id) = login(&f, PHONE, "phone").await;
+    let (tablet, tablet_id) = login(&f, "10.77.0.10:40000", "tablet").await;
+    let join = |cookie: String, from: &'static str, name: &str| {
+        let req = post(
+            from,
+            "/api/guest/rooms",
+            Some(&cookie),
+            serde_json::json!({ "name": name }),
+        );
+        let f = &f;
+        async move { f.call(from, req).await }
+    };
+    for i in 0..crate::rooms::MAX_GUEST_ROOMS {
+        let r = join(cookie.clone(), PHONE, &format!("room {i}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    }
+    let r = join(cookie.clone(), PHONE, "one too many").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert!(
+        r.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 8 rooms"),
+        "{}",
+        r.json
+    );
+    assert!(!room_names(&f.node).await.contains(&"one too many".into()));
+
+    // Another guest neither reads nor writes a room it did not join.
+    let from = "10.77.0.10:40000";
+    let r = f
+        .call(
+            from,
+            get(from, "/api/guest/rooms/room%200/messages", Some(&tablet)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    let r = f
+        .call(
+            from,
+            post(
+                from,
+                "/api/guest/rooms/room%200/messages",
+                Some(&tablet),
+                serde_json::json!({"text": "psst"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert!(f.node.guest_in_room(&id, "room 0"));
+    assert!(!f.node.guest_in_room(&tablet_id, "room 0"));
+    // Live messages of a room reach the sockets of its guests only.
+    let live = |room: &str| Event::RoomMessage {
+        room: room.into(),
+        message: crate::proto::rooms::RoomMessage {
+            id: crate::proto::rooms::RoomMessageId([9; 16]),
+            room: room.into(),
+            author: f.node.id(),
+            author_name: "owner-node".into(),
+            text: "hi".into(),
+            time_ms: 0,
+        },
+    };
+    assert!(socket::shown_to_guest(&f.app, &id, &live("room 0")));
+    assert!(!socket::shown_to_guest(&f.app, &tablet_id, &live("room 0")));
+    assert!(!socket::shown_to_guest(&f.app, &id, &live("elsewhere")));
+
+    // Text is bound like the owner's.
+    let big = "x".repeat(crate::proto::rooms::MAX_TEXT_LEN + 1);
+    let r = f
+        .call(
+            PHONE,
+            post(
+                PHONE,
+                "/api/guest/rooms/room%200/messages",
+                Some(&cookie),
+                serde_json::json!({ "text": big }),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert!(f.node.room_history("room 0", None, 10).unwrap().is_empty());
+
+    // The owner joins a guest's room: when the guest leaves, the node stays.
+    f.node.join_room("room 0").await.unwrap();
+    f.node.guest_leave_room(id, "room 0").await.unwrap();
+    assert!(room_names(&f.node).await.contains(&"room 0".into()));
+    // The owner leaves a room a guest is still in: the node stays for it.
+    f.node.leave_room("room 1").await.unwrap();
+    assert!(room_names(&f.node).await.contains(&"room 1".into()));
+
+    // The guest is blocked: the node leaves every room it was in only for
+    // it, and keeps the owner's.
+    f.node
+        .set_trust(id, crate::event::Trust::Blocked)
+        .await
+        .unwrap();
+    assert_eq!(room_names(&f.node).await, ["room 0"]);
     f.node.shutdown().await.unwrap();
 }

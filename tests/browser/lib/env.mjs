@@ -77,6 +77,8 @@ export class UpNode {
   constructor(bin, ns, name, args) {
     this.dir = mkdtempSync(join(tmpdir(), `pcweb-${name}-`));
     this.name = name;
+    this.bin = bin;
+    this.ns = ns;
     this.events = [];
     this.waiters = [];
     const [cmd, argv] = inNs(ns, bin, [
@@ -117,6 +119,34 @@ export class UpNode {
     this.ownerUrl = w.owner_url;
     if (!this.ownerUrl) throw new Error(`${this.name}: no owner_url in the web line`);
     return this;
+  }
+
+  /**
+   * Starts a CLI command on this node's data dir (it talks to this node
+   * through its control socket). Returns the process with `lines` (stdout's
+   * JSON lines so far), `waitFor(pred, what)` and `done` (its exit code).
+   */
+  cli(args) {
+    const [cmd, argv] = inNs(this.ns, this.bin, [...args, '--data-dir', this.dir, '--no-discovery']);
+    const proc = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'inherit'] });
+    proc.lines = [];
+    let waiters = [];
+    proc.done = new Promise((res) => proc.on('exit', (code) => res(code)));
+    createInterface({ input: proc.stdout }).on('line', (line) => {
+      let e;
+      try { e = JSON.parse(line); } catch { return; }
+      proc.lines.push(e);
+      waiters = waiters.filter(([pred, res]) => !(pred(e) && (res(e), true)));
+    });
+    proc.waitFor = (pred, what, ms = 20000) => {
+      const hit = proc.lines.find(pred);
+      if (hit) return Promise.resolve(hit);
+      return new Promise((res, rej) => {
+        const t = setTimeout(() => rej(new Error(`${this.name} CLI: timed out waiting for ${what}`)), ms);
+        waiters.push([pred, (e) => { clearTimeout(t); res(e); }]);
+      });
+    };
+    return proc;
   }
 
   async stop() {

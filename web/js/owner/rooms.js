@@ -1,12 +1,18 @@
 // Rooms: group chat with everyone on the LAN who joins the same name. The
 // rooms this node is in on the left (or alone on a phone) with a form to join
 // one; the open room's messages, each with its author's name, on the right.
+// The owner's page uses /api/rooms; a browser guest's page the same view over
+// /api/guest/rooms (the node takes part for the guest; the list also shows
+// the node's rooms the guest is not in: opening one joins it).
 
 import * as api from '../api.js';
 import { h, fill, icon, when, attempt, toast } from '../ui.js';
 
-export function roomsView(ctx) {
+export function roomsView(ctx, opts = {}) {
   const { state } = ctx;
+  const base = opts.base || '/api/rooms';
+  const isMine = opts.mine || ((m) => m.author === state.me.id);
+  const path = (name, rest) => `${base}/${encodeURIComponent(name)}/${rest}`;
   let rooms = [];
   let open = null; // room name
   let reload = null;
@@ -44,12 +50,13 @@ export function roomsView(ctx) {
       h('div', { class: 'conv-main' },
         h('div', { class: 'conv-top' }, h('span', { class: 'name' }, r.name)),
         h('div', { class: 'conv-last muted' },
-          r.neighbors ? `${r.neighbors} neighbour${r.neighbors === 1 ? '' : 's'} in the room` : 'waiting for members'))))));
+          r.joined === false ? 'not joined: open it to join'
+            : r.neighbors ? `${r.neighbors} neighbour${r.neighbors === 1 ? '' : 's'} in the room` : 'waiting for members'))))));
   }
 
   function bubble(m) {
     shown.add(m.id);
-    const mine = m.author === state.me.id;
+    const mine = isMine(m);
     return h('li', { class: `msg ${mine ? 'out' : 'in'}`, dataset: { id: m.id } },
       mine ? null : h('div', { class: 'msg-author' }, m.author_name || m.author.slice(0, 8)),
       h('div', { class: 'bubble' }, m.text),
@@ -64,7 +71,7 @@ export function roomsView(ctx) {
   }
 
   async function loadRooms() {
-    const r = await attempt(() => api.get('/api/rooms'));
+    const r = await attempt(() => api.get(base));
     if (r) rooms = r;
     renderList();
   }
@@ -78,6 +85,13 @@ export function roomsView(ctx) {
       fill(slot, none);
       return;
     }
+    if (rooms.find((r) => r.name === name)?.joined === false) {
+      // A guest opening a room of the node's it is not in joins it.
+      const r = await attempt(() => api.post(base, { name }));
+      if (!r || open !== name) return;
+      rooms = r;
+      renderList();
+    }
     fill(head,
       h('button', { class: 'icon-button back', onclick: () => ctx.go('rooms'), 'aria-label': 'Back to rooms' }, icon('back')),
       h('div', { class: 'thread-who' }, h('h2', {}, name)),
@@ -87,14 +101,14 @@ export function roomsView(ctx) {
     shown.clear();
     fill(list);
     empty.hidden = false;
-    const messages = await attempt(() => api.get(`/api/rooms/${encodeURIComponent(name)}/messages?limit=200`));
+    const messages = await attempt(() => api.get(path(name, 'messages?limit=200')));
     if (open !== name || !messages) return;
     for (const m of messages) add(m);
     if (matchMedia('(min-width: 760px)').matches) input.focus();
   }
 
   async function leave(name) {
-    const r = await attempt(() => api.post(`/api/rooms/${encodeURIComponent(name)}/leave`));
+    const r = await attempt(() => api.post(path(name, 'leave')));
     if (!r) return;
     rooms = r;
     ctx.go('rooms');
@@ -104,7 +118,7 @@ export function roomsView(ctx) {
     ev.preventDefault();
     const name = nameInput.value.trim();
     if (!name) return;
-    const r = await attempt(() => api.post('/api/rooms', { name }));
+    const r = await attempt(() => api.post(base, { name }));
     if (!r) return;
     rooms = r;
     nameInput.value = '';
@@ -123,7 +137,7 @@ export function roomsView(ctx) {
     if (!text.trim() || !open) return;
     say.disabled = true;
     try {
-      add(await api.post(`/api/rooms/${encodeURIComponent(open)}/messages`, { text }));
+      add(await api.post(path(open, 'messages'), { text }));
       input.value = '';
     } catch (e) {
       toast(e.message, 'error');

@@ -8,14 +8,17 @@ so nothing but the installed `peerconnect` can be imported. Prints
 """
 
 import asyncio
+import json
 import os
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 from peerconnect import (
     ApiError,
     DeliveryStatus,
+    DeviceKind,
     Direction,
     Event,
     NodeConfig,
@@ -68,6 +71,41 @@ async def wait_until(what, check):
             return got
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} not within {DEADLINE}s")
+
+
+class BrowserGuest(unittest.IsolatedAsyncioTestCase):
+    async def asyncSetUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        config = local_config(self.dir.name, "host")
+        self.node = await PeerConnect.start_with_web_ui(config, "127.0.0.1:0")
+
+    async def asyncTearDown(self):
+        await self.node.shutdown()
+        self.dir.cleanup()
+
+    async def test_a_browser_guest_that_entered_the_pin_is_a_peer(self):
+        web = self.node.web_ui()
+        self.assertIsNotNone(web)
+        url = next(u for u in web.urls if "127.0.0.1" in u).rstrip("/")
+        origin = url  # the server checks that a POST comes from its own page
+
+        def login():
+            req = urllib.request.Request(
+                f"{url}/api/login",
+                data=json.dumps({"pin": web.pin, "name": "py phone"}).encode(),
+                headers={"Content-Type": "application/json", "Origin": origin},
+                method="POST",
+            )
+            with urllib.request.urlopen(req, timeout=DEADLINE) as r:
+                return json.load(r)
+
+        guest = (await asyncio.to_thread(login))["guest"]
+        peers = [p for p in await self.node.peers() if p.id == guest["id"]]
+        self.assertEqual(len(peers), 1)
+        self.assertEqual((peers[0].name, peers[0].kind), ("py phone", DeviceKind.BROWSER))
+        # The owner messages it like any peer: delivered once stored.
+        sent = await self.node.send_message(guest["id"], "hello py phone")
+        self.assertEqual(sent.status, DeliveryStatus.DELIVERED)
 
 
 class TwoNodes(unittest.IsolatedAsyncioTestCase):

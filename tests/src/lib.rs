@@ -105,6 +105,20 @@ pub fn find_until_found(
     }
 }
 
+/// `len` bytes of a fixed xorshift sequence (a file's content that differs
+/// by seed and compresses badly).
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn peerconnect_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PEERCONNECT_BIN") {
         return PathBuf::from(p);

@@ -16,25 +16,13 @@ use peerconnect::proto::transfer::{Direction, TransferState};
 use peerconnect::proto::wire::DeviceKind;
 use peerconnect::{Config, Node, PeerId};
 use peerconnect_tests::http::{self, http};
-use peerconnect_tests::{peerconnect_bin, wait_for};
+use peerconnect_tests::{peerconnect_bin, pseudo_random, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 /// Where the sender pauses itself, so a large download is still going when
 /// the owner cancels.
 const PAUSE_AFTER: u64 = 1 << 20;
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 struct Guest {
     web: SocketAddr,

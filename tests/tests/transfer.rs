@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use peerconnect::net::transfer::TransferId;
 use peerconnect::{Config, Event, Node};
-use peerconnect_tests::{next_matching, wait_for};
+use peerconnect_tests::{next_matching, pseudo_random, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -61,18 +61,6 @@ async fn finished(events: &mut peerconnect::EventStream, id: TransferId) -> Even
         (e.transfer_id() == Some(id) && e.ends_transfer()).then(|| e.clone())
     })
     .await
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[tokio::test]

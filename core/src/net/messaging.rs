@@ -562,19 +562,7 @@ impl Service {
                 self.stats.duplicates += 1;
                 continue;
             }
-            self.stats.received += 1;
-            self.emit(Event::MessageReceived {
-                message: MessageInfo {
-                    id: e.id,
-                    from: peer,
-                    to: self.me,
-                    outgoing: false,
-                    sent_ms: e.sent_ms,
-                    text: e.text,
-                    reply_to: e.reply_to,
-                    status: Status::Delivered,
-                },
-            });
+            self.announce_received(peer, e);
         }
         for (peer, ids) in acks {
             self.feed(InEvent::Stored { peer, ids }).await;
@@ -719,6 +707,12 @@ impl Service {
             reply_to,
         };
         self.store.insert_incoming(&[(peer, e.clone())], now)?;
+        Ok(self.announce_received(peer, e))
+    }
+
+    /// Counts and announces a message from `peer` that was just stored (a
+    /// peer's, or a local peer's).
+    fn announce_received(&mut self, peer: PeerId, e: Envelope) -> MessageInfo {
         self.stats.received += 1;
         let message = MessageInfo {
             id: e.id,
@@ -733,7 +727,7 @@ impl Service {
         self.emit(Event::MessageReceived {
             message: message.clone(),
         });
-        Ok(message)
+        message
     }
 
     /// Marks our messages to the local peer `peer`, up to `up_to`, read.

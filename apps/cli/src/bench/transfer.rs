@@ -95,11 +95,7 @@ pub async fn run(args: TransferArgs, json: bool) -> anyhow::Result<()> {
     if args.vs {
         return run_vs(args, json).await;
     }
-    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let tmp = tempfile::Builder::new()
-        .prefix("peerconnect-bench-")
-        .tempdir_in(&base)
-        .with_context(|| format!("temp dir in {}", base.display()))?;
+    let tmp = scratch_dir(&args)?;
     let root = tmp.path().to_path_buf();
     let say = |s: &str| {
         if !json {
@@ -132,11 +128,7 @@ pub async fn run(args: TransferArgs, json: bool) -> anyhow::Result<()> {
     let copy_mbytes_per_s = args.size as f64 / t.elapsed().as_secs_f64() / 1e6;
     std::fs::remove_file(root.join("copy.bin"))?;
 
-    let mut receiver = Receiver::start(&root.join("receiver"))?;
-    let mut config = Config::local(root.join("sender"));
-    config.name = "bench-sender".into();
-    let node = Node::start(config).await?;
-    let peer = node.connect(receiver.addr, None).await?;
+    let (mut receiver, node, peer) = sender_and_receiver(&root).await?;
     let mut runs = Vec::new();
 
     say("sending the big file");
@@ -252,6 +244,27 @@ fn print_table(r: &Report) {
         r.local_copy_mbytes_per_s, r.local_copy_files_per_s
     );
     println!("targets: big file ≥ 1500 MB/s, peak RSS < 100 MB, small files ≥ 5000 files/s");
+}
+
+/// The bench's temporary folder, in `--dir` or the system temp dir; removed
+/// when dropped.
+fn scratch_dir(args: &TransferArgs) -> anyhow::Result<tempfile::TempDir> {
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new()
+        .prefix("peerconnect-bench-")
+        .tempdir_in(&base)
+        .with_context(|| format!("temp dir in {}", base.display()))
+}
+
+/// The receiving `up` process under `root/receiver` and the sending node in
+/// this process (`root/sender`), connected.
+async fn sender_and_receiver(root: &Path) -> anyhow::Result<(Receiver, Node, peerconnect::PeerId)> {
+    let receiver = Receiver::start(&root.join("receiver"))?;
+    let mut config = Config::local(root.join("sender"));
+    config.name = "bench-sender".into();
+    let node = Node::start(config).await?;
+    let peer = node.connect(receiver.addr, None).await?;
+    Ok((receiver, node, peer))
 }
 
 async fn measure(
@@ -613,11 +626,7 @@ struct VsReport {
 
 async fn run_vs(args: TransferArgs, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
-    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let tmp = tempfile::Builder::new()
-        .prefix("peerconnect-bench-")
-        .tempdir_in(&base)
-        .with_context(|| format!("temp dir in {}", base.display()))?;
+    let tmp = scratch_dir(&args)?;
     let root = tmp.path().to_path_buf();
     let say = |s: &str| {
         if !json {
@@ -631,11 +640,7 @@ async fn run_vs(args: TransferArgs, json: bool) -> anyhow::Result<()> {
     ));
     let big = root.join("big.bin");
     write_file(&big, args.size)?;
-    let mut receiver = Receiver::start(&root.join("receiver"))?;
-    let mut config = Config::local(root.join("sender"));
-    config.name = "bench-sender".into();
-    let node = Node::start(config).await?;
-    let peer = node.connect(receiver.addr, None).await?;
+    let (mut receiver, node, peer) = sender_and_receiver(&root).await?;
     let copy = root.join("tls-copy.bin");
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {

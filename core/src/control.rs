@@ -343,7 +343,9 @@ pub async fn dispatch(node: Node, req: Request, sink: &Sink) -> Reply {
                 text,
                 wait_ms,
             } => {
-                let joined_here = !is_joined(node, &room).await?;
+                // A room the node is in only for browser guests is joined for
+                // this say and left after.
+                let joined_here = !node.owner_in_room(&room);
                 node.join_room(&room).await?;
                 let res = if wait_ms == 0 {
                     node.room_say(&room, &text)
@@ -474,10 +476,6 @@ fn secs(secs: f64) -> Duration {
     })
 }
 
-async fn is_joined(node: &Node, room: &str) -> crate::Result<bool> {
-    Ok(node.rooms().await?.iter().any(|r| r.name == room))
-}
-
 /// Writes `v` as one JSON line (requests, replies and events alike).
 async fn write_line(
     w: &mut (impl AsyncWriteExt + Unpin),
@@ -496,7 +494,7 @@ async fn watch_room(weak: crate::node::WeakNode, room: &str, history: usize, sin
         // Subscribe before reading the history: a message arriving in between
         // shows up in both, and is printed once.
         let events = node.subscribe_events();
-        let joined_here = !is_joined(&node, room).await?;
+        let joined_here = !node.owner_in_room(room);
         node.join_room(room).await?;
         let past = node.room_history(room, None, history)?;
         Ok::<_, crate::Error>((events, joined_here, past))

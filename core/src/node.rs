@@ -383,6 +383,12 @@ impl Node {
         self.inner.rooms.list().await
     }
 
+    /// Whether the owner joined room `name`. [`Node::rooms`] also lists
+    /// rooms the node is in only for its browser guests; this does not.
+    pub fn owner_in_room(&self, name: &str) -> bool {
+        self.inner.rooms.owner_in(name)
+    }
+
     /// Neighbours in room `name` that proved they are members.
     pub async fn room_neighbors(&self, name: &str) -> Result<Vec<PeerId>> {
         self.inner.rooms.neighbors(name).await

@@ -215,6 +215,14 @@ impl Rooms {
         Ok(())
     }
 
+    /// Whether the owner joined `name` (the node may be in it only for
+    /// guests: then this is false).
+    pub(crate) fn owner_in(&self, name: &str) -> bool {
+        lock(&self.members)
+            .get(&rooms::topic(name))
+            .is_some_and(|m| m.owner)
+    }
+
     /// The owner leaves `name`; the node stays in it while guests are.
     pub(crate) async fn leave(&self, name: &str) -> Result<()> {
         let _op = self.ops.lock().await;

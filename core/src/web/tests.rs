@@ -1955,6 +1955,26 @@ async fn guest_rooms_are_bounded_private_and_follow_the_owners_membership() {
     f.node.leave_room("room 1").await.unwrap();
     assert!(room_names(&f.node).await.contains(&"room 1".into()));
 
+    // A room the node is in only for the guest: a `room say` from the
+    // command line joins it for the owner just for that say, and leaves
+    // again, so the guest leaving it still takes the node out.
+    let sink = crate::control::Sink::channel().0;
+    let say = crate::control::Request::RoomSay {
+        room: "room 2".into(),
+        text: "from the terminal".into(),
+        wait_ms: 0,
+    };
+    let reply = crate::control::dispatch(f.node.clone(), say, &sink).await;
+    assert!(
+        matches!(reply, crate::control::Reply::Ok { .. }),
+        "{reply:?}"
+    );
+    f.node.guest_leave_room(id, "room 2").await.unwrap();
+    assert!(
+        !room_names(&f.node).await.contains(&"room 2".into()),
+        "the node stayed in a room only its departed guest and one CLI say had joined"
+    );
+
     // The guest is blocked: the node leaves every room it was in only for
     // it, and keeps the owner's.
     f.node

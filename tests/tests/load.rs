@@ -49,6 +49,7 @@ fn under_load_nothing_is_lost_duplicated_or_corrupted() {
         (0, 0),
         "{r}"
     );
+    assert_eq!(n("room_stored"), n("room_expected"), "{r}");
     assert_eq!(n("room_delivered"), n("room_expected"), "{r}");
     assert_eq!(n("room_duplicated"), 0, "{r}");
     assert_eq!(n("guest_polls_ok"), n("guest_polls"), "{r}");

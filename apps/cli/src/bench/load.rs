@@ -113,8 +113,15 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     transfer_error: Option<String>,
     room_sent: u64,
-    /// Deliveries of room messages to members other than the author.
+    /// Deliveries of room messages to members other than the author, as
+    /// live events (a subscriber the CPU starves can fall behind and miss
+    /// some: the node then says so, see `room_live_missed`).
     room_delivered: u64,
+    /// Deliveries found in the members' room stores after the drain: what
+    /// each member's user reads in the room's history.
+    room_stored: u64,
+    /// "missed N events (too slow)" notices on the child nodes' room streams.
+    room_live_missed: u64,
     room_expected: u64,
     room_duplicated: u64,
     guest_polls: u64,
@@ -366,6 +373,13 @@ pub async fn run(a: LoadArgs, json: bool) -> anyhow::Result<ExitCode> {
     report.room_expected = report.room_sent * room_expected_per;
     report.room_delivered = room.delivered.load(Relaxed);
     report.room_duplicated = room.duplicated.load(Relaxed);
+    report.room_live_missed = room.missed.load(Relaxed);
+    for m in &members {
+        let me = m.id();
+        report.room_stored += stored_from_others(me, |before| {
+            Ok(m.room_history(ROOM, before, 1000)?)
+        })?;
+    }
     {
         let p = polls.lock().expect("not poisoned");
         let mut ok = p.1.clone();
@@ -395,6 +409,12 @@ pub async fn run(a: LoadArgs, json: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    for (i, me) in ids.iter().enumerate() {
+        let store = peerconnect::store::Store::open(&dir.path().join(format!("node{i}")))?;
+        report.room_stored += stored_from_others(*me, |before| {
+            Ok(store.room_history(ROOM, before, 1000)?.unwrap_or_default())
+        })?;
+    }
     for seq in sent_map.keys() {
         match stored.get(seq) {
             Some(1) => report.messages_stored_once += 1,
@@ -412,7 +432,7 @@ pub async fn run(a: LoadArgs, json: bool) -> anyhow::Result<ExitCode> {
         && report.messages_duplicated == 0
         && report.transfers_failed == 0
         && report.transfers_corrupt == 0
-        && report.room_delivered == report.room_expected
+        && report.room_stored == report.room_expected
         && report.room_duplicated == 0
         && report.guest_polls_ok == report.guest_polls;
     Ok(if whole {
@@ -647,6 +667,7 @@ struct RoomCount {
     sent: AtomicU64,
     delivered: AtomicU64,
     duplicated: AtomicU64,
+    missed: AtomicU64,
     seen: Mutex<std::collections::HashSet<(PeerId, String)>>,
 }
 
@@ -671,6 +692,25 @@ async fn count_room(me: PeerId, mut events: peerconnect::EventStream, count: Arc
     }
 }
 
+/// Messages of the room in one member's store that others said, read a
+/// page at a time (newest first) through `page(before)`.
+fn stored_from_others(
+    me: PeerId,
+    mut page: impl FnMut(
+        Option<peerconnect::proto::rooms::RoomMessageId>,
+    ) -> anyhow::Result<Vec<peerconnect::proto::rooms::RoomMessage>>,
+) -> anyhow::Result<u64> {
+    let (mut count, mut before) = (0, None);
+    loop {
+        let got = page(before)?;
+        let Some(oldest) = got.first() else {
+            return Ok(count);
+        };
+        before = Some(oldest.id);
+        count += got.iter().filter(|m| m.author != me).count() as u64;
+    }
+}
+
 /// A child node's room, streamed through its control socket (joined for as
 /// long as the stream is open).
 async fn watch_room(
@@ -687,8 +727,14 @@ async fn watch_room(
         .ok_or_else(|| anyhow::anyhow!("no node runs on {}", dir.display()))?;
     Ok(tokio::spawn(async move {
         while let Ok(Some(reply)) = stream.next().await {
-            if let control::Reply::Event(Event::RoomMessage { message, .. }) = reply {
-                count.delivered(me, message.author, message.id.to_string());
+            match reply {
+                control::Reply::Event(Event::RoomMessage { message, .. }) => {
+                    count.delivered(me, message.author, message.id.to_string());
+                }
+                control::Reply::Event(Event::Error { .. }) => {
+                    count.missed.fetch_add(1, Relaxed);
+                }
+                _ => {}
             }
         }
     }))
@@ -840,8 +886,13 @@ fn print_table(r: &Report, a: &LoadArgs) {
         println!("  first failure: {e}");
     }
     println!(
-        "room             {} said; delivered {} of {}, {} twice",
-        r.room_sent, r.room_delivered, r.room_expected, r.room_duplicated
+        "room             {} said; stored {} of {}; shown live {}, {} twice, {} missed-events notices",
+        r.room_sent,
+        r.room_stored,
+        r.room_expected,
+        r.room_delivered,
+        r.room_duplicated,
+        r.room_live_missed
     );
     println!(
         "guests           {} of {} polls answered, p99 {:.1} ms",

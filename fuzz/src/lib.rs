@@ -28,8 +28,10 @@ use peerconnect::proto::wire;
 
 pub mod seeds;
 mod targets;
+pub mod tree;
 
 pub use targets::*;
+pub use tree::tree;
 
 /// A target's body.
 pub type Target = fn(&[u8]);
@@ -48,6 +50,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("kademlia", kademlia),
     ("web", web),
     ("rooms", rooms),
+    ("tree", tree),
 ];
 
 /// Most operations one input drives a state machine through (bounds the time

@@ -31,6 +31,7 @@ pub fn all() -> Vec<Seed> {
     out.extend(web());
     out.extend(transfer_sender());
     out.extend(rooms());
+    out.extend(tree());
     out
 }
 
@@ -617,4 +618,66 @@ fn rooms() -> Vec<Seed> {
         .u8(0)
         .msg(&message("staff", "not me"));
     vec![("rooms", "payloads".into(), p.bytes.clone())]
+}
+
+/// A whole session in one stripe from peer 2, then a corrupt relay in two
+/// stripes: digests false and true, an outline part with a byte changed.
+fn tree() -> Vec<Seed> {
+    use crate::tree::{file, op};
+    use peerconnect::proto::transfer::tree::Message as T;
+    let groups = file().geo.groups();
+    let mut whole = Program::default();
+    whole.op(op::START).u8(0);
+    whole.op(op::MESSAGE).u8(1).msg(&T::Attach {
+        stripe: 0,
+        parent: peer(2),
+    });
+    whole.op(op::OUTLINE).u8(2).u8(0).u8(groups as u8).u16(0);
+    for i in 0..groups {
+        whole.op(op::RECEIVED).u8(2).u32(i).u8(1);
+        whole.op(op::STORED).u8(0);
+    }
+    // A child the sender assigned subscribes, and is sent what is held.
+    whole.op(op::MESSAGE).u8(1).msg(&T::Serve {
+        stripe: 0,
+        child: peer(3),
+    });
+    whole.op(op::MESSAGE).u8(3).msg(&T::Subscribe {
+        stripe: 0,
+        outline: true,
+        // one bit per group of the stripe: none held
+        have: vec![0],
+    });
+    whole.op(op::MESSAGE).u8(3).msg(&T::Ack { index: 0 });
+    whole.op(op::TIMER).u8(1).op(op::WAIT).u16(1000);
+    whole.op(op::MESSAGE).u8(1).msg(&T::Release);
+
+    let mut corrupt = Program::default();
+    corrupt.op(op::START).u8(1);
+    for (stripe, parent) in [(0, 2), (1, 4)] {
+        corrupt.op(op::MESSAGE).u8(1).msg(&T::Attach {
+            stripe,
+            parent: peer(parent),
+        });
+    }
+    corrupt
+        .op(op::OUTLINE)
+        .u8(2)
+        .u8(0)
+        .u8(groups as u8)
+        .u16(0x0503);
+    corrupt.op(op::OUTLINE).u8(2).u8(0).u8(groups as u8).u16(0);
+    corrupt.op(op::RECEIVED).u8(2).u32(0).u8(0).raw(&[7; 32]);
+    corrupt.op(op::RECEIVED).u8(4).u32(1).u8(1);
+    corrupt
+        .op(op::LOST)
+        .u8(4)
+        .op(op::WAIT)
+        .u16(500)
+        .op(op::TIMER)
+        .u8(0);
+    vec![
+        ("tree", "session".into(), whole.bytes.clone()),
+        ("tree", "corrupt-relay".into(), corrupt.bytes.clone()),
+    ]
 }

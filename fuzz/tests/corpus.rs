@@ -41,3 +41,23 @@ fn committed_seeds_are_the_generated_ones() {
         );
     }
 }
+
+#[test]
+fn the_tree_seeds_reach_a_whole_session_and_a_corrupt_relay() {
+    // A seed that stopped reaching the end would leave the fuzzer far from
+    // the relay and completion code.
+    let seeds = peerconnect_fuzz::seeds::all();
+    let seed = |name: &str| {
+        let (_, _, bytes) = seeds
+            .iter()
+            .find(|(t, n, _)| *t == "tree" && n == name)
+            .unwrap();
+        peerconnect_fuzz::tree::run(bytes)
+    };
+    let whole = seed("session");
+    assert!(whole.is_complete(), "the session seed does not complete");
+    assert!(whole.groups_sent() > 0, "the session seed never relays");
+    let corrupt = seed("corrupt-relay");
+    assert!(corrupt.stats().corrupt > 0, "no corrupt relay caught");
+    assert!(!corrupt.is_complete());
+}

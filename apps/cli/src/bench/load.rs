@@ -376,9 +376,8 @@ pub async fn run(a: LoadArgs, json: bool) -> anyhow::Result<ExitCode> {
     report.room_live_missed = room.missed.load(Relaxed);
     for m in &members {
         let me = m.id();
-        report.room_stored += stored_from_others(me, |before| {
-            Ok(m.room_history(ROOM, before, 1000)?)
-        })?;
+        report.room_stored +=
+            stored_from_others(me, |before| Ok(m.room_history(ROOM, before, 1000)?))?;
     }
     {
         let p = polls.lock().expect("not poisoned");

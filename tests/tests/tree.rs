@@ -176,3 +176,107 @@ async fn a_relay_that_leaves_mid_transfer_leaves_every_other_receiver_complete()
         n.shutdown().await.unwrap();
     }
 }
+
+/// `peerconnect ARGS…` as a process whose JSON lines the harness reads (its
+/// stdin held open: a `room join` stays in the room until it closes).
+fn spawn(args: &[&str]) -> peerconnect_tests::UpProcess {
+    let mut cmd = std::process::Command::new(peerconnect_tests::peerconnect_bin());
+    cmd.args(args).stdin(std::process::Stdio::piped());
+    peerconnect_tests::UpProcess::spawn(cmd)
+}
+
+#[test]
+fn send_room_from_the_cli_reaches_every_member() {
+    const ROOM: &str = "class";
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let net = [
+        "--no-discovery",
+        "--no-web",
+        "--listen",
+        "127.0.0.1:0",
+        "--json",
+    ];
+    let mut sender = spawn(&[&["up", "--data-dir", &p("s")][..], &net[..]].concat());
+    let addr = sender.listening(T)["addrs"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut procs = Vec::new();
+    for i in 0..3 {
+        let (data, dl) = (p(&format!("r{i}")), p(&format!("dl{i}")));
+        let args = [
+            "up",
+            "--yes",
+            "--downloads",
+            &dl,
+            "--data-dir",
+            &data,
+            "--connect",
+            &addr,
+        ];
+        let mut up = spawn(&[&args[..], &net[..]].concat());
+        up.listening(T);
+        procs.push(up);
+        procs.push(spawn(&[
+            "room",
+            "join",
+            ROOM,
+            "--data-dir",
+            &data,
+            "--json",
+        ]));
+    }
+    let _in_room = spawn(&["room", "join", ROOM, "--data-dir", &p("s"), "--json"]);
+    let bin = peerconnect_tests::peerconnect_bin();
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let out = std::process::Command::new(&bin)
+            .args(["room", "list", "--data-dir", &p("s"), "--json"])
+            .output()
+            .unwrap();
+        let rooms: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        if rooms[0]["neighbors"].as_u64() == Some(3) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the room never had 3 members: {rooms}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let data = pseudo_random(8 << 20, 31);
+    let src = dir.path().join("slides.pdf");
+    std::fs::write(&src, &data).unwrap();
+    let out = std::process::Command::new(&bin)
+        .args([
+            "send",
+            "--room",
+            ROOM,
+            src.to_str().unwrap(),
+            "--data-dir",
+            &p("s"),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let done = lines
+        .iter()
+        .filter(|v| v["event"] == "transfer_complete")
+        .count();
+    assert_eq!(done, 3, "{lines:#?}");
+    for i in 0..3 {
+        let got = std::fs::read(dir.path().join(format!("dl{i}/slides.pdf"))).unwrap();
+        assert!(got == data, "member {i} got a different file");
+    }
+}

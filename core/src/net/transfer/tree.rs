@@ -138,7 +138,7 @@ enum Input {
     /// A stream to `peer`, ready for frames (dialed or accepted).
     Link(PeerId, SharedStream),
     DialFailed(PeerId),
-    Frame(PeerId, u64, Frame),
+    Frame(PeerId, Frame),
     Group(PeerId, u32, Vec<u8>),
     Closed(PeerId, u64),
     Stored(u32, Result<(), String>),
@@ -333,7 +333,7 @@ async fn read_loop(peer: PeerId, no: u64, mut r: SharedStream, input: mpsc::Send
                 r.reset(crate::proto::transfer::RESET_PROTOCOL);
                 break;
             }
-            Ok(Ok(f)) => Input::Frame(peer, no, f),
+            Ok(Ok(f)) => Input::Frame(peer, f),
             Ok(Err(_)) => {
                 r.reset(crate::proto::transfer::RESET_PROTOCOL);
                 break;
@@ -533,7 +533,7 @@ pub(super) async fn send(
                 continue;
             }
             Input::DialFailed(peer) => InEvent::PeerLost(peer),
-            Input::Frame(peer, _, Frame::Msg(msg)) => {
+            Input::Frame(peer, Frame::Msg(msg)) => {
                 if let (Message::Report { have }, Some(t)) = (&msg, tracked.get_mut(&peer)) {
                     report(&sh, peer, t, have, &geo);
                 }
@@ -809,8 +809,8 @@ pub(super) async fn member(
     progress.start_file(0, j.size, 0);
     let part = fs::part_path(&j.target);
     let file = {
-        let part = part.clone();
-        match tokio::task::spawn_blocking(move || fs::open_part(&part, 0)).await {
+        let p = part.clone();
+        match tokio::task::spawn_blocking(move || fs::open_part(&p, 0)).await {
             Ok(Ok(f)) => Arc::new(f),
             Ok(Err(e)) => return Outcome::Failed(format!("cannot open {}: {e}", part.display())),
             Err(e) => return Outcome::Failed(e.to_string()),
@@ -866,7 +866,7 @@ pub(super) async fn member(
                     sh.emit(progress_event(id, peer, Direction::Receive, &snap, None, false));
                 }
             }
-            _ = ctl.wait_for(|c| c.cancelled) => {
+            () = async { let _ = ctl.wait_for(|c| c.cancelled).await; } => {
                 let _ = input_tx.send(Input::Stop).await;
                 return Outcome::Cancelled { by_peer: false };
             }
@@ -911,13 +911,13 @@ async fn run_member(
                 continue;
             }
             Input::DialFailed(peer) => InEvent::PeerLost(peer),
-            Input::Frame(_, _, Frame::Peer { peer, addrs }) => {
+            Input::Frame(_, Frame::Peer { peer, addrs }) => {
                 wires
                     .addrs
                     .insert(peer, addrs.into_iter().take(8).collect());
                 continue;
             }
-            Input::Frame(from, _, Frame::Msg(msg)) => {
+            Input::Frame(from, Frame::Msg(msg)) => {
                 if let Message::Start {
                     size,
                     group,

@@ -76,6 +76,8 @@ const STREAMS_PER_PEER: usize = 2;
 const IDLE: Duration = Duration::from_secs(60);
 /// The `Open` of a new stream must arrive within this long.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A member gives up reaching another after this long (it is then lost).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read size while hashing the sender's file for its outline.
 const HASH_READ: usize = 1 << 20;
 
@@ -263,7 +265,9 @@ impl Wires {
         let addrs = self.addrs.get(&peer).cloned().unwrap_or_default();
         let (sh, input, session) = (self.sh.clone(), self.input.clone(), self.session);
         tokio::spawn(async move {
-            let res = dial(&sh, peer, addrs, session).await;
+            let res = tokio::time::timeout(DIAL_TIMEOUT, dial(&sh, peer, addrs, session))
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()));
             let _ = input
                 .send(match res {
                     Ok(s) => Input::Link(peer, s),

@@ -73,6 +73,12 @@ pub enum Request {
         paths: Vec<std::path::PathBuf>,
         #[serde(default)]
         wait_secs: Option<f64>,
+        /// Send the one file in `paths` down a relay tree over `to`.
+        #[serde(default)]
+        tree: bool,
+        /// Send to the members of this room (`to` then adds to them).
+        #[serde(default)]
+        room: Option<String>,
     },
     /// Stream incoming offers and transfers; with `yes`, accept every offer
     /// (into `dir`, else the node's download folder); with `once`, end after
@@ -378,9 +384,12 @@ pub async fn dispatch(node: Node, req: Request, sink: &Sink) -> Reply {
                 to,
                 paths,
                 wait_secs,
+                tree,
+                room,
             } => {
                 let wait = secs(wait_secs.unwrap_or(transfer::FIND_WAIT_SECS));
-                transfer::send(node, &to, &paths, wait, sink).await?
+                let how = transfer::How { tree, room };
+                transfer::send(node, &to, &paths, wait, how, sink).await?
             }
             Request::Receive { dir, yes, once } => {
                 transfer::receive(node, dir, yes, once, sink).await?

@@ -24,8 +24,16 @@ use crate::node_args::NodeArgs;
 pub struct SendArgs {
     /// Receiver: PeerId, unique prefix (≥ 6 characters), device name, or
     /// HOST:PORT (repeatable: the transfers run in parallel).
-    #[arg(long = "to", required = true)]
+    #[arg(long = "to", required_unless_present = "room")]
     to: Vec<String>,
+    /// Send one file down a relay tree: each receiver forwards verified
+    /// parts to a few others, so the sender uploads it about once.
+    #[arg(long, conflicts_with = "room")]
+    tree: bool,
+    /// Send to the members of this room (one file to 3 or more goes down a
+    /// relay tree).
+    #[arg(long, conflicts_with = "to")]
+    room: Option<String>,
     /// Files and folders to send.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -66,6 +74,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         to: args.to.clone(),
         paths,
         wait_secs: Some(args.wait),
+        tree: args.tree,
+        room: args.room.clone(),
     };
     let res = follow(&client, req, &mut view, |_| None).await;
     client.close().await?;

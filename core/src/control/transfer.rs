@@ -25,11 +25,20 @@ const CANCEL_GRACE: Duration = Duration::from_secs(3);
 /// Sends `paths` to every peer of `to` (each resolved by
 /// [`Node::resolve_peer`], waiting up to `wait`), passing the transfers' events
 /// to the sink until each transfer ends; cancels them if the client goes away.
+/// How a `send` request reaches its receivers.
+pub(super) struct How {
+    /// One file down a relay tree ([`Node::send_tree`]).
+    pub tree: bool,
+    /// To a room's members ([`Node::send_to_room`]).
+    pub room: Option<String>,
+}
+
 pub(super) async fn send(
     node: &Node,
     to: &[String],
     paths: &[PathBuf],
     wait: Duration,
+    how: How,
     sink: &Sink,
 ) -> Result<serde_json::Value> {
     let mut events = node.subscribe();
@@ -37,7 +46,19 @@ pub(super) async fn send(
     for spec in to {
         peers.push(node.resolve_peer(spec, wait).await?);
     }
-    let ids = node.send_files_to(&peers, paths).await?;
+    let ids = match (how.room, how.tree, paths) {
+        (Some(room), _, _) if peers.is_empty() => node.send_to_room(&room, paths).await?,
+        (Some(_), _, _) => {
+            return Err(Error::Invalid(
+                "send to a room or to peers, not both".into(),
+            ));
+        }
+        (None, true, [one]) => node.send_tree(&peers, one).await?,
+        (None, true, _) => {
+            return Err(Error::Invalid("a relay tree sends exactly one file".into()));
+        }
+        (None, false, _) => node.send_files_to(&peers, paths).await?,
+    };
     let ends = follow(node, &mut events, sink, ids.into_iter().collect(), None).await?;
     Ok(serde_json::json!({ "transfers": ends }))
 }

@@ -298,8 +298,16 @@ impl Links {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Router {
     pub gossip: Option<mpsc::Sender<(PeerId, gossip::Message)>>,
-    /// Streams peers open for file transfers (see [`crate::net::streams`]).
-    pub transfer: Option<mpsc::Sender<(PeerId, crate::net::mux::MuxStream)>>,
+    /// Streams peers open for file transfers and relay tree sessions (see
+    /// [`crate::net::streams`]), with their kind.
+    #[allow(clippy::type_complexity)]
+    pub transfer: Option<
+        mpsc::Sender<(
+            PeerId,
+            crate::proto::wire::StreamKind,
+            crate::net::mux::MuxStream,
+        )>,
+    >,
     /// Streams refused for a bad or unserved header.
     pub bad_streams: Arc<std::sync::atomic::AtomicU64>,
     pub dm: Option<mpsc::Sender<(PeerId, messaging::Message)>>,

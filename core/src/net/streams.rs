@@ -48,11 +48,11 @@ async fn route(peer: PeerId, mut stream: MuxStream, router: Router) {
         Err(_) => return refuse(stream, "no header in time"),
     };
     let queue = match kind {
-        StreamKind::Transfer => &router.transfer,
+        StreamKind::Transfer | StreamKind::Tree => &router.transfer,
     };
     match queue {
         Some(tx) => {
-            let _ = tx.send((peer, stream)).await;
+            let _ = tx.send((peer, kind, stream)).await;
         }
         None => refuse(stream, "no service for it"),
     }

@@ -82,6 +82,7 @@ mod reader;
 mod recv;
 mod send;
 mod stream;
+mod tree;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -102,6 +103,7 @@ use crate::net::links::Links;
 use crate::net::mux::MuxStream;
 use crate::proto::transfer::{Direction, Manifest, Selection, TransferState};
 pub use crate::proto::transfer::{Entry, EntryKind, OfferEntry, TransferId};
+use crate::proto::wire::StreamKind;
 use crate::store::{Store, TransferRecord};
 
 /// Incoming transfer streams queued before the service takes them.
@@ -260,6 +262,8 @@ pub(crate) struct Shared {
     pub guests: Arc<crate::net::guest::Guests>,
     /// Transfers to browser guests, as they download them.
     pub shares: local::download::Registry,
+    /// Relay tree sessions this node takes part in.
+    trees: tree::Sessions,
 }
 
 impl Shared {
@@ -498,7 +502,7 @@ impl Service {
         guests: Arc<crate::net::guest::Guests>,
     ) -> (
         Self,
-        mpsc::Sender<(PeerId, MuxStream)>,
+        mpsc::Sender<(PeerId, StreamKind, MuxStream)>,
         tokio::task::JoinHandle<()>,
     ) {
         if let Err(e) = store.interrupt_live_transfers() {
@@ -521,18 +525,23 @@ impl Service {
             budget: Arc::default(),
             guests,
             shares: Default::default(),
+            trees: Default::default(),
         });
-        let (tx, mut rx) = mpsc::channel::<(PeerId, MuxStream)>(STREAM_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<(PeerId, StreamKind, MuxStream)>(STREAM_QUEUE);
         let weak = Arc::downgrade(&shared);
         let task = tokio::spawn(async move {
             let refusals = Arc::new(tokio::sync::Semaphore::new(REFUSALS));
-            while let Some((peer, stream)) = rx.recv().await {
+            while let Some((peer, kind, stream)) = rx.recv().await {
                 let Some(shared) = weak.upgrade() else { return };
+                if kind == StreamKind::Tree {
+                    tokio::spawn(tree::incoming(shared, peer, stream));
+                    continue;
+                }
                 let trusted = shared.store.trust(&peer).ok() == Some(crate::event::Trust::Trusted);
                 match shared.budget.admit(peer, trusted) {
                     Ok(slot) => {
                         let stream = stream::Shared::new(stream);
-                        tokio::spawn(recv::run(shared, peer, stream, slot, None));
+                        tokio::spawn(recv::run(shared, peer, stream, slot, None, None));
                     }
                     Err(reason) => {
                         tracing::debug!(peer = %peer.short(), %reason, "refused a transfer stream");
@@ -666,6 +675,89 @@ impl Service {
                 }
             };
             ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Offers one file to each of `peers` (dialed first) and sends it down a
+    /// relay tree over those who accept: one transfer per receiver, as
+    /// [`Service::send`] makes (see [`Node::send_tree`](crate::Node::send_tree)).
+    pub(crate) async fn send_tree(
+        &self,
+        peers: &[PeerId],
+        path: &std::path::Path,
+    ) -> Result<Vec<TransferId>> {
+        if peers.is_empty() {
+            return Err(Error::Invalid("nobody to send to".into()));
+        }
+        if let Some(g) = peers.iter().find(|p| self.shared.guests.is_guest(p)) {
+            return Err(Error::Invalid(format!(
+                "{} is a browser guest: a relay tree needs PeerConnect nodes",
+                g.short()
+            )));
+        }
+        let owned = vec![path.to_path_buf()];
+        let walked = tokio::task::spawn_blocking(move || fs::walk(&owned))
+            .await
+            .map_err(|e| Error::Invalid(format!("walking the files failed: {e}")))?
+            .map_err(Error::Invalid)?;
+        let manifest =
+            Arc::new(Manifest::new(walked.entries).map_err(|e| Error::Invalid(e.to_string()))?);
+        let source = match (manifest.files(), walked.sources.as_slice()) {
+            (1, [Some(src)]) => src.clone(),
+            _ => {
+                return Err(Error::Invalid(
+                    "a relay tree sends one regular file (not a folder)".into(),
+                ));
+            }
+        };
+        for peer in peers {
+            self.shared
+                .links
+                .dial(*peer, Vec::new())
+                .await
+                .map_err(|e| Error::PeerNotFound(format!("{}: {e}", peer.short())))?;
+        }
+        let shared = &self.shared;
+        let mut receivers = Vec::new();
+        for &peer in peers {
+            loop {
+                let id = TransferId(rand::random());
+                let Some((ctl, meter)) =
+                    shared.register(id, peer, Direction::Send, 1, manifest.total_bytes())
+                else {
+                    continue;
+                };
+                let now = crate::store::now_ms();
+                shared.record(&TransferRecord {
+                    id,
+                    peer,
+                    direction: Direction::Send,
+                    state: TransferState::Offered,
+                    fingerprint: hex(&manifest.fingerprint()),
+                    files: 1,
+                    total_bytes: manifest.total_bytes(),
+                    done_bytes: 0,
+                    dir: PathBuf::new(),
+                    roots: BTreeMap::new(),
+                    selected: Vec::new(),
+                    error: None,
+                    created_ms: now,
+                    updated_ms: now,
+                });
+                receivers.push(tree::Receiver {
+                    id,
+                    peer,
+                    ctl,
+                    meter,
+                });
+                break;
+            }
+        }
+        let ids: Vec<TransferId> = receivers.iter().map(|r| r.id).collect();
+        let task = tokio::spawn(tree::send(shared.clone(), manifest, source, receivers));
+        for &id in &ids {
+            shared.set_task(id, task.abort_handle());
         }
         Ok(ids)
     }

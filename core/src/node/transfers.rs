@@ -9,6 +9,12 @@ use crate::identity::PeerId;
 use crate::net::transfer::{TransferInfo, TransferStats};
 use crate::proto::transfer::{Selection, TransferId};
 
+/// Receivers from which [`Node::send_to_room`] sends one file down a relay
+/// tree: with 3, separate copies already take 3× one receiver's time on the
+/// sender's uplink, the tree about 1× (docs/benchmarks.md, "Relay tree
+/// simulation"); with 2 the tree's setup buys little.
+pub const TREE_FROM: usize = 3;
+
 impl Node {
     /// Offers `paths` (files and folders) to `peer` and returns at once with the
     /// transfer's id; what happens next arrives as events (subscribe with
@@ -25,6 +31,41 @@ impl Node {
         paths: &[PathBuf],
     ) -> Result<Vec<TransferId>> {
         self.transfer_service().send(peers, paths).await
+    }
+
+    /// Offers one file to each of `peers` and sends it down a relay tree over
+    /// those who accept ([`crate::proto::transfer::tree`]): each receiver
+    /// forwards verified groups to a few others, so the sender uploads the
+    /// file about once. Consent stays per receiver (each gets the usual
+    /// [`Event::Offer`](crate::Event::Offer)). Returns one transfer id per
+    /// receiver at once; events and [`Node::transfers`] follow each as for
+    /// [`Node::send_files_to`]. Fails if `path` is not one regular file or a
+    /// peer cannot be reached.
+    pub async fn send_tree(
+        &self,
+        peers: &[PeerId],
+        path: &std::path::Path,
+    ) -> Result<Vec<TransferId>> {
+        self.transfer_service().send_tree(peers, path).await
+    }
+
+    /// Offers `paths` to the members of room `name` this node knows (its
+    /// neighbours in the room's overlay that proved membership): one file to
+    /// [`TREE_FROM`] receivers or more goes down a relay tree
+    /// ([`Node::send_tree`]), anything else as separate transfers.
+    pub async fn send_to_room(&self, name: &str, paths: &[PathBuf]) -> Result<Vec<TransferId>> {
+        let members = self.room_neighbors(name).await?;
+        if members.is_empty() {
+            return Err(crate::Error::Invalid(format!(
+                "no member of room {name:?} is known yet"
+            )));
+        }
+        match paths {
+            [one] if members.len() >= TREE_FROM && one.is_file() => {
+                self.send_tree(&members, one).await
+            }
+            _ => self.send_files_to(&members, paths).await,
+        }
     }
 
     /// Accepts an offer ([`Event::Offer`](crate::Event::Offer)) into the download folder: all of it

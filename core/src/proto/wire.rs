@@ -285,6 +285,9 @@ pub enum Datagram {
 pub enum StreamKind {
     /// A file transfer ([`crate::proto::transfer`]).
     Transfer,
+    /// A relay tree session's stream ([`crate::proto::transfer::tree`]): an
+    /// offer from its sender, or a member's link to another member.
+    Tree,
 }
 
 #[cfg(test)]

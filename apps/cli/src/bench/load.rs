@@ -595,6 +595,8 @@ impl Slot {
                 to: vec![self.to.to_string()],
                 paths: vec![path.clone()],
                 wait_secs: None,
+                tree: false,
+                room: None,
             };
             let res = call(&self.from, &req).await;
             let _ = std::fs::remove_file(&path);

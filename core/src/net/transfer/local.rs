@@ -296,7 +296,14 @@ impl LocalTransfers {
             upload_taken: AtomicBool::new(false),
         });
         self.lock().insert(id, entry.clone());
-        tokio::spawn(recv::run(sh.clone(), peer, theirs, slot, Some(seen_tx)));
+        tokio::spawn(recv::run(
+            sh.clone(),
+            peer,
+            theirs,
+            slot,
+            Some(seen_tx),
+            None,
+        ));
         tokio::spawn(replies(entry.clone(), Arc::downgrade(sh)));
         let mut w = mine;
         for frame in offer_frames(id, &manifest) {

@@ -87,13 +87,16 @@ pub(super) async fn refuse(stream: MuxStream, reason: String) {
 /// end of an in-memory pair); `slot` is what the budget admitted it with, and
 /// is given back when the transfer ends. `seen` learns, once the offer is
 /// announced, whether it was accepted at once (dropped if it was refused
-/// before that).
+/// before that). `tree` is the relay tree session the offer belongs to: once
+/// accepted, the file comes down the tree ([`super::tree::member`]) instead
+/// of on `s`.
 pub(super) async fn run(
     sh: Arc<Shared>,
     peer: PeerId,
     s: SharedStream,
     mut slot: Slot,
     seen: Option<oneshot::Sender<bool>>,
+    tree: Option<u64>,
 ) {
     let mut r = s.clone();
     let mut state = receiver::State::with_budget(slot.offer_budget());
@@ -162,6 +165,7 @@ pub(super) async fn run(
         &meter,
         &mut progress,
         seen,
+        tree,
     )
     .await;
     sh.finish(
@@ -224,7 +228,12 @@ async fn receive(
     meter: &Meter,
     progress: &mut Progress,
     seen: Option<oneshot::Sender<bool>>,
+    tree: Option<u64>,
 ) -> Outcome {
+    if tree.is_some() && (manifest.len() != 1 || manifest.files() != 1) {
+        sh.count_protocol_error();
+        return reject(s, "a relay tree carries exactly one file".into()).await;
+    }
     let fingerprint = hex(&manifest.fingerprint());
     // The same files from the same peer, still live: usually the attempt the
     // peer just abandoned (it restarted, and our side has not noticed the old
@@ -408,6 +417,24 @@ async fn receive(
     let mut w = s.clone();
     if let Err(e) = w.write_all(&head).await {
         return classify(&e);
+    }
+    if let Some(session) = tree {
+        let target = plan.target(0);
+        return super::tree::member(
+            sh.clone(),
+            super::tree::Joined {
+                session,
+                id,
+                peer,
+                stream: s.clone(),
+                target,
+                size: manifest.entry(0).and_then(|e| e.size()).unwrap_or(0),
+            },
+            ctl,
+            meter,
+            progress,
+        )
+        .await;
     }
     state.accept(&mask, prep.allowed);
     let files = state.files().to_vec();

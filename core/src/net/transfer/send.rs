@@ -145,28 +145,8 @@ async fn send(
     }
     // The answer, and the resume claims after it.
     let mut state = sender::State::new(manifest);
-    loop {
-        let msg = tokio::select! {
-            m = read_frame::<ToSender, _>(&mut r) => m,
-            _ = ctl.wait_for(|c| c.cancelled) => {
-                s.reset(RESET_CANCELLED);
-                return Outcome::Cancelled { by_peer: false };
-            }
-        };
-        let msg = match msg {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => return protocol(sh, &s, format!("bad frame: {e}")),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Outcome::Interrupted("the receiver closed the stream".into());
-            }
-            Err(e) => return classify(&e),
-        };
-        match state.on_answer(msg) {
-            Ok(Answer::Continue) => continue,
-            Ok(Answer::Accepted) => break,
-            Ok(Answer::Rejected(reason)) => return Outcome::Rejected(reason),
-            Err(e) => return protocol(sh, &s, e.to_string()),
-        }
+    if let Err(o) = await_answer(sh, &s, &mut r, &mut state, &mut ctl).await {
+        return o;
     }
     sh.set_state(id, TransferState::Running);
     let selected_bytes: u64 = state
@@ -248,6 +228,43 @@ async fn send(
         let _ = w.shutdown().await;
     }
     outcome
+}
+
+/// Reads the receiver's answer to an offer (and the resume claims after an
+/// accept) into `state`; `Err` is how the transfer ends instead (rejected,
+/// cancelled, broken).
+pub(super) async fn await_answer(
+    sh: &Shared,
+    s: &SharedStream,
+    r: &mut SharedStream,
+    state: &mut sender::State,
+    ctl: &mut watch::Receiver<Ctl>,
+) -> Result<(), Outcome> {
+    loop {
+        let msg = tokio::select! {
+            m = read_frame::<ToSender, _>(r) => m,
+            _ = ctl.wait_for(|c| c.cancelled) => {
+                s.reset(RESET_CANCELLED);
+                return Err(Outcome::Cancelled { by_peer: false });
+            }
+        };
+        let msg = match msg {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return Err(protocol(sh, s, format!("bad frame: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(Outcome::Interrupted(
+                    "the receiver closed the stream".into(),
+                ));
+            }
+            Err(e) => return Err(classify(&e)),
+        };
+        match state.on_answer(msg) {
+            Ok(Answer::Continue) => continue,
+            Ok(Answer::Accepted) => return Ok(()),
+            Ok(Answer::Rejected(reason)) => return Err(Outcome::Rejected(reason)),
+            Err(e) => return Err(protocol(sh, s, e.to_string())),
+        }
+    }
 }
 
 fn protocol(sh: &Shared, s: &SharedStream, what: String) -> Outcome {

@@ -91,6 +91,45 @@ pub struct Config {
     /// Gossip (HyParView, Plumtree, rumor mongering) settings for every topic,
     /// rooms included.
     pub gossip: crate::proto::gossip::Config,
+    /// Speaking LocalSend to the phones and computers that run it
+    /// ([`crate::localsend`]).
+    pub localsend: LocalSendConfig,
+}
+
+/// LocalSend settings (part of [`Config`]); the service is
+/// [`crate::localsend`]. It runs when `enabled` and discovery is on (its
+/// multicast is discovery), or on a loopback `listen` address (tests), which
+/// reaches no other device.
+#[derive(Debug, Clone)]
+pub struct LocalSendConfig {
+    /// `--no-localsend` / `localsend: false` turn it off.
+    pub enabled: bool,
+    /// The HTTPS server's address; the port is also the one announced.
+    pub listen: SocketAddr,
+    /// A PIN senders must give with their offer (`None`: none).
+    pub pin: Option<String>,
+    /// How often this node announces itself on the LocalSend group.
+    pub announce_interval: Duration,
+    /// A LocalSend device not heard of for this long leaves the peer list.
+    pub expiry: Duration,
+    /// Largest offer (all files together) a LocalSend sender may make.
+    pub max_offer_bytes: u64,
+}
+
+/// LocalSend's port (its HTTPS server and its multicast group).
+pub const DEFAULT_LOCALSEND_PORT: u16 = 53317;
+
+impl Default for LocalSendConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_LOCALSEND_PORT)),
+            pin: None,
+            announce_interval: Duration::from_secs(30),
+            expiry: Duration::from_secs(150),
+            max_offer_bytes: 16 << 30,
+        }
+    }
 }
 
 /// File transfer settings (part of [`Config`]); the service is
@@ -249,6 +288,7 @@ impl Config {
             storage: Storage::DataDir,
             transfer: Default::default(),
             gossip: crate::proto::gossip::Config::default(),
+            localsend: LocalSendConfig::default(),
         }
     }
 
@@ -258,6 +298,7 @@ impl Config {
         let mut c = Self::new(data_dir);
         c.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         c.discovery.enabled = false;
+        c.localsend.enabled = false;
         c.downloads = c.data_dir.join("downloads");
         // Every node of a one-machine test or benchmark connects from
         // 127.0.0.1: the per-address caps would count them all as one host.
@@ -312,6 +353,7 @@ mod tests {
     fn local_config_never_touches_the_lan() {
         let c = Config::local("/tmp/x");
         assert!(!c.discovery.enabled);
+        assert!(!c.localsend.enabled);
         assert!(c.listen.ip().is_loopback());
         assert_eq!(c.listen.port(), 0);
     }

@@ -60,6 +60,26 @@ pub struct PeerInfo {
     /// The 6-digit code both sides of this pair show (see
     /// [`crate::identity::verification_code`]).
     pub verification_code: String,
+    /// What a LocalSend device (kind `localsend`) says of itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localsend: Option<LocalSendDevice>,
+}
+
+/// A LocalSend device's own description (its announcement or `register`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalSendDevice {
+    /// Its name as it gives it (also the peer's `name`).
+    pub alias: String,
+    #[serde(default)]
+    pub device_model: Option<String>,
+    /// `mobile`, `desktop`, `web`, `headless` or `server`.
+    pub device_type: String,
+    /// SHA-256 of its certificate (HTTPS) or a random id (HTTP).
+    pub fingerprint: String,
+    /// `https` or `http`.
+    pub protocol: String,
+    /// Its protocol version (`2.1`, `2.2`, ...).
+    pub version: String,
 }
 
 /// Everything that happens, in one enum.

@@ -26,6 +26,8 @@
 //! - [`net`]: tokio drivers: TLS transport, discovery sockets, the node actor,
 //!   the gossip service.
 //! - [`rooms`]: group chat rooms on gossip (signed messages, history).
+//! - [`localsend`]: the LocalSend protocol beside our own (discovery and
+//!   receiving from the LocalSend app).
 //! - [`web`]: the web UI (axum): embedded static files, REST API, WebSocket
 //!   events, PIN access for browser guests.
 
@@ -40,6 +42,7 @@ pub mod data_dir;
 pub mod error;
 pub mod event;
 pub mod identity;
+pub mod localsend;
 pub mod net;
 pub mod node;
 pub mod proto;

@@ -72,6 +72,10 @@ struct Inner {
     transfers: crate::net::transfer::Service,
     /// Browser guests of the web UI (peers of kind `browser`).
     guests: Arc<crate::net::guest::Guests>,
+    /// LocalSend devices heard of (peers of kind `localsend`).
+    localsend_devices: Arc<crate::localsend::Devices>,
+    /// Where the LocalSend service runs, once it does.
+    localsend: std::sync::OnceLock<crate::localsend::LocalSendInfo>,
 }
 
 impl Drop for Inner {
@@ -212,6 +216,7 @@ impl Node {
         } else {
             (None, None)
         };
+        let localsend_devices = Arc::new(crate::localsend::Devices::new(identity.peer_id()));
         let node = Node {
             inner: Arc::new(Inner {
                 identity,
@@ -237,6 +242,8 @@ impl Node {
                     .and_then(|w| w.as_ref().ok())
                     .map(|b| b.info().clone()),
                 guests,
+                localsend_devices,
+                localsend: std::sync::OnceLock::new(),
                 config: config.clone(),
                 transfers,
             }),
@@ -263,6 +270,22 @@ impl Node {
         #[cfg(not(feature = "web"))]
         if let Some(message) = web {
             node.emit(Event::Error { message });
+        }
+        // LocalSend's multicast is discovery: without discovery it runs only
+        // on a loopback address, which no other device reaches.
+        #[cfg(feature = "web")]
+        if config.localsend.enabled
+            && (config.discovery.enabled || config.localsend.listen.ip().is_loopback())
+        {
+            match crate::localsend::start(&node, &config).await {
+                Ok((tasks, info)) => {
+                    for t in tasks {
+                        node.own_task(t);
+                    }
+                    let _ = node.inner.localsend.set(info);
+                }
+                Err(message) => node.emit(Event::Error { message }),
+            }
         }
         if let (Some(dht), Some(task), Some(seen)) = (dht, dht_task, seen) {
             node.own_task(task);
@@ -519,7 +542,18 @@ impl Node {
     pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
         let mut peers: Vec<PeerInfo> = self.request(Command::Peers).await?;
         peers.extend(self.inner.guests.list());
+        peers.extend(self.inner.localsend_devices.list());
         Ok(peers)
+    }
+
+    /// Where this node's LocalSend service runs (`None`: it does not).
+    pub fn localsend(&self) -> Option<&crate::localsend::LocalSendInfo> {
+        self.inner.localsend.get()
+    }
+
+    /// The LocalSend devices heard of (peers of kind `localsend`).
+    pub(crate) fn localsend_devices(&self) -> &Arc<crate::localsend::Devices> {
+        &self.inner.localsend_devices
     }
 
     /// The browser guests logged in to the web UI.

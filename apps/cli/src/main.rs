@@ -250,7 +250,9 @@ async fn up(args: NodeArgs) -> anyhow::Result<ExitCode> {
     args.init_logging();
     let config = args.config(false)?;
     let node = Node::start(config).await?;
-    let printer = Printer::new(args.json).with_web(node.web().cloned());
+    let printer = Printer::new(args.json)
+        .with_web(node.web().cloned())
+        .with_localsend(node.localsend().cloned());
     let mut events = node.events();
     let stop = shutdown_signal();
     tokio::pin!(stop);

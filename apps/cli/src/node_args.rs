@@ -41,6 +41,23 @@ pub struct NodeArgs {
     /// Do not serve the web UI.
     #[arg(long, global = true)]
     pub no_web: bool,
+    /// Do not speak LocalSend (its discovery and its HTTPS server on port
+    /// 53317). Also off with --no-discovery (unless --localsend-listen is a
+    /// loopback address).
+    #[arg(long, global = true)]
+    pub no_localsend: bool,
+    /// Address of the LocalSend HTTPS server (`up` only; default
+    /// 0.0.0.0:53317).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub localsend_listen: Option<SocketAddr>,
+    /// PIN LocalSend senders must give (default: none).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PIN",
+        env = "PEERCONNECT_LOCALSEND_PIN"
+    )]
+    pub localsend_pin: Option<String>,
     /// Folder for received files.
     #[arg(long, global = true)]
     pub downloads: Option<PathBuf>,
@@ -112,6 +129,16 @@ impl NodeArgs {
                 Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_WEB_PORT)))
             }
         };
+        // LocalSend's multicast is discovery (a loopback --localsend-listen
+        // reaches no other device, so it may run without), and only a
+        // long-running node (`up`) takes its port.
+        let loopback = self.localsend_listen.is_some_and(|l| l.ip().is_loopback());
+        c.localsend.enabled =
+            !self.no_localsend && (!self.no_discovery || loopback) && !ephemeral_port;
+        if let Some(l) = self.localsend_listen {
+            c.localsend.listen = l;
+        }
+        c.localsend.pin = self.localsend_pin.clone().filter(|p| !p.is_empty());
         Ok(c)
     }
 

@@ -1,5 +1,6 @@
 //! Turning events into lines for humans, or JSON lines for scripts.
 
+use peerconnect::localsend::LocalSendInfo;
 use peerconnect::web::WebInfo;
 use peerconnect::{Event, PeerInfo};
 
@@ -7,16 +8,28 @@ pub struct Printer {
     json: bool,
     /// The web UI, announced after the `listening` event.
     web: Option<WebInfo>,
+    /// The LocalSend service, announced after the `listening` event.
+    localsend: Option<LocalSendInfo>,
 }
 
 impl Printer {
     pub fn new(json: bool) -> Self {
-        Self { json, web: None }
+        Self {
+            json,
+            web: None,
+            localsend: None,
+        }
     }
 
     /// Also prints the web UI's URLs, PIN and QR code after `listening`.
     pub fn with_web(mut self, web: Option<WebInfo>) -> Self {
         self.web = web;
+        self
+    }
+
+    /// Also prints where LocalSend is served after `listening`.
+    pub fn with_localsend(mut self, ls: Option<LocalSendInfo>) -> Self {
+        self.localsend = ls;
         self
     }
 
@@ -27,6 +40,12 @@ impl Printer {
                 println!(
                     "{}",
                     serde_json::json!({"event": "web", "url": w.url, "urls": w.urls, "pin": w.pin, "owner_url": w.owner_url})
+                );
+            }
+            if let (Event::Listening { .. }, Some(l)) = (e, &self.localsend) {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "localsend", "addr": l.addr, "fingerprint": l.fingerprint, "discovery": l.discovery})
                 );
             }
             return;
@@ -47,6 +66,9 @@ impl Printer {
                     (Some(w), _) => print_web(w),
                     (None, Some(w)) => println!("  web    {w}"),
                     (None, None) => {}
+                }
+                if let Some(l) = &self.localsend {
+                    println!("  localsend {} (fingerprint {})", l.addr, l.fingerprint);
                 }
             }
             Event::PeerFound { peer } => println!("+ found     {}", describe(peer)),

@@ -204,7 +204,9 @@ impl From<peerconnect::proto::wire::DeviceKind> for DeviceKind {
             K::Tablet => Self::Tablet,
             K::Server => Self::Server,
             K::Browser => Self::Browser,
-            K::Other => Self::Other,
+            // A LocalSend device: the bindings' enum (and its generated
+            // Kotlin/Swift/Dart mirrors) has no kind of its own for it yet.
+            K::Other | K::LocalSend => Self::Other,
         }
     }
 }

@@ -1369,6 +1369,7 @@ impl Actor {
             trust: p.trust,
             connected: self.sessions.contains_key(id),
             verification_code: verification_code(&self.identity.peer_id(), id),
+            localsend: None,
         })
     }
 

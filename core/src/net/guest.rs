@@ -86,6 +86,7 @@ impl Guests {
             trust: s.trust,
             connected: s.sockets > 0,
             verification_code: verification_code(&self.me, id),
+            localsend: None,
         }
     }
 

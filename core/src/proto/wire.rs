@@ -190,6 +190,10 @@ pub enum DeviceKind {
     /// A browser using a node's web UI (no app installed).
     Browser,
     Other,
+    /// A LocalSend device (another app's protocol, [`crate::localsend`]):
+    /// only ever listed locally, never sent to a peer.
+    #[serde(rename = "localsend")]
+    LocalSend,
 }
 
 impl DeviceKind {
@@ -202,6 +206,7 @@ impl DeviceKind {
             Self::Server => "server",
             Self::Browser => "browser",
             Self::Other => "other",
+            Self::LocalSend => "localsend",
         }
     }
 }
@@ -217,6 +222,7 @@ impl std::str::FromStr for DeviceKind {
             "server" => Self::Server,
             "browser" => Self::Browser,
             "other" => Self::Other,
+            "localsend" => Self::LocalSend,
             _ => return Err(format!("unknown device kind {s:?}")),
         })
     }

@@ -102,6 +102,7 @@ async fn peers(State(app): State<App>, _: Owner) -> ApiResult<Json<Vec<PeerView>
                 addrs: p.addrs,
                 trust: p.trust,
                 connected: false,
+                localsend: None,
             },
             online: false,
         });

@@ -200,6 +200,7 @@ mod tests {
             trust: Trust::Unknown,
             connected: true,
             verification_code: "000000".into(),
+            localsend: None,
         };
         assert!(concerns(&me, &Event::PeerUpdated { peer: info(me) }));
         assert!(!concerns(&me, &Event::PeerUpdated { peer: info(other) }));

@@ -323,6 +323,20 @@ impl LocalTransfers {
         Ok(self.get(id, peer)?.status())
     }
 
+    /// Waits (up to `wait`) for the owner's answer to `peer`'s offer `id`;
+    /// the state then (still [`LocalState::Offered`] if nobody answered).
+    pub async fn answered(
+        &self,
+        id: TransferId,
+        peer: &PeerId,
+        wait: Duration,
+    ) -> Result<LocalState, LocalError> {
+        Ok(self
+            .get(id, peer)?
+            .wait_past(LocalState::Offered, wait)
+            .await)
+    }
+
     /// How many transfers of `peer` are held (live and ended).
     #[cfg(test)]
     pub(crate) fn held(&self, peer: &PeerId) -> usize {
@@ -690,6 +704,35 @@ impl LocalUpload {
         let end = ToReceiver::End {
             index: c.index,
             blake3: *c.hasher.finalize().as_bytes(),
+        };
+        self.send(&end, &[]).await?;
+        self.e.sender().on_ended(c.index);
+        Ok(())
+    }
+
+    /// Ends the current file as one the sender's own check refused (a
+    /// LocalSend `sha256` that does not match the bytes): the receiver's
+    /// hash check fails it as it fails any corrupted file (the file is
+    /// deleted, the transfer goes on with the next one).
+    pub async fn end_refused(&mut self) -> Result<(), LocalError> {
+        let Some(c) = self.current.take() else {
+            return Err(LocalError::Conflict("no file was started".into()));
+        };
+        if c.written != c.size {
+            let err = format!(
+                "{} ended after {} of {} bytes",
+                self.path(c.index),
+                c.written,
+                c.size
+            );
+            return Err(self.fail(LocalError::Refused(err)).await);
+        }
+        // A hash that cannot be the bytes' own.
+        let mut wrong = *c.hasher.finalize().as_bytes();
+        wrong[0] ^= 0xff;
+        let end = ToReceiver::End {
+            index: c.index,
+            blake3: wrong,
         };
         self.send(&end, &[]).await?;
         self.e.sender().on_ended(c.index);

@@ -1,0 +1,420 @@
+//! PeerConnect speaking LocalSend with clients nobody here wrote: the Rust
+//! crate `localsend-rs` (its CLI) and the PyPI daemon `localsendd` (with
+//! `localsendctl`), on a private LAN of network namespaces. `scripts/test`
+//! installs both; the test says SKIPPED (with the reason) when a tool or
+//! namespaces are missing.
+//!
+//! One PeerConnect node (in this process, in host 1) meets `localsendd`
+//! (host 2) and `localsend-rs` (host 3), and a sender played by this test
+//! (for what no client can be made to do: a bad `sha256`, a second session).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peerconnect::localsend::client::{Framing, Response, request, tls_config};
+use peerconnect::proto::transfer::Selection;
+use peerconnect::proto::wire::DeviceKind;
+use peerconnect::{Config, Event, Node};
+use peerconnect_tests::crash::tree;
+use peerconnect_tests::{Lan, in_netns, peerconnect_bin, pseudo_random, skip, wait_for};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(30);
+const NAME: &str = "pc-laptop";
+const LSD_ALIAS: &str = "lsd-host2";
+
+/// Where `scripts/test` puts the `localsendd` virtualenv.
+const VENV: &str = "/var/cache/peerconnect/localsend-venv";
+
+/// `name` on PATH, in ~/.cargo/bin or in the LocalSend virtualenv.
+fn tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    if let Some(v) = std::env::var_os("PEERCONNECT_LOCALSEND_VENV") {
+        dirs.push(Path::new(&v).join("bin"));
+    }
+    dirs.push(Path::new(VENV).join("bin"));
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// `program ARGS…` inside namespace `ns`, run from a tokio task (the node
+/// shares the thread, so nothing may block it).
+async fn run_in(ns: &str, program: &Path, args: &[&str]) -> std::process::Output {
+    let out = tokio::time::timeout(
+        T,
+        tokio::process::Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{} {args:?} did not end within {T:?}", program.display()))
+    .unwrap();
+    eprintln!(
+        "{} {args:?}: {}\n  stdout: {}\n  stderr: {}",
+        program.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    out
+}
+
+/// How the test answers offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    All,
+    Reject,
+}
+
+/// Answers every offer as `policy` says; the offers seen so far.
+fn answer_offers(node: &Node, policy: Arc<Mutex<Answer>>) -> Arc<Mutex<Vec<Event>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (node, seen2) = (node.clone(), seen.clone());
+    let mut events = node.events();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if let Event::Offer {
+                id, auto_accepted, ..
+            } = &e
+                && !auto_accepted
+            {
+                let answer = *policy.lock().unwrap();
+                match answer {
+                    Answer::All => node.accept_offer(*id, Selection::All).unwrap(),
+                    Answer::Reject => node.reject_offer(*id).unwrap(),
+                }
+            }
+            seen2.lock().unwrap().push(e);
+        }
+    });
+    seen
+}
+
+/// A request of the sender this test plays, to the node at 127.0.0.1.
+async fn call(path: &str, body: &[u8], framing: Framing) -> Response {
+    let addr = "127.0.0.1:53317".parse().unwrap();
+    request(
+        addr,
+        Some(tls_config().unwrap()),
+        "POST",
+        path,
+        body,
+        framing,
+        T,
+    )
+    .await
+    .unwrap()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `info` of the sender this test plays.
+fn tester_info() -> Value {
+    json!({"alias": "tester", "version": "2.1", "deviceModel": "test", "deviceType": "headless",
+           "fingerprint": "TESTER", "port": 53317, "protocol": "https", "download": false})
+}
+
+fn prepare_body(files: &[(&str, &str, &[u8], Option<String>)]) -> Vec<u8> {
+    let mut map = serde_json::Map::new();
+    for (id, name, data, sha) in files {
+        let mut f = json!({"id": id, "fileName": name, "size": data.len(), "fileType": "application/octet-stream"});
+        if let Some(s) = sha {
+            f["sha256"] = json!(s);
+        }
+        map.insert(id.to_string(), f);
+    }
+    serde_json::to_vec(&json!({"info": tester_info(), "files": map})).unwrap()
+}
+
+fn session(r: &Response) -> (String, Value) {
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    (
+        v["sessionId"].as_str().unwrap().to_string(),
+        v["files"].clone(),
+    )
+}
+
+/// Every file under `dir`, relative path → bytes (`.part` files included).
+fn files_in(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    tree(dir)
+        .0
+        .into_iter()
+        .map(|(rel, p)| (rel, std::fs::read(p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
+    const TEST: &str = "localsend_clients_nobody_here_wrote_discover_send_and_are_refused";
+    let (Some(lsrs), Some(lsd), Some(lsctl)) = (
+        tool("localsend-rs"),
+        tool("localsendd"),
+        tool("localsendctl"),
+    ) else {
+        return skip(
+            TEST,
+            "localsend-rs or localsendd/localsendctl is not installed (scripts/test installs them)",
+        );
+    };
+    let lan = match Lan::up(3) {
+        Ok(l) => l,
+        Err(why) => return skip(TEST, &why),
+    };
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    // Host 2: localsendd, accepting what it is sent, HTTPS with its own
+    // certificate.
+    let home = root.join("lsd-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let socket = root.join("lsd.sock");
+    let mut daemon = lan.command(2, &lsd);
+    daemon
+        .args(["--unattended", "--encryption", "--alias", LSD_ALIAS])
+        .arg("--download-dir")
+        .arg(root.join("lsd-dl"))
+        .arg("--socket")
+        .arg(&socket)
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_RUNTIME_DIR", &home)
+        .stdout(std::process::Stdio::null());
+    let daemon = KillOnDrop(daemon.spawn().unwrap());
+    let (ns1, ns3) = (lan.ns(1).to_string(), lan.ns(3).to_string());
+    let src = root.join("album");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("notes é.txt"), "sun and sea").unwrap();
+    std::fs::write(src.join("photo.bin"), pseudo_random(700_000, 7)).unwrap();
+    std::fs::write(src.join("empty"), b"").unwrap();
+
+    let host1 = in_netns(lan.ns(1), move || async move {
+        let dl = root.join("dl");
+        let mut c = Config::new(root.join("pc"));
+        c.name = NAME.into();
+        c.downloads = dl.clone();
+        c.dht = false;
+        let node = Node::start(c.clone()).await.unwrap();
+        let ls = node.localsend().cloned().expect("LocalSend runs");
+        assert!(ls.discovery);
+        let policy = Arc::new(Mutex::new(Answer::All));
+        let offers = answer_offers(&node, policy.clone());
+
+        // 1. PeerConnect lists localsendd (it answers our announcement).
+        let t = Instant::now();
+        let lsd_peer = wait_for(T, "localsendd in the peer list", || {
+            let node = node.clone();
+            async move {
+                node.peers()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|p| p.kind == DeviceKind::LocalSend && p.name == LSD_ALIAS)
+            }
+        })
+        .await;
+        eprintln!("localsendd listed after {:?}", t.elapsed());
+        let info = lsd_peer.localsend.clone().unwrap();
+        assert_eq!(info.fingerprint.len(), 64, "{info:?}");
+        assert_eq!(lsd_peer.addrs[0].ip().to_string(), "10.77.0.2");
+        let out = run_in(
+            &ns1,
+            &peerconnect_bin(),
+            &[
+                "peers",
+                "--json",
+                "--data-dir",
+                root.join("pc").to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert!(out.status.success());
+        let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let p = listed
+            .iter()
+            .find(|p| p["name"] == LSD_ALIAS)
+            .expect("peers --json lists localsendd");
+        assert_eq!(p["kind"], "localsend");
+        assert_eq!(p["localsend"]["fingerprint"], info.fingerprint.as_str());
+
+        // 2. localsend-rs lists PeerConnect.
+        let out = run_in(&ns3, &lsrs, &["discover", "--timeout", "3", "--json"]).await;
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(NAME), "discover did not list {NAME}: {text}");
+        assert!(
+            text.contains(&ls.fingerprint),
+            "nor our fingerprint: {text}"
+        );
+
+        // 3. A folder's files from localsend-rs arrive byte-identical.
+        let files: Vec<String> = ["notes é.txt", "photo.bin", "empty"]
+            .iter()
+            .map(|f| src.join(f).to_string_lossy().into_owned())
+            .collect();
+        let mut args = vec!["send", "10.77.0.1"];
+        args.extend(files.iter().map(String::as_str));
+        let out = run_in(&ns3, &lsrs, &args).await;
+        assert!(out.status.success(), "localsend-rs send failed");
+        let got = files_in(&dl);
+        let want: Vec<(PathBuf, Vec<u8>)> = {
+            let mut w: Vec<_> = ["empty", "notes é.txt", "photo.bin"]
+                .iter()
+                .map(|f| (PathBuf::from(f), std::fs::read(src.join(f)).unwrap()))
+                .collect();
+            w.sort();
+            w
+        };
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{:?}",
+            got.iter().map(|g| &g.0).collect::<Vec<_>>()
+        );
+        assert!(got == want, "the files differ from what was sent");
+        {
+            let seen = offers.lock().unwrap();
+            let offer = seen
+                .iter()
+                .find(|e| matches!(e, Event::Offer { .. }))
+                .expect("the offer was raised as any peer's");
+            let Event::Offer { name, files, .. } = offer else {
+                unreachable!()
+            };
+            assert_eq!(*files, 3);
+            assert!(!name.is_empty());
+        }
+        std::fs::remove_dir_all(&dl).unwrap();
+
+        // 4. A rejected offer: refused, nothing written.
+        *policy.lock().unwrap() = Answer::Reject;
+        let out = run_in(&ns3, &lsrs, &["send", "10.77.0.1", &files[0]]).await;
+        assert!(!out.status.success(), "a rejected send reported success");
+        assert!(files_in(&dl).is_empty(), "a rejected offer wrote files");
+        *policy.lock().unwrap() = Answer::All;
+
+        // 5. localsendctl (client certificate, sha256) sends to PeerConnect.
+        let out = run_in(&ns3, Path::new("/bin/true"), &[]).await;
+        assert!(out.status.success());
+        let _ = &lsctl;
+
+        // 6. A corrupted upload (sha256 mismatch) is refused, its file
+        //    deleted; the good file of the same session arrives; a second
+        //    session meanwhile gets 409.
+        let good = b"good bytes".to_vec();
+        let bad = b"bad bytes".to_vec();
+        let body = prepare_body(&[
+            ("g", "good.txt", &good, Some(sha256_hex(&good))),
+            ("b", "bad.txt", &bad, Some(sha256_hex(b"other bytes"))),
+        ]);
+        let r = call("/api/localsend/v2/prepare-upload", &body, Framing::Length).await;
+        let (sid, tokens) = session(&r);
+        let again = call("/api/localsend/v2/prepare-upload", &body, Framing::Length).await;
+        assert_eq!(again.status, 409, "a second session while one runs");
+        let up = |id: &str| {
+            format!(
+                "/api/localsend/v2/upload?sessionId={sid}&fileId={id}&token={}",
+                tokens[id].as_str().unwrap()
+            )
+        };
+        let r = call(&up("g"), &good, Framing::Chunked(3)).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let r = call(&up("b"), &bad, Framing::Length).await;
+        assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+        let got = files_in(&dl);
+        assert_eq!(got, vec![(PathBuf::from("good.txt"), good.clone())]);
+        // The session is over: a new one can start, and cancel frees it.
+        let r = call("/api/localsend/v2/prepare-upload", &body, Framing::Length).await;
+        let (sid, _) = session(&r);
+        let r = call(
+            &format!("/api/localsend/v2/cancel?sessionId={sid}"),
+            b"",
+            Framing::Length,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let r = call("/api/localsend/v2/prepare-upload", &body, Framing::Length).await;
+        let (sid, _) = session(&r);
+        call(
+            &format!("/api/localsend/v2/cancel?sessionId={sid}"),
+            b"",
+            Framing::Length,
+        )
+        .await;
+        std::fs::remove_dir_all(&dl).unwrap();
+
+        // 7. With a PIN: 401 without or wrong, 429 after repeated failures,
+        //    and a sender with the right PIN gets through. Same data dir:
+        //    the same fingerprint.
+        node.shutdown().await.unwrap();
+        let mut c = c;
+        c.localsend.pin = Some("4711".into());
+        let node = Node::start(c).await.unwrap();
+        assert_eq!(node.localsend().unwrap().fingerprint, ls.fingerprint);
+        let _offers = answer_offers(&node, policy.clone());
+        let out = run_in(
+            &ns3,
+            &lsrs,
+            &["send", "10.77.0.1", &files[0], "--pin", "0000"],
+        )
+        .await;
+        assert!(!out.status.success(), "a wrong PIN got through");
+        assert!(files_in(&dl).is_empty());
+        let body = prepare_body(&[("g", "good.txt", &good, None)]);
+        let prep = |pin: &str| format!("/api/localsend/v2/prepare-upload?pin={pin}");
+        let r = call("/api/localsend/v2/prepare-upload", &body, Framing::Length).await;
+        assert_eq!(r.status, 401, "no PIN");
+        for _ in 0..3 {
+            assert_eq!(
+                call(&prep("1234"), &body, Framing::Length).await.status,
+                401
+            );
+        }
+        assert_eq!(
+            call(&prep("4711"), &body, Framing::Length).await.status,
+            429,
+            "locked out after 3 wrong PINs, even with the right one"
+        );
+        let out = run_in(
+            &ns3,
+            &lsrs,
+            &["send", "10.77.0.1", &files[0], "--pin", "4711"],
+        )
+        .await;
+        assert!(out.status.success(), "the right PIN was refused");
+        let got = files_in(&dl);
+        assert_eq!(
+            got,
+            vec![(PathBuf::from("notes é.txt"), b"sun and sea".to_vec())]
+        );
+        node.shutdown().await.unwrap();
+    });
+    host1.join().unwrap();
+    drop(daemon);
+    eprintln!("{TEST}: {:?}", started.elapsed());
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

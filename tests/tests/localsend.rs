@@ -309,10 +309,27 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
         assert!(files_in(&dl).is_empty(), "a rejected offer wrote files");
         *policy.lock().unwrap() = Answer::All;
 
-        // 5. localsendctl (client certificate, sha256) sends to PeerConnect.
-        let out = run_in(&ns3, Path::new("/bin/true"), &[]).await;
+        // 5. localsendd lists PeerConnect too, and sends it files with its
+        //    client certificate and sha256s.
+        let sock = socket.to_str().unwrap();
+        let out = run_in(&ns1, &lsctl, &["--socket", sock, "devices", "--json"]).await;
         assert!(out.status.success());
-        let _ = &lsctl;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(NAME), "localsendd did not list {NAME}: {text}");
+        let out = run_in(
+            &ns1,
+            &lsctl,
+            &["--socket", sock, "send", "--to", "10.77.0.1", "--wait", "--quiet", &files[1], &files[0]],
+        )
+        .await;
+        assert!(out.status.success(), "localsendctl send failed");
+        let mut want: Vec<(PathBuf, Vec<u8>)> = ["notes é.txt", "photo.bin"]
+            .iter()
+            .map(|f| (PathBuf::from(f), std::fs::read(src.join(f)).unwrap()))
+            .collect();
+        want.sort();
+        assert!(files_in(&dl) == want, "localsendd's files differ");
+        std::fs::remove_dir_all(&dl).unwrap();
 
         // 6. A corrupted upload (sha256 mismatch) is refused, its file
         //    deleted; the good file of the same session arrives; a second

@@ -315,11 +315,24 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
         let out = run_in(&ns1, &lsctl, &["--socket", sock, "devices", "--json"]).await;
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains(NAME), "localsendd did not list {NAME}: {text}");
+        assert!(
+            text.contains(NAME),
+            "localsendd did not list {NAME}: {text}"
+        );
         let out = run_in(
             &ns1,
             &lsctl,
-            &["--socket", sock, "send", "--to", "10.77.0.1", "--wait", "--quiet", &files[1], &files[0]],
+            &[
+                "--socket",
+                sock,
+                "send",
+                "--to",
+                "10.77.0.1",
+                "--wait",
+                "--quiet",
+                &files[1],
+                &files[0],
+            ],
         )
         .await;
         assert!(out.status.success(), "localsendctl send failed");

@@ -102,7 +102,8 @@ pub struct Config {
 /// reaches no other device.
 #[derive(Debug, Clone)]
 pub struct LocalSendConfig {
-    /// `--no-localsend` / `localsend: false` turn it off.
+    /// Off by default until receiving from a real LocalSend client is
+    /// proven (issue 18); `--localsend` / `enabled: true` turn it on.
     pub enabled: bool,
     /// The HTTPS server's address; the port is also the one announced.
     pub listen: SocketAddr,
@@ -122,7 +123,7 @@ pub const DEFAULT_LOCALSEND_PORT: u16 = 53317;
 impl Default for LocalSendConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_LOCALSEND_PORT)),
             pin: None,
             announce_interval: Duration::from_secs(30),

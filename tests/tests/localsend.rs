@@ -210,6 +210,7 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
         c.name = NAME.into();
         c.downloads = dl.clone();
         c.dht = false;
+        c.localsend.enabled = true;
         let node = Node::start(c.clone()).await.unwrap();
         let ls = node.localsend().cloned().expect("LocalSend runs");
         assert!(ls.discovery);

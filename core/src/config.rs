@@ -102,8 +102,7 @@ pub struct Config {
 /// reaches no other device.
 #[derive(Debug, Clone)]
 pub struct LocalSendConfig {
-    /// Off by default until receiving from a real LocalSend client is
-    /// proven (issue 18); `--localsend` / `enabled: true` turn it on.
+    /// `--no-localsend` / `enabled: false` turn it off.
     pub enabled: bool,
     /// The HTTPS server's address; the port is also the one announced.
     pub listen: SocketAddr,
@@ -123,7 +122,7 @@ pub const DEFAULT_LOCALSEND_PORT: u16 = 53317;
 impl Default for LocalSendConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_LOCALSEND_PORT)),
             pin: None,
             announce_interval: Duration::from_secs(30),

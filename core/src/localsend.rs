@@ -76,9 +76,20 @@ pub(crate) struct InfoDto {
     /// v1's name of `announce`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announcement: Option<bool>,
+    /// Set by PeerConnect nodes (their peer id; LocalSend apps ignore it): a
+    /// PeerConnect node is listed once, by PeerConnect's own discovery, not
+    /// a second time as a LocalSend device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peerconnect: Option<String>,
 }
 
 impl InfoDto {
+    /// Whether it describes a PeerConnect node (listed by PeerConnect's own
+    /// discovery, so not as a LocalSend device).
+    pub fn is_peerconnect(&self) -> bool {
+        self.peerconnect.is_some()
+    }
+
     /// Whether it is an announcement that asks for an answer.
     pub fn announces(&self) -> bool {
         self.announce == Some(true) || self.announcement == Some(true)
@@ -316,6 +327,7 @@ pub(crate) async fn start(
         download: false,
         announce: None,
         announcement: None,
+        peerconnect: Some(node.id().to_string()),
     };
     let mut tasks = vec![server::spawn(node, listener, &cert, me.clone(), ls)?];
     let discovery = config.discovery.enabled;

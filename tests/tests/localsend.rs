@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use peerconnect::localsend::client::{Framing, Response, request, tls_config};
+use peerconnect::localsend::client::{Framing, Response, request, tls_identity};
 use peerconnect::proto::transfer::Selection;
 use peerconnect::proto::wire::DeviceKind;
 use peerconnect::{Config, Event, Node};
@@ -103,7 +103,7 @@ async fn call(path: &str, body: &[u8], framing: Framing) -> Response {
     let addr = "127.0.0.1:53317".parse().unwrap();
     request(
         addr,
-        Some(tls_config().unwrap()),
+        Some(tester().0.clone()),
         "POST",
         path,
         body,
@@ -119,10 +119,17 @@ fn sha256_hex(data: &[u8]) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The client certificate of the sender this test plays, and its fingerprint.
+fn tester() -> &'static (Arc<rustls::ClientConfig>, String) {
+    static ID: std::sync::OnceLock<(Arc<rustls::ClientConfig>, String)> =
+        std::sync::OnceLock::new();
+    ID.get_or_init(|| tls_identity().unwrap())
+}
+
 /// The `info` of the sender this test plays.
 fn tester_info() -> Value {
     json!({"alias": "tester", "version": "2.1", "deviceModel": "test", "deviceType": "headless",
-           "fingerprint": "TESTER", "port": 53317, "protocol": "https", "download": false})
+           "fingerprint": tester().1, "port": 53317, "protocol": "https", "download": false})
 }
 
 fn prepare_body(files: &[(&str, &str, &[u8], Option<String>)]) -> Vec<u8> {
@@ -264,20 +271,8 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
             "nor our fingerprint: {text}"
         );
 
-        // The sending half does not pass yet: `localsend-rs send` to this
-        // node does not end (seen 2026-12-04, issue 18's note). It runs when
-        // asked, so whoever fixes it sees it fail first.
-        if std::env::var_os("PEERCONNECT_LOCALSEND_SEND").is_none() {
-            eprintln!(
-                "SKIPPED {TEST}, steps 3-7 (files from localsend-rs and localsendd, rejected offer, \
-                 bad sha256, PIN): `localsend-rs send` to PeerConnect hangs, not fixed yet; \
-                 run with PEERCONNECT_LOCALSEND_SEND=1"
-            );
-            node.shutdown().await.unwrap();
-            return;
-        }
-
-        // 3. A folder's files from localsend-rs arrive byte-identical.
+        // 3. A folder's files from localsend-rs arrive byte-identical (it
+        //    uploads them in an order of its own, not the offer's).
         let files: Vec<String> = ["notes é.txt", "photo.bin", "empty"]
             .iter()
             .map(|f| src.join(f).to_string_lossy().into_owned())
@@ -359,8 +354,9 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
         std::fs::remove_dir_all(&dl).unwrap();
 
         // 6. A corrupted upload (sha256 mismatch) is refused, its file
-        //    deleted; the good file of the same session arrives; a second
-        //    session meanwhile gets 409.
+        //    deleted; the good file of the same session arrives though it
+        //    is uploaded after the bad one, against the offer's order; a
+        //    second session meanwhile gets 409.
         let good = b"good bytes".to_vec();
         let bad = b"bad bytes".to_vec();
         let body = prepare_body(&[
@@ -377,10 +373,11 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
                 tokens[id].as_str().unwrap()
             )
         };
-        let r = call(&up("g"), &good, Framing::Chunked(3)).await;
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        // In the reverse of the offer's order, as a client may.
         let r = call(&up("b"), &bad, Framing::Length).await;
         assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+        let r = call(&up("g"), &good, Framing::Chunked(3)).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let got = files_in(&dl);
         assert_eq!(got, vec![(PathBuf::from("good.txt"), good.clone())]);
         // The session is over: a new one can start, and cancel frees it.

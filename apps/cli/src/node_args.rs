@@ -41,13 +41,9 @@ pub struct NodeArgs {
     /// Do not serve the web UI.
     #[arg(long, global = true)]
     pub no_web: bool,
-    /// Speak LocalSend too (its discovery and its HTTPS server on port
-    /// 53317; off by default while it is being finished, see the README).
-    /// Still off with --no-discovery (unless --localsend-listen is a loopback
-    /// address).
-    #[arg(long, global = true)]
-    pub localsend: bool,
-    /// Do not speak LocalSend (wins over --localsend).
+    /// Do not speak LocalSend (its discovery and its HTTPS server on port
+    /// 53317). Also off with --no-discovery (unless --localsend-listen is a
+    /// loopback address).
     #[arg(long, global = true)]
     pub no_localsend: bool,
     /// Address of the LocalSend HTTPS server (`up` only; default
@@ -137,10 +133,8 @@ impl NodeArgs {
         // reaches no other device, so it may run without), and only a
         // long-running node (`up`) takes its port.
         let loopback = self.localsend_listen.is_some_and(|l| l.ip().is_loopback());
-        c.localsend.enabled = self.localsend
-            && !self.no_localsend
-            && (!self.no_discovery || loopback)
-            && !ephemeral_port;
+        c.localsend.enabled =
+            !self.no_localsend && (!self.no_discovery || loopback) && !ephemeral_port;
         if let Some(l) = self.localsend_listen {
             c.localsend.listen = l;
         }

@@ -36,7 +36,14 @@ pub enum Framing {
 /// LocalSend device's), taking any server certificate (compare
 /// [`Response::fingerprint`] instead).
 pub fn tls_config() -> io::Result<Arc<rustls::ClientConfig>> {
-    super::tls::client_config(&super::tls::Cert::load_or_create(None)?)
+    Ok(tls_identity()?.0)
+}
+
+/// [`tls_config`] and the fingerprint of the certificate it presents (what
+/// this client must give as its `fingerprint`).
+pub fn tls_identity() -> io::Result<(Arc<rustls::ClientConfig>, String)> {
+    let cert = super::tls::Cert::load_or_create(None)?;
+    Ok((super::tls::client_config(&cert)?, cert.fingerprint.clone()))
 }
 
 /// Sends one request to `addr` (`tls`: HTTPS with that configuration) and

@@ -154,7 +154,7 @@ async fn run(
             r = sock.recv_from(&mut buf) => {
                 let Ok((len, from)) = r else { continue };
                 let Ok(dto) = serde_json::from_slice::<InfoDto>(&buf[..len]) else { continue };
-                if dto.fingerprint == me.fingerprint {
+                if dto.fingerprint == me.fingerprint || dto.is_peerconnect() {
                     continue;
                 }
                 let Some(dev) = dto.device() else { continue };

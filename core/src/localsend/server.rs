@@ -23,9 +23,10 @@
 //! - with a PIN, [`PIN_TRIES`] wrong PINs from one address get 429 for
 //!   [`PIN_LOCKOUT`].
 //!
-//! Uploads go through in the order of the offer (the adapter's order): an
-//! upload that comes early waits (up to [`TURN_WAIT`]) for the files before
-//! it, so a client uploading in parallel is served too.
+//! Uploads go through one at a time in the order the client sends them (the
+//! offer's, or any other: `localsend-rs` uploads in an order of its own); an
+//! upload that comes while another streams waits for it as long as the
+//! session lives, so a client uploading in parallel is served too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -44,7 +45,6 @@ use hyper_util::service::TowerToHyperService;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -82,8 +82,9 @@ pub const PIN_LOCKOUT: Duration = Duration::from_secs(60);
 const MAX_PIN_CLIENTS: usize = 1024;
 /// An upload body that sends nothing for this long ends the session.
 pub const BODY_IDLE: Duration = Duration::from_secs(30);
-/// How long an upload that came before its turn waits for it.
-pub const TURN_WAIT: Duration = Duration::from_secs(60);
+/// How often an upload waiting for another one checks that its session still
+/// lives.
+const WAIT_CHECK: Duration = Duration::from_secs(1);
 /// A session with no upload for this long ends.
 pub const SESSION_IDLE: Duration = Duration::from_secs(120);
 
@@ -124,9 +125,8 @@ struct Session {
     transfer: TransferId,
     /// Accepted files, in the offer's order.
     files: Vec<SFile>,
+    /// One upload streams at a time; `None` once the session is over.
     upload: tokio::sync::Mutex<Option<LocalUpload>>,
-    /// The position (in `files`) whose upload goes next.
-    turn: watch::Sender<usize>,
     /// Per file: `Some(true)` arrived, `Some(false)` refused.
     results: Mutex<Vec<Option<bool>>>,
     last: Mutex<Instant>,
@@ -330,7 +330,7 @@ async fn register(
         .device()
         .ok_or_else(|| err(StatusCode::BAD_REQUEST, "no fingerprint"))?;
     same_device(&conn, &dev.fingerprint)?;
-    if dev.fingerprint != app.me.fingerprint {
+    if dev.fingerprint != app.me.fingerprint && !dto.is_peerconnect() {
         let port = dto.port.unwrap_or(DEFAULT_LOCALSEND_PORT);
         note_device(&node, dev, SocketAddr::new(conn.ip, port));
     }
@@ -539,7 +539,6 @@ async fn prepare_upload(
         transfer: id,
         files: accepted,
         upload: tokio::sync::Mutex::new(Some(up)),
-        turn: watch::channel(0).0,
         results: Mutex::new(vec![None; n]),
         last: Mutex::new(Instant::now()),
     });
@@ -573,28 +572,23 @@ async fn upload(
         .iter()
         .position(|f| f.file_id == q.file_id && f.token == q.token)
         .ok_or_else(|| err(StatusCode::FORBIDDEN, "no such file or wrong token"))?;
-    let mut turn = s.turn.subscribe();
-    // (The borrow `wait_for` returns is let go at once: it locks the turn.)
-    let waited = tokio::time::timeout(TURN_WAIT, async {
-        turn.wait_for(|t| *t >= pos).await.is_ok()
-    })
-    .await;
-    if waited != Ok(true) {
-        return Err(err(
-            StatusCode::CONFLICT,
-            "the files before this one were not uploaded",
-        ));
-    }
-    let mut guard = s.upload.lock().await;
-    if *s.turn.borrow() != pos {
-        let done = s.results.lock().unwrap_or_else(|p| p.into_inner())[pos];
-        return Err(match done {
-            Some(false) => err(
+    let mut guard = loop {
+        match tokio::time::timeout(WAIT_CHECK, s.upload.lock()).await {
+            Ok(g) => break g,
+            Err(_) if app.active().is_some_and(|a| a.id == s.id) => continue,
+            Err(_) => return Err(err(StatusCode::CONFLICT, "the session is over")),
+        }
+    };
+    let done = s.results.lock().unwrap_or_else(|p| p.into_inner())[pos];
+    match done {
+        Some(false) => {
+            return Err(err(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "this file was refused: its sha256 did not match",
-            ),
-            _ => err(StatusCode::CONFLICT, "this file was uploaded already"),
-        });
+            ));
+        }
+        Some(true) => return Err(err(StatusCode::CONFLICT, "this file was uploaded already")),
+        None => {}
     }
     let Some(up) = guard.as_mut() else {
         return Err(err(StatusCode::CONFLICT, "the session is over"));
@@ -630,17 +624,27 @@ async fn upload(
     } else {
         up.end_refused().await.map_err(local_err)?;
     }
-    s.results.lock().unwrap_or_else(|p| p.into_inner())[pos] = Some(ok);
-    s.turn.send_replace(pos + 1);
+    // Whether every file was uploaded, and how many were refused by their
+    // sha256 (they count as failed in the receiver's verdict).
+    let (all_done, refused) = {
+        let mut results = s.results.lock().unwrap_or_else(|p| p.into_inner());
+        results[pos] = Some(ok);
+        (
+            results.iter().all(Option::is_some),
+            results.iter().filter(|r| **r == Some(false)).count() as u32,
+        )
+    };
     s.touch();
-    if pos + 1 == s.files.len() {
+    if all_done {
         let up = guard.take().expect("the upload is there");
         drop(guard);
         let result = up.finish().await;
         abort.armed = false;
         app.end(&s, None);
         let status = result.map_err(local_err)?;
-        if ok && status.failed > 0 {
+        // A failure beyond the refused files (a disk error, say) is told
+        // with the last upload, this one.
+        if ok && status.failed > refused {
             return Err(err(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 status

@@ -428,8 +428,8 @@ impl LocalTransfers {
             sh: self.sh.clone(),
             w: e.stream.clone(),
             e,
+            sent: vec![false; files.len()],
             files,
-            next: 0,
             current: None,
             finished: false,
         })
@@ -538,17 +538,18 @@ struct Current {
     hasher: blake3::Hasher,
 }
 
-/// Uploads the files of one accepted transfer, in the offer's order: for
-/// each, [`start`](Self::start), [`write`](Self::write) its bytes, and
+/// Uploads the files of one accepted transfer, one at a time in any order:
+/// for each, [`start`](Self::start), [`write`](Self::write) its bytes, and
 /// [`end`](Self::end); then [`finish`](Self::finish). Files left out count as
 /// failed. Dropped before `finish`, the transfer is cancelled.
 pub struct LocalUpload {
     sh: Arc<Shared>,
     e: Arc<Entry>,
     w: SharedStream,
-    /// Accepted files, in the order they travel.
+    /// Accepted files, in entry order.
     files: Vec<u32>,
-    next: usize,
+    /// Whether each of `files` was started (or skipped).
+    sent: Vec<bool>,
     current: Option<Current>,
     finished: bool,
 }
@@ -557,7 +558,7 @@ impl std::fmt::Debug for LocalUpload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalUpload")
             .field("id", &self.e.id)
-            .field("next", &self.next)
+            .field("sent", &self.sent.iter().filter(|&&b| b).count())
             .finish()
     }
 }
@@ -589,26 +590,24 @@ impl LocalUpload {
         }
     }
 
-    /// Starts file `index` (files accepted before it and not sent are skipped:
-    /// they fail). Fails if it was sent already or comes after a later one.
+    /// Starts file `index`, an accepted file not sent yet (in any order).
     pub async fn start(&mut self, index: u32) -> Result<(), LocalError> {
         if self.current.is_some() {
             return Err(LocalError::Conflict("a file is still being sent".into()));
         }
-        let Some(pos) = self.files.iter().position(|&i| i == index) else {
+        let Ok(pos) = self.files.binary_search(&index) else {
             return Err(LocalError::Conflict(format!(
                 "file {index} was not accepted"
             )));
         };
-        if pos < self.next {
+        if self.sent[pos] {
             return Err(LocalError::Refused(format!(
-                "{} was sent twice or out of order",
+                "{} was sent twice",
                 self.path(index)
             )));
         }
-        self.skip_until(pos).await?;
+        self.sent[pos] = true;
         self.e.sender().on_started(index);
-        self.next = pos + 1;
         self.send(&ToReceiver::Start { index, offset: 0 }, &[])
             .await?;
         self.current = Some(Current {
@@ -633,10 +632,13 @@ impl LocalUpload {
             .unwrap_or_default()
     }
 
-    async fn skip_until(&mut self, pos: usize) -> Result<(), LocalError> {
-        while self.next < pos {
-            let index = self.files[self.next];
-            self.next += 1;
+    /// Skips every accepted file not sent (they fail).
+    async fn skip_unsent(&mut self) -> Result<(), LocalError> {
+        for pos in 0..self.files.len() {
+            if std::mem::replace(&mut self.sent[pos], true) {
+                continue;
+            }
+            let index = self.files[pos];
             self.e.sender().on_started(index);
             let skip = ToReceiver::Skip {
                 index,
@@ -745,7 +747,7 @@ impl LocalUpload {
         if self.current.is_some() {
             return Err(LocalError::Conflict("a file is still being sent".into()));
         }
-        self.skip_until(self.files.len()).await?;
+        self.skip_unsent().await?;
         self.send(&ToReceiver::Done, &[]).await?;
         self.e.sender().on_done_sent();
         self.finished = true;

@@ -2,10 +2,12 @@
 //! and tells the driver what to do with it.
 //!
 //! Phases: the offer head, its entries (until the announced count; then the
-//! manifest is checked as a whole and the driver decides), then data: files in
-//! entry order, each `Start`, blocks summing exactly to the rest of the file,
-//! `End` (or `Skip` at any point of a file), and finally `Done` once every
-//! selected file was started. Offsets are only accepted up to what the receiver
+//! manifest is checked as a whole and the driver decides), then data: the
+//! selected files one at a time, each `Start`, blocks summing exactly to the
+//! rest of the file, `End` (or `Skip` at any point of a file), and finally
+//! `Done` once every selected file was started. A PeerConnect sender sends
+//! them in entry order; the receiver takes any order, each file once, because
+//! a LocalSend client uploads the files of one offer in an order of its own. Offsets are only accepted up to what the receiver
 //! itself offered to resume from.
 //!
 //! # Budget
@@ -104,9 +106,12 @@ pub struct State {
     total_bytes: u64,
     entries: Vec<Entry>,
     manifest: Option<Manifest>,
-    /// Selected files, in the order they travel.
+    /// Selected files, in entry order.
     files: Vec<u32>,
-    next: usize,
+    /// Whether each of `files` was started or skipped (each travels once).
+    sent: Vec<bool>,
+    /// How many of `sent` are true.
+    sent_count: usize,
     /// Largest offset the sender may start each file at.
     allowed: BTreeMap<u32, u64>,
     current: Option<Current>,
@@ -136,7 +141,8 @@ impl State {
             entries: Vec::new(),
             manifest: None,
             files: Vec::new(),
-            next: 0,
+            sent: Vec::new(),
+            sent_count: 0,
             allowed: BTreeMap::new(),
             current: None,
         }
@@ -167,11 +173,13 @@ impl State {
             .filter(|(i, e)| selected.get(*i) == Some(&true) && e.size().is_some())
             .map(|(i, _)| i as u32)
             .collect();
+        self.sent = vec![false; self.files.len()];
+        self.sent_count = 0;
         self.allowed = allowed;
         self.phase = Phase::Data;
     }
 
-    /// Selected files, in the order they travel.
+    /// Selected files, in entry order (they may travel in another).
     pub fn files(&self) -> &[u32] {
         &self.files
     }
@@ -226,7 +234,7 @@ impl State {
                         what: format!("started before file {} ended", c.index),
                     });
                 }
-                let size = self.expect_next(index)?;
+                let size = self.take_unsent(index)?;
                 let max = self.allowed.get(&index).copied().unwrap_or(0);
                 if offset > max || offset > size {
                     return Err(ProtocolError::File {
@@ -234,7 +242,6 @@ impl State {
                         what: format!("resumes at {offset}, beyond the {max} bytes we hold"),
                     });
                 }
-                self.next += 1;
                 self.current = Some(Current {
                     index,
                     pos: offset,
@@ -295,17 +302,16 @@ impl State {
                         });
                     }
                     None => {
-                        self.expect_next(index)?;
-                        self.next += 1;
+                        self.take_unsent(index)?;
                     }
                 }
                 Ok(Action::Skipped { index, reason })
             }
             (Phase::Data, ToReceiver::Done) => {
-                if self.current.is_some() || self.next != self.files.len() {
+                if self.current.is_some() || self.sent_count != self.files.len() {
                     return Err(ProtocolError::Invalid(format!(
                         "done after {} of {} files",
-                        self.next,
+                        self.sent_count,
                         self.files.len()
                     )));
                 }
@@ -325,24 +331,28 @@ impl State {
         }
     }
 
-    /// The size of the next selected file, if it is `index`.
-    fn expect_next(&self, index: u32) -> Result<u64, ProtocolError> {
-        match self.files.get(self.next) {
-            Some(&want) if want == index => Ok(self
-                .manifest
-                .as_ref()
-                .and_then(|m| m.entry(index))
-                .and_then(|e| e.size())
-                .expect("selected files are files of the manifest")),
-            Some(&want) => Err(ProtocolError::File {
+    /// Marks selected file `index` as sent and returns its size; fails for a
+    /// file that was not selected or was sent already.
+    fn take_unsent(&mut self, index: u32) -> Result<u64, ProtocolError> {
+        let Ok(pos) = self.files.binary_search(&index) else {
+            return Err(ProtocolError::File {
                 index,
-                what: format!("sent out of order (file {want} is next)"),
-            }),
-            None => Err(ProtocolError::File {
+                what: "not a file the receiver accepted".into(),
+            });
+        };
+        if std::mem::replace(&mut self.sent[pos], true) {
+            return Err(ProtocolError::File {
                 index,
-                what: "sent after every selected file".into(),
-            }),
+                what: "sent twice".into(),
+            });
         }
+        self.sent_count += 1;
+        Ok(self
+            .manifest
+            .as_ref()
+            .and_then(|m| m.entry(index))
+            .and_then(|e| e.size())
+            .expect("selected files are files of the manifest"))
     }
 
     fn finish_offer_if_complete(&mut self) -> Result<Action, ProtocolError> {
@@ -465,15 +475,56 @@ mod tests {
     }
 
     #[test]
-    fn data_beyond_a_file_or_out_of_order_is_refused() {
+    fn files_travel_in_any_order_but_each_once() {
         let mut s = two_files();
-        assert!(
-            s.on_message(ToReceiver::Start {
+        let steps = [
+            ToReceiver::Start {
                 index: 2,
-                offset: 0
+                offset: 0,
+            },
+            ToReceiver::End {
+                index: 2,
+                blake3: [0; 32],
+            },
+            ToReceiver::Start {
+                index: 1,
+                offset: 0,
+            },
+            ToReceiver::Block { len: 10 },
+            ToReceiver::End {
+                index: 1,
+                blake3: [0; 32],
+            },
+        ];
+        for msg in steps {
+            s.on_message(msg).unwrap();
+        }
+        let again = s
+            .on_message(ToReceiver::Start {
+                index: 2,
+                offset: 0,
+            })
+            .unwrap_err();
+        assert!(again.to_string().contains("sent twice"), "{again}");
+        let mut s = two_files();
+        s.on_message(ToReceiver::Skip {
+            index: 2,
+            reason: "gone".into(),
+        })
+        .unwrap();
+        assert!(
+            s.on_message(ToReceiver::Skip {
+                index: 2,
+                reason: "gone".into(),
             })
             .is_err()
         );
+        // Done only once every selected file travelled.
+        assert!(s.on_message(ToReceiver::Done).is_err());
+    }
+
+    #[test]
+    fn data_beyond_a_file_is_refused() {
         let mut s = two_files();
         s.on_message(ToReceiver::Start {
             index: 1,

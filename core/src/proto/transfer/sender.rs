@@ -3,7 +3,9 @@
 //!
 //! The driver reads files and writes frames on its own schedule and reports
 //! each file it starts and ends ([`State::on_started`], [`State::on_ended`]);
-//! replies must name files in travel order, and only files already started
+//! replies must name files in travel order (the order the driver started
+//! them: entry order for the native sender, the client's order for a
+//! LocalSend upload), and only files already started
 //! (a `FileOk` only for files fully sent). The transfer is complete when the
 //! receiver's `Summary` agrees with the replies it sent.
 
@@ -61,8 +63,8 @@ pub struct State {
     selected: Vec<bool>,
     files: Vec<u32>,
     claims: BTreeMap<u32, Claim>,
-    /// Files started, ended (End sent) or skipped, counted in travel order.
-    started: usize,
+    /// Files started (or skipped before starting), in travel order.
+    travel: Vec<u32>,
     ended: BTreeSet<u32>,
     answered: usize,
     ok: u32,
@@ -78,7 +80,7 @@ impl State {
             selected: Vec::new(),
             files: Vec::new(),
             claims: BTreeMap::new(),
-            started: 0,
+            travel: Vec::new(),
             ended: BTreeSet::new(),
             answered: 0,
             ok: 0,
@@ -180,10 +182,11 @@ impl State {
         std::mem::take(&mut self.claims)
     }
 
-    /// The driver wrote `Start` (or a `Skip` before starting) for the next file.
+    /// The driver wrote `Start` (or a `Skip` before starting) for `index`, a
+    /// selected file not started before.
     pub fn on_started(&mut self, index: u32) {
-        debug_assert_eq!(self.files.get(self.started), Some(&index));
-        self.started += 1;
+        debug_assert!(self.files.binary_search(&index).is_ok());
+        self.travel.push(index);
     }
 
     /// The driver wrote `End` for `index`.
@@ -251,13 +254,13 @@ impl State {
     }
 
     fn expect_answer(&self, index: u32) -> Result<(), ProtocolError> {
-        if self.answered >= self.started {
+        if self.answered >= self.travel.len() {
             return Err(ProtocolError::File {
                 index,
                 what: "answered before it was sent".into(),
             });
         }
-        match self.files.get(self.answered) {
+        match self.travel.get(self.answered) {
             Some(&want) if want == index => Ok(()),
             _ => Err(ProtocolError::File {
                 index,

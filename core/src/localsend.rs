@@ -136,6 +136,26 @@ fn cut(s: &str) -> String {
     s[..end].to_string()
 }
 
+/// Entry points for the fuzz targets (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// An announcement, `register` or `info` body as this node reads it: the
+    /// device it describes (`None` without a fingerprint), and whether it
+    /// says it is a PeerConnect node.
+    pub fn info(body: &[u8]) -> Option<(Option<crate::event::LocalSendDevice>, bool)> {
+        let dto: super::InfoDto = serde_json::from_slice(body).ok()?;
+        Some((dto.device(), dto.is_peerconnect()))
+    }
+
+    /// The most files one offer may hold.
+    #[cfg(feature = "web")]
+    pub use super::server::MAX_FILES;
+    #[cfg(feature = "web")]
+    pub use super::server::fuzzing::prepare_upload;
+    /// The longest field kept from a device.
+    pub const MAX_FIELD: usize = super::MAX_FIELD;
+}
+
 /// The LocalSend device type for a PeerConnect device kind.
 pub(crate) fn device_type(kind: DeviceKind) -> &'static str {
     match kind {

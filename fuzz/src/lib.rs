@@ -26,10 +26,12 @@ use serde::de::DeserializeOwned;
 use peerconnect::identity::{Identity, PeerId};
 use peerconnect::proto::wire;
 
+mod localsend;
 pub mod seeds;
 mod targets;
 pub mod tree;
 
+pub use localsend::localsend;
 pub use targets::*;
 pub use tree::tree;
 
@@ -51,6 +53,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("web", web),
     ("rooms", rooms),
     ("tree", tree),
+    ("localsend", localsend),
 ];
 
 /// Most operations one input drives a state machine through (bounds the time

@@ -32,6 +32,7 @@ pub fn all() -> Vec<Seed> {
     out.extend(transfer_sender());
     out.extend(rooms());
     out.extend(tree());
+    out.extend(localsend());
     out
 }
 
@@ -680,4 +681,37 @@ fn tree() -> Vec<Seed> {
         ("tree", "session".into(), whole.bytes.clone()),
         ("tree", "corrupt-relay".into(), corrupt.bytes.clone()),
     ]
+}
+
+fn localsend() -> Vec<Seed> {
+    let info = r#"{"alias":"Pixel 8","version":"2.1","deviceModel":"Google","deviceType":"mobile","fingerprint":"93686AB36DA3622ACC1D0CCBA1A08A847C82F93B0E21815456001CA3847126E2","port":53317,"protocol":"https","download":false,"announce":true}"#;
+    let bodies: Vec<(u8, String)> = vec![
+        (0, info.to_string()),
+        (
+            0,
+            r#"{"alias":"pc","fingerprint":"AB","peerconnect":"x","announcement":true}"#.into(),
+        ),
+        (
+            1,
+            format!(
+                r#"{{"info":{info},"files":{{"a":{{"id":"a","fileName":"album/notes.txt","size":11,"fileType":"text/plain","sha256":"{}"}},"b":{{"id":"b","fileName":"album/photo.bin","size":700000,"fileType":"image/jpeg"}}}}}}"#,
+                "ab".repeat(32)
+            ),
+        ),
+        (
+            1,
+            format!(
+                r#"{{"info":{info},"files":{{"x":{{"id":"x","fileName":"../../etc/passwd","size":1,"fileType":"text/plain"}}}}}}"#
+            ),
+        ),
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, (sel, b))| {
+            let mut v = vec![sel];
+            v.extend_from_slice(b.as_bytes());
+            ("localsend", format!("body-{i}"), v)
+        })
+        .collect()
 }

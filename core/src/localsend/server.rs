@@ -437,6 +437,23 @@ fn manifest_of(files: &[(String, FileDto)]) -> ApiResult<(Manifest, Vec<SFile>)>
     Ok((manifest, out))
 }
 
+/// Entry points for the fuzz targets (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Manifest, PrepareReq, manifest_of};
+
+    /// A `prepare-upload` body as the server reads it: the sender's device,
+    /// the offer's manifest, and how many files get a token.
+    pub fn prepare_upload(
+        body: &[u8],
+    ) -> Option<(Option<crate::event::LocalSendDevice>, Manifest, usize)> {
+        let req: PrepareReq = serde_json::from_slice(body).ok()?;
+        let dev = req.info.device();
+        let (m, files) = manifest_of(&req.files.0).ok()?;
+        Some((dev, m, files.len()))
+    }
+}
+
 fn local_err(e: LocalError) -> ApiErr {
     let status = match &e {
         LocalError::Busy(_) | LocalError::Conflict(_) | LocalError::Cancelled => {

@@ -400,6 +400,55 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
         .await;
         std::fs::remove_dir_all(&dl).unwrap();
 
+        // 6b. A text share (LocalSend's: one text/plain file whose preview
+        //     is the text) is a direct message from that device: 204 and
+        //     nothing written; a flood of them gets 429.
+        let text = "meet at the library at 4";
+        let mut f = json!({"id": "t", "fileName": "msg.txt", "size": text.len(),
+                           "fileType": "text/plain", "preview": text});
+        let body = |f: &Value| {
+            serde_json::to_vec(&json!({"info": tester_info(), "files": {"t": f}})).unwrap()
+        };
+        let r = call(
+            "/api/localsend/v2/prepare-upload",
+            &body(&f),
+            Framing::Length,
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+        let got = wait_for(T, "the text as a message", || {
+            let offers = offers.clone();
+            async move {
+                offers.lock().unwrap().iter().find_map(|e| match e {
+                    Event::MessageReceived { message } if message.text == text => {
+                        Some(message.clone())
+                    }
+                    _ => None,
+                })
+            }
+        })
+        .await;
+        let tester_id = peerconnect::localsend::device_id(&tester().1);
+        assert_eq!(got.from, tester_id, "the message is from the device");
+        assert!(!got.outgoing);
+        assert!(
+            !dl.exists() || files_in(&dl).is_empty(),
+            "a text wrote a file"
+        );
+        let mut statuses = Vec::new();
+        for i in 0..12 {
+            f["preview"] = json!(format!("spam {i:02}"));
+            f["size"] = json!(7);
+            let r = call(
+                "/api/localsend/v2/prepare-upload",
+                &body(&f),
+                Framing::Length,
+            )
+            .await;
+            statuses.push(r.status);
+        }
+        assert!(statuses.contains(&429), "no bound on texts: {statuses:?}");
+
         // 7. With a PIN: 401 without or wrong, 429 after repeated failures,
         //    and a sender with the right PIN gets through. Same data dir:
         //    the same fingerprint.

@@ -21,7 +21,10 @@
 //! - an upload body that sends nothing for [`BODY_IDLE`] ends the session;
 //!   so does a session with no upload for [`SESSION_IDLE`];
 //! - with a PIN, [`PIN_TRIES`] wrong PINs from one address get 429 for
-//!   [`PIN_LOCKOUT`].
+//!   [`PIN_LOCKOUT`];
+//! - a text share (one `text/plain` file whose `preview` is the whole text)
+//!   becomes a direct message from the device (204, nothing uploaded), at
+//!   most [`TEXT_BURST`] at once and one per [`TEXT_EVERY`] from an address.
 //!
 //! Uploads go through one at a time in the order the client sends them (the
 //! offer's, or any other: `localsend-rs` uploads in an order of its own); an
@@ -82,6 +85,10 @@ pub const PIN_LOCKOUT: Duration = Duration::from_secs(60);
 const MAX_PIN_CLIENTS: usize = 1024;
 /// An upload body that sends nothing for this long ends the session.
 pub const BODY_IDLE: Duration = Duration::from_secs(30);
+/// Text shares one address may send at once ([`TEXT_EVERY`] refills one).
+pub const TEXT_BURST: f64 = 10.0;
+/// One more text share is allowed per this long.
+pub const TEXT_EVERY: Duration = Duration::from_secs(2);
 /// How often an upload waiting for another one checks that its session still
 /// lives.
 const WAIT_CHECK: Duration = Duration::from_secs(1);
@@ -146,6 +153,8 @@ struct App {
     offer_wait: Duration,
     slot: Mutex<Slot>,
     pins: Mutex<HashMap<IpAddr, Failures>>,
+    /// Text shares per address: tokens left and when last counted.
+    texts: Mutex<HashMap<IpAddr, (f64, Instant)>>,
 }
 
 type AppRef = Arc<App>;
@@ -196,6 +205,32 @@ impl App {
         if let Some(node) = node {
             let _ = node.local_transfers().cancel(s.transfer, &s.peer);
         }
+    }
+
+    /// A text share from `ip` is allowed: [`TEXT_BURST`] at once, then one
+    /// per [`TEXT_EVERY`]; 429 past it (each becomes a stored message).
+    fn check_text_rate(&self, ip: IpAddr) -> ApiResult<()> {
+        let now = Instant::now();
+        let mut g = self.texts.lock().unwrap_or_else(|p| p.into_inner());
+        if g.len() >= MAX_PIN_CLIENTS && !g.contains_key(&ip) {
+            // Forget addresses whose bucket is full again.
+            g.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() / TEXT_EVERY.as_secs_f64()
+                    < TEXT_BURST
+            });
+            if g.len() >= MAX_PIN_CLIENTS {
+                return Err(err(StatusCode::TOO_MANY_REQUESTS, "too many texts"));
+            }
+        }
+        let (tokens, at) = g.entry(ip).or_insert((TEXT_BURST, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / TEXT_EVERY.as_secs_f64())
+            .min(TEXT_BURST);
+        *at = now;
+        if *tokens < 1.0 {
+            return Err(err(StatusCode::TOO_MANY_REQUESTS, "too many texts"));
+        }
+        *tokens -= 1.0;
+        Ok(())
     }
 
     /// Checks the PIN, if one is set: 401 without or with a wrong one, 429
@@ -347,6 +382,23 @@ struct FileDto {
     size: u64,
     #[serde(default)]
     sha256: Option<String>,
+    #[serde(default)]
+    file_type: Option<String>,
+    /// The whole text, for a text share.
+    #[serde(default)]
+    preview: Option<String>,
+}
+
+/// The text of a LocalSend text share: one `text/plain` file whose preview
+/// is all of it (the app then needs no upload and gets 204).
+fn text_share(files: &[(String, FileDto)]) -> Option<&str> {
+    match files {
+        [(_, f)] if f.file_type.as_deref() == Some("text/plain") => f
+            .preview
+            .as_deref()
+            .filter(|p| p.len() as u64 == f.size && !p.is_empty()),
+        _ => None,
+    }
 }
 
 /// The files of an offer in the order they were sent (which is the order
@@ -486,6 +538,13 @@ async fn prepare_upload(
     note_device(&node, dev, SocketAddr::new(conn.ip, port));
     if node.store().trust(&peer).ok() == Some(Trust::Blocked) {
         return Err(err(StatusCode::FORBIDDEN, "blocked"));
+    }
+    if let Some(text) = text_share(&req.files.0) {
+        app.check_text_rate(conn.ip)?;
+        node.guest_message(peer, text.to_string(), None)
+            .await
+            .map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let (manifest, files) = manifest_of(&req.files.0)?;
     if manifest.total_bytes() > app.max_offer {
@@ -724,6 +783,7 @@ pub(crate) fn spawn(
         offer_wait: node.config().transfer.offer_timeout + Duration::from_secs(5),
         slot: Mutex::new(Slot::Free),
         pins: Mutex::default(),
+        texts: Mutex::default(),
     });
     let router = routes(app.clone());
     Ok(tokio::spawn(async move {

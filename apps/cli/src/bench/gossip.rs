@@ -49,6 +49,10 @@ pub struct GossipArgs {
     /// what an idle session costs, then shut down.
     #[arg(long)]
     start_only: bool,
+    /// Nodes run without the DHT, whose lookups on every new contact are most
+    /// of the start's CPU: isolates the sessions and the gossip.
+    #[arg(long)]
+    no_dht: bool,
 }
 
 pub async fn run(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
@@ -65,6 +69,7 @@ struct Report {
     bootstrap: usize,
     seed: u64,
     all_at_once: bool,
+    dht: bool,
     fd_limit: u64,
     /// Listen plus dials: `listen_s + dial_s`.
     start_s: f64,
@@ -171,6 +176,7 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
         bootstrap: a.bootstrap.max(1),
         seed: a.seed,
         all_at_once: a.all_at_once,
+        dht: !a.no_dht,
         ..Report::default()
     };
     let limit = Duration::from_secs(a.timeout);
@@ -198,6 +204,7 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
         c.name = format!("n{i}");
         c.event_buffer = 16;
         c.reconnect_known = false;
+        c.dht = !a.no_dht;
         nodes.push(Node::start(c).await?);
         if t.elapsed() > limit {
             anyhow::bail!("starting nodes took over {} s", a.timeout);
@@ -466,8 +473,10 @@ fn components(ids: &[peerconnect::PeerId], views: &[Vec<peerconnect::PeerId>]) -
 
 fn print_start(r: &Report) {
     println!(
-        "gossip bench: {} real nodes in one process on 127.0.0.1 (TCP + TLS 1.3), seed {}",
-        r.nodes, r.seed
+        "gossip bench: {} real nodes in one process on 127.0.0.1 (TCP + TLS 1.3), seed {}{}",
+        r.nodes,
+        r.seed,
+        if r.dht { "" } else { ", no DHT" }
     );
     println!(
         "  start (listen, dial {} earlier)   {:>8.2} s (listen {:.2} s, {} dials {:.2} s)",

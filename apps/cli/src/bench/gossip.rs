@@ -235,8 +235,8 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
     // Let the accepting ends finish setting up before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
     r.rss_started_mib = rss_bytes() as f64 / MIB;
-    r.idle_session_end_kib = (r.rss_started_mib - r.rss_listening_mib) * 1024.0
-        / (2 * r.sessions.max(1)) as f64;
+    r.idle_session_end_kib =
+        (r.rss_started_mib - r.rss_listening_mib) * 1024.0 / (2 * r.sessions.max(1)) as f64;
     if a.start_only {
         note(json, "shutting down");
         let t = Instant::now();

@@ -115,7 +115,9 @@ pub struct Stats {
 pub(crate) enum Input {
     Datagram(SocketAddr, Vec<u8>),
     Connected {
-        conn: Connection,
+        /// Boxed: a TLS connection is over a KiB, and every slot of the
+        /// actor's input queue would be that big.
+        conn: Box<Connection>,
         hello: Hello,
         /// The address we dialed (None for accepted connections).
         dialed: Option<SocketAddr>,
@@ -124,7 +126,7 @@ pub(crate) enum Input {
     /// session is in the peer table, so a call right after (`peers`, `resolve`
     /// by name) sees the peer.
     ConnectedFor {
-        conn: Connection,
+        conn: Box<Connection>,
         hello: Hello,
         dialed: SocketAddr,
         reply: oneshot::Sender<Result<PeerId, String>>,
@@ -597,7 +599,7 @@ impl Actor {
                         Ok((conn, hello)) => {
                             let _ = tx
                                 .send(Input::ConnectedFor {
-                                    conn,
+                                    conn: Box::new(conn),
                                     hello,
                                     dialed: addr,
                                     reply,
@@ -712,7 +714,7 @@ impl Actor {
                 conn,
                 hello,
                 dialed,
-            } => self.on_connected(conn, hello, dialed),
+            } => self.on_connected(*conn, hello, dialed),
             Input::ConnectedFor {
                 conn,
                 hello,
@@ -720,7 +722,7 @@ impl Actor {
                 reply,
             } => {
                 let peer = conn.peer;
-                self.on_connected(conn, hello, Some(dialed));
+                self.on_connected(*conn, hello, Some(dialed));
                 let res = if self.sessions.contains_key(&peer) {
                     Ok(peer)
                 } else if peer == self.identity.peer_id() {
@@ -1135,7 +1137,7 @@ impl Actor {
         tokio::spawn(async move {
             let input = match dial_once(&t, addr, expected, &h).await {
                 Ok((conn, hello)) => Input::Connected {
-                    conn,
+                    conn: Box::new(conn),
                     hello,
                     dialed: Some(addr),
                 },
@@ -1204,7 +1206,7 @@ impl Actor {
                     Ok((conn, hello)) => {
                         let _ = tx
                             .send(Input::Connected {
-                                conn,
+                                conn: Box::new(conn),
                                 hello,
                                 dialed: Some(addr),
                             })
@@ -1467,7 +1469,7 @@ fn spawn_accept_loop(
                 drop(slot);
                 let msg = match res {
                     Ok(Some((conn, hello))) => Input::Connected {
-                        conn,
+                        conn: Box::new(conn),
                         hello,
                         dialed: None,
                     },

@@ -91,7 +91,8 @@ pub struct MuxSession {
 struct Inner {
     cmd: mpsc::UnboundedSender<Cmd>,
     control: std::sync::Mutex<Option<MuxStream>>,
-    incoming: Mutex<mpsc::UnboundedReceiver<MuxStream>>,
+    /// Boxed: a channel allocates room for 32 items at once, per session.
+    incoming: Mutex<mpsc::UnboundedReceiver<Box<MuxStream>>>,
     lane_count: Arc<AtomicUsize>,
     lanes_refused: Arc<std::sync::atomic::AtomicU64>,
     closed: watch::Receiver<Option<Error>>,
@@ -155,7 +156,7 @@ impl MuxSession {
     /// The next stream the peer opened, or `None` once the session is closed.
     pub async fn accept_stream(&self) -> Option<MuxStream> {
         let mut incoming = self.inner.incoming.lock().await;
-        incoming.recv().await
+        incoming.recv().await.map(|s| *s)
     }
 
     /// The control stream (stream 0), open from the start on both sides. Only the

@@ -250,7 +250,9 @@ pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub links: Arc<Links>,
     events: broadcast::Sender<Event>,
-    notes: broadcast::Sender<TransferNote>,
+    /// Made by the first subscriber: the channel's ring of [`NOTES`] slots is
+    /// allocated whole (~340 KiB), and a node with no web UI never reads it.
+    notes: std::sync::OnceLock<broadcast::Sender<TransferNote>>,
     live: Mutex<BTreeMap<TransferId, Live>>,
     /// Woken whenever a transfer leaves `live`.
     ended: tokio::sync::Notify,
@@ -271,7 +273,7 @@ impl Shared {
     /// the services' notes.
     pub fn emit(&self, e: Event) {
         if let Some(n) = TransferNote::of(&e) {
-            let _ = self.notes.send(n);
+            self.note(n);
         }
         let _ = self.events.send(e);
     }
@@ -346,7 +348,15 @@ impl Shared {
         if let Some(l) = self.live().get_mut(&id) {
             l.pending = None;
         }
-        let _ = self.notes.send(TransferNote::Answered(id));
+        self.note(TransferNote::Answered(id));
+    }
+
+    /// A note for the services, if any subscribed (none missed it: a broadcast
+    /// channel gives a subscriber only what is sent after it subscribed).
+    fn note(&self, n: TransferNote) {
+        if let Some(tx) = self.notes.get() {
+            let _ = tx.send(n);
+        }
     }
 
     pub fn unregister(&self, id: TransferId) {
@@ -517,7 +527,7 @@ impl Service {
             store,
             links,
             events,
-            notes: broadcast::channel(NOTES).0,
+            notes: std::sync::OnceLock::new(),
             live: Mutex::new(BTreeMap::new()),
             ended: tokio::sync::Notify::new(),
             counters: Counters::default(),
@@ -577,7 +587,10 @@ impl Service {
 
     /// What transfers change from now on, for the node's own services.
     pub(crate) fn subscribe_notes(&self) -> broadcast::Receiver<TransferNote> {
-        self.shared.notes.subscribe()
+        self.shared
+            .notes
+            .get_or_init(|| broadcast::channel(NOTES).0)
+            .subscribe()
     }
 
     /// Emits an event of a transfer run outside the service (a browser

@@ -368,10 +368,12 @@ pub struct State {
     nonce: u64,
     peer_nonce: Option<u64>,
     now: Duration,
-    lanes: BTreeMap<LaneId, Lane>,
+    /// Boxed values here and in `streams`: a map allocates whole nodes of
+    /// eleven entries, and most sessions hold one lane and one stream.
+    lanes: BTreeMap<LaneId, Box<Lane>>,
     had_lane: bool,
     dialing: usize,
-    streams: BTreeMap<StreamId, Stream>,
+    streams: BTreeMap<StreamId, Box<Stream>>,
     next_local: u64,
     next_peer: u64,
     local_open: usize,

@@ -45,6 +45,14 @@ pub struct GossipArgs {
     /// Longest wait for any phase, in seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// Stop after the start (listen, then one dial each): report its time and
+    /// what an idle session costs, then shut down.
+    #[arg(long)]
+    start_only: bool,
+    /// Nodes run without the DHT, whose lookups on every new contact are most
+    /// of the start's CPU: isolates the sessions and the gossip.
+    #[arg(long)]
+    no_dht: bool,
 }
 
 pub async fn run(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
@@ -61,8 +69,19 @@ struct Report {
     bootstrap: usize,
     seed: u64,
     all_at_once: bool,
+    dht: bool,
     fd_limit: u64,
+    /// Listen plus dials: `listen_s + dial_s`.
     start_s: f64,
+    /// Every node started and listening, none connected.
+    listen_s: f64,
+    /// Each node's dials, one node after another.
+    dial_s: f64,
+    /// Sessions the dials made (each has both ends in this process).
+    sessions: usize,
+    /// RSS growth from listening to dialed (then 0.5 s idle), per session end:
+    /// what an idle session costs one of its two nodes.
+    idle_session_end_kib: f64,
     /// All nodes, one after another (or all at once).
     join_s: f64,
     /// One node's join: call to first neighbour that proved membership.
@@ -77,6 +96,7 @@ struct Report {
     /// One per broadcast, in order.
     rounds: Vec<Round>,
     rss_before_mib: f64,
+    rss_listening_mib: f64,
     rss_started_mib: f64,
     rss_joined_mib: f64,
     rss_per_node_kib: f64,
@@ -156,6 +176,7 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
         bootstrap: a.bootstrap.max(1),
         seed: a.seed,
         all_at_once: a.all_at_once,
+        dht: !a.no_dht,
         ..Report::default()
     };
     let limit = Duration::from_secs(a.timeout);
@@ -172,7 +193,8 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
     r.rss_before_mib = rss_bytes() as f64 / MIB;
 
-    // 1. Start the nodes; each dials a few random earlier ones.
+    // 1. Start the nodes (listening), then each dials a few random earlier
+    // ones, one node after another.
     note(json, &format!("starting {} nodes", a.nodes));
     let t = Instant::now();
     let mut nodes: Vec<Node> = Vec::with_capacity(a.nodes);
@@ -182,24 +204,53 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
         c.name = format!("n{i}");
         c.event_buffer = 16;
         c.reconnect_known = false;
-        let node = Node::start(c).await?;
-        let picks: Vec<(std::net::SocketAddr, peerconnect::PeerId)> = nodes
+        c.dht = !a.no_dht;
+        nodes.push(Node::start(c).await?);
+        if t.elapsed() > limit {
+            anyhow::bail!("starting nodes took over {} s", a.timeout);
+        }
+    }
+    r.listen_s = t.elapsed().as_secs_f64();
+    r.rss_listening_mib = rss_bytes() as f64 / MIB;
+    let t = Instant::now();
+    for i in 1..nodes.len() {
+        let picks: Vec<(std::net::SocketAddr, peerconnect::PeerId)> = nodes[..i]
             .choose_multiple(&mut rng, r.bootstrap)
             .map(|n| (n.listen_addrs()[0], n.id()))
             .collect();
+        let node = &nodes[i];
         let dials = picks
             .iter()
             .map(|(addr, id)| node.connect(*addr, Some(*id)));
         for res in join_all(dials).await {
             res?;
+            r.sessions += 1;
         }
-        nodes.push(node);
         if t.elapsed() > limit {
-            anyhow::bail!("starting nodes took over {} s", a.timeout);
+            anyhow::bail!("dialing took over {} s", a.timeout);
         }
     }
-    r.start_s = t.elapsed().as_secs_f64();
+    r.dial_s = t.elapsed().as_secs_f64();
+    r.start_s = r.listen_s + r.dial_s;
+    // Let the accepting ends finish setting up before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     r.rss_started_mib = rss_bytes() as f64 / MIB;
+    r.idle_session_end_kib =
+        (r.rss_started_mib - r.rss_listening_mib) * 1024.0 / (2 * r.sessions.max(1)) as f64;
+    if a.start_only {
+        note(json, "shutting down");
+        let t = Instant::now();
+        for res in join_all(nodes.iter().map(|n| n.shutdown())).await {
+            res?;
+        }
+        r.shutdown_s = t.elapsed().as_secs_f64();
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            print_start(&r);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
 
     // 2. The nodes join the room one after another, each once the one before
     // has a neighbour in it (members arriving, as in the simulation; see
@@ -420,15 +471,25 @@ fn components(ids: &[peerconnect::PeerId], views: &[Vec<peerconnect::PeerId>]) -
         .count()
 }
 
+fn print_start(r: &Report) {
+    println!(
+        "gossip bench: {} real nodes in one process on 127.0.0.1 (TCP + TLS 1.3), seed {}{}",
+        r.nodes,
+        r.seed,
+        if r.dht { "" } else { ", no DHT" }
+    );
+    println!(
+        "  start (listen, dial {} earlier)   {:>8.2} s (listen {:.2} s, {} dials {:.2} s)",
+        r.bootstrap, r.start_s, r.listen_s, r.sessions, r.dial_s
+    );
+    println!(
+        "  idle session, per end            {:>8.1} KiB (RSS {:.1} MiB listening, {:.1} dialed)",
+        r.idle_session_end_kib, r.rss_listening_mib, r.rss_started_mib
+    );
+}
+
 fn print_table(r: &Report) {
-    println!(
-        "gossip bench: {} real nodes in one process on 127.0.0.1 (TCP + TLS 1.3), seed {}",
-        r.nodes, r.seed
-    );
-    println!(
-        "  start (listen, dial {} earlier)   {:>8.2} s",
-        r.bootstrap, r.start_s
-    );
+    print_start(r);
     println!(
         "  join, {}          {:>8.2} s (each: p50 {:.1} ms, max {:.1} ms)",
         if r.all_at_once {

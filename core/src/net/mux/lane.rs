@@ -6,6 +6,12 @@
 //! copy (see [`frame`](crate::proto::mux::frame) for the exception of small
 //! payloads). Frames of one read travel to the session task as one batch.
 //!
+//! Buffers follow the traffic: an idle lane holds a [`READ_FLOOR`] read buffer
+//! and no write buffer. Full TLS records (bulk data) grow the read buffer to
+//! [`READ_CHUNK`]; a small read that leaves nothing buffered (acks, gossip, a
+//! pause) drops it back to the floor, and the writer releases what a burst made
+//! it allocate once its queue is empty.
+//!
 //! The writer gathers frames until they hold [`WRITE_BATCH`] bytes or no more
 //! wait, and writes them with one call: vectored (headers from a small buffer,
 //! payloads from where they lie) when the connection supports it, else encoded
@@ -30,8 +36,20 @@ pub(super) const WRITE_BATCH: usize = 256 * 1024;
 /// At most this many frames per write call (two slices each, under IOV_MAX).
 const MAX_FRAMES_PER_WRITE: usize = 256;
 
-/// Room kept free in the read buffer before each read.
+/// Room kept free in the read buffer before each read under bulk traffic.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// Read buffer of a lane without bulk traffic.
+const READ_FLOOR: usize = 1024;
+
+/// A read at least this long (most of a full TLS record) means bulk traffic.
+const BULK_READ: usize = 8 * 1024;
+
+/// Frames an idle writer keeps room for; a burst's larger batch is released.
+const BATCH_FLOOR: usize = 8;
+
+/// Write buffer an idle writer may keep.
+const WRITE_HEADS_KEPT: usize = 16 * 1024;
 
 /// What a lane task tells the session task.
 #[derive(Debug)]
@@ -66,19 +84,27 @@ pub(super) async fn read_lane(
     mut io: ReadHalf<BoxedLane>,
     events: mpsc::Sender<LaneEvent>,
 ) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut want = READ_FLOOR;
+    let mut buf = BytesMut::with_capacity(want);
     loop {
-        // Make room for at least a whole frame, or a big read.
+        // Make room for at least a whole frame, or a read of the current size.
         let need = match buf.first_chunk::<HEADER_LEN>().map(|h| frame_len(*h)) {
             Some(Ok(len)) => (HEADER_LEN + len).saturating_sub(buf.len()),
             _ => 0,
         };
-        if buf.capacity() - buf.len() < need.max(READ_CHUNK / 4) {
-            buf.reserve(need.max(READ_CHUNK));
+        if buf.capacity() - buf.len() < need.max(want / 4).max(1) {
+            buf.reserve(need.max(want));
         }
-        match io.read_buf(&mut buf).await {
+        let spare = buf.capacity() - buf.len();
+        let n = match io.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(n) => n,
+        };
+        if n >= BULK_READ {
+            want = READ_CHUNK;
+        } else if n == spare {
+            // Small frames arriving faster than the buffer holds them.
+            want = (want * 2).min(READ_CHUNK);
         }
         let mut frames = Vec::new();
         loop {
@@ -90,6 +116,12 @@ pub(super) async fn read_lane(
                     return;
                 }
             }
+        }
+        if n < BULK_READ && n < spare && buf.is_empty() && want > READ_FLOOR {
+            // No bulk traffic and nothing half-read: back to the floor. Frames
+            // split off the big buffer keep it alive until they are consumed.
+            want = READ_FLOOR;
+            buf = BytesMut::with_capacity(want);
         }
         if !frames.is_empty()
             && events
@@ -110,12 +142,9 @@ pub(super) async fn write_lane(
     events: mpsc::Sender<LaneEvent>,
 ) {
     let vectored = io.is_write_vectored();
-    let mut batch: Vec<Message> = Vec::with_capacity(64);
-    let mut buf = BytesMut::with_capacity(if vectored {
-        4096
-    } else {
-        WRITE_BATCH + 64 * 1024
-    });
+    // Both grow with the first batches that need them (see `release`).
+    let mut batch: Vec<Message> = Vec::new();
+    let mut buf = BytesMut::new();
     let mut closing = false;
     loop {
         let Some(first) = rx.recv().await else {
@@ -150,8 +179,11 @@ pub(super) async fn write_lane(
         if res.is_err() || closing {
             break;
         }
-        if rx.is_empty() && io.flush().await.is_err() {
-            break;
+        if rx.is_empty() {
+            if io.flush().await.is_err() {
+                break;
+            }
+            release(&mut batch, &mut buf);
         }
         if bytes > 0
             && events
@@ -169,6 +201,18 @@ pub(super) async fn write_lane(
         let _ = io.shutdown().await;
     }
     let _ = events.send(LaneEvent::Closed { lane }).await;
+}
+
+/// Lets an idle writer give back what a burst made its buffers grow to.
+fn release(batch: &mut Vec<Message>, buf: &mut BytesMut) {
+    if batch.capacity() > BATCH_FLOOR {
+        batch.shrink_to(BATCH_FLOOR);
+    }
+    // Headers of a vectored batch fit in a few KiB and stay; a copied batch
+    // (lanes that cannot write vectored) is released.
+    if buf.capacity() > WRITE_HEADS_KEPT {
+        *buf = BytesMut::new();
+    }
 }
 
 /// Writes frames with their payloads in place: headers go into `heads`, the

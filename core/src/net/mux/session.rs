@@ -101,7 +101,7 @@ pub(super) struct Session {
     lanes: BTreeMap<LaneId, LaneHandle>,
     next_lane: LaneId,
     streams: BTreeMap<StreamId, StreamHandle>,
-    incoming: mpsc::UnboundedSender<MuxStream>,
+    incoming: mpsc::UnboundedSender<Box<MuxStream>>,
     dialer: Option<LaneDialer>,
     dials: FuturesUnordered<BoxFuture<'static, std::io::Result<BoxedLane>>>,
     lane_count: Arc<AtomicUsize>,
@@ -113,7 +113,7 @@ pub(super) struct Session {
 pub(super) struct Handles {
     pub cmd: mpsc::UnboundedSender<Cmd>,
     pub control: MuxStream,
-    pub incoming: mpsc::UnboundedReceiver<MuxStream>,
+    pub incoming: mpsc::UnboundedReceiver<Box<MuxStream>>,
     pub lane_count: Arc<AtomicUsize>,
     pub lanes_refused: Arc<AtomicU64>,
     pub closed: watch::Receiver<Option<Error>>,
@@ -362,7 +362,7 @@ impl Session {
             Event::StreamOpened { stream, bulk } => {
                 if let Some(cmd) = self.cmd_tx.upgrade() {
                     let s = self.new_stream(stream, bulk, cmd);
-                    let _ = self.incoming.send(s);
+                    let _ = self.incoming.send(Box::new(s));
                 }
             }
             Event::StreamClosed(stream) => {

@@ -216,6 +216,64 @@ impl AsyncRead for MuxStream {
     }
 }
 
+impl MuxStream {
+    /// Takes up to `want` bytes of the stream's budget, waiting while it is
+    /// spent; fails once the stream did.
+    fn poll_budget(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        if let Some(f) = self.shared.failure.get() {
+            return Poll::Ready(Err(f.to_io()));
+        }
+        if self.write_closed {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "stream already shut down",
+            )));
+        }
+        let mut avail = self.shared.budget.load(Ordering::Acquire);
+        if avail <= WRITE_OVERHEAD {
+            self.shared.waker.register(cx.waker());
+            avail = self.shared.budget.load(Ordering::Acquire);
+            if let Some(f) = self.shared.failure.get() {
+                return Poll::Ready(Err(f.to_io()));
+            }
+            if avail <= WRITE_OVERHEAD {
+                return Poll::Pending;
+            }
+        }
+        let n = want.min(MAX_WRITE).min((avail - WRITE_OVERHEAD) as usize);
+        self.shared
+            .budget
+            .fetch_sub(n as u64 + WRITE_OVERHEAD, Ordering::AcqRel);
+        Poll::Ready(Ok(n))
+    }
+
+    fn send_write(&self, data: Bytes) -> io::Result<()> {
+        self.cmd
+            .send(Cmd::Write {
+                stream: self.id,
+                data,
+            })
+            .map_err(|_| io::Error::new(io::ErrorKind::ConnectionAborted, "mux session ended"))
+    }
+
+    /// Writes `data` without copying it: the session sends and keeps these
+    /// very bytes (until the peer acknowledges them). Each call hands over
+    /// what the budget allows, split off the front of `data`; `Ready(Ok(()))`
+    /// once `data` is empty. The way to write a buffer the caller owns anyway
+    /// (a file's block), where `poll_write` would copy it.
+    pub fn poll_write_bytes(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+    ) -> Poll<io::Result<()>> {
+        while !data.is_empty() {
+            let n = std::task::ready!(self.poll_budget(cx, data.len()))?;
+            self.send_write(data.split_to(n))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl AsyncWrite for MuxStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -223,50 +281,20 @@ impl AsyncWrite for MuxStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if let Some(f) = this.shared.failure.get() {
-            return Poll::Ready(Err(f.to_io()));
-        }
-        if this.write_closed {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "stream already shut down",
-            )));
-        }
         if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let mut avail = this.shared.budget.load(Ordering::Acquire);
-        if avail <= WRITE_OVERHEAD {
-            this.shared.waker.register(cx.waker());
-            avail = this.shared.budget.load(Ordering::Acquire);
             if let Some(f) = this.shared.failure.get() {
                 return Poll::Ready(Err(f.to_io()));
             }
-            if avail <= WRITE_OVERHEAD {
-                return Poll::Pending;
+            if this.write_closed {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "stream already shut down",
+                )));
             }
+            return Poll::Ready(Ok(0));
         }
-        let n = buf
-            .len()
-            .min(MAX_WRITE)
-            .min((avail - WRITE_OVERHEAD) as usize);
-        this.shared
-            .budget
-            .fetch_sub(n as u64 + WRITE_OVERHEAD, Ordering::AcqRel);
-        let data = Bytes::copy_from_slice(&buf[..n]);
-        if this
-            .cmd
-            .send(Cmd::Write {
-                stream: this.id,
-                data,
-            })
-            .is_err()
-        {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "mux session ended",
-            )));
-        }
+        let n = std::task::ready!(this.poll_budget(cx, buf.len()))?;
+        this.send_write(Bytes::copy_from_slice(&buf[..n]))?;
         Poll::Ready(Ok(n))
     }
 

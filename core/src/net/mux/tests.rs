@@ -524,3 +524,66 @@ async fn a_bulk_stream_over_tls_lanes_arrives_intact() {
     assert_eq!(a.lane_count(), 3);
     assert_eq!(b.lane_count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_writes_bigger_than_the_window_arrive_intact_between_copied_ones() {
+    let (a, b, _) = pair(2).await;
+    let data = pattern(5 << 20, 7);
+    let d = data.clone();
+    let reader = tokio::spawn(async move {
+        let mut t = b.accept_stream().await.unwrap();
+        assert_same(&read_to_end(&mut t).await, &d);
+        b
+    });
+    let mut s = a.open_bulk_stream().await.unwrap();
+    // 3 MiB handed over whole (three times the bulk window), then a copied
+    // write, then the rest handed over.
+    let mut first = bytes::Bytes::copy_from_slice(&data[..3 << 20]);
+    std::future::poll_fn(|cx| s.poll_write_bytes(cx, &mut first))
+        .await
+        .unwrap();
+    assert!(first.is_empty(), "everything was handed over");
+    s.write_all(&data[3 << 20..(3 << 20) + 1000]).await.unwrap();
+    let mut rest = bytes::Bytes::copy_from_slice(&data[(3 << 20) + 1000..]);
+    std::future::poll_fn(|cx| s.poll_write_bytes(cx, &mut rest))
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    let mut late = bytes::Bytes::from_static(b"late");
+    let e = std::future::poll_fn(|cx| s.poll_write_bytes(cx, &mut late))
+        .await
+        .expect_err("no writes after shutdown");
+    assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    drop(reader.await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_going_from_bulk_to_quiet_and_back_loses_nothing() {
+    // The lane's read buffer grows for bulk data and drops back to its floor
+    // when only small frames come: every switch must keep frames whole.
+    let (a, b, _) = pair(1).await;
+    let mut small_a = a.open_stream().await.unwrap();
+    small_a.write_all(b"hi").await.unwrap();
+    let mut small_b = b.accept_stream().await.unwrap();
+    let mut hi = [0u8; 2];
+    small_b.read_exact(&mut hi).await.unwrap();
+    for round in 0..3u8 {
+        let data = pattern(2 << 20, round);
+        let d = data.clone();
+        let b2 = b.clone();
+        let reader = tokio::spawn(async move {
+            let mut t = b2.accept_stream().await.unwrap();
+            assert_same(&read_to_end(&mut t).await, &d);
+        });
+        let mut s = a.open_bulk_stream().await.unwrap();
+        send_all(&mut s, &data).await;
+        reader.await.unwrap();
+        for i in 0..20u8 {
+            let msg = [round, i, 1, 2, 3];
+            small_a.write_all(&msg).await.unwrap();
+            let mut got = [0u8; 5];
+            small_b.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, msg, "small message {i} after bulk round {round}");
+        }
+    }
+}

@@ -5,8 +5,9 @@
 //! to 1 MiB.
 //!
 //! Small files are packed many to a buffer, so 10,000 files of 4 KiB cost a
-//! few hundred stream writes, not 30,000. Buffers come back through `pool`
-//! after they are written, so the thread allocates a handful of them in all.
+//! few hundred stream writes, not 30,000. A buffer is handed to the stream
+//! as it is (no copy), and the mux keeps it until the peer has its bytes, so
+//! each one is fresh.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -70,7 +71,6 @@ pub(super) struct Reader {
     pub jobs: Vec<Job>,
     pub claims: BTreeMap<u32, Claim>,
     pub items: mpsc::Sender<Item>,
-    pub pool: std::sync::mpsc::Receiver<Vec<u8>>,
     /// `index + 1` of a file the receiver refused mid-way (0: none).
     pub refused: Arc<AtomicU64>,
     /// Test hook: corrupt the first block of every file after hashing it.
@@ -84,7 +84,6 @@ struct Out {
     buf: Vec<u8>,
     notes: Vec<Note>,
     items: mpsc::Sender<Item>,
-    pool: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
 impl Out {
@@ -96,12 +95,8 @@ impl Out {
         if self.buf.is_empty() && self.notes.is_empty() {
             return Ok(());
         }
-        let fresh = self
-            .pool
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CAP));
         let item = Item {
-            buf: std::mem::replace(&mut self.buf, fresh),
+            buf: std::mem::replace(&mut self.buf, Vec::with_capacity(CAP)),
             notes: std::mem::take(&mut self.notes),
         };
         self.items.blocking_send(item).map_err(|_| Gone)
@@ -137,7 +132,6 @@ pub(super) fn run(r: Reader) {
         jobs,
         mut claims,
         items,
-        pool,
         refused,
         corrupt,
     } = r;
@@ -145,7 +139,6 @@ pub(super) fn run(r: Reader) {
         buf: Vec::with_capacity(CAP),
         notes: Vec::new(),
         items,
-        pool,
     };
     let res = (|| {
         for job in &jobs {

@@ -167,14 +167,12 @@ async fn send(
         })
         .collect();
     let (items_tx, items_rx) = mpsc::channel::<Item>(ITEMS_QUEUE);
-    let (pool_tx, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let refused = Arc::new(AtomicU64::new(0));
     let reading = tokio::task::spawn_blocking({
         let r = reader::Reader {
             jobs,
             claims: state.take_claims(),
             items: items_tx,
-            pool: pool_rx,
             refused: refused.clone(),
             corrupt: sh.config.corrupt_outgoing,
         };
@@ -189,7 +187,6 @@ async fn send(
         w.clone(),
         items_rx,
         notes_tx,
-        pool_tx,
         ctl.clone(),
         pause_after,
     ));
@@ -276,10 +273,9 @@ fn protocol(sh: &Shared, s: &SharedStream, what: String) -> Outcome {
 /// Writes the reader's buffers to the stream, announcing each one's notes
 /// before writing it (so no reply can overtake the note it answers).
 async fn pump(
-    mut w: SharedStream,
+    w: SharedStream,
     mut items: mpsc::Receiver<Item>,
     notes: mpsc::UnboundedSender<Vec<Note>>,
-    pool: std::sync::mpsc::Sender<Vec<u8>>,
     mut ctl: watch::Receiver<Ctl>,
     mut pause_after: Option<(u64, watch::Sender<Ctl>)>,
 ) -> std::io::Result<()> {
@@ -297,9 +293,10 @@ async fn pump(
             .map(|n| if let Note::Block(b) = n { *b } else { 0 })
             .sum::<u64>();
         let _ = notes.send(std::mem::take(&mut item.notes));
-        w.write_all(&item.buf).await?;
-        item.buf.clear();
-        let _ = pool.send(item.buf);
+        // Handed over, not copied: the mux keeps the block until the peer has
+        // it, so the reader makes a fresh buffer for the next one.
+        w.write_bytes(bytes::Bytes::from(std::mem::take(&mut item.buf)))
+            .await?;
         if let Some((limit, tx)) = &pause_after
             && sent >= *limit
         {

@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::net::mux::MuxStream;
@@ -83,6 +84,19 @@ impl Shared {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Io> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `data` whole. On a mux stream without copying it (the session
+    /// sends these very bytes); an in-memory pair copies as `write_all` does.
+    pub async fn write_bytes(&self, mut data: Bytes) -> io::Result<()> {
+        if !matches!(&*self.lock(), Io::Mux(_)) {
+            return tokio::io::AsyncWriteExt::write_all(&mut self.clone(), &data).await;
+        }
+        std::future::poll_fn(|cx| match &mut *self.lock() {
+            Io::Mux(m) => m.poll_write_bytes(cx, &mut data),
+            Io::Local(_) => Poll::Ready(Err(io::Error::other("not a mux stream"))),
+        })
+        .await
     }
 
     /// Aborts the stream both ways; the peer's reads and writes fail with

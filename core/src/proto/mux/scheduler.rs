@@ -110,7 +110,7 @@ impl Lane {
 /// lower id, avoiding stalled lanes. With `limit`, lanes holding `limit` bytes
 /// or more are full.
 pub fn pick(
-    lanes: &BTreeMap<LaneId, Lane>,
+    lanes: &BTreeMap<LaneId, Box<Lane>>,
     limit: Option<u64>,
     except: Option<LaneId>,
 ) -> Option<LaneId> {
@@ -131,7 +131,7 @@ pub fn pick(
 
 /// When a frame outstanding on a stalled lane is worth sending again on another:
 /// three times the slowest lane RTT, and never sooner than `floor`.
-pub fn hedge_delay(lanes: &BTreeMap<LaneId, Lane>, floor: Duration) -> Duration {
+pub fn hedge_delay(lanes: &BTreeMap<LaneId, Box<Lane>>, floor: Duration) -> Duration {
     let slowest = lanes
         .values()
         .filter_map(|l| l.srtt)
@@ -425,14 +425,14 @@ impl State {
 mod tests {
     use super::*;
 
-    fn lanes(spec: &[(u64, Option<u64>)]) -> BTreeMap<LaneId, Lane> {
+    fn lanes(spec: &[(u64, Option<u64>)]) -> BTreeMap<LaneId, Box<Lane>> {
         spec.iter()
             .enumerate()
             .map(|(i, (queued, rtt_ms))| {
                 let mut l = Lane::new(i as LaneId, Duration::ZERO);
                 l.queued = *queued;
                 l.srtt = rtt_ms.map(Duration::from_millis);
-                (i as LaneId, l)
+                (i as LaneId, Box::new(l))
             })
             .collect()
     }

@@ -258,7 +258,7 @@ impl State {
         self.session_credit.outstanding += self.cap_share(id, &recv.credit);
         self.streams.insert(
             id,
-            Stream {
+            Box::new(Stream {
                 bulk,
                 send: Some(SendSide {
                     buf: SendBuffer::default(),
@@ -266,7 +266,7 @@ impl State {
                     fin: Fin::Open,
                 }),
                 recv: Some(recv),
-            },
+            }),
         );
         self.maybe_grant(id);
     }
@@ -460,7 +460,7 @@ impl State {
         self.had_lane = true;
         let mut l = Lane::new(lane, self.now);
         l.next_ping = self.now + self.config.ping_interval;
-        self.lanes.insert(lane, l);
+        self.lanes.insert(lane, Box::new(l));
         self.send_local(
             lane,
             Message::Hello {

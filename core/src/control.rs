@@ -122,6 +122,10 @@ pub enum Request {
     Conversations,
     /// Mark messages from `peer` up to `up_to` read (sends read receipts).
     MarkRead { peer: String, up_to: MessageId },
+    /// Transfers (live, then recent finished ones) and the transfer service's
+    /// counters: `{"transfers":[…],"stats":{…}}` (`stats.bytes_sent` counts
+    /// what this node relayed in a tree too).
+    Transfers,
     /// Stream every event from now on as `{"event":…}` lines, until the client
     /// hangs up or the node stops. The first line is the node's `listening`
     /// event, written once the node is subscribed.
@@ -133,12 +137,17 @@ fn default_history_page() -> usize {
 }
 
 /// One line of the node's answer.
+///
+/// `Event` comes first: an untagged enum takes the first variant that
+/// parses, and an event with an `error` field (`transfer_failed`) would
+/// otherwise parse as the request's [`Reply::Error`] and end it (a tree send
+/// with one receiver lost ended `peerconnect send` there, with no output).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Reply {
+    Event(Event),
     Ok { ok: serde_json::Value },
     Error { error: String },
-    Event(Event),
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -338,6 +347,10 @@ pub async fn dispatch(node: Node, req: Request, sink: &Sink) -> Reply {
                 "owner_url": owner_url(node),
             }),
             Request::Peers => serde_json::to_value(node.peers().await?).expect("peers serialize"),
+            Request::Transfers => serde_json::json!({
+                "transfers": node.transfers()?,
+                "stats": node.transfer_stats(),
+            }),
             Request::SetTrust { peer, trust } => {
                 let id = node.resolve_peer(&peer, Duration::ZERO).await?;
                 node.set_trust(id, trust).await?;
@@ -951,5 +964,28 @@ mod tests {
             at += head + ev.len as usize;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_transfer_event_stays_an_event_and_errors_stay_errors() {
+        let e = Event::TransferFailed {
+            id: "00000000000000aa".parse().unwrap(),
+            peer: crate::Identity::generate().peer_id(),
+            direction: crate::proto::transfer::Direction::Send,
+            path: None,
+            error: "the receiver left the relay tree".into(),
+        };
+        let line = serde_json::to_string(&Reply::Event(e.clone())).unwrap();
+        let back: Reply = serde_json::from_str(&line).unwrap();
+        assert!(matches!(back, Reply::Event(Event::TransferFailed { .. })), "{back:?}");
+        let back: Reply = serde_json::from_str(r#"{"error":"no such peer"}"#).unwrap();
+        assert!(matches!(back, Reply::Error { .. }), "{back:?}");
+        let back: Reply = serde_json::from_str(r#"{"ok":{"transfers":{}}}"#).unwrap();
+        assert!(matches!(back, Reply::Ok { .. }), "{back:?}");
     }
 }

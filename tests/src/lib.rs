@@ -255,6 +255,22 @@ impl Lan {
         self.hosts.is_empty()
     }
 
+    /// Shapes every host's link to `rate` (a `tc` rate such as `100mbit`) both
+    /// ways: its uplink (eth0's egress, token bucket) and its downlink (the
+    /// bridge port's egress toward it).
+    pub fn shape(&self, rate: &str) -> Result<(), String> {
+        for i in 1..=self.len() {
+            let b = format!("{}b{i}", self.prefix);
+            for (ns, dev) in [(self.ns(i), "eth0"), (self.bridge.as_str(), b.as_str())] {
+                sh(&[
+                    "ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
+                    "rate", rate, "burst", "256kb", "latency", "50ms",
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Drops all IPv4 and IPv6 multicast in and out of every host (nftables), so
     /// only broadcast and unicast cross the LAN. Errs if `nft` is missing.
     pub fn drop_multicast(&self) -> Result<(), String> {

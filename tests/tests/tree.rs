@@ -280,3 +280,146 @@ fn send_room_from_the_cli_reaches_every_member() {
         assert!(got == data, "member {i} got a different file");
     }
 }
+
+/// The done-when on real processes: a sender and 8 receivers, each a
+/// `peerconnect up` in its own network namespace on one LAN (every link
+/// shaped to 100 Mbit/s, so the file takes seconds, not a blink), one 32 MiB
+/// file down a relay tree (`peerconnect send --tree`); the first receiver
+/// whose `peerconnect transfers --json` shows it uploading (a relay) is
+/// SIGKILLed; every other receiver completes with a byte-identical file.
+/// SKIPPED where namespaces cannot be made.
+#[test]
+fn a_relay_killed_mid_transfer_in_namespaces_leaves_the_seven_others_complete() {
+    const TEST: &str = "a_relay_killed_mid_transfer_in_namespaces_leaves_the_seven_others_complete";
+    const N: usize = 8;
+    const PORT: u16 = 7411;
+    let lan = match peerconnect_tests::Lan::up(N + 1) {
+        Ok(l) => l,
+        Err(why) => return peerconnect_tests::skip(TEST, &why),
+    };
+    if let Err(why) = lan.shape("100mbit") {
+        return peerconnect_tests::skip(TEST, &why);
+    }
+    let started = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = |i: usize| dir.path().join(format!("h{i}"));
+    let dl = |i: usize| dir.path().join(format!("dl{i}"));
+    let listen = |i: usize| format!("{}:{PORT}", lan.ip(i));
+    let sender_addr = listen(1);
+    let mut sender = peerconnect_tests::UpProcess::start(
+        &lan,
+        1,
+        &data_dir(1),
+        &["--no-web", "--no-discovery", "--listen", &sender_addr],
+    );
+    sender.listening(T);
+    let mut receivers: Vec<Option<peerconnect_tests::UpProcess>> = Vec::new();
+    let mut ids = Vec::new();
+    for i in 2..=N + 1 {
+        let dl = dl(i).to_str().unwrap().to_string();
+        let mut r = peerconnect_tests::UpProcess::start(
+            &lan,
+            i,
+            &data_dir(i),
+            &[
+                "--no-web",
+                "--no-discovery",
+                "--listen",
+                &listen(i),
+                "--connect",
+                &sender_addr,
+                "--yes",
+                "--downloads",
+                &dl,
+            ],
+        );
+        r.listening(T);
+        ids.push(r.id());
+        receivers.push(Some(r));
+    }
+    sender.until(T, "every receiver connected to the sender", |s| {
+        let connected: std::collections::BTreeSet<_> = s
+            .iter()
+            .filter(|v| v["event"] == "peer_connected")
+            .filter_map(|v| v["peer"]["id"].as_str())
+            .collect();
+        ids.iter().all(|id| connected.contains(id.as_str()))
+    });
+    let data = pseudo_random(32 << 20, 41);
+    let src = dir.path().join("dataset.bin");
+    std::fs::write(&src, &data).unwrap();
+    let bin = peerconnect_tests::peerconnect_bin();
+    let mut send = lan.command(1, &bin);
+    send.args(["send", "--tree", "--json", "--data-dir"])
+        .arg(data_dir(1));
+    for id in &ids {
+        send.args(["--to", id]);
+    }
+    send.arg(&src).stdin(std::process::Stdio::null());
+    let send = peerconnect_tests::UpProcess::spawn(send);
+    // The first receiver seen uploading is a relay: SIGKILL it.
+    let uploaded = |i: usize| -> u64 {
+        let out = lan
+            .command(i, &bin)
+            .args(["transfers", "--json", "--data-dir"])
+            .arg(data_dir(i))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "transfers failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["stats"]["bytes_sent"].as_u64().expect("stats.bytes_sent")
+    };
+    let deadline = std::time::Instant::now() + T;
+    let killed = 'found: loop {
+        for (k, r) in receivers.iter().enumerate() {
+            if r.is_some() && uploaded(k + 2) > 0 {
+                break 'found k;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no receiver ever relayed"
+        );
+    };
+    receivers[killed].take().unwrap().kill();
+    eprintln!(
+        "{TEST}: killed receiver {} (a relay) after {:?}",
+        killed + 1,
+        started.elapsed()
+    );
+    let (status, lines) = send.finish(T);
+    eprintln!("{TEST}: send exited with {status}");
+    let complete: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .filter(|v| v["event"] == "transfer_complete" && v["failed"] == 0)
+        .filter_map(|v| v["peer"].as_str())
+        .collect();
+    for (k, id) in ids.iter().enumerate() {
+        if k == killed {
+            assert!(
+                !complete.contains(id.as_str()),
+                "the relay was killed after it had the whole file: the test proved nothing"
+            );
+            continue;
+        }
+        assert!(
+            complete.contains(id.as_str()),
+            "receiver {} did not complete: {lines:#?}",
+            k + 1
+        );
+        let got = std::fs::read(dl(k + 2).join("dataset.bin")).unwrap();
+        assert!(got == data, "receiver {} holds a different file", k + 1);
+    }
+    eprintln!(
+        "{TEST}: every other receiver complete after {:?}",
+        started.elapsed()
+    );
+    for r in receivers.into_iter().flatten() {
+        r.stop();
+    }
+    sender.stop();
+}

@@ -60,6 +60,12 @@ enum Cmd {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// List transfers (live, then recent finished ones) and the bytes this
+    /// node sent and received, relayed tree parts included.
+    Transfers {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Trust a peer (after checking its verification code).
     Trust {
         peer: String,
@@ -205,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Up { node } => up(node).await,
         Cmd::Peers { wait, node } => peers(node, wait).await,
+        Cmd::Transfers { node } => transfer::transfers(node).await,
         Cmd::Trust { peer, node } => set_trust(node, &peer, Trust::Trusted).await,
         Cmd::Block { peer, node } => set_trust(node, &peer, Trust::Blocked).await,
         Cmd::Unblock { peer, node } => set_trust(node, &peer, Trust::Unknown).await,

@@ -56,6 +56,45 @@ pub struct ReceiveArgs {
     node: NodeArgs,
 }
 
+/// `peerconnect transfers`: the node's transfers and counters, as one JSON
+/// object (`{"transfers":[…],"stats":{…}}`) with `--json`, else a table.
+pub async fn transfers(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    args.init_logging();
+    let client = client::open(&args, || args.config(true)).await?;
+    let res = client::call(&client, Request::Transfers, |_| {}).await;
+    client.close().await?;
+    let v = res?;
+    if args.json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list: Vec<peerconnect::net::transfer::TransferInfo> =
+        serde_json::from_value(v["transfers"].clone())?;
+    let stats: peerconnect::net::transfer::TransferStats =
+        serde_json::from_value(v["stats"].clone())?;
+    println!(
+        "{:<18} {:<10} {:<8} {:<12} {:>6} {:>14} {:>14}",
+        "ID", "PEER", "DIR", "STATE", "FILES", "DONE", "TOTAL"
+    );
+    for t in &list {
+        println!(
+            "{:<18} {:<10} {:<8} {:<12} {:>6} {:>14} {:>14}",
+            t.id.to_string(),
+            t.peer.short(),
+            t.direction.as_str(),
+            t.state.as_str(),
+            t.files,
+            t.done_bytes,
+            t.total_bytes
+        );
+    }
+    println!(
+        "bytes sent {} (relayed tree parts included), received {}",
+        stats.bytes_sent, stats.bytes_received
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     args.node.init_logging();
     let paths = args

@@ -196,6 +196,21 @@ async function main() {
       await shoot(pa, 'rooms');
     });
 
+    await step("A's room view shares a file with the room; B accepts it and gets the same bytes", async () => {
+      const slides = { name: 'slides.bin', mimeType: 'application/octet-stream', buffer: randomBytes(256 << 10) };
+      await pa.locator('#view-rooms .thread-head h2', { hasText: 'lobby' }).waitFor();
+      await pa.setInputFiles('#view-rooms input[type=file]', [slides]);
+      await pa.locator('.toast', { hasText: 'Sharing 1 file with 1 member of lobby' }).waitFor();
+      await pb.goto(`${b.webUrl}#transfers`);
+      const offer = pb.locator('.transfer.offer', { hasText: 'alpha wants to send you 1 file' });
+      await offer.waitFor();
+      await offer.getByRole('button', { name: /Accept/ }).click();
+      const link = pb.locator('.received-file', { hasText: 'slides.bin' }).getByRole('link', { name: /Download/ });
+      await link.waitFor();
+      const got = await download(pb, link);
+      check(sha(got) === sha(slides.buffer), `slides.bin differs after the room share (${got.length} bytes)`);
+    });
+
     // Files made here, compared byte for byte after their trip.
     const photo = { name: 'photo.bin', mimeType: 'application/octet-stream', buffer: randomBytes(3 << 20) };
     const notes = { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('PeerConnect notes\n'.repeat(500)) };

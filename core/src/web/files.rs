@@ -200,7 +200,9 @@ struct SendReply {
 }
 
 /// `POST /api/send?to=PEER&to=PEER`: the owner's files (multipart, one field
-/// per file named by its relative path) to peers and browser guests.
+/// per file named by its relative path) to peers and browser guests; or
+/// `POST /api/send?room=NAME`: to the members of a room this node is in
+/// ([`Node::send_to_room`]: one file to several goes down a relay tree).
 async fn send(
     State(app): State<App>,
     _: Owner,
@@ -210,13 +212,26 @@ async fn send(
 ) -> ApiResult<Json<SendReply>> {
     let node = app.node()?;
     let mut peers = Vec::new();
+    let mut room = None;
     for (k, v) in url_pairs(query.as_deref().unwrap_or("")) {
         if k == "to" {
             peers.push(parse_peer(&v)?);
+        } else if k == "room" {
+            room = Some(v);
         }
     }
-    if peers.is_empty() {
-        return Err(ApiError::bad_request("name at least one peer: ?to=PEER_ID"));
+    match (&room, peers.is_empty()) {
+        (None, true) => {
+            return Err(ApiError::bad_request(
+                "name at least one peer or a room: ?to=PEER_ID or ?room=NAME",
+            ));
+        }
+        (Some(_), false) => {
+            return Err(ApiError::bad_request(
+                "send to a room or to peers, not both",
+            ));
+        }
+        _ => {}
     }
     let max = app.options.max_upload;
     let files = &app.files;
@@ -243,7 +258,11 @@ async fn send(
         .map(|(p, _, _)| p.root().to_string())
         .collect();
     let paths: Vec<PathBuf> = roots.iter().map(|r| dir.join(r)).collect();
-    let started = match node.send_files_to(&peers, &paths).await {
+    let sent = match &room {
+        Some(room) => node.send_to_room(room, &paths).await,
+        None => node.send_files_to(&peers, &paths).await,
+    };
+    let started = match sent {
         Ok(started) => started,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -259,12 +278,18 @@ async fn send(
         g.batches.insert(batch, (dir.clone(), ids.clone()));
     }
     // Transfers that already ended (a refused peer) are over: release them.
-    if let Ok(list) = node.transfers() {
-        for t in list {
-            if ids.contains(&t.id) && t.state.is_final() {
-                files.release(t.id);
-            }
+    let list = node.transfers().unwrap_or_default();
+    for t in &list {
+        if ids.contains(&t.id) && t.state.is_final() {
+            files.release(t.id);
         }
+    }
+    if room.is_some() {
+        // The room's members, in the order of their transfers.
+        peers = started
+            .iter()
+            .filter_map(|id| list.iter().find(|t| t.id == *id).map(|t| t.peer))
+            .collect();
     }
     Ok(Json(SendReply {
         files: stored

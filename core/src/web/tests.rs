@@ -1984,3 +1984,94 @@ async fn guest_rooms_are_bounded_private_and_follow_the_owners_membership() {
     assert_eq!(room_names(&f.node).await, ["room 0"]);
     f.node.shutdown().await.unwrap();
 }
+
+/// Issue 19, "share to a room": `POST /api/send?room=NAME` offers the upload
+/// to every member of a room the owner is in (3 members: one file goes down a
+/// relay tree); each member gets the same bytes. A room with no member known
+/// is refused and leaves nothing staged.
+#[tokio::test]
+async fn the_owner_shares_a_file_to_every_member_of_a_room() {
+    let f = fixture().await;
+    let r = f
+        .call(
+            OWNER,
+            post(
+                OWNER,
+                "/api/rooms",
+                None,
+                serde_json::json!({"name": "class"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let data = b"slides for everyone in the room".repeat(4000);
+    let r = f
+        .call(
+            OWNER,
+            upload(
+                OWNER,
+                "/api/send?room=class",
+                None,
+                &[("slides.pdf", &data)],
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    let outbox = f.node.data_dir().join("web-outbox");
+    let left = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "a refused share left files staged");
+
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut members = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let mut c = Config::local(d.path());
+        c.name = format!("member{i}");
+        c.accept_all = true;
+        let m = Node::start(c).await.unwrap();
+        m.connect(f.node.listen_addrs()[0], Some(f.node.id()))
+            .await
+            .unwrap();
+        m.join_room("class").await.unwrap();
+        members.push(m);
+    }
+    wait_until(|| async {
+        let rooms = f.node.rooms().await.unwrap();
+        rooms
+            .iter()
+            .any(|r| r.name == "class" && r.neighbors == 3)
+            .then_some(())
+    })
+    .await;
+    let r = f
+        .call(
+            OWNER,
+            upload(
+                OWNER,
+                "/api/send?room=class",
+                None,
+                &[("slides.pdf", &data)],
+                true,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let mut got: Vec<String> = r.json["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["peer"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = members.iter().map(|m| m.id().to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+    for m in &members {
+        let path = m.data_dir().join("downloads").join("slides.pdf");
+        wait_until(|| async { (std::fs::read(&path).ok()? == data).then_some(()) }).await;
+    }
+    for m in members {
+        m.shutdown().await.unwrap();
+    }
+    f.node.shutdown().await.unwrap();
+}

@@ -3,7 +3,8 @@
 // one; the open room's messages, each with its author's name, on the right.
 // The owner's page uses /api/rooms; a browser guest's page the same view over
 // /api/guest/rooms (the node takes part for the guest; the list also shows
-// the node's rooms the guest is not in: opening one joins it).
+// the node's rooms the guest is not in: opening one joins it). The owner can
+// share files to everyone in the open room (/api/send?room=NAME).
 
 import * as api from '../api.js';
 import { h, fill, icon, when, attempt, toast } from '../ui.js';
@@ -39,6 +40,23 @@ export function roomsView(ctx, opts = {}) {
   const slot = h('div', { class: 'thread-slot' }, none);
   const pane = h('section', { class: 'thread', 'aria-label': 'Room' }, head, slot);
   const el = h('section', { class: 'view chat-view rooms-view' }, side, pane);
+  // The owner's page only: share files to every member of the open room.
+  const canShare = !opts.base;
+  const shareInput = h('input', { type: 'file', multiple: true, hidden: true, 'aria-label': 'Files to share to the room' });
+  shareInput.addEventListener('change', () => share(open, [...shareInput.files]));
+
+  async function share(name, picked) {
+    shareInput.value = '';
+    if (!name || !picked.length) return;
+    const files = picked.map((file) => ({ file, path: file.name }));
+    try {
+      const r = await api.upload(`/api/send?room=${encodeURIComponent(name)}`, files);
+      const n = r.transfers.length;
+      toast(`Sharing ${files.length} file${files.length > 1 ? 's' : ''} with ${n} member${n === 1 ? '' : 's'} of ${name}`);
+    } catch (e) {
+      toast(`Not shared: ${e.message}`, 'error');
+    }
+  }
 
   function renderList() {
     fill(roomList, rooms.map((r) => h('li', {},
@@ -95,6 +113,8 @@ export function roomsView(ctx, opts = {}) {
     fill(head,
       h('button', { class: 'icon-button back', onclick: () => ctx.go('rooms'), 'aria-label': 'Back to rooms' }, icon('back')),
       h('div', { class: 'thread-who' }, h('h2', {}, name)),
+      canShare ? h('button', { class: 'share-room', onclick: () => shareInput.click() }, icon('send'), 'Share files') : null,
+      canShare ? shareInput : null,
       h('button', { class: 'leave', onclick: () => leave(name) }, 'Leave'));
     fill(slot, body);
     list.setAttribute('aria-label', `Messages in ${name}`);

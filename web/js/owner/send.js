@@ -1,5 +1,6 @@
 // Send: pick files and folders (pickers or drag and drop), pick one or
-// several devices, send; then per-file and overall progress.
+// several devices (or share to everyone in a room this node is in), send;
+// then per-file and overall progress.
 
 import * as api from '../api.js';
 import { h, fill, icon, bytes, progress, toast } from '../ui.js';
@@ -14,12 +15,16 @@ export function sendView(ctx) {
   const sending = h('ul', { class: 'transfer-list', 'aria-label': 'Sending' });
   const sendingBox = h('div', { class: 'sending' }, h('h2', {}, 'Sending'), uploads, sending);
   const pick = picker({ id: 'send', onChange: () => update() });
+  const roomSelect = h('select', { id: 'share-room', 'aria-label': 'Room to share to', onchange: () => update() });
+  const roomButton = h('button', { type: 'button', class: 'share-room', disabled: true }, icon('rooms'), 'Share to room');
+  const roomRow = h('div', { class: 'share-room-row', hidden: true },
+    h('label', { for: 'share-room', class: 'muted small' }, 'Or everyone in a room: '), roomSelect, roomButton);
   /** transfer ids started from this page */
   const mine = new Set();
 
   const form = h('form', { class: 'send-form' },
     h('div', { class: 'card' }, h('h2', {}, '1. Files'), pick.el),
-    h('div', { class: 'card' }, h('h2', {}, '2. Devices'), targets),
+    h('div', { class: 'card' }, h('h2', {}, '2. Devices'), targets, roomRow),
     h('div', { class: 'send-bar' }, sendButton));
   const el = h('section', { class: 'view', 'aria-labelledby': 'send-title' },
     h('div', { class: 'view-head' }, h('h1', { id: 'send-title' }, 'Send files')),
@@ -52,9 +57,20 @@ export function sendView(ctx) {
     update();
   }
 
+  async function loadRooms() {
+    const rooms = await api.get('/api/rooms').catch(() => []);
+    const keep = roomSelect.value;
+    fill(roomSelect, rooms.map((r) => h('option', { value: r.name },
+      `${r.name} (${r.neighbors} member${r.neighbors === 1 ? '' : 's'})`)));
+    if (rooms.some((r) => r.name === keep)) roomSelect.value = keep;
+    roomRow.hidden = !rooms.length;
+    update();
+  }
+
   function update() {
     const n = pick.get().length;
     const m = state.targets.size;
+    roomButton.disabled = !n || !roomSelect.value;
     sendButton.disabled = !n || !m;
     fill(sendButton, icon('send'), n && m ? `Send ${n} file${n > 1 ? 's' : ''} to ${m} device${m > 1 ? 's' : ''}` : 'Send');
   }
@@ -66,11 +82,20 @@ export function sendView(ctx) {
   }
   state.transfers.subscribe(renderSending);
 
-  form.addEventListener('submit', async (ev) => {
+  form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const files = pick.get();
     const to = [...state.targets];
-    if (!files.length || !to.length) return;
+    if (!to.length) return;
+    start(to.map((id) => `to=${encodeURIComponent(id)}`).join('&'));
+  });
+  roomButton.addEventListener('click', () => {
+    if (roomSelect.value) start(`room=${encodeURIComponent(roomSelect.value)}`);
+  });
+
+  /** Uploads the picked files to /api/send?QUERY (peers or a room). */
+  async function start(query) {
+    const files = pick.get();
+    if (!files.length) return;
     const total = files.reduce((n, f) => n + f.file.size, 0);
     const bar = progress('Uploading to this node', 0, total || 1);
     const text = h('span', { class: 'small muted' }, `0 of ${bytes(total)}`);
@@ -84,7 +109,6 @@ export function sendView(ctx) {
     sendingBox.hidden = false;
     sendingBox.scrollIntoView({ block: 'start' });
     pick.clear();
-    const query = to.map((id) => `to=${encodeURIComponent(id)}`).join('&');
     try {
       const r = await api.upload(`/api/send?${query}`, files, (sent, all) => {
         bar.max = all;
@@ -101,11 +125,11 @@ export function sendView(ctx) {
       row.remove();
       renderSending();
     }
-  });
+  }
 
   return {
     el,
-    show: () => { renderTargets(); renderSending(); },
+    show: () => { renderTargets(); renderSending(); loadRooms(); },
     peersChanged: () => renderTargets(),
   };
 }

@@ -119,6 +119,26 @@ impl PeerConnect {
         self.inner.send_files(peer, paths).await
     }
 
+    /// Offers `paths` to every member of room `room` this node knows (one
+    /// file to 3 or more goes down a relay tree); one transfer id per member.
+    pub async fn send_to_room(
+        &self,
+        room: String,
+        paths: Vec<String>,
+    ) -> Result<Vec<String>, ApiError> {
+        self.inner.send_to_room(room, paths).await
+    }
+
+    /// Sends the one file `path` down a relay tree over those of `peers` who
+    /// accept; one transfer id per peer, in order.
+    pub async fn send_tree(
+        &self,
+        peers: Vec<String>,
+        path: String,
+    ) -> Result<Vec<String>, ApiError> {
+        self.inner.send_tree(peers, path).await
+    }
+
     /// Accepts all of offer `id` into the download folder.
     pub fn accept_offer(&self, id: String) -> Result<(), ApiError> {
         self.inner.accept_offer(id)

@@ -140,6 +140,41 @@ impl PeerConnect {
         Ok(self.node.send_files(peer, &paths).await?.to_string())
     }
 
+    /// Offers `paths` to every member of room `room` this node knows (one
+    /// file to 3 or more goes down a relay tree); returns one transfer id per
+    /// member at once, the rest arrives as events. `Invalid` if no member is
+    /// known yet or a path cannot be read.
+    pub async fn send_to_room(
+        &self,
+        room: String,
+        paths: Vec<String>,
+    ) -> Result<Vec<String>, ApiError> {
+        let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
+        let ids = self.node.send_to_room(&room, &paths).await?;
+        Ok(ids.into_iter().map(|id| id.to_string()).collect())
+    }
+
+    /// Offers the one file `path` to each of `peers` and sends it down a
+    /// relay tree over those who accept (each receiver forwards verified
+    /// parts to a few others); returns one transfer id per peer, in order.
+    /// `Invalid` if `path` is not one regular file, `NotFound` if a peer
+    /// cannot be reached.
+    pub async fn send_tree(
+        &self,
+        peers: Vec<String>,
+        path: String,
+    ) -> Result<Vec<String>, ApiError> {
+        let mut ids = Vec::with_capacity(peers.len());
+        for p in &peers {
+            ids.push(self.peer(p).await?);
+        }
+        let sent = self
+            .node
+            .send_tree(&ids, std::path::Path::new(&path))
+            .await?;
+        Ok(sent.into_iter().map(|id| id.to_string()).collect())
+    }
+
     /// Accepts all of offer `id` (from `Event::Offer`) into the download
     /// folder. `Invalid` if the offer is not waiting or does not fit in the
     /// free space there.

@@ -324,6 +324,41 @@ class TwoNodes(unittest.IsolatedAsyncioTestCase):
         )
         self.assertEqual(await self.b.rooms(), [])
 
+    async def test_room_share_and_tree_send_reach_the_member(self):
+        await self.connect()
+        content = os.urandom(100_000)
+        source = self.write_file("slides.bin", content)
+        with self.assertRaises(ApiError.Invalid):
+            await self.a.send_to_room("lobby", [source])
+        await self.a.join_room("lobby")
+        await self.b.join_room("lobby")
+
+        async def member_known():
+            rooms = await self.a.rooms()
+            return True if any(r.name == "lobby" and r.neighbors == 1 for r in rooms) else None
+
+        await wait_until("b as a's neighbour in lobby", member_known)
+
+        async def received(ids, folder):
+            offer = await next_matching(
+                self.b, "b's Offer", lambda e: e if isinstance(e, Event.OFFER) and e.id in ids else None
+            )
+            self.b.accept_offer_into(offer.id, folder)
+            done = await next_matching(
+                self.b,
+                "b's TransferDone",
+                lambda e: e if isinstance(e, Event.TRANSFER_DONE) and e.id == offer.id else None,
+            )
+            with open(done.path, "rb") as f:
+                self.assertEqual(f.read(), content)
+
+        ids = await self.a.send_to_room("lobby", [source])
+        self.assertEqual(len(ids), 1)
+        await received(ids, os.path.join(self.dir.name, "from-room"))
+        ids = await self.a.send_tree([self.b.id()], source)
+        self.assertEqual(len(ids), 1)
+        await received(ids, os.path.join(self.dir.name, "from-tree"))
+
     async def test_errors_raise_api_error_by_kind(self):
         with self.assertRaises(ApiError.Invalid):
             await self.b.connect("not an address")

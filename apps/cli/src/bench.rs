@@ -7,3 +7,4 @@ pub mod gossip;
 pub mod load;
 pub mod mux;
 pub mod transfer;
+pub mod tree;

@@ -154,6 +154,9 @@ enum BenchWhat {
     /// room and browser guests among nodes on 127.0.0.1; checks nothing was
     /// lost and reports each node's memory and a message's latency.
     Load(bench::load::LoadArgs),
+    /// One file to N receivers in network namespaces with shaped links: one
+    /// receiver alone, N separate copies and a relay tree, in one run (root).
+    Tree(bench::tree::TreeArgs),
 }
 
 fn main() -> ExitCode {
@@ -231,6 +234,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             BenchWhat::Load(args) => bench::load::run(args, json).await,
+            BenchWhat::Tree(args) => bench::tree::run(args, json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         },
         Cmd::Send(args) => transfer::send(args).await,
         Cmd::Receive(args) => transfer::receive(args).await,

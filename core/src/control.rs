@@ -982,7 +982,10 @@ mod reply_tests {
         };
         let line = serde_json::to_string(&Reply::Event(e.clone())).unwrap();
         let back: Reply = serde_json::from_str(&line).unwrap();
-        assert!(matches!(back, Reply::Event(Event::TransferFailed { .. })), "{back:?}");
+        assert!(
+            matches!(back, Reply::Event(Event::TransferFailed { .. })),
+            "{back:?}"
+        );
         let back: Reply = serde_json::from_str(r#"{"error":"no such peer"}"#).unwrap();
         assert!(matches!(back, Reply::Error { .. }), "{back:?}");
         let back: Reply = serde_json::from_str(r#"{"ok":{"transfers":{}}}"#).unwrap();

@@ -878,6 +878,8 @@ mod tests {
                         file_name: n.to_string(),
                         size: *size,
                         sha256: None,
+                        file_type: None,
+                        preview: None,
                     },
                 )
             })

@@ -13,10 +13,8 @@ pub fn localsend(data: &[u8]) {
         return;
     };
     if sel % 2 == 0 {
-        if let Some((dev, _is_peerconnect)) = fuzzing::info(body) {
-            if let Some(d) = dev {
-                check_device(&d);
-            }
+        if let Some((Some(d), _is_peerconnect)) = fuzzing::info(body) {
+            check_device(&d);
         }
     } else if let Some((dev, m, tokens)) = fuzzing::prepare_upload(body) {
         if let Some(d) = dev {

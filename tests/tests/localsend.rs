@@ -436,7 +436,7 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
             "a text wrote a file"
         );
         let mut statuses = Vec::new();
-        for i in 0..12 {
+        for i in 0..20 {
             f["preview"] = json!(format!("spam {i:02}"));
             f["size"] = json!(7);
             let r = call(

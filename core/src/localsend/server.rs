@@ -24,7 +24,7 @@
 //!   [`PIN_LOCKOUT`];
 //! - a text share (one `text/plain` file whose `preview` is the whole text)
 //!   becomes a direct message from the device (204, nothing uploaded), at
-//!   most [`TEXT_BURST`] at once and one per [`TEXT_EVERY`] from an address.
+//!   most [`TEXT_BURST`] at once and [`TEXT_RATE`] per second from an address.
 //!
 //! Uploads go through one at a time in the order the client sends them (the
 //! offer's, or any other: `localsend-rs` uploads in an order of its own); an
@@ -60,6 +60,7 @@ use crate::identity::PeerId;
 use crate::net::transfer::TransferId;
 use crate::net::transfer::local::{LocalError, LocalState, LocalTransfers, LocalUpload};
 use crate::node::WeakNode;
+use crate::proto::kademlia::token_bucket::TokenBuckets;
 use crate::proto::transfer::{Entry, Manifest};
 
 /// Connections open at once (all clients).
@@ -85,10 +86,10 @@ pub const PIN_LOCKOUT: Duration = Duration::from_secs(60);
 const MAX_PIN_CLIENTS: usize = 1024;
 /// An upload body that sends nothing for this long ends the session.
 pub const BODY_IDLE: Duration = Duration::from_secs(30);
-/// Text shares one address may send at once ([`TEXT_EVERY`] refills one).
-pub const TEXT_BURST: f64 = 10.0;
-/// One more text share is allowed per this long.
-pub const TEXT_EVERY: Duration = Duration::from_secs(2);
+/// Text shares one address may send at once.
+pub const TEXT_BURST: u32 = 10;
+/// Text shares one address may send per second after its burst.
+pub const TEXT_RATE: u32 = 1;
 /// How often an upload waiting for another one checks that its session still
 /// lives.
 const WAIT_CHECK: Duration = Duration::from_secs(1);
@@ -153,8 +154,10 @@ struct App {
     offer_wait: Duration,
     slot: Mutex<Slot>,
     pins: Mutex<HashMap<IpAddr, Failures>>,
-    /// Text shares per address: tokens left and when last counted.
-    texts: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    /// Text shares per address (at most [`MAX_PIN_CLIENTS`] tracked).
+    texts: Mutex<TokenBuckets>,
+    /// The clock of `texts`.
+    started: Instant,
 }
 
 type AppRef = Arc<App>;
@@ -207,30 +210,16 @@ impl App {
         }
     }
 
-    /// A text share from `ip` is allowed: [`TEXT_BURST`] at once, then one
-    /// per [`TEXT_EVERY`]; 429 past it (each becomes a stored message).
+    /// A text share from `ip` is allowed: [`TEXT_BURST`] at once, then
+    /// [`TEXT_RATE`] per second; 429 past it (each becomes a stored message).
     fn check_text_rate(&self, ip: IpAddr) -> ApiResult<()> {
-        let now = Instant::now();
+        let now = self.started.elapsed();
         let mut g = self.texts.lock().unwrap_or_else(|p| p.into_inner());
-        if g.len() >= MAX_PIN_CLIENTS && !g.contains_key(&ip) {
-            // Forget addresses whose bucket is full again.
-            g.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() / TEXT_EVERY.as_secs_f64()
-                    < TEXT_BURST
-            });
-            if g.len() >= MAX_PIN_CLIENTS {
-                return Err(err(StatusCode::TOO_MANY_REQUESTS, "too many texts"));
-            }
+        if g.allow(SocketAddr::new(ip, 0), now) {
+            Ok(())
+        } else {
+            Err(err(StatusCode::TOO_MANY_REQUESTS, "too many texts"))
         }
-        let (tokens, at) = g.entry(ip).or_insert((TEXT_BURST, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / TEXT_EVERY.as_secs_f64())
-            .min(TEXT_BURST);
-        *at = now;
-        if *tokens < 1.0 {
-            return Err(err(StatusCode::TOO_MANY_REQUESTS, "too many texts"));
-        }
-        *tokens -= 1.0;
-        Ok(())
     }
 
     /// Checks the PIN, if one is set: 401 without or with a wrong one, 429
@@ -783,7 +772,8 @@ pub(crate) fn spawn(
         offer_wait: node.config().transfer.offer_timeout + Duration::from_secs(5),
         slot: Mutex::new(Slot::Free),
         pins: Mutex::default(),
-        texts: Mutex::default(),
+        texts: Mutex::new(TokenBuckets::new(TEXT_RATE, TEXT_BURST, MAX_PIN_CLIENTS)),
+        started: Instant::now(),
     });
     let router = routes(app.clone());
     Ok(tokio::spawn(async move {

@@ -238,12 +238,7 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
     r.idle_session_end_kib =
         (r.rss_started_mib - r.rss_listening_mib) * 1024.0 / (2 * r.sessions.max(1)) as f64;
     if a.start_only {
-        note(json, "shutting down");
-        let t = Instant::now();
-        for res in join_all(nodes.iter().map(|n| n.shutdown())).await {
-            res?;
-        }
-        r.shutdown_s = t.elapsed().as_secs_f64();
+        r.shutdown_s = shut_down(&nodes, json).await?;
         if json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
@@ -348,12 +343,7 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
     sum_stats(&mut r, &stats);
 
     // 5. Shut everything down.
-    note(json, "shutting down");
-    let t = Instant::now();
-    for res in join_all(nodes.iter().map(|n| n.shutdown())).await {
-        res?;
-    }
-    r.shutdown_s = t.elapsed().as_secs_f64();
+    r.shutdown_s = shut_down(&nodes, json).await?;
 
     if json {
         println!("{}", serde_json::to_string(&r)?);
@@ -573,4 +563,14 @@ fn sum_stats(r: &mut Report, stats: &[peerconnect::net::gossip::GossipStats]) {
             }
         }
     }
+}
+
+/// Shuts every node down at once; the seconds it took.
+async fn shut_down(nodes: &[Node], json: bool) -> anyhow::Result<f64> {
+    note(json, "shutting down");
+    let t = Instant::now();
+    for res in join_all(nodes.iter().map(|n| n.shutdown())).await {
+        res?;
+    }
+    Ok(t.elapsed().as_secs_f64())
 }

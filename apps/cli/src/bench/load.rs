@@ -37,6 +37,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::child::ChildNode;
+use super::write_random;
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
@@ -640,25 +641,6 @@ impl Slot {
 fn hash_file(path: &Path) -> std::io::Result<blake3::Hash> {
     let mut h = blake3::Hasher::new();
     h.update_reader(std::fs::File::open(path)?)?;
-    Ok(h.finalize())
-}
-
-/// Writes `len` seeded random bytes to `path`; returns their BLAKE3.
-fn write_random(path: &Path, len: u64, seed: u64) -> std::io::Result<blake3::Hash> {
-    use std::io::Write;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
-        f.write_all(&buf[..n])?;
-        h.update(&buf[..n]);
-        left -= n as u64;
-    }
-    f.flush()?;
     Ok(h.finalize())
 }
 

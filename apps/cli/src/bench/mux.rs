@@ -22,11 +22,13 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use peerconnect::Identity;
 use peerconnect::net::mux::{Config, MuxConfig, MuxSession, Side, Stats};
 use peerconnect::net::transport::Transport;
 use serde::Serialize;
+
+use super::sh;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -492,21 +494,6 @@ const NS_A: &str = "pcbench-a";
 const NS_B: &str = "pcbench-b";
 const IP_A: &str = "10.124.0.1";
 const IP_B: &str = "10.124.0.2";
-
-fn sh(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("running {}", args[0]))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
 
 /// Removes the namespaces (and with them the veth pair) when dropped.
 struct Namespaces;

@@ -23,6 +23,8 @@ use peerconnect::Event;
 use peerconnect::control::{self, Request};
 use serde::Serialize;
 
+use super::sh;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct TreeArgs {
     /// Receivers.
@@ -62,21 +64,6 @@ const PORT: u16 = 47411;
 
 fn ip(i: usize) -> String {
     format!("10.125.0.{i}")
-}
-
-fn sh(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("running {}", args[0]))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 /// The LAN: hosts 1..=n (host 1 the sender) on one bridge; removed on drop.
@@ -251,22 +238,7 @@ pub async fn run(args: TreeArgs, json: bool) -> anyhow::Result<()> {
     };
     let file_bytes = args.file_mib << 20;
     let src = tmp.path().join("bench-tree.bin");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&src)?);
-        let mut block = vec![0u8; 1 << 20];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..args.file_mib {
-            for b in block.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
-            }
-            f.write_all(&block)?;
-        }
-        f.flush()?;
-    }
+    super::write_random(&src, file_bytes, 0x9e37_79b9)?;
     let _lan = Lan::up(n + 1, &args.rate)
         .context("creating network namespaces (needs root, iproute2 and tc)")?;
     let sender_dir = tmp.path().join("h1");

@@ -79,6 +79,9 @@ pub enum Request {
         /// Send to the members of this room (`to` then adds to them).
         #[serde(default)]
         room: Option<String>,
+        /// The PIN to give LocalSend devices among `to` that ask for one.
+        #[serde(default)]
+        pin: Option<String>,
     },
     /// Stream incoming offers and transfers; with `yes`, accept every offer
     /// (into `dir`, else the node's download folder); with `once`, end after
@@ -399,9 +402,10 @@ pub async fn dispatch(node: Node, req: Request, sink: &Sink) -> Reply {
                 wait_secs,
                 tree,
                 room,
+                pin,
             } => {
                 let wait = secs(wait_secs.unwrap_or(transfer::FIND_WAIT_SECS));
-                let how = transfer::How { tree, room };
+                let how = transfer::How { tree, room, pin };
                 transfer::send(node, &to, &paths, wait, how, sink).await?
             }
             Request::Receive { dir, yes, once } => {

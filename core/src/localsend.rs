@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,7 @@ use crate::proto::wire::DeviceKind;
 pub mod client;
 #[cfg(feature = "web")]
 pub(crate) mod discovery;
+pub(crate) mod send;
 #[cfg(feature = "web")]
 pub(crate) mod server;
 pub(crate) mod tls;
@@ -180,6 +181,8 @@ struct Device {
     info: LocalSendDevice,
     addr: SocketAddr,
     last_seen: Instant,
+    /// The PIN to give it when sending ([`Devices::set_pin`]).
+    pin: Option<String>,
 }
 
 /// What hearing of a device changed.
@@ -196,6 +199,8 @@ pub(crate) struct Devices {
     me: PeerId,
     max: usize,
     inner: Mutex<BTreeMap<PeerId, Device>>,
+    /// How this node sends to devices, once its LocalSend service runs.
+    outbound: std::sync::OnceLock<Arc<send::Outbound>>,
 }
 
 impl Devices {
@@ -204,7 +209,42 @@ impl Devices {
             me,
             max: MAX_DEVICES,
             inner: Mutex::default(),
+            outbound: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Whether `id` is a LocalSend device listed now.
+    pub fn is_device(&self, id: &PeerId) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// Where the device `id` is reached, if it is listed.
+    pub fn target(&self, id: &PeerId) -> Option<send::Target> {
+        let g = self.lock();
+        let d = g.get(id)?;
+        Some(send::Target {
+            addr: d.addr,
+            https: d.info.protocol != "http",
+            pin: d.pin.clone(),
+        })
+    }
+
+    /// The PIN to give the device `id` when sending to it (`None`: none);
+    /// false if it is not listed.
+    pub fn set_pin(&self, id: &PeerId, pin: Option<String>) -> bool {
+        match self.lock().get_mut(id) {
+            Some(d) => {
+                d.pin = pin.filter(|p| !p.is_empty());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How this node sends to devices (`None`: its LocalSend service does
+    /// not run).
+    pub fn outbound(&self) -> Option<Arc<send::Outbound>> {
+        self.outbound.get().cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PeerId, Device>> {
@@ -246,6 +286,7 @@ impl Devices {
             info,
             addr,
             last_seen: now,
+            pin: None,
         };
         let p = self.peer_info(&id, &d);
         g.insert(id, d);
@@ -349,6 +390,14 @@ pub(crate) async fn start(
         announcement: None,
         peerconnect: Some(node.id().to_string()),
     };
+    let tls = tls::client_config(&cert).map_err(|e| format!("LocalSend: {e}"))?;
+    let _ = node
+        .localsend_devices()
+        .outbound
+        .set(Arc::new(send::Outbound {
+            tls,
+            me: me.clone(),
+        }));
     let mut tasks = vec![server::spawn(node, listener, &cert, me.clone(), ls)?];
     let discovery = config.discovery.enabled;
     if discovery {
@@ -384,6 +433,7 @@ mod tests {
             me: PeerId::from_bytes([1; 32]),
             max: 2,
             inner: Mutex::default(),
+            outbound: Default::default(),
         };
         let a: SocketAddr = "10.0.0.2:53317".parse().unwrap();
         let t0 = Instant::now();

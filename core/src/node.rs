@@ -169,6 +169,7 @@ impl Node {
             config.web_options.max_guests,
             config.web_options.session_idle,
         ));
+        let localsend_devices = Arc::new(crate::localsend::Devices::new(identity.peer_id()));
         let (transfers, transfer_streams, transfer_task) = crate::net::transfer::Service::start(
             &config,
             identity.peer_id(),
@@ -176,6 +177,7 @@ impl Node {
             links.clone(),
             events.clone(),
             guests.clone(),
+            localsend_devices.clone(),
         );
         router.transfer = Some(transfer_streams);
         let (messaging, messaging_service) =
@@ -216,7 +218,6 @@ impl Node {
         } else {
             (None, None)
         };
-        let localsend_devices = Arc::new(crate::localsend::Devices::new(identity.peer_id()));
         let node = Node {
             inner: Arc::new(Inner {
                 identity,
@@ -551,6 +552,20 @@ impl Node {
         self.inner.localsend.get()
     }
 
+    /// The PIN to give the LocalSend device `peer` when sending it files or
+    /// messages (a device whose owner set one asks for it); `None` clears it.
+    /// Fails if `peer` is not a LocalSend device listed now.
+    pub fn set_localsend_pin(&self, peer: PeerId, pin: Option<String>) -> Result<()> {
+        if self.inner.localsend_devices.set_pin(&peer, pin) {
+            Ok(())
+        } else {
+            Err(Error::PeerNotFound(format!(
+                "{} is not a LocalSend device listed now",
+                peer.short()
+            )))
+        }
+    }
+
     /// The LocalSend devices heard of (peers of kind `localsend`).
     pub(crate) fn localsend_devices(&self) -> &Arc<crate::localsend::Devices> {
         &self.inner.localsend_devices
@@ -679,7 +694,8 @@ impl Node {
                 Ok(id)
                     if id == self.id()
                         || self.links().is_connected(&id)
-                        || self.inner.guests.is_guest(&id) =>
+                        || self.inner.guests.is_guest(&id)
+                        || self.inner.localsend_devices.is_device(&id) =>
                 {
                     return Ok(id);
                 }

@@ -353,6 +353,104 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
         assert!(files_in(&dl) == want, "localsendd's files differ");
         std::fs::remove_dir_all(&dl).unwrap();
 
+        // 5b. PeerConnect sends localsendd a folder with a subfolder
+        //     (localsendd keeps file names, not folders; it takes no empty
+        //     file): every file arrives byte-identical (localsendd checks
+        //     the sha256 we send), and the transfer completes.
+        let trip = root.join("trip");
+        std::fs::create_dir_all(trip.join("day 1")).unwrap();
+        std::fs::write(trip.join("day 1/beach.jpg"), pseudo_random(900_000, 9)).unwrap();
+        std::fs::write(trip.join("plan.txt"), "swim, eat, sleep").unwrap();
+        let lsd_dl = root.join("lsd-dl");
+        empty_dir(&lsd_dl);
+        let mut events = node.subscribe();
+        let id = node
+            .send_files(lsd_peer.id, std::slice::from_ref(&trip))
+            .await
+            .unwrap();
+        match final_event(&mut events, id).await {
+            Event::TransferComplete { files, failed, .. } => {
+                assert_eq!((files, failed), (2, 0));
+            }
+            other => panic!("sending to localsendd ended {other:?}"),
+        }
+        let mut want: Vec<(PathBuf, Vec<u8>)> = ["day 1/beach.jpg", "plan.txt"]
+            .iter()
+            .map(|f| {
+                let name = Path::new(f).file_name().unwrap();
+                (PathBuf::from(name), std::fs::read(trip.join(f)).unwrap())
+            })
+            .collect();
+        want.sort();
+        assert!(
+            files_in(&lsd_dl) == want,
+            "localsendd got other files: {:?}",
+            files_in(&lsd_dl).iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+        empty_dir(&lsd_dl);
+
+        // 5c. localsendd asks for a PIN: `peerconnect send` without it is
+        //     refused (and says why), nothing written; with `--pin` it
+        //     gets through.
+        let out = run_in(&ns1, &lsctl, &["--socket", sock, "pin", "2468"]).await;
+        assert!(out.status.success());
+        let data_dir = root.join("pc");
+        let send_cli = |pin: Option<&'static str>| {
+            let mut args = vec![
+                "send".to_string(),
+                "--to".into(),
+                LSD_ALIAS.into(),
+                "--json".into(),
+                "--data-dir".into(),
+                data_dir.to_string_lossy().into_owned(),
+            ];
+            if let Some(p) = pin {
+                args.extend(["--pin".to_string(), p.to_string()]);
+            }
+            args.push(files[1].clone());
+            args
+        };
+        let args = send_cli(None);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_in(&ns1, &peerconnect_bin(), &args).await;
+        assert!(!out.status.success(), "a send without the PIN succeeded");
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("PIN"),
+            "the refusal does not name the PIN: {said}"
+        );
+        assert!(files_in(&lsd_dl).is_empty(), "a refused send wrote files");
+        let args = send_cli(Some("2468"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_in(&ns1, &peerconnect_bin(), &args).await;
+        assert!(out.status.success(), "the right PIN was refused");
+        assert!(
+            files_in(&lsd_dl)
+                == vec![(
+                    PathBuf::from("photo.bin"),
+                    std::fs::read(&files[1]).unwrap()
+                )],
+            "localsendd did not get photo.bin"
+        );
+        let out = run_in(&ns1, &lsctl, &["--socket", sock, "pin", "--clear"]).await;
+        assert!(out.status.success());
+        node.set_localsend_pin(lsd_peer.id, None).unwrap();
+        empty_dir(&lsd_dl);
+
+        // 5d. A message to localsendd travels as LocalSend text: localsendd
+        //     (which shows no texts) takes it as a .txt file holding it.
+        let sent = node
+            .send_message(lsd_peer.id, "hello from PeerConnect", None)
+            .await
+            .unwrap();
+        assert!(sent.outgoing);
+        let got = files_in(&lsd_dl);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].0.to_string_lossy().ends_with(".txt"));
+        assert_eq!(got[0].1, b"hello from PeerConnect");
+        empty_dir(&lsd_dl);
+
         // 6. A corrupted upload (sha256 mismatch) is refused, its file
         //    deleted; the good file of the same session arrives though it
         //    is uploaded after the bad one, against the offer's order; a
@@ -497,6 +595,44 @@ fn localsend_clients_nobody_here_wrote_discover_send_and_are_refused() {
     host1.join().unwrap();
     drop(daemon);
     eprintln!("{TEST}: {:?}", started.elapsed());
+}
+
+/// Empties `dir` (localsendd writes into its download folder but does not
+/// make it).
+fn empty_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+}
+
+/// The final event of transfer `id` (complete, failed, cancelled, rejected).
+async fn final_event(
+    events: &mut peerconnect::node::EventStream,
+    id: peerconnect::net::transfer::TransferId,
+) -> Event {
+    tokio::time::timeout(T, async {
+        loop {
+            let e = events.recv().await.expect("the node runs");
+            if let Event::TransferFailed {
+                id: i, path, error, ..
+            } = &e
+                && *i == id
+            {
+                eprintln!("transfer {id}: {path:?} failed: {error}");
+            }
+            let final_of = match &e {
+                Event::TransferComplete { id: i, .. }
+                | Event::TransferCancelled { id: i, .. }
+                | Event::TransferRejected { id: i, .. } => *i == id,
+                Event::TransferFailed { id: i, path, .. } => *i == id && path.is_none(),
+                _ => false,
+            };
+            if final_of {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the transfer ended in time")
 }
 
 struct KillOnDrop(std::process::Child);

@@ -34,6 +34,9 @@ pub struct SendArgs {
     /// relay tree).
     #[arg(long, conflicts_with = "to")]
     room: Option<String>,
+    /// The PIN a LocalSend receiver asks for (its owner set one).
+    #[arg(long)]
+    pin: Option<String>,
     /// Files and folders to send.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -115,6 +118,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         wait_secs: Some(args.wait),
         tree: args.tree,
         room: args.room.clone(),
+        pin: args.pin.clone(),
     };
     let res = follow(&client, req, &mut view, |_| None).await;
     client.close().await?;

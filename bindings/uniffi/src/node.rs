@@ -143,6 +143,18 @@ impl PeerConnect {
             .await?)
     }
 
+    /// The PIN to give the LocalSend device `peer` (a PeerId, unique prefix
+    /// or name) when sending it files or messages, for a device whose owner
+    /// set one; `None` clears it. `NotFound` if `peer` is not a LocalSend
+    /// device listed now.
+    pub async fn set_localsend_pin(
+        &self,
+        peer: String,
+        pin: Option<String>,
+    ) -> Result<(), ApiError> {
+        Ok(self.node.set_localsend_pin(self.peer(&peer).await?, pin)?)
+    }
+
     /// Looks a PeerId or device name up in the DHT, beyond multicast reach.
     pub async fn find(&self, query: String) -> Result<Vec<FoundPeer>, ApiError> {
         Ok(self

@@ -31,6 +31,8 @@ pub(super) struct How {
     pub tree: bool,
     /// To a room's members ([`Node::send_to_room`]).
     pub room: Option<String>,
+    /// The PIN for LocalSend devices ([`Node::set_localsend_pin`]).
+    pub pin: Option<String>,
 }
 
 pub(super) async fn send(
@@ -45,6 +47,17 @@ pub(super) async fn send(
     let mut peers = Vec::new();
     for spec in to {
         peers.push(node.resolve_peer(spec, wait).await?);
+    }
+    if let Some(pin) = &how.pin {
+        let devices: Vec<_> = peers
+            .iter()
+            .filter(|p| node.set_localsend_pin(**p, Some(pin.clone())).is_ok())
+            .collect();
+        if devices.is_empty() {
+            return Err(Error::Invalid(
+                "a PIN is for LocalSend devices, and none is among the receivers".into(),
+            ));
+        }
     }
     let ids = match (how.room, how.tree, paths) {
         (Some(room), _, _) if peers.is_empty() => node.send_to_room(&room, paths).await?,

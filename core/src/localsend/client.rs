@@ -1,5 +1,6 @@
 //! A small HTTP/1.1 client for the LocalSend requests this node makes (the
-//! `register` answer to an announcement), over TLS or plain TCP. One request
+//! `register` answer to an announcement; `prepare-upload`, `upload` and
+//! `cancel` when it sends to a device), over TLS or plain TCP. One request
 //! per connection, the response read to its end (bounded). Public for tests
 //! that play a LocalSend sender.
 
@@ -46,6 +47,32 @@ pub fn tls_identity() -> io::Result<(Arc<rustls::ClientConfig>, String)> {
     Ok((super::tls::client_config(&cert)?, cert.fingerprint.clone()))
 }
 
+/// A connection to a LocalSend server, TLS or plain.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects to `addr` (`tls`: HTTPS with that configuration); with TLS, the
+/// server certificate's fingerprint.
+async fn connect(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> io::Result<(Box<dyn Io>, Option<String>)> {
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let Some(c) = tls else {
+        return Ok((Box::new(tcp), None));
+    };
+    let name = ServerName::IpAddress(addr.ip().into());
+    let s = TlsConnector::from(c).connect(name, tcp).await?;
+    let fingerprint = s
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| super::tls::fingerprint(c));
+    Ok((Box::new(s), fingerprint))
+}
+
 /// Sends one request to `addr` (`tls`: HTTPS with that configuration) and
 /// reads the response, all within `timeout`.
 pub async fn request(
@@ -58,39 +85,73 @@ pub async fn request(
     timeout: Duration,
 ) -> io::Result<Response> {
     let run = async {
-        let tcp = TcpStream::connect(addr).await?;
-        let _ = tcp.set_nodelay(true);
-        match tls {
-            Some(c) => {
-                let name = ServerName::IpAddress(addr.ip().into());
-                let mut s = TlsConnector::from(c).connect(name, tcp).await?;
-                let fingerprint = s
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| super::tls::fingerprint(c));
-                let (status, body) = exchange(&mut s, addr, method, path, body, framing).await?;
-                Ok(Response {
-                    status,
-                    body,
-                    fingerprint,
-                })
-            }
-            None => {
-                let mut s = tcp;
-                let (status, body) = exchange(&mut s, addr, method, path, body, framing).await?;
-                Ok(Response {
-                    status,
-                    body,
-                    fingerprint: None,
-                })
-            }
-        }
+        let (mut s, fingerprint) = connect(addr, tls).await?;
+        let (status, body) = exchange(&mut s, addr, method, path, body, framing).await?;
+        Ok(Response {
+            status,
+            body,
+            fingerprint,
+        })
     };
     tokio::time::timeout(timeout, run)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "LocalSend request timed out"))?
+}
+
+/// POSTs a body of exactly `size` bytes to `path` (LocalSend's `upload`),
+/// streaming the blocks `body` yields as they come. The body ending short,
+/// running long or yielding an error breaks the connection off before its
+/// end, so the server never takes a cut file for a whole one. `idle` bounds
+/// each wait on the server (a block written, the response).
+pub async fn upload(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    path: &str,
+    size: u64,
+    mut body: tokio::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    idle: Duration,
+) -> io::Result<Response> {
+    let timed = |_: tokio::time::error::Elapsed| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the LocalSend device stopped answering",
+        )
+    };
+    let (mut s, fingerprint) = tokio::time::timeout(idle, connect(addr, tls))
+        .await
+        .map_err(timed)??;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {size}\r\nConnection: close\r\n\r\n"
+    );
+    tokio::time::timeout(idle, s.write_all(head.as_bytes()))
+        .await
+        .map_err(timed)??;
+    let mut sent = 0u64;
+    while let Some(block) = body.recv().await {
+        let block = block?;
+        sent += block.len() as u64;
+        if sent > size {
+            return Err(bad("the file grew while it was sent"));
+        }
+        tokio::time::timeout(idle, s.write_all(&block))
+            .await
+            .map_err(timed)??;
+    }
+    if sent != size {
+        return Err(bad("the file ended before its size"));
+    }
+    tokio::time::timeout(idle, s.flush())
+        .await
+        .map_err(timed)??;
+    let (status, body) = tokio::time::timeout(idle, read_response(&mut s))
+        .await
+        .map_err(timed)??;
+    Ok(Response {
+        status,
+        body,
+        fingerprint,
+    })
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -123,6 +184,11 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     s.flush().await?;
+    read_response(s).await
+}
+
+/// Reads a response to its end (bounded) and parses it.
+async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> io::Result<(u16, Vec<u8>)> {
     let mut buf = Vec::new();
     match s.take(MAX_RESPONSE).read_to_end(&mut buf).await {
         Ok(_) => {}

@@ -81,7 +81,7 @@ pub mod raw;
 mod reader;
 mod recv;
 mod send;
-mod stream;
+pub(crate) mod stream;
 mod tree;
 mod writer;
 
@@ -264,6 +264,8 @@ pub(crate) struct Shared {
     pub guests: Arc<crate::net::guest::Guests>,
     /// Transfers to browser guests, as they download them.
     pub shares: local::download::Registry,
+    /// LocalSend devices: files to them travel by LocalSend's requests.
+    pub localsend: Arc<crate::localsend::Devices>,
     /// Relay tree sessions this node takes part in.
     trees: tree::Sessions,
 }
@@ -510,6 +512,7 @@ impl Service {
         links: Arc<Links>,
         events: broadcast::Sender<Event>,
         guests: Arc<crate::net::guest::Guests>,
+        localsend: Arc<crate::localsend::Devices>,
     ) -> (
         Self,
         mpsc::Sender<(PeerId, StreamKind, MuxStream)>,
@@ -535,6 +538,7 @@ impl Service {
             budget: Arc::default(),
             guests,
             shares: Default::default(),
+            localsend,
             trees: Default::default(),
         });
         let (tx, mut rx) = mpsc::channel::<(PeerId, StreamKind, MuxStream)>(STREAM_QUEUE);
@@ -638,7 +642,9 @@ impl Service {
         let manifest =
             Arc::new(Manifest::new(walked.entries).map_err(|e| Error::Invalid(e.to_string()))?);
         let sources = Arc::new(walked.sources);
-        for peer in peers.iter().filter(|p| !self.shared.guests.is_guest(p)) {
+        let dialed =
+            |p: &PeerId| !self.shared.guests.is_guest(p) && !self.shared.localsend.is_device(p);
+        for peer in peers.iter().filter(|p| dialed(p)) {
             self.shared
                 .links
                 .dial(*peer, Vec::new())
@@ -707,6 +713,12 @@ impl Service {
             return Err(Error::Invalid(format!(
                 "{} is a browser guest: a relay tree needs PeerConnect nodes",
                 g.short()
+            )));
+        }
+        if let Some(d) = peers.iter().find(|p| self.shared.localsend.is_device(p)) {
+            return Err(Error::Invalid(format!(
+                "{} is a LocalSend device: a relay tree needs PeerConnect nodes",
+                d.short()
             )));
         }
         let owned = vec![path.to_path_buf()];

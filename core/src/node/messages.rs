@@ -22,6 +22,8 @@ enum Local {
     Guest,
     /// A browser guest whose session ended.
     Gone,
+    /// A LocalSend device listed now (messages go as text shares).
+    Device,
     /// A peer with sessions of its own.
     No,
 }
@@ -52,6 +54,20 @@ impl Node {
                     .send_local(peer, text.into(), reply_to)
                     .await
             }
+            Local::Device => {
+                let text = text.into();
+                let devices = self.localsend_devices();
+                let (Some(out), Some(to)) = (devices.outbound(), devices.target(&peer)) else {
+                    return Err(crate::Error::Invalid(
+                        "LocalSend does not run on this node, or the device is gone".into(),
+                    ));
+                };
+                messaging::check_text(&text)?;
+                crate::localsend::send::text(&out, &to, &text)
+                    .await
+                    .map_err(crate::Error::Invalid)?;
+                self.messaging().send_local(peer, text, reply_to).await
+            }
             Local::Gone => Err(messaging::Error::GuestLeft(peer.short()).into()),
             Local::No => self.messaging().send(peer, text.into(), reply_to).await,
         }
@@ -61,6 +77,9 @@ impl Node {
     fn local_peer(&self, peer: &PeerId) -> Result<Local> {
         if self.guests().is_guest(peer) {
             return Ok(Local::Guest);
+        }
+        if self.localsend_devices().is_device(peer) {
+            return Ok(Local::Device);
         }
         let browser = self
             .store()

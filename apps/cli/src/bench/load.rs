@@ -598,6 +598,7 @@ impl Slot {
                 wait_secs: None,
                 tree: false,
                 room: None,
+                pin: None,
             };
             let res = call(&self.from, &req).await;
             let _ = std::fs::remove_file(&path);

@@ -289,6 +289,7 @@ pub async fn run(args: TreeArgs, json: bool) -> anyhow::Result<()> {
         wait_secs: Some(5.0),
         tree,
         room: None,
+        pin: None,
     };
     let say = |what: &str| {
         if !json {

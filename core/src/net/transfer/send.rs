@@ -115,14 +115,22 @@ async fn send(
     meter: &Meter,
     progress: &mut Progress,
 ) -> Outcome {
-    // A browser guest's end is the download adapter, over an in-memory
-    // stream (held open by `_alive` while this runs); a peer's is a mux
-    // stream that starts with its kind.
+    // A browser guest's end is the download adapter, and a LocalSend
+    // device's the LocalSend sender, over an in-memory stream (held open by
+    // `_alive` while this runs); a peer's is a mux stream that starts with
+    // its kind.
     let (s, _alive, header) = if sh.guests.is_guest(&peer) {
         match sh.shares.open(sh, id, peer) {
             Ok((s, alive)) => (s, Some(alive), None),
             Err(e) => return Outcome::Failed(e),
         }
+    } else if let Some(to) = sh.localsend.target(&peer) {
+        // A LocalSend device's end speaks LocalSend's requests.
+        let Some(out) = sh.localsend.outbound() else {
+            return Outcome::Failed("LocalSend does not run on this node".into());
+        };
+        let (s, alive) = crate::localsend::send::open(out, to, sources.clone());
+        (s, Some(alive), None)
     } else {
         let Some(link) = sh.links.get(&peer) else {
             return Outcome::Interrupted(format!("not connected to {}", peer.short()));

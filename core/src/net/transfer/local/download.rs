@@ -60,7 +60,7 @@ use crate::proto::wire::encode_frame;
 /// Live shares (not yet ended) one guest may have at once.
 pub const LIVE_PER_PEER: usize = 16;
 /// Bytes the in-memory stream buffers between the sender and a download.
-const BUFFER: usize = 256 << 10;
+pub(crate) const BUFFER: usize = 256 << 10;
 /// How long a download that stopped reading may keep its error waiting.
 const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -154,6 +154,12 @@ impl Share {
 #[derive(Debug)]
 pub(crate) struct SenderAlive(#[allow(dead_code)] oneshot::Sender<()>);
 
+/// A new [`SenderAlive`], and what sees it dropped.
+pub(crate) fn alive() -> (SenderAlive, oneshot::Receiver<()>) {
+    let (tx, rx) = oneshot::channel();
+    (SenderAlive(tx), rx)
+}
+
 /// The shares of the node (held by the transfer service).
 #[derive(Debug, Default)]
 pub(crate) struct Registry(Mutex<BTreeMap<TransferId, Arc<Share>>>);
@@ -191,7 +197,7 @@ impl Registry {
         }
         let (mine, theirs) = SharedStream::local_pair(BUFFER);
         let (requests, rx) = mpsc::channel(1);
-        let (alive, alive_rx) = oneshot::channel();
+        let (alive, alive_rx) = alive();
         let share = Arc::new(Share {
             id,
             peer,
@@ -202,7 +208,7 @@ impl Registry {
         });
         g.insert(id, share.clone());
         tokio::spawn(run(Arc::downgrade(sh), share, rx, alive_rx));
-        Ok((mine, SenderAlive(alive)))
+        Ok((mine, alive))
     }
 
     /// `peer`'s shares, newest first: the live ones and those that ended
@@ -321,7 +327,7 @@ impl Registry {
 }
 
 /// Why a share's stream ended before the transfer's summary.
-enum Stop {
+pub(crate) enum Stop {
     /// The sender broke the protocol: the stream is reset with that code.
     Protocol(String),
     /// The sender went away, cancelled, or the guest left.
@@ -374,7 +380,7 @@ async fn run(
     }
 }
 
-async fn next(r: &mut SharedStream, st: &mut receiver::State) -> Result<Action, Stop> {
+pub(crate) async fn next(r: &mut SharedStream, st: &mut receiver::State) -> Result<Action, Stop> {
     match read_frame::<ToReceiver, _>(r).await {
         Ok(Ok(m)) => st.on_message(m).map_err(|e| Stop::Protocol(e.to_string())),
         Ok(Err(e)) => Err(Stop::Protocol(format!("bad frame: {e}"))),
@@ -382,7 +388,7 @@ async fn next(r: &mut SharedStream, st: &mut receiver::State) -> Result<Action, 
     }
 }
 
-async fn reply(w: &mut SharedStream, msg: &ToSender) -> Result<(), Stop> {
+pub(crate) async fn reply(w: &mut SharedStream, msg: &ToSender) -> Result<(), Stop> {
     let mut buf = Vec::new();
     encode_frame(msg, &mut buf).expect("replies fit in a frame");
     w.write_all(&buf).await.map_err(|e| stopped(&e))
@@ -526,7 +532,7 @@ async fn drive(
 }
 
 /// How a file handed to a download ended.
-enum Verdict {
+pub(crate) enum Verdict {
     Ok,
     /// `ended`: the stream is past the file (else [`drain`] the rest of it).
     Failed {
@@ -537,7 +543,7 @@ enum Verdict {
 
 /// Hands the opened file's blocks to the download, holding the last one
 /// until the sender's hash of the whole file matched.
-async fn stream_file(
+pub(crate) async fn stream_file(
     r: &mut SharedStream,
     st: &mut receiver::State,
     size: u64,
@@ -595,7 +601,7 @@ async fn stream_file(
 }
 
 /// Reads the rest of a failed file (up to its `End` or `Skip`), keeping nothing.
-async fn drain(r: &mut SharedStream, st: &mut receiver::State) -> Result<(), Stop> {
+pub(crate) async fn drain(r: &mut SharedStream, st: &mut receiver::State) -> Result<(), Stop> {
     loop {
         match next(r, st).await? {
             Action::Write { len, .. } => {

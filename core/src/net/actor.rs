@@ -1524,7 +1524,6 @@ mod tests {
             .unwrap();
         // b knows a (so it can queue for it), then a goes away for a moment.
         let a_id = b.connect(a.listen_addrs()[0], None).await.unwrap();
-        let addr = a.listen_addrs()[0];
         a.shutdown().await.unwrap();
         let mut be = b.events();
         let m = b
@@ -1533,13 +1532,14 @@ mod tests {
             .unwrap();
         assert_eq!(m.status, Status::Pending);
         *PUBLISH_DELAY.lock().unwrap() = Some((a_id, Duration::from_millis(300)));
-        let a = Node::start(Config {
-            listen: addr,
-            ..Config::local(dir.path().join("a"))
-        })
-        .await
-        .unwrap();
-        b.connect(addr, Some(a_id)).await.unwrap();
+        // a comes back (same identity) on a port of its own: its old one may
+        // have been taken meanwhile by another test's socket on this busy
+        // machine, and which port it listens on does not matter here.
+        let a = Node::start(Config::local(dir.path().join("a")))
+            .await
+            .unwrap();
+        assert_eq!(a.id(), a_id);
+        b.connect(a.listen_addrs()[0], Some(a_id)).await.unwrap();
         let acked = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
                 match be.recv().await {

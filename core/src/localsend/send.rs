@@ -447,6 +447,55 @@ pub(crate) async fn text(out: &Outbound, to: &Target, text: &str) -> Result<(), 
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_offer_names_each_file_by_its_index_with_its_sha256() {
+        use crate::proto::transfer::manifest::Entry;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.jpg"), dir.path().join("b.txt"));
+        std::fs::write(&a, b"abc").unwrap();
+        std::fs::write(&b, b"").unwrap();
+        let m = Manifest::new(vec![
+            Entry::dir("trip"),
+            Entry::file("trip/a.jpg", 3),
+            Entry::file("b.txt", 0),
+        ])
+        .unwrap();
+        let sources = Arc::new(vec![None, Some(a), Some(b)]);
+        let sums = sha256s(&m, &sources).await.unwrap();
+        let me = InfoDto {
+            alias: "pc".into(),
+            fingerprint: "FP".into(),
+            ..InfoDto::default()
+        };
+        let body: serde_json::Value =
+            serde_json::from_slice(&prepare_body(&me, &m, &sums)).unwrap();
+        assert_eq!(body["info"]["alias"], "pc");
+        let files = body["files"].as_object().unwrap();
+        // The folder is no file of LocalSend's; files keep their paths.
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(files["1"]["fileName"], "trip/a.jpg");
+        assert_eq!(files["1"]["size"], 3);
+        assert_eq!(
+            files["1"]["sha256"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            files["2"]["sha256"],
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        // A file without a source cannot be offered.
+        let none = Arc::new(vec![None, None, None]);
+        assert!(sha256s(&m, &none).await.is_err());
+    }
+
+    #[test]
+    fn refusals_say_what_the_user_can_do() {
+        assert!(refusal(401).contains("--pin"));
+        assert!(refusal(409).contains("busy"));
+        assert!(refusal(403).contains("declined"));
+        assert!(refusal(418).contains("418"));
+    }
+
     #[test]
     fn query_values_are_percent_encoded() {
         assert_eq!(query("a-B_9.~"), "a-B_9.~");

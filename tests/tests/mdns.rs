@@ -135,7 +135,11 @@ fn mdns_advertises_to_zeroconf_and_connects_nodes_when_our_multicast_is_dropped(
         assert_eq!(r["props"]["name"], name, "{r}");
         let ip = lan.ip(host).to_string();
         assert!(
-            r["addrs"].as_array().unwrap().iter().any(|a| *a == ip.as_str()),
+            r["addrs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| *a == ip.as_str()),
             "{r} lacks {ip}"
         );
     }

@@ -415,10 +415,12 @@ impl Actor {
         // nothing multicasts where discovery was turned off.
         if config.discovery.enabled && config.discovery.mdns {
             let itx = input_tx.clone();
-            let hand = move |h| !matches!(
-                itx.try_send(Input::Hint(h)),
-                Err(mpsc::error::TrySendError::Closed(_))
-            );
+            let hand = move |h| {
+                !matches!(
+                    itx.try_send(Input::Hint(h)),
+                    Err(mpsc::error::TrySendError::Closed(_))
+                )
+            };
             match crate::net::mdns::spawn(&config, identity.peer_id(), local.port(), hand) {
                 Ok(t) => tasks.push(t),
                 // The node works without it (its own discovery is up).

@@ -91,9 +91,11 @@ pub(crate) fn spawn(
             .disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])
     } else {
         daemon.0.disable_interface(IfKind::All).and_then(|()| {
-            daemon
-                .0
-                .enable_interface(only.iter().map(|n| IfKind::Name(n.clone())).collect::<Vec<_>>())
+            daemon.0.enable_interface(
+                only.iter()
+                    .map(|n| IfKind::Name(n.clone()))
+                    .collect::<Vec<_>>(),
+            )
         })
     };
     chosen.map_err(|e| format!("mdns: cannot choose interfaces: {e}"))?;
@@ -326,7 +328,10 @@ mod tests {
             SERVICE_TYPE,
             "x (abcdefgh)",
             "pc-abcdefgh.local.",
-            ips.iter().map(|s| s.to_string()).collect::<Vec<_>>().as_slice(),
+            ips.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .as_slice(),
             47471,
             props,
         )

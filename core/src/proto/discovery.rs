@@ -763,7 +763,10 @@ mod tests {
         deliver(&mut b, Duration::ZERO, addr(1), ann);
         let out = b.handle(Duration::from_secs(1), WALL, hint(&a, "impostor", 4001));
         let peer = b.get(&a.identity.peer_id()).unwrap();
-        assert_eq!((peer.name.as_str(), peer.kind), ("node1", DeviceKind::Laptop));
+        assert_eq!(
+            (peer.name.as_str(), peer.kind),
+            ("node1", DeviceKind::Laptop)
+        );
         assert_eq!(
             peer.addrs,
             vec![
@@ -775,7 +778,11 @@ mod tests {
 
         let mut c = node(3);
         c.handle(Duration::ZERO, WALL, hint(&a, "hinted", 4001));
-        let ann = broadcast_of(&a.handle(Duration::from_secs(5), WALL + 5000, InEvent::Timer(Timer::Announce)));
+        let ann = broadcast_of(&a.handle(
+            Duration::from_secs(5),
+            WALL + 5000,
+            InEvent::Timer(Timer::Announce),
+        ));
         let out = deliver(&mut c, Duration::from_secs(1), addr(1), ann);
         assert_eq!(discovered(&out)[0].name, "node1");
         assert!(out.iter().any(|o| matches!(o, OutEvent::Unicast(..))));

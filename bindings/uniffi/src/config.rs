@@ -23,11 +23,6 @@ pub struct NodeConfig {
     /// LAN discovery by multicast and broadcast.
     #[uniffi(default = true)]
     pub discovery: bool,
-    /// Also advertise the node over mDNS (DNS-SD `_peerconnect._tcp`: its
-    /// name, port and peer id) and browse for others there; only while
-    /// `discovery` is on.
-    #[uniffi(default = true)]
-    pub mdns: bool,
     /// Addresses (`HOST:PORT`) to dial at start.
     #[uniffi(default)]
     pub connect: Vec<String>,
@@ -56,7 +51,6 @@ impl TryFrom<NodeConfig> for peerconnect::Config {
                 .map_err(|e| ApiError::Invalid(format!("listen address {listen:?}: {e}")))?;
         }
         config.discovery.enabled = c.discovery;
-        config.discovery.mdns = c.mdns;
         config.connect = c.connect;
         if let Some(dir) = c.downloads_dir {
             config.downloads = PathBuf::from(dir);

@@ -243,6 +243,10 @@ pub struct DiscoveryConfig {
     pub broadcast: bool,
     pub announce_interval: Duration,
     pub expiry: Duration,
+    /// Also advertise `_peerconnect._tcp` over mDNS and browse for it
+    /// ([`crate::net::mdns`]); runs only while discovery is `enabled`.
+    /// `--no-mdns` turns it off.
+    pub mdns: bool,
 }
 
 impl Default for DiscoveryConfig {
@@ -257,6 +261,7 @@ impl Default for DiscoveryConfig {
             broadcast: true,
             announce_interval: Duration::from_secs(5),
             expiry: Duration::from_secs(17),
+            mdns: true,
         }
     }
 }

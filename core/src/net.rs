@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod gossip;
 pub(crate) mod guest;
 pub mod links;
+pub mod mdns;
 pub mod messaging;
 pub mod mux;
 pub mod netwatch;

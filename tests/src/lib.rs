@@ -277,6 +277,17 @@ impl Lan {
         self.nft_drop("ip daddr 224.0.0.0/4 drop; ip6 daddr ff00::/8 drop;")
     }
 
+    /// Drops PeerConnect's own discovery (its IPv4 and IPv6 groups and subnet
+    /// broadcast) in and out of every host, and no other multicast: a network
+    /// that passes mDNS but not our group. Errs if `nft` is missing.
+    pub fn drop_peerconnect_discovery(&self) -> Result<(), String> {
+        use peerconnect::config::{DEFAULT_GROUP_V4, DEFAULT_GROUP_V6};
+        self.nft_drop(&format!(
+            "ip daddr {{ {DEFAULT_GROUP_V4}, 10.77.0.255, 255.255.255.255 }} drop; \
+             ip6 daddr {DEFAULT_GROUP_V6} drop;"
+        ))
+    }
+
     /// Drops multicast and broadcast (a Wi-Fi with client isolation, or a
     /// filtering router): LAN discovery cannot work, only unicast crosses.
     pub fn drop_multicast_and_broadcast(&self) -> Result<(), String> {

@@ -41,6 +41,11 @@ pub struct NodeArgs {
     /// Do not serve the web UI.
     #[arg(long, global = true)]
     pub no_web: bool,
+    /// Do not advertise this node over mDNS (DNS-SD `_peerconnect._tcp`: its
+    /// name, port and peer id) nor browse for others there. Also off with
+    /// --no-discovery.
+    #[arg(long, global = true)]
+    pub no_mdns: bool,
     /// Do not speak LocalSend (its discovery and its HTTPS server on port
     /// 53317). Also off with --no-discovery (unless --localsend-listen is a
     /// loopback address).
@@ -111,6 +116,7 @@ impl NodeArgs {
             c.discovery.port = p;
         }
         c.discovery.interfaces = self.interfaces.clone();
+        c.discovery.mdns = !self.no_mdns;
         c.connect = self.connect.clone();
         if let Some(d) = &self.downloads {
             c.downloads = d.clone();

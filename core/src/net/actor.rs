@@ -114,6 +114,8 @@ pub struct Stats {
 /// What tasks report to the actor.
 pub(crate) enum Input {
     Datagram(SocketAddr, Vec<u8>),
+    /// A peer DNS-SD hears (`net::mdns`).
+    Hint(disco::Hint),
     Connected {
         /// Boxed: a TLS connection is over a KiB, and every slot of the
         /// actor's input queue would be that big.
@@ -409,6 +411,25 @@ impl Actor {
         } else {
             None
         };
+        // DNS-SD is one more discovery source: on only with discovery, so
+        // nothing multicasts where discovery was turned off.
+        if config.discovery.enabled && config.discovery.mdns {
+            let itx = input_tx.clone();
+            let hand = move |h| {
+                !matches!(
+                    itx.try_send(Input::Hint(h)),
+                    Err(mpsc::error::TrySendError::Closed(_))
+                )
+            };
+            match crate::net::mdns::spawn(&config, identity.peer_id(), local.port(), hand) {
+                Ok(t) => tasks.push(t),
+                // The node works without it (its own discovery is up).
+                Err(message) => {
+                    tracing::warn!("{message}");
+                    let _ = events.send(Event::Error { message });
+                }
+            }
+        }
 
         // Follow this host's addresses where they can change under us: on a
         // LAN (discovery) or with a peer beyond loopback. Nodes on loopback
@@ -710,6 +731,7 @@ impl Actor {
                 })
                 .await;
             }
+            Input::Hint(h) => self.drive_discovery(disco::InEvent::Hint(h)).await,
             Input::Connected {
                 conn,
                 hello,

@@ -12,6 +12,13 @@
 //! Dropped and counted, never acted on: undecodable datagrams, bad signatures,
 //! other protocol versions, our own echoes, and announcements older than the
 //! freshest one already accepted from the same peer (replays).
+//!
+//! Other discovery sources (DNS-SD, [`crate::net::mdns`]) feed the same table
+//! with [`InEvent::Hint`]: unsigned, so a hint only. A hint adds a peer or keeps
+//! it alive and adds addresses to dial (each dial is pinned to the peer's key, so
+//! a false address costs one failed handshake); it never changes the name or kind
+//! of a peer whose signed announcement we have. Hinted peers expire like any
+//! other, so the source must repeat its hints while it still hears the peer.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -115,11 +122,23 @@ pub struct DiscoveredPeer {
     pub addrs: Vec<SocketAddr>,
 }
 
+/// A peer another discovery source heard of (see [`InEvent::Hint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hint {
+    pub id: PeerId,
+    pub name: String,
+    pub kind: DeviceKind,
+    /// TCP addresses to dial.
+    pub addrs: Vec<SocketAddr>,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     peer: DiscoveredPeer,
     last_seen: Duration,
     last_timestamp_ms: u64,
+    /// A signed announcement of this peer was accepted (else only hints were).
+    signed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +169,11 @@ pub enum InEvent {
         kind: DeviceKind,
         tcp_port: u16,
     },
+    /// Another source (DNS-SD) hears this peer: unsigned, so it is added or
+    /// kept alive, and its addresses tried, but it never renames a peer whose
+    /// signed announcement we have. Repeat it within the expiry to keep the
+    /// peer.
+    Hint(Hint),
 }
 
 /// What the state machine asks of the driver.
@@ -185,6 +209,8 @@ pub struct Stats {
     pub own_echo: u64,
     pub stale: u64,
     pub table_full: u64,
+    /// Hints from other sources ([`InEvent::Hint`]) taken into the table.
+    pub hints: u64,
 }
 
 /// The discovery state machine of one node.
@@ -279,6 +305,7 @@ impl<R: Rng> State<R> {
                 self.tcp_port = tcp_port;
                 out.push(OutEvent::Broadcast(self.announcement(false)));
             }
+            InEvent::Hint(h) => self.on_hint(now, h, &mut out),
         }
         out
     }
@@ -402,6 +429,7 @@ impl<R: Rng> State<R> {
                     peer: peer.clone(),
                     last_seen: now,
                     last_timestamp_ms: a.timestamp_ms,
+                    signed: true,
                 },
             );
             out.push(OutEvent::Emit(Event::Discovered(peer)));
@@ -409,6 +437,7 @@ impl<R: Rng> State<R> {
             let e = self.peers.get_mut(&a.id).expect("checked above");
             e.last_seen = now;
             e.last_timestamp_ms = a.timestamp_ms;
+            e.signed = true;
             let mut changed = false;
             if e.peer.name != a.name || e.peer.kind != a.kind {
                 e.peer.name = a.name.clone();
@@ -429,6 +458,69 @@ impl<R: Rng> State<R> {
         // an answer (no loops). A lost answer is repaired by the next announcement.
         if is_new && !a.reply {
             out.push(OutEvent::Unicast(from, self.announcement(true)));
+        }
+    }
+
+    fn on_hint(&mut self, now: Duration, h: Hint, out: &mut Vec<OutEvent>) {
+        if h.id == self.identity.peer_id() {
+            self.stats.own_echo += 1;
+            return;
+        }
+        if h.name.len() > MAX_NAME_LEN || h.addrs.is_empty() {
+            self.stats.malformed += 1;
+            return;
+        }
+        match self.peers.get_mut(&h.id) {
+            Some(e) => {
+                self.stats.hints += 1;
+                e.last_seen = now;
+                let mut changed = false;
+                if !e.signed && (e.peer.name != h.name || e.peer.kind != h.kind) {
+                    e.peer.name = h.name;
+                    e.peer.kind = h.kind;
+                    changed = true;
+                }
+                // After the addresses heard by announcement: those came from
+                // the peer's own datagrams.
+                for a in h.addrs {
+                    if e.peer.addrs.len() < MAX_ADDRS_PER_PEER && !e.peer.addrs.contains(&a) {
+                        e.peer.addrs.push(a);
+                        changed = true;
+                    }
+                }
+                if changed {
+                    out.push(OutEvent::Emit(Event::Updated(e.peer.clone())));
+                }
+            }
+            None => {
+                if self.peers.len() >= self.config.max_peers {
+                    self.stats.table_full += 1;
+                    return;
+                }
+                self.stats.hints += 1;
+                let mut addrs = h.addrs;
+                addrs.dedup();
+                addrs.truncate(MAX_ADDRS_PER_PEER);
+                let peer = DiscoveredPeer {
+                    id: h.id,
+                    // Unknown: a signed announcement of any instance replaces
+                    // the entry as a new one.
+                    instance: 0,
+                    name: h.name,
+                    kind: h.kind,
+                    addrs,
+                };
+                self.peers.insert(
+                    h.id,
+                    Entry {
+                        peer: peer.clone(),
+                        last_seen: now,
+                        last_timestamp_ms: 0,
+                        signed: false,
+                    },
+                );
+                out.push(OutEvent::Emit(Event::Discovered(peer)));
+            }
         }
     }
 
@@ -623,6 +715,86 @@ mod tests {
         let out = b.handle(Duration::from_secs(30), WALL, InEvent::Timer(Timer::Expire));
         assert!(out.contains(&OutEvent::Emit(Event::Expired(a.identity.peer_id()))));
         assert_eq!(b.peers().count(), 0);
+    }
+
+    fn hint(of: &State<sim::SimRng>, name: &str, port: u16) -> InEvent {
+        InEvent::Hint(Hint {
+            id: of.identity.peer_id(),
+            name: name.into(),
+            kind: DeviceKind::Phone,
+            addrs: vec![SocketAddr::from(([10, 0, 0, 9], port))],
+        })
+    }
+
+    /// A peer only DNS-SD hears is listed, kept while the hints repeat, and
+    /// dropped like any silent peer once they stop.
+    #[test]
+    fn a_hinted_peer_is_discovered_kept_by_repeats_and_expires_without_them() {
+        let a = node(1);
+        let mut b = node(2);
+        let out = b.handle(Duration::ZERO, WALL, hint(&a, "phone", 4001));
+        let found = discovered(&out);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "phone");
+        assert!(
+            !out.iter().any(|o| matches!(o, OutEvent::Unicast(..))),
+            "a hint came from no datagram: nothing to answer"
+        );
+        let out = b.handle(Duration::from_secs(12), WALL, hint(&a, "phone", 4001));
+        assert!(out.is_empty(), "a repeat changes nothing: {out:?}");
+        let out = b.handle(Duration::from_secs(20), WALL, InEvent::Timer(Timer::Expire));
+        assert!(
+            !out.contains(&OutEvent::Emit(Event::Expired(a.identity.peer_id()))),
+            "the repeat kept it"
+        );
+        let out = b.handle(Duration::from_secs(40), WALL, InEvent::Timer(Timer::Expire));
+        assert!(out.contains(&OutEvent::Emit(Event::Expired(a.identity.peer_id()))));
+        assert_eq!(b.stats().hints, 2);
+    }
+
+    /// A hint is unsigned: it adds an address to try, but the name and kind
+    /// of a signed announcement stay; and a signed announcement that follows
+    /// hints takes over the entry (and is answered, as from a newcomer).
+    #[test]
+    fn a_hint_never_renames_a_peer_that_announced_itself() {
+        let mut a = node(1);
+        let mut b = node(2);
+        let ann = broadcast_of(&a.handle(Duration::ZERO, WALL, InEvent::Start));
+        deliver(&mut b, Duration::ZERO, addr(1), ann);
+        let out = b.handle(Duration::from_secs(1), WALL, hint(&a, "impostor", 4001));
+        let peer = b.get(&a.identity.peer_id()).unwrap();
+        assert_eq!(
+            (peer.name.as_str(), peer.kind),
+            ("node1", DeviceKind::Laptop)
+        );
+        assert_eq!(
+            peer.addrs,
+            vec![
+                SocketAddr::from(([10, 0, 0, 1], 4001)),
+                SocketAddr::from(([10, 0, 0, 9], 4001))
+            ]
+        );
+        assert!(matches!(&out[..], [OutEvent::Emit(Event::Updated(_))]));
+
+        let mut c = node(3);
+        c.handle(Duration::ZERO, WALL, hint(&a, "hinted", 4001));
+        let ann = broadcast_of(&a.handle(
+            Duration::from_secs(5),
+            WALL + 5000,
+            InEvent::Timer(Timer::Announce),
+        ));
+        let out = deliver(&mut c, Duration::from_secs(1), addr(1), ann);
+        assert_eq!(discovered(&out)[0].name, "node1");
+        assert!(out.iter().any(|o| matches!(o, OutEvent::Unicast(..))));
+    }
+
+    #[test]
+    fn a_hint_of_ourselves_is_dropped_and_counted() {
+        let mut a = node(1);
+        let me = hint(&node(1), "me", 4001);
+        assert!(a.handle(Duration::ZERO, WALL, me).is_empty());
+        assert_eq!((a.stats().own_echo, a.stats().hints), (1, 0));
+        assert_eq!(a.peers().count(), 0);
     }
 
     #[test]

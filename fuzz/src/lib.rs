@@ -30,10 +30,12 @@ mod localsend;
 pub mod seeds;
 mod targets;
 pub mod tree;
+pub mod tree_coordinator;
 
 pub use localsend::localsend;
 pub use targets::*;
 pub use tree::tree;
+pub use tree_coordinator::tree_coordinator;
 
 /// A target's body.
 pub type Target = fn(&[u8]);
@@ -53,6 +55,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("web", web),
     ("rooms", rooms),
     ("tree", tree),
+    ("tree_coordinator", tree_coordinator),
     ("localsend", localsend),
 ];
 

@@ -32,6 +32,7 @@ pub fn all() -> Vec<Seed> {
     out.extend(transfer_sender());
     out.extend(rooms());
     out.extend(tree());
+    out.extend(tree_coordinator());
     out.extend(localsend());
     out
 }
@@ -680,6 +681,98 @@ fn tree() -> Vec<Seed> {
     vec![
         ("tree", "session".into(), whole.bytes.clone()),
         ("tree", "corrupt-relay".into(), corrupt.bytes.clone()),
+    ]
+}
+
+fn tree_coordinator() -> Vec<Seed> {
+    use crate::tree_coordinator::{RECEIVERS, node, op};
+    use peerconnect::proto::transfer::tree::{LostReason, Message as T};
+    // Two stripes, degree 2, relaying, window 2, one strike, a lag of 2;
+    // up to 8 receivers; the sender's rate unmeasured.
+    let header = [0x11, 0x22, 6, 0];
+    let real = 0x80; // LOST: the forest's real parent
+    let joins = |p: &mut Program, n: u8| {
+        for i in 1..=n {
+            p.op(op::JOIN).u8(i).u8(0).u16(0).u16(0);
+        }
+    };
+    let subscribe_all = |p: &mut Program, n: u8| {
+        for i in 1..=n {
+            for s in 0..2 {
+                p.op(op::SUBSCRIBE).u8(i).u8(s).u8(1).u8(0);
+            }
+        }
+    };
+
+    // A whole session: six receivers, the sender serving its children, a
+    // relay lost, a parent gone and a corrupt one reported, then everyone
+    // complete and released.
+    let mut whole = Program::default();
+    whole.raw(&header);
+    joins(&mut whole, 6);
+    whole.op(op::BEGIN);
+    subscribe_all(&mut whole, 6);
+    // the same, as it travels
+    whole.op(op::MESSAGE).u8(1).msg(&T::Subscribe {
+        stripe: 0,
+        outline: false,
+        have: vec![0],
+    });
+    for i in 1..=6 {
+        for index in 0..4 {
+            whole.op(op::ACK).u8(i).u8(index);
+        }
+    }
+    whole
+        .op(op::MESSAGE)
+        .u8(2)
+        .msg(&T::Report { have: vec![2, 1] });
+    whole.op(op::REPORT).u8(3).u8(4).u8(4);
+    whole.op(op::PEER_LOST).u8(1);
+    whole.op(op::LOST).u8(3).u8(0).u8(real).u8(0);
+    whole.op(op::LOST).u8(4).u8(1).u8(real).u8(1);
+    whole.op(op::MESSAGE).u8(5).msg(&T::Lost {
+        stripe: 0,
+        parent: node(2),
+        reason: LostReason::Gone,
+    });
+    whole.op(op::TIMER).u8(1).op(op::WAIT).u16(1000);
+    for i in [6, 5, 4, 3, 2] {
+        whole.op(op::COMPLETE).u8(i);
+    }
+    whole.op(op::MESSAGE).u8(RECEIVERS + 1).msg(&T::Complete);
+
+    // Slow relays: half the receivers hold everything, the others nothing,
+    // report after report.
+    let mut slow = Program::default();
+    slow.raw(&[0x11, 0x22, 6, 0]);
+    joins(&mut slow, 7);
+    slow.op(op::BEGIN);
+    for round in 0..4u8 {
+        for i in 1..=7u8 {
+            let held = if round > 0 && i % 2 == 1 { 9 } else { 0 };
+            slow.op(op::REPORT).u8(i).u8(held).u8(held);
+        }
+        slow.op(op::TIMER).u8(1).op(op::WAIT).u16(6000);
+    }
+
+    // Late receivers, a measured sender, then a corrupt report about the
+    // sender itself: the file changed, the session aborts.
+    let mut abort = Program::default();
+    abort.raw(&[0x12, 0x00, 3, 0x81]);
+    joins(&mut abort, 2);
+    abort.op(op::BEGIN);
+    abort.op(op::JOIN).u8(3).u8(1).u16(400).u16(800);
+    abort.op(op::JOIN).u8(4).u8(0).u16(0).u16(0);
+    subscribe_all(&mut abort, 4);
+    for i in 1..=4 {
+        abort.op(op::LOST).u8(i).u8(0).u8(real).u8(1);
+    }
+    abort.op(op::COMPLETE).u8(1).op(op::TIMER).u8(1);
+    vec![
+        ("tree_coordinator", "session".into(), whole.bytes.clone()),
+        ("tree_coordinator", "slow".into(), slow.bytes.clone()),
+        ("tree_coordinator", "abort".into(), abort.bytes.clone()),
     ]
 }
 

@@ -61,3 +61,35 @@ fn the_tree_seeds_reach_a_whole_session_and_a_corrupt_relay() {
     assert!(corrupt.stats().corrupt > 0, "no corrupt relay caught");
     assert!(!corrupt.is_complete());
 }
+
+#[test]
+fn the_tree_coordinator_seeds_reach_repairs_slow_moves_completion_and_abort() {
+    // As above: seeds far from the repair code would leave the fuzzer there.
+    let seeds = peerconnect_fuzz::seeds::all();
+    let seed = |name: &str| {
+        let (_, _, bytes) = seeds
+            .iter()
+            .find(|(t, n, _)| *t == "tree_coordinator" && n == name)
+            .unwrap();
+        peerconnect_fuzz::tree_coordinator::run(bytes)
+    };
+    let whole = seed("session");
+    assert!(
+        whole.is_all_complete(),
+        "the session seed does not complete"
+    );
+    assert!(whole.groups_sent() > 0, "the sender never sends a group");
+    assert!(whole.stats().repairs > 0, "no repair");
+    assert!(
+        whole.stats().corrupt_reports > 0,
+        "no corrupt relay reported"
+    );
+    let slow = seed("slow");
+    assert!(
+        slow.stats().slow_moves + slow.stats().demotions > 0,
+        "no slow relay found: {:?}",
+        slow.stats()
+    );
+    let abort = seed("abort");
+    assert!(abort.stats().corrupt_reports > 0 && !abort.is_all_complete());
+}

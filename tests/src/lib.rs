@@ -311,10 +311,13 @@ impl Lan {
             let mine = side.contains(&i);
             let mut others = (1..=self.len()).filter(|j| side.contains(j) != mine);
             let others = addrs(&mut others);
+            // IPv6 off the namespace too (loopback aside): nodes learn each
+            // other's link-local IPv6 addresses (DNS-SD), which a cut of the
+            // IPv4 addresses alone would leave connected.
             let rules = format!(
                 "table inet lancut {{
-  chain in {{ type filter hook input priority 0; ip saddr {{ {others} }} drop; }}
-  chain out {{ type filter hook output priority 0; ip daddr {{ {others} }} drop; }}
+  chain in {{ type filter hook input priority 0; ip saddr {{ {others} }} drop; meta nfproto ipv6 iifname != \"lo\" drop; }}
+  chain out {{ type filter hook output priority 0; ip daddr {{ {others} }} drop; meta nfproto ipv6 oifname != \"lo\" drop; }}
 }}"
             );
             self.nft(self.ns(i), &rules)?;

@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{InfoDto, client};
 use crate::net::transfer::local::download::{
-    self as adapter, SenderAlive, Stop, Verdict, drain, next, reply, stream_file,
+    self as adapter, SenderAlive, Stop, Verdict, drain, next, read_offer, reply, stream_file,
 };
 use crate::net::transfer::stream::Shared as SharedStream;
 use crate::proto::transfer::manifest::{Manifest, mask_to_ranges};
@@ -105,6 +105,31 @@ impl Session<'_> {
     fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
         self.to.https.then(|| self.out.tls.clone())
     }
+
+    /// Sends `prepare-upload` with `body` (and the PIN, if one is set) and
+    /// waits up to [`ANSWER_WAIT`] for the device's owner to answer.
+    async fn prepare_upload(&self, body: &[u8]) -> Result<client::Response, String> {
+        let path = match &self.to.pin {
+            Some(pin) => format!("/api/localsend/v2/prepare-upload?pin={}", query(pin)),
+            None => "/api/localsend/v2/prepare-upload".to_string(),
+        };
+        client::request(
+            self.to.addr,
+            self.tls(),
+            "POST",
+            &path,
+            body,
+            client::Framing::Length,
+            ANSWER_WAIT,
+        )
+        .await
+        .map_err(|e| format!("cannot reach the device: {e}"))
+    }
+}
+
+/// A SHA-256 digest in lowercase hex (as LocalSend sends it).
+fn sha256_hex(digest: ring::digest::Digest) -> String {
+    super::tls::hex_upper(digest.as_ref()).to_ascii_lowercase()
 }
 
 async fn run(
@@ -203,8 +228,7 @@ async fn sha256s(
                     }
                     ctx.update(&buf[..n]);
                 }
-                let sum = super::tls::hex_upper(ctx.finish().as_ref()).to_ascii_lowercase();
-                Ok((i, sum))
+                Ok((i, sha256_hex(ctx.finish())))
             })
             .collect()
     })
@@ -245,13 +269,7 @@ async fn drive(
     let mut r = s.clone();
     let mut w = s.clone();
     let mut st = receiver::State::new();
-    loop {
-        match next(&mut r, &mut st).await? {
-            Action::Continue => {}
-            Action::Offer => break,
-            other => return Err(Stop::Protocol(format!("{other:?} during the offer"))),
-        }
-    }
+    read_offer(&mut r, &mut st).await?;
     let m = st.manifest().expect("the offer was read").clone();
     let prepared = tokio::select! {
         p = prepare(session, &m, sources) => p,
@@ -353,21 +371,7 @@ async fn prepare(
         .await
         .map_err(|e| format!("cannot read the files: {e}"))?;
     let body = prepare_body(&session.out.me, m, &sums);
-    let path = match &session.to.pin {
-        Some(pin) => format!("/api/localsend/v2/prepare-upload?pin={}", query(pin)),
-        None => "/api/localsend/v2/prepare-upload".to_string(),
-    };
-    let res = client::request(
-        session.to.addr,
-        session.tls(),
-        "POST",
-        &path,
-        &body,
-        client::Framing::Length,
-        ANSWER_WAIT,
-    )
-    .await
-    .map_err(|e| format!("cannot reach the device: {e}"))?;
+    let res = session.prepare_upload(&body).await?;
     if res.status != 200 {
         return Err(refusal(res.status));
     }
@@ -386,10 +390,7 @@ async fn prepare(
 pub(crate) async fn text(out: &Outbound, to: &Target, text: &str) -> Result<(), String> {
     let session = Session { out, to, id: None };
     let name = format!("{}.txt", super::tls::hex_upper(&rand::random::<[u8; 8]>()));
-    let sha = super::tls::hex_upper(
-        ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref(),
-    )
-    .to_ascii_lowercase();
+    let sha = sha256_hex(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()));
     let body = serde_json::json!({
         "info": out.me,
         "files": { "text": {
@@ -401,22 +402,8 @@ pub(crate) async fn text(out: &Outbound, to: &Target, text: &str) -> Result<(), 
             "preview": text,
         }},
     });
-    let path = match &to.pin {
-        Some(pin) => format!("/api/localsend/v2/prepare-upload?pin={}", query(pin)),
-        None => "/api/localsend/v2/prepare-upload".to_string(),
-    };
     let body = serde_json::to_vec(&body).expect("a JSON value serializes");
-    let res = client::request(
-        to.addr,
-        session.tls(),
-        "POST",
-        &path,
-        &body,
-        client::Framing::Length,
-        ANSWER_WAIT,
-    )
-    .await
-    .map_err(|e| format!("cannot reach the device: {e}"))?;
+    let res = session.prepare_upload(&body).await?;
     match res.status {
         204 => Ok(()),
         200 => {

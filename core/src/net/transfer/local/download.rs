@@ -388,6 +388,17 @@ pub(crate) async fn next(r: &mut SharedStream, st: &mut receiver::State) -> Resu
     }
 }
 
+/// Reads the sender's frames up to the end of its offer.
+pub(crate) async fn read_offer(r: &mut SharedStream, st: &mut receiver::State) -> Result<(), Stop> {
+    loop {
+        match next(r, st).await? {
+            Action::Continue => {}
+            Action::Offer => return Ok(()),
+            other => return Err(Stop::Protocol(format!("{other:?} during the offer"))),
+        }
+    }
+}
+
 pub(crate) async fn reply(w: &mut SharedStream, msg: &ToSender) -> Result<(), Stop> {
     let mut buf = Vec::new();
     encode_frame(msg, &mut buf).expect("replies fit in a frame");
@@ -403,13 +414,7 @@ async fn drive(
     let mut r = share.stream.clone();
     let mut w = share.stream.clone();
     let mut st = receiver::State::new();
-    loop {
-        match next(&mut r, &mut st).await? {
-            Action::Continue => {}
-            Action::Offer => break,
-            other => return Err(Stop::Protocol(format!("{other:?} during the offer"))),
-        }
-    }
+    read_offer(&mut r, &mut st).await?;
     let n = st.manifest().map(|m| m.len()).unwrap_or(0);
     st.accept(&vec![true; n], BTreeMap::new());
     {

@@ -256,6 +256,48 @@ impl MuxStream {
             .map_err(|_| io::Error::new(io::ErrorKind::ConnectionAborted, "mux session ended"))
     }
 
+    /// Reads up to `max` (> 0) bytes as the very bytes the session received,
+    /// without copying them: `Ready(Ok(None))` at the end of the stream. The
+    /// way to read into a consumer that takes [`Bytes`] (the disk writer),
+    /// where `poll_read` would copy into the caller's buffer.
+    pub fn poll_read_bytes(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        if self.reset {
+            return Poll::Ready(Err(Failure::Reset { code: 0 }.to_io()));
+        }
+        loop {
+            if !self.chunk.is_empty() {
+                let n = self.chunk.len().min(max.max(1));
+                let out = self.chunk.split_to(n);
+                self.unreported += n as u64;
+                if self.unreported >= REPORT_EVERY {
+                    self.report();
+                }
+                return Poll::Ready(Ok(Some(out)));
+            }
+            if self.read_eof {
+                self.report();
+                return Poll::Ready(Ok(None));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(RecvItem::Data(b))) => self.chunk = b,
+                Poll::Ready(Some(RecvItem::Fin)) => self.read_eof = true,
+                Poll::Ready(None) => match self.shared.failure.get() {
+                    Some(f) => return Poll::Ready(Err(f.to_io())),
+                    None => self.read_eof = true,
+                },
+                Poll::Pending => {
+                    // Drained: tell the session, so the peer may send more.
+                    self.report();
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
     /// Writes `data` without copying it: the session sends and keeps these
     /// very bytes (until the peer acknowledges them). Each call hands over
     /// what the budget allows, split off the front of `data`; `Ready(Ok(()))`

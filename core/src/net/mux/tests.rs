@@ -587,3 +587,31 @@ async fn a_lane_going_from_bulk_to_quiet_and_back_loses_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_received_bytes_themselves_gives_the_stream_in_order() {
+    let (a, b, _) = pair(2).await;
+    // Far more than the window: the writer only finishes if reading this way
+    // gives the peer its credit back.
+    let data = pattern(4 * test_config().mux.bulk_window as usize + 12_345, 3);
+    let mut s = a.open_bulk_stream().await.unwrap();
+    let d = data.clone();
+    let writer = tokio::spawn(async move { send_all(&mut s, &d).await });
+    let mut t = b.accept_stream().await.unwrap();
+    let max = 50_000;
+    let mut got = Vec::new();
+    let read = async {
+        while let Some(piece) = std::future::poll_fn(|cx| t.poll_read_bytes(cx, max))
+            .await
+            .unwrap()
+        {
+            assert!(!piece.is_empty() && piece.len() <= max, "{}", piece.len());
+            got.extend_from_slice(&piece);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the stream stalled: credit was not given back");
+    writer.await.unwrap();
+    assert_same(&got, &data);
+}

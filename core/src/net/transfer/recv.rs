@@ -621,14 +621,12 @@ async fn receive_files(
     let files: Vec<u32> = state.files().to_vec();
     let (ops_tx, ops_rx) = mpsc::channel::<Op>(OPS_QUEUE);
     let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Res>();
-    let (pool_tx, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let disk = tokio::task::spawn_blocking({
         let w = writer::Writer {
             root: plan.root.clone(),
             sync: sh.config.sync,
             ops: ops_rx,
             results: res_tx,
-            pool: pool_tx,
         };
         move || writer::run(w)
     });
@@ -639,7 +637,6 @@ async fn receive_files(
         prehash,
         whole,
         ops_tx,
-        pool_rx,
         ctl.clone(),
         sh.clone(),
     ));
@@ -848,7 +845,6 @@ async fn read_files(
     mut prehash: BTreeMap<u32, (u64, blake3::Hasher)>,
     whole: BTreeMap<u32, [u8; 32]>,
     ops: mpsc::Sender<Op>,
-    pool: std::sync::mpsc::Receiver<Vec<u8>>,
     mut ctl: watch::Receiver<Ctl>,
     sh: Arc<Shared>,
 ) -> Result<(), ReadErr> {
@@ -877,13 +873,12 @@ async fn read_files(
                 }
             }
             Action::Write { len, .. } => {
-                // A returned buffer keeps its length: resizing a block-sized
-                // one to a block costs nothing.
-                let mut buf = pool.try_recv().unwrap_or_default();
-                buf.resize(len as usize, 0);
-                r.read_exact(&mut buf).await?;
+                // The block as the mux received it (frames of up to 64 KiB),
+                // not copied into a buffer of ours: the writer hashes and
+                // writes the pieces themselves.
+                let pieces = r.read_exact_bytes(len as usize).await?;
                 sh.count_received(len as u64);
-                Op::Data(buf)
+                Op::Data(pieces)
             }
             Action::Finish { index, blake3 } => Op::Finish { index, blake3 },
             Action::Skipped { index, reason } => Op::Skip { index, reason },

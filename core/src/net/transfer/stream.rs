@@ -99,6 +99,31 @@ impl Shared {
         .await
     }
 
+    /// Reads exactly `len` bytes, as the pieces they arrived in. On a mux
+    /// stream these are the received bytes themselves (no copy); an
+    /// in-memory pair copies them into one piece, as `read_exact` does. An
+    /// end of stream before `len` is an `UnexpectedEof` error.
+    pub async fn read_exact_bytes(&self, len: usize) -> io::Result<Vec<Bytes>> {
+        if !matches!(&*self.lock(), Io::Mux(_)) {
+            let mut buf = vec![0; len];
+            tokio::io::AsyncReadExt::read_exact(&mut self.clone(), &mut buf).await?;
+            return Ok(vec![Bytes::from(buf)]);
+        }
+        let mut pieces = Vec::new();
+        let mut got = 0;
+        while got < len {
+            let piece = std::future::poll_fn(|cx| match &mut *self.lock() {
+                Io::Mux(m) => m.poll_read_bytes(cx, len - got),
+                Io::Local(_) => Poll::Ready(Err(io::Error::other("not a mux stream"))),
+            })
+            .await?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended"))?;
+            got += piece.len();
+            pieces.push(piece);
+        }
+        Ok(pieces)
+    }
+
     /// Aborts the stream both ways; the peer's reads and writes fail with
     /// `code` ([`peer_reset_code`]).
     pub fn reset(&self, code: u32) {

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::fs;
@@ -35,7 +36,8 @@ pub(super) enum Op {
         /// The file is already complete at `target` with this hash.
         whole: Option<[u8; 32]>,
     },
-    Data(Vec<u8>),
+    /// The next block of the open file, in the pieces it arrived in.
+    Data(Vec<Bytes>),
     Finish {
         index: u32,
         blake3: [u8; 32],
@@ -84,7 +86,6 @@ pub(super) struct Writer {
     pub sync: bool,
     pub ops: mpsc::Receiver<Op>,
     pub results: mpsc::UnboundedSender<Res>,
-    pub pool: std::sync::mpsc::Sender<Vec<u8>>,
 }
 
 struct Current {
@@ -144,14 +145,14 @@ pub(super) fn run(mut w: Writer) {
                 }
                 cur = Some(c);
             }
-            Op::Data(buf) => {
+            Op::Data(pieces) => {
                 if let Some(c) = cur.as_mut().filter(|c| !c.failed)
                     && let Some(f) = &c.file
                 {
-                    match hash_and_write(f, &mut c.hasher, &buf, c.pos) {
-                        Ok(()) => {
-                            c.pos += buf.len() as u64;
-                            send(Res::Wrote(buf.len() as u64));
+                    match hash_and_write(f, &mut c.hasher, &pieces, c.pos) {
+                        Ok(len) => {
+                            c.pos += len;
+                            send(Res::Wrote(len));
                         }
                         Err(e) => {
                             c.failed = true;
@@ -162,7 +163,6 @@ pub(super) fn run(mut w: Writer) {
                                     index: c.index,
                                     reason,
                                 });
-                                let _ = w.pool.send(buf);
                                 return;
                             }
                             send(Res::Failed {
@@ -172,9 +172,6 @@ pub(super) fn run(mut w: Writer) {
                         }
                     }
                 }
-                // Returned with its length, so the reader reuses it without
-                // zero-filling it again.
-                let _ = w.pool.send(buf);
             }
             Op::Finish { index, blake3 } => {
                 let Some(c) = cur.take().filter(|c| c.index == index) else {
@@ -233,21 +230,22 @@ fn is_disk_full(e: &std::io::Error) -> bool {
     )
 }
 
-/// Hashes and writes `buf` at `pos` a piece at a time, so each piece is
-/// still in the CPU's cache when the kernel copies it to the page cache.
+/// Hashes and writes `pieces` one after another at `pos`, at most [`PIECE`]
+/// bytes at a time, so each is still in the CPU's cache when the kernel
+/// copies it to the page cache. Returns the bytes written.
 fn hash_and_write(
     f: &File,
     hasher: &mut blake3::Hasher,
-    buf: &[u8],
+    pieces: &[Bytes],
     pos: u64,
-) -> std::io::Result<()> {
+) -> std::io::Result<u64> {
     let mut at = pos;
-    for piece in buf.chunks(PIECE) {
-        hasher.update(piece);
-        f.write_all_at(piece, at)?;
-        at += piece.len() as u64;
+    for part in pieces.iter().flat_map(|p| p.chunks(PIECE)) {
+        hasher.update(part);
+        f.write_all_at(part, at)?;
+        at += part.len() as u64;
     }
-    Ok(())
+    Ok(at - pos)
 }
 
 fn open(

@@ -127,8 +127,13 @@ impl Store {
 
     /// A throwaway in-memory store (tests, benchmarks of many nodes).
     pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        // Every table and index takes at least one page, all of it held in
+        // memory: 1 KiB pages instead of 4 KiB keep an idle store of the
+        // schema ~50 KiB smaller (thousands of such nodes share a process).
+        conn.pragma_update(None, "page_size", 1024)?;
         let store = Self {
-            conn: Mutex::new(Connection::open_in_memory()?),
+            conn: Mutex::new(conn),
             untrusted_peer_limit: AtomicUsize::new(MAX_UNTRUSTED_PEERS),
             untrusted_messages: Mutex::new(UntrustedMessageQuota::default()),
             messages_since_quota_check: std::sync::atomic::AtomicU64::new(0),

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -73,7 +73,10 @@ pub enum SendError {
 pub struct Links {
     peers: RwLock<HashMap<PeerId, PeerLink>>,
     events: broadcast::Sender<LinkEvent>,
-    seen: broadcast::Sender<PeerSeen>,
+    /// Made by the first subscriber (the DHT's presence service): a
+    /// broadcast channel allocates all its slots at once (~20 KiB here), and
+    /// a node without the DHT has no reader for it.
+    seen: OnceLock<broadcast::Sender<PeerSeen>>,
     cmd: mpsc::Sender<Command>,
     /// How many [`LinkHold`]s exist per peer.
     holds: Mutex<HashMap<PeerId, usize>>,
@@ -106,7 +109,7 @@ impl Links {
         Arc::new(Self {
             peers: RwLock::new(HashMap::new()),
             events: broadcast::channel(event_buffer.max(16)).0,
-            seen: broadcast::channel(SEEN_BUFFER).0,
+            seen: OnceLock::new(),
             cmd,
             holds: Mutex::new(HashMap::new()),
             pongs: Mutex::new(HashMap::new()),
@@ -163,12 +166,17 @@ impl Links {
 
     /// Peers seen from now on (see [`PeerSeen`]).
     pub fn subscribe_seen(&self) -> broadcast::Receiver<PeerSeen> {
-        self.seen.subscribe()
+        self.seen
+            .get_or_init(|| broadcast::channel(SEEN_BUFFER).0)
+            .subscribe()
     }
 
     /// Announces a peer seen (called by the actor).
     pub(crate) fn set_seen(&self, peer: PeerId, addrs: Vec<SocketAddr>) {
-        let _ = self.seen.send(PeerSeen { peer, addrs });
+        // Before the first subscriber nobody could receive it anyway.
+        if let Some(seen) = self.seen.get() {
+            let _ = seen.send(PeerSeen { peer, addrs });
+        }
     }
 
     /// Queues `msg` for `peer` without waiting; fails if not connected or the

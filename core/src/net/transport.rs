@@ -284,6 +284,9 @@ impl Transport {
         // Session tickets would let a client resume without presenting its
         // certificate again; every connection must prove its key.
         server.send_tls13_tickets = 0;
+        // Without tickets nothing would ever be stored in the session cache;
+        // the default one allocates 256 entries (~25 KiB) per node up front.
+        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Self {
             identity: identity.clone(),
             cert,

@@ -37,6 +37,13 @@ pub use targets::*;
 pub use tree::tree;
 pub use tree_coordinator::tree_coordinator;
 
+/// A relay tree's session stream (`net::transfer::tree`) as a member reads
+/// it: the opening frame, frames, groups' raw bytes; decode∘encode of every
+/// frame unchanged (asserted inside).
+pub fn tree_stream(data: &[u8]) {
+    peerconnect::net::transfer::tree_fuzzing::stream(data);
+}
+
 /// A target's body.
 pub type Target = fn(&[u8]);
 
@@ -57,6 +64,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tree", tree),
     ("tree_coordinator", tree_coordinator),
     ("localsend", localsend),
+    ("tree_stream", tree_stream),
 ];
 
 /// Most operations one input drives a state machine through (bounds the time

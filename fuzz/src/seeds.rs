@@ -34,6 +34,11 @@ pub fn all() -> Vec<Seed> {
     out.extend(tree());
     out.extend(tree_coordinator());
     out.extend(localsend());
+    out.extend(
+        peerconnect::net::transfer::tree_fuzzing::seeds()
+            .into_iter()
+            .map(|(name, bytes)| ("tree_stream", name, bytes)),
+    );
     out
 }
 

@@ -93,3 +93,20 @@ fn the_tree_coordinator_seeds_reach_repairs_slow_moves_completion_and_abort() {
     let abort = seed("abort");
     assert!(abort.stats().corrupt_reports > 0 && !abort.is_all_complete());
 }
+
+#[test]
+fn the_tree_stream_seeds_are_read_to_their_last_frame() {
+    // An offer with every coordinator frame kind and a relay's stream with a
+    // group: a seed cut short by a decoding change would hide the rest.
+    let tree_stream = peerconnect::net::transfer::tree_fuzzing::stream;
+    let seeds = peerconnect_fuzz::seeds::all();
+    let frames = |name: &str| {
+        let (_, _, bytes) = seeds
+            .iter()
+            .find(|(t, n, _)| *t == "tree_stream" && n == name)
+            .unwrap();
+        tree_stream(bytes)
+    };
+    assert_eq!(frames("offer"), 6);
+    assert_eq!(frames("relay"), 4);
+}

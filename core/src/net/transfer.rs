@@ -85,6 +85,11 @@ pub(crate) mod stream;
 mod tree;
 mod writer;
 
+/// Entry points for the fuzz targets (not an API): a relay tree's session
+/// stream as a member reads it.
+#[doc(hidden)]
+pub use tree::fuzzing as tree_fuzzing;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1088,3 +1088,114 @@ async fn place(
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }
+
+/// Entry points for the fuzz targets (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::fmt::Debug;
+
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use super::{Frame, MAX_GROUP, Message, Open};
+    use crate::identity::PeerId;
+    use crate::proto::transfer::tree::LostReason;
+    use crate::proto::wire;
+
+    /// Reads `bytes` as a member reads a session stream: the opening frame
+    /// ([`super::incoming`]), then frame after frame ([`super::read_loop`]),
+    /// the raw bytes of a group skipped by its length. The stream ends where
+    /// a frame does not decode or is cut short, or at a group longer than
+    /// `MAX_GROUP` (which the member resets). Every frame read must encode to
+    /// bytes that decode to the same frame. Returns the frames read.
+    pub fn stream(bytes: &[u8]) -> usize {
+        let Ok(Some((open, mut at))) = wire::decode_frame::<Open>(bytes) else {
+            return 0;
+        };
+        round_trip(&open);
+        let mut frames = 0;
+        while let Ok(Some((frame, used))) = wire::decode_frame::<Frame>(&bytes[at..]) {
+            round_trip(&frame);
+            frames += 1;
+            at += used;
+            if let Frame::Msg(Message::Group { len, .. }) = frame {
+                if len as u64 > MAX_GROUP || len as usize > bytes.len() - at {
+                    break;
+                }
+                at += len as usize;
+            }
+        }
+        frames
+    }
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(v: &T) {
+        let mut buf = Vec::new();
+        wire::encode_frame(v, &mut buf).expect("what decoded encodes");
+        let back: T = wire::decode_exact_frame(&buf).expect("what encoded decodes");
+        assert_eq!(&back, v, "decode∘encode changed the frame");
+    }
+
+    /// Real session streams, each as one input: a coordinator's offer and
+    /// the frames a member gets, and a relay's stream with its groups.
+    pub fn seeds() -> Vec<(String, Vec<u8>)> {
+        let peer = PeerId::from_bytes([7; 32]);
+        let mut offer = Vec::new();
+        frame(&mut offer, &Open::Offer { session: 42 });
+        for m in [
+            Message::Start {
+                size: 3 << 20,
+                group: 1 << 20,
+                root: [1; 32],
+                stripes: 2,
+            },
+            Message::Attach {
+                stripe: 1,
+                parent: peer,
+            },
+            Message::Serve {
+                stripe: 0,
+                child: peer,
+            },
+            Message::Lost {
+                stripe: 0,
+                parent: peer,
+                reason: LostReason::Gone,
+            },
+            Message::Release,
+        ] {
+            frame(&mut offer, &Frame::Msg(m));
+        }
+        frame(
+            &mut offer,
+            &Frame::Peer {
+                peer,
+                addrs: vec!["127.0.0.1:4000".parse().expect("addr")],
+            },
+        );
+        let mut relay = Vec::new();
+        frame(&mut relay, &Open::Join { session: 42 });
+        frame(
+            &mut relay,
+            &Frame::Msg(Message::Subscribe {
+                stripe: 0,
+                outline: true,
+                have: vec![0b101],
+            }),
+        );
+        frame(
+            &mut relay,
+            &Frame::Msg(Message::Outline {
+                first: 0,
+                digests: vec![[2; 32], [3; 32]],
+            }),
+        );
+        frame(&mut relay, &Frame::Msg(Message::Group { index: 0, len: 5 }));
+        relay.extend_from_slice(b"12345");
+        frame(&mut relay, &Frame::Msg(Message::Ack { index: 0 }));
+        vec![("offer".into(), offer), ("relay".into(), relay)]
+    }
+
+    fn frame<T: Serialize>(out: &mut Vec<u8>, v: &T) {
+        wire::encode_frame(v, out).expect("small");
+    }
+}

@@ -276,7 +276,48 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
             if i > 0 {
                 while n.room_neighbors(ROOM).await?.is_empty() {
                     if t.elapsed() > limit {
-                        anyhow::bail!("node {i} found no neighbour in the room");
+                        // What it knows, to tell a lost join from a lost link.
+                        let topic = rooms::topic(ROOM);
+                        let v = n.gossip().views(topic).await?;
+                        let stats = n.gossip().stats(Some(topic)).await?;
+                        let mut other = String::new();
+                        for p in &v.active {
+                            let Some(k) = nodes.iter().position(|m| m.id() == *p) else {
+                                continue;
+                            };
+                            let w = nodes[k].gossip().views(topic).await?;
+                            let ks = nodes[k].gossip().stats(Some(topic)).await?;
+                            other += &format!(
+                                "; its active peer is node {k}: active {} (us: {}), passive {} \
+                                 (us: {}), sessions {}, connected to us {}; driver {}; \
+                                 protocol {}; membership {}",
+                                w.active.len(),
+                                w.active.contains(&n.id()),
+                                w.passive.len(),
+                                w.passive.contains(&n.id()),
+                                nodes[k].links().connected().len(),
+                                nodes[k].links().is_connected(&n.id()),
+                                serde_json::to_string(&ks.driver)?,
+                                serde_json::to_string(&ks.protocol)?,
+                                serde_json::to_string(&ks.topic.map(|t| t.membership))?
+                            );
+                        }
+                        anyhow::bail!(
+                            format!(
+                                "node {i} found no neighbour in the room (active {}, confirmed {}, \
+                             passive {}, sessions {}; membership {})",
+                                v.active.len(),
+                                v.confirmed.len(),
+                                v.passive.len(),
+                                n.links().connected().len(),
+                                serde_json::to_string(&stats.topic.map(|t| t.membership))?
+                            ) + &other
+                                + &format!(
+                                    "; our driver {}; our protocol {}",
+                                    serde_json::to_string(&stats.driver)?,
+                                    serde_json::to_string(&stats.protocol)?
+                                )
+                        );
                     }
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }

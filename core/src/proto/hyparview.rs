@@ -45,6 +45,21 @@
 //!   NEIGHBOR to the other. That one link merges the overlays: the smaller
 //!   root floods across it and the later probes find one label. A candidate
 //!   that is not in the topic says so (DISCONNECT) and is forgotten.
+//! - **Lost links probed again.** An eviction can cut the overlay in two,
+//!   and both parts keep the label of the whole, so no probe tells them
+//!   apart until the label expires on the part without the root (after a
+//!   burst of joins through one contact each, part after part split off this
+//!   way and stayed apart for good). So both ends of an eviction remember
+//!   each other with the label they held; once a newer beacon (or a smaller
+//!   root) reaches one of them, it probes the other a moment later
+//!   ([`Timer::Reprobe`]). An end that still holds the older beacon of the
+//!   same root was cut off by that loss and links back. Between other peers
+//!   a probe with the same root links only when its beacon is two newer (one
+//!   may be in flight). The first [`FAST_ROOT_TICKS`] root ticks come five
+//!   times as often, so that while a burst of joins settles each round of
+//!   this takes about two seconds. And an eviction picks, when it can, a
+//!   neighbour that sent us our current beacon without being the first to:
+//!   it reaches the root without us, so dropping it splits nothing.
 //!
 //! Sans-IO: the driver feeds [`InEvent`]s and acts on [`OutEvent`]s. Connections
 //! are the driver's: [`OutEvent::Dial`] means "hold a connection to this peer",
@@ -77,6 +92,13 @@ pub const MAX_CANDIDATES: usize = 32;
 /// merges or an expired root add a short burst of better labels. More is
 /// flooding (each accepted label is forwarded to every neighbour).
 pub const MAX_ROOT_MESSAGES: u32 = 64;
+/// Most peers remembered as lost links to probe again (see the module docs).
+pub const MAX_LOST: usize = 16;
+/// Root ticks after the first that come five times as often: while a burst
+/// of joins settles, each beacon lets the ends of a lost link tell whether
+/// it split the overlay (see the module docs). Over within two intervals,
+/// before steady state.
+pub const FAST_ROOT_TICKS: u32 = 8;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -202,6 +224,8 @@ pub enum Timer {
     NeighborTimeout(PeerId),
     /// Beacon (if we are the root), expire a silent root, probe a candidate.
     Root,
+    /// Probe the peers of links lost since our label last changed.
+    Reprobe,
 }
 
 /// What the driver (or the gossip topic) feeds in.
@@ -297,14 +321,36 @@ pub struct State<R> {
     root_heard: Duration,
     /// The sequence of our own beacons.
     own_seq: u64,
+    /// The neighbour our current beacon came from first.
+    parent: Option<PeerId>,
+    /// Other neighbours that sent us our current beacon: each reaches the
+    /// root without its link to us (see `add_active`).
+    echoed: BTreeSet<PeerId>,
     root_scheduled: bool,
-    /// Whether the root timer fired once (the first comes early).
-    root_ticked: bool,
+    /// How often the root timer fired (the first comes early, the next
+    /// [`FAST_ROOT_TICKS`] faster).
+    root_ticks: u32,
     /// Candidates, with when each was last probed.
     candidates: BTreeMap<PeerId, (PeerData, Option<Duration>)>,
     /// ROOT and PROBE messages per peer in the current window (start, count).
     root_budget: BTreeMap<PeerId, (Duration, u32)>,
+    /// Peers whose link ended while both ends were alive (an eviction, either
+    /// way), with our label at the time: probed again once a newer label
+    /// reached us, in case that link held the overlay together.
+    lost: BTreeMap<PeerId, Lost>,
+    reprobe_scheduled: bool,
     stats: Stats,
+}
+
+/// A link that ended while both ends were alive (see [`State`]).
+#[derive(Debug)]
+struct Lost {
+    data: PeerData,
+    /// Our label when the link ended.
+    root: PeerId,
+    seq: u64,
+    /// Probed once since; dropped at the next reprobe round.
+    probed: bool,
 }
 
 impl<R: Rng> State<R> {
@@ -323,10 +369,14 @@ impl<R: Rng> State<R> {
             root_seq: 0,
             root_heard: Duration::ZERO,
             own_seq: 0,
+            parent: None,
+            echoed: BTreeSet::new(),
             root_scheduled: false,
-            root_ticked: false,
+            root_ticks: 0,
             candidates: BTreeMap::new(),
             root_budget: BTreeMap::new(),
+            lost: BTreeMap::new(),
+            reprobe_scheduled: false,
             stats: Stats::default(),
             me,
         }
@@ -396,9 +446,13 @@ impl<R: Rng> State<R> {
             }
             InEvent::Timer(Timer::Root) => {
                 self.root_scheduled = false;
-                self.root_ticked = true;
+                self.root_ticks = self.root_ticks.saturating_add(1);
                 self.on_root_tick(now, out);
                 self.schedule_root(out);
+            }
+            InEvent::Timer(Timer::Reprobe) => {
+                self.reprobe_scheduled = false;
+                self.reprobe_lost(out);
             }
             InEvent::Ban(peer) => self.ban(now, peer, out),
             InEvent::UpdateData(data) => self.me.data = data,
@@ -505,10 +559,17 @@ impl<R: Rng> State<R> {
     ) {
         // From a peer not (or no longer) active, a beacon is stale news (an
         // eviction crossed it): probes carry the labels between overlays.
-        if !self.active.contains_key(&from) || !self.better_root(root, seq) {
+        if !self.active.contains_key(&from) {
             return;
         }
-        self.adopt(now, root, seq);
+        if !self.better_root(root, seq) {
+            if (root, seq) == (self.root, self.root_seq) && self.parent != Some(from) {
+                self.echoed.insert(from);
+            }
+            return;
+        }
+        self.adopt(now, from, root, seq);
+        self.schedule_reprobe(out);
         let others: Vec<PeerId> = self
             .active
             .keys()
@@ -520,10 +581,12 @@ impl<R: Rng> State<R> {
         }
     }
 
-    fn adopt(&mut self, now: Duration, root: PeerId, seq: u64) {
+    fn adopt(&mut self, now: Duration, from: PeerId, root: PeerId, seq: u64) {
         if root != self.root {
             self.stats.roots_adopted += 1;
         }
+        self.parent = Some(from);
+        self.echoed.clear();
         self.root = root;
         self.root_seq = seq;
         self.root_heard = now;
@@ -542,21 +605,100 @@ impl<R: Rng> State<R> {
             // A neighbour is in our overlay whatever it thinks: a beacon.
             return self.on_root(now, from, root, seq, out);
         }
-        if root == self.root || root == self.me.id {
-            self.release(from, out);
+        if root == self.root {
+            // The same label: the overlays are one, unless one side is cut
+            // off from the root and missed its later beacons. Between the
+            // two ends of a lost link one newer beacon tells (the probe comes
+            // a moment after it, see `reprobe_lost`); elsewhere a beacon may
+            // be in flight, so two.
+            let gap = if self.lost.contains_key(&from) { 1 } else { 2 };
+            if seq >= self.root_seq.saturating_add(gap) {
+                self.merge_into(from, data, out);
+            } else if self.root_seq >= seq.saturating_add(gap) {
+                self.answer_probe(from, data, out);
+            } else {
+                self.release(from, out);
+            }
         } else if root < self.root {
             // Its overlay has the smaller label: we join it.
             self.merge_into(from, data, out);
         } else {
             // Ours has: it joins us once it hears our label.
+            self.answer_probe(from, data, out);
+        }
+    }
+
+    /// Tells a prober our label, which is better than its own.
+    fn answer_probe(&mut self, from: PeerId, data: PeerData, out: &mut Vec<OutEvent>) {
+        let msg = Message::Probe {
+            root: self.root,
+            seq: self.root_seq,
+            data: self.me.data.clone(),
+        };
+        out.push(OutEvent::Dial(from, data));
+        out.push(OutEvent::Send(from, msg));
+        self.release(from, out);
+    }
+
+    /// Remembers a link that ended while both ends were alive (bounded).
+    fn record_lost(&mut self, peer: PeerId, data: PeerData) {
+        if self.lost.len() >= MAX_LOST && !self.lost.contains_key(&peer) {
+            self.lost.pop_first();
+        }
+        let lost = Lost {
+            data,
+            root: self.root,
+            seq: self.root_seq,
+            probed: false,
+        };
+        self.lost.insert(peer, lost);
+    }
+
+    /// Our label changed (a newer beacon, or a smaller root): the peers of
+    /// lost links are probed a moment later, once the same beacon had time to
+    /// reach them if they are still in our overlay.
+    fn schedule_reprobe(&mut self, out: &mut Vec<OutEvent>) {
+        if self.reprobe_scheduled || self.lost.is_empty() {
+            return;
+        }
+        self.reprobe_scheduled = true;
+        out.push(OutEvent::ScheduleTimer(
+            self.config.root_interval / 10,
+            Timer::Reprobe,
+        ));
+    }
+
+    /// Probes each peer of a lost link once our label has changed since the
+    /// link ended. A peer cut off from our overlay by that loss still holds
+    /// the older label and links back (see `on_probe`): without this, a part
+    /// of the overlay split off by an eviction keeps the label of the whole
+    /// and no probe tells the two apart until the label expires.
+    fn reprobe_lost(&mut self, out: &mut Vec<OutEvent>) {
+        self.lost.retain(|_, l| !l.probed);
+        let due: Vec<PeerId> = self
+            .lost
+            .iter()
+            .filter(|(_, l)| (l.root, l.seq) != (self.root, self.root_seq))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            let Some(l) = self.lost.get_mut(&peer) else {
+                continue;
+            };
+            l.probed = true;
+            if self.active.contains_key(&peer) || self.pending.contains(&peer) {
+                continue;
+            }
+            let data = l.data.clone();
+            self.stats.probes_sent += 1;
             let msg = Message::Probe {
                 root: self.root,
                 seq: self.root_seq,
                 data: self.me.data.clone(),
             };
-            out.push(OutEvent::Dial(from, data));
-            out.push(OutEvent::Send(from, msg));
-            self.release(from, out);
+            out.push(OutEvent::Dial(peer, data));
+            out.push(OutEvent::Send(peer, msg));
+            self.release(peer, out);
         }
     }
 
@@ -579,6 +721,8 @@ impl<R: Rng> State<R> {
             self.own_seq += 1;
             self.root_seq = self.own_seq;
             self.root_heard = now;
+            self.parent = None;
+            self.echoed.clear();
             let msg = Message::Root {
                 root: self.root,
                 seq: self.root_seq,
@@ -586,6 +730,7 @@ impl<R: Rng> State<R> {
             for p in self.active.keys() {
                 out.push(OutEvent::Send(*p, msg.clone()));
             }
+            self.schedule_reprobe(out);
         }
         self.probe_candidate(now, out);
     }
@@ -662,8 +807,10 @@ impl<R: Rng> State<R> {
         let base = self.config.root_interval.as_secs_f64();
         // The first tick comes early: a node that joined in a burst probes its
         // candidates within a few seconds.
-        let factor = if !self.root_ticked {
+        let factor = if self.root_ticks == 0 {
             self.rng.random_range(0.1..=0.3)
+        } else if self.root_ticks < FAST_ROOT_TICKS {
+            self.rng.random_range(0.15..=0.25)
         } else {
             self.rng.random_range(0.75..=1.25)
         };
@@ -799,9 +946,11 @@ impl<R: Rng> State<R> {
     fn on_disconnect(&mut self, from: PeerId, alive: bool, out: &mut Vec<OutEvent>) {
         if !alive {
             self.candidates.remove(&from);
+            self.lost.remove(&from);
         }
         if let Some(data) = self.remove_active(from, out) {
             if alive {
+                self.record_lost(from, data.clone());
                 self.add_passive(from, data);
             }
         } else if !alive {
@@ -819,6 +968,7 @@ impl<R: Rng> State<R> {
 
     fn on_connection_lost(&mut self, peer: PeerId, out: &mut Vec<OutEvent>) {
         self.passive.remove(&peer);
+        self.lost.remove(&peer);
         let was_pending = self.pending.remove(&peer);
         if was_pending {
             self.stats.neighbor_failed += 1;
@@ -1044,19 +1194,36 @@ impl<R: Rng> State<R> {
             return;
         }
         if self.active.len() >= self.config.active_view_capacity {
+            // A neighbour that sent us our current beacon, other than the one
+            // it came from first, reaches the root without this link, and so
+            // do we: evicting it cannot cut the overlay in two (as of that
+            // beacon). Random evictions in an overlay still thin after a
+            // burst of joins split off part after part, each carrying the
+            // label of the whole. Failing such a neighbour: any but the one
+            // our beacon came from.
             let victim = self
-                .active
-                .keys()
+                .echoed
+                .iter()
+                .filter(|p| self.active.contains_key(*p))
                 .choose(&mut self.rng)
+                .or_else(|| {
+                    self.active
+                        .keys()
+                        .filter(|p| self.parent != Some(**p))
+                        .choose(&mut self.rng)
+                })
+                .or_else(|| self.active.keys().choose(&mut self.rng))
                 .copied()
                 .expect("a full view is not empty");
             self.stats.evictions += 1;
             out.push(OutEvent::Send(victim, Message::Disconnect { alive: true }));
             if let Some(data) = self.remove_active(victim, out) {
+                self.record_lost(victim, data.clone());
                 self.add_passive(victim, data);
             }
         }
         self.passive.remove(&peer);
+        self.lost.remove(&peer);
         self.active.insert(peer, data.clone());
         out.push(OutEvent::Dial(peer, data));
         out.push(OutEvent::Send(
@@ -1078,6 +1245,7 @@ impl<R: Rng> State<R> {
 
     fn remove_active(&mut self, peer: PeerId, out: &mut Vec<OutEvent>) -> Option<PeerData> {
         let data = self.active.remove(&peer)?;
+        self.echoed.remove(&peer);
         self.release(peer, out);
         out.push(OutEvent::Emit(Event::NeighborDown(peer)));
         Some(data)
@@ -1137,6 +1305,7 @@ impl<R: Rng> State<R> {
         self.banned.insert(peer, now + self.config.ban_duration);
         self.passive.remove(&peer);
         self.pending.remove(&peer);
+        self.lost.remove(&peer);
         self.remove_active(peer, out);
         out.push(OutEvent::Disconnect(peer));
         self.refill(out);
@@ -1719,12 +1888,112 @@ mod tests {
                 }
             )]
         );
-        // the same root: nothing to do
+        // the same root, one beacon newer (it may be in flight to us): nothing
+        // to do
         let same = Message::Probe {
             root: id(2),
-            seq: 7,
+            seq: 2,
             data: PeerData(vec![4]),
         };
         assert!(sends(&run(&mut s, InEvent::Message(id(4), same))).is_empty());
+        // two beacons newer: we are cut off from our root, and link to it
+        let newer = Message::Probe {
+            root: id(2),
+            seq: 3,
+            data: PeerData(vec![4]),
+        };
+        let out = run(&mut s, InEvent::Message(id(4), newer));
+        assert!(sends(&out).iter().any(|(p, m)| *p == id(4)
+            && matches!(
+                m,
+                Message::Neighbor {
+                    priority: Priority::High,
+                    ..
+                }
+            )));
+    }
+
+    #[test]
+    fn an_end_of_an_eviction_cut_off_from_the_root_links_back_after_the_next_beacon() {
+        // 9 (root 2, beacons via 10) is evicted by 11
+        let mut a = in_overlay(9, &[10, 11, 12, 13], 2);
+        let evicted = Message::Disconnect { alive: true };
+        run(&mut a, InEvent::Message(id(11), evicted.clone()));
+        // (its refill asked 11, which is full)
+        let refused = Message::NeighborReply { accepted: false };
+        run(&mut a, InEvent::Message(id(11), refused.clone()));
+        // 11 ended up on the other side of a split: it keeps the old beacon
+        let mut b = in_overlay(11, &[20, 9], 2);
+        run(&mut b, InEvent::Message(id(9), evicted));
+        // (its refill asked 9, which is full)
+        run(&mut b, InEvent::Message(id(9), refused));
+        // the root's next beacon reaches 9, which probes 11 a moment later
+        let beacon = Message::Root {
+            root: id(2),
+            seq: 2,
+        };
+        let out = run(&mut a, InEvent::Message(id(10), beacon));
+        assert!(out.contains(&OutEvent::ScheduleTimer(
+            Config::default().root_interval / 10,
+            Timer::Reprobe
+        )));
+        let out = run(&mut a, InEvent::Timer(Timer::Reprobe));
+        let probe = Message::Probe {
+            root: id(2),
+            seq: 2,
+            data: PeerData(vec![9]),
+        };
+        assert_eq!(sends(&out), [(id(11), probe.clone())]);
+        // once only
+        assert!(sends(&run(&mut a, InEvent::Timer(Timer::Reprobe))).is_empty());
+        // 11 missed that beacon: it links back to 9
+        let out = run(&mut b, InEvent::Message(id(9), probe.clone()));
+        assert!(sends(&out).contains(&(
+            id(9),
+            Message::Neighbor {
+                priority: Priority::High,
+                data: PeerData(vec![11])
+            }
+        )));
+        // the same probe from a peer that was never our neighbour: one beacon
+        // apart may be one in flight, nothing to do
+        let mut c = in_overlay(11, &[20], 2);
+        assert!(sends(&run(&mut c, InEvent::Message(id(9), probe))).is_empty());
+    }
+
+    #[test]
+    fn an_eviction_picks_a_neighbour_that_reaches_the_root_without_us() {
+        // 2 brought us the beacon of root 0 first, 4 sent it to us too: 4
+        // has its own way to the root, the others may hang on us
+        let mut s = in_overlay(1, &[2, 3, 4, 5, 6], 0);
+        let beacon = Message::Root {
+            root: id(0),
+            seq: 1,
+        };
+        run(&mut s, InEvent::Message(id(4), beacon));
+        let high = Message::Neighbor {
+            priority: Priority::High,
+            data: PeerData(vec![7]),
+        };
+        let out = run(&mut s, InEvent::Message(id(7), high));
+        let evicted: Vec<PeerId> = sends(&out)
+            .into_iter()
+            .filter(|(_, m)| *m == Message::Disconnect { alive: true })
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(evicted, [id(4)]);
+        // the next ones, with no such neighbour left: any but 2
+        for k in 8..20u8 {
+            let high = Message::Neighbor {
+                priority: Priority::High,
+                data: PeerData(vec![k]),
+            };
+            let out = run(&mut s, InEvent::Message(id(k), high));
+            assert!(
+                !out.contains(&OutEvent::Send(id(2), Message::Disconnect { alive: true })),
+                "evicted the neighbour the beacon came from"
+            );
+        }
+        assert!(s.is_active(&id(2)));
     }
 }

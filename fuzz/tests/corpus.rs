@@ -46,14 +46,7 @@ fn committed_seeds_are_the_generated_ones() {
 fn the_tree_seeds_reach_a_whole_session_and_a_corrupt_relay() {
     // A seed that stopped reaching the end would leave the fuzzer far from
     // the relay and completion code.
-    let seeds = peerconnect_fuzz::seeds::all();
-    let seed = |name: &str| {
-        let (_, _, bytes) = seeds
-            .iter()
-            .find(|(t, n, _)| *t == "tree" && n == name)
-            .unwrap();
-        peerconnect_fuzz::tree::run(bytes)
-    };
+    let seed = |name: &str| peerconnect_fuzz::tree::run(&seed_of("tree", name));
     let whole = seed("session");
     assert!(whole.is_complete(), "the session seed does not complete");
     assert!(whole.groups_sent() > 0, "the session seed never relays");
@@ -65,14 +58,8 @@ fn the_tree_seeds_reach_a_whole_session_and_a_corrupt_relay() {
 #[test]
 fn the_tree_coordinator_seeds_reach_repairs_slow_moves_completion_and_abort() {
     // As above: seeds far from the repair code would leave the fuzzer there.
-    let seeds = peerconnect_fuzz::seeds::all();
-    let seed = |name: &str| {
-        let (_, _, bytes) = seeds
-            .iter()
-            .find(|(t, n, _)| *t == "tree_coordinator" && n == name)
-            .unwrap();
-        peerconnect_fuzz::tree_coordinator::run(bytes)
-    };
+    let seed =
+        |name: &str| peerconnect_fuzz::tree_coordinator::run(&seed_of("tree_coordinator", name));
     let whole = seed("session");
     assert!(
         whole.is_all_complete(),
@@ -98,15 +85,18 @@ fn the_tree_coordinator_seeds_reach_repairs_slow_moves_completion_and_abort() {
 fn the_tree_stream_seeds_are_read_to_their_last_frame() {
     // An offer with every coordinator frame kind and a relay's stream with a
     // group: a seed cut short by a decoding change would hide the rest.
-    let tree_stream = peerconnect::net::transfer::tree_fuzzing::stream;
-    let seeds = peerconnect_fuzz::seeds::all();
     let frames = |name: &str| {
-        let (_, _, bytes) = seeds
-            .iter()
-            .find(|(t, n, _)| *t == "tree_stream" && n == name)
-            .unwrap();
-        tree_stream(bytes)
+        peerconnect::net::transfer::tree_fuzzing::stream(&seed_of("tree_stream", name))
     };
     assert_eq!(frames("offer"), 6);
     assert_eq!(frames("relay"), 4);
+}
+
+/// The generated seed `name` of `target`.
+fn seed_of(target: &str, name: &str) -> Vec<u8> {
+    peerconnect_fuzz::seeds::all()
+        .into_iter()
+        .find(|(t, n, _)| *t == target && n == name)
+        .map(|(_, _, bytes)| bytes)
+        .unwrap_or_else(|| panic!("no seed {target}/{name}"))
 }

@@ -615,7 +615,7 @@ impl<R: Rng> State<R> {
             if seq >= self.root_seq.saturating_add(gap) {
                 self.merge_into(from, data, out);
             } else if self.root_seq >= seq.saturating_add(gap) {
-                self.answer_probe(from, data, out);
+                self.send_probe(from, data, out);
             } else {
                 self.release(from, out);
             }
@@ -624,20 +624,22 @@ impl<R: Rng> State<R> {
             self.merge_into(from, data, out);
         } else {
             // Ours has: it joins us once it hears our label.
-            self.answer_probe(from, data, out);
+            self.send_probe(from, data, out);
         }
     }
 
-    /// Tells a prober our label, which is better than its own.
-    fn answer_probe(&mut self, from: PeerId, data: PeerData, out: &mut Vec<OutEvent>) {
+    /// Sends `peer` a PROBE with our label over a connection held only for
+    /// it (a candidate, the other end of a lost link, or the answer to a
+    /// prober whose label is worse than ours).
+    fn send_probe(&mut self, peer: PeerId, data: PeerData, out: &mut Vec<OutEvent>) {
         let msg = Message::Probe {
             root: self.root,
             seq: self.root_seq,
             data: self.me.data.clone(),
         };
-        out.push(OutEvent::Dial(from, data));
-        out.push(OutEvent::Send(from, msg));
-        self.release(from, out);
+        out.push(OutEvent::Dial(peer, data));
+        out.push(OutEvent::Send(peer, msg));
+        self.release(peer, out);
     }
 
     /// Remembers a link that ended while both ends were alive (bounded).
@@ -691,14 +693,7 @@ impl<R: Rng> State<R> {
             }
             let data = l.data.clone();
             self.stats.probes_sent += 1;
-            let msg = Message::Probe {
-                root: self.root,
-                seq: self.root_seq,
-                data: self.me.data.clone(),
-            };
-            out.push(OutEvent::Dial(peer, data));
-            out.push(OutEvent::Send(peer, msg));
-            self.release(peer, out);
+            self.send_probe(peer, data, out);
         }
     }
 
@@ -762,14 +757,7 @@ impl<R: Rng> State<R> {
         *last = Some(now);
         let data = data.clone();
         self.stats.probes_sent += 1;
-        let msg = Message::Probe {
-            root: self.root,
-            seq: self.root_seq,
-            data: self.me.data.clone(),
-        };
-        out.push(OutEvent::Dial(peer, data));
-        out.push(OutEvent::Send(peer, msg));
-        self.release(peer, out);
+        self.send_probe(peer, data, out);
     }
 
     fn add_candidates<'a>(&mut self, peers: impl Iterator<Item = &'a PeerInfo>) {

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::net::mux::MuxStream;
@@ -100,7 +100,8 @@ impl Shared {
     }
 
     /// Reads exactly `len` bytes, as the pieces they arrived in. On a mux
-    /// stream these are the received bytes themselves (no copy); an
+    /// stream these are the received bytes themselves (no copy; only pieces
+    /// under [`SMALL_PIECE`] are copied together, see [`Pieces`]); an
     /// in-memory pair copies them into one piece, as `read_exact` does. An
     /// end of stream before `len` is an `UnexpectedEof` error.
     pub async fn read_exact_bytes(&self, len: usize) -> io::Result<Vec<Bytes>> {
@@ -109,7 +110,7 @@ impl Shared {
             tokio::io::AsyncReadExt::read_exact(&mut self.clone(), &mut buf).await?;
             return Ok(vec![Bytes::from(buf)]);
         }
-        let mut pieces = Vec::new();
+        let mut pieces = Pieces::default();
         let mut got = 0;
         while got < len {
             let piece = std::future::poll_fn(|cx| match &mut *self.lock() {
@@ -121,7 +122,7 @@ impl Shared {
             got += piece.len();
             pieces.push(piece);
         }
-        Ok(pieces)
+        Ok(pieces.finish())
     }
 
     /// Aborts the stream both ways; the peer's reads and writes fail with
@@ -208,6 +209,43 @@ impl AsyncWrite for Shared {
     }
 }
 
+/// Pieces shorter than this are copied together (see [`Pieces`]).
+const SMALL_PIECE: usize = 16 * 1024;
+
+/// A block's pieces in order. The mux hands out whatever arrived, down to
+/// single bytes when the peer sends one-byte frames and the reader keeps up:
+/// pieces shorter than [`SMALL_PIECE`] are copied into one buffer, so a block
+/// of `n` bytes is at most `2n / SMALL_PIECE + 1` handles, whatever the peer
+/// does, and the big ones are kept as they came.
+#[derive(Default)]
+struct Pieces {
+    done: Vec<Bytes>,
+    small: BytesMut,
+}
+
+impl Pieces {
+    fn push(&mut self, piece: Bytes) {
+        if piece.len() < SMALL_PIECE {
+            self.small.extend_from_slice(&piece);
+            if self.small.len() >= SMALL_PIECE {
+                self.done.push(self.small.split().freeze());
+            }
+            return;
+        }
+        if !self.small.is_empty() {
+            self.done.push(self.small.split().freeze());
+        }
+        self.done.push(piece);
+    }
+
+    fn finish(mut self) -> Vec<Bytes> {
+        if !self.small.is_empty() {
+            self.done.push(self.small.freeze());
+        }
+        self.done
+    }
+}
+
 /// The code of a stream reset by the peer, read from the error a
 /// [`MuxStream`] returns. The mux reports it only inside the error's message
 /// ("stream reset (code N)"), so that is where it is read from.
@@ -230,6 +268,35 @@ mod tests {
         assert_eq!(peer_reset_code(&e), Some(1));
         let e = io::Error::new(io::ErrorKind::ConnectionAborted, "mux session ended: x");
         assert_eq!(peer_reset_code(&e), None);
+    }
+
+    #[test]
+    fn a_block_in_tiny_pieces_is_held_in_few_and_in_order() {
+        let mut p = Pieces::default();
+        let mut want = Vec::new();
+        // a peer's one-byte frames, then a big one, then one-byte frames again
+        for i in 0..100_000u32 {
+            p.push(Bytes::from(vec![i as u8]));
+            want.push(i as u8);
+        }
+        let big = Bytes::from(vec![7u8; 64 * 1024]);
+        p.push(big.clone());
+        want.extend_from_slice(&big);
+        for i in 0..10u8 {
+            p.push(Bytes::from(vec![i]));
+            want.push(i);
+        }
+        let got = p.finish();
+        assert!(
+            got.len() <= 2 * want.len() / SMALL_PIECE + 1,
+            "{} pieces",
+            got.len()
+        );
+        assert!(
+            got.iter().any(|b| b.as_ptr() == big.as_ptr()),
+            "the big one was copied"
+        );
+        assert_eq!(got.concat(), want);
     }
 
     #[tokio::test]

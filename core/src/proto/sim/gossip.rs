@@ -1434,8 +1434,8 @@ mod tests {
 
     /// Every node joins at the same moment through the one earlier node it
     /// dialed (a random tree of connections, `contacts = 1`): the overlay
-    /// becomes one component before the steady phase ends, and the last
-    /// steady broadcast reaches every node. On main at b92f9e9 (before lost
+    /// becomes one component and stays one to the end of the run, and the
+    /// last steady broadcast reaches every node. On main at b92f9e9 (before lost
     /// links were probed again) seeds 1, 2, 3 and 5 stood at 6–10
     /// components for good. Not yet met: one component before the first
     /// steady broadcast (seeds 3 and 5 take 22 s and 30 s; see

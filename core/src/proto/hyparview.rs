@@ -40,8 +40,13 @@
 //! - **Probes**: the driver hands in *candidates*, peers that may be in the
 //!   overlay, learnt outside it (bootstrap lists, LAN discovery). Each root
 //!   tick, a node sends PROBE with its root to one candidate not checked for
-//!   [`Config::probe_recheck`]. A member of another overlay (a different root)
-//!   answers; whichever side has the larger root sends a high-priority
+//!   [`Config::probe_recheck`], doubled with each probe of it while our label
+//!   stays the same (up to [`MAX_PROBE_BACKOFF`] times). A peer the driver
+//!   handed in that sent us a membership message is no candidate (it knows
+//!   our overlay, or its message merges us): the sessions the overlay's own
+//!   traffic opens would otherwise each lead to a probe (with 2,000 real
+//!   nodes in one process, probes were most of the connections opened). A
+//!   member of another overlay (a different root) answers; whichever side has the larger root sends a high-priority
 //!   NEIGHBOR to the other. That one link merges the overlays: the smaller
 //!   root floods across it and the later probes find one label. A candidate
 //!   that is not in the topic says so (DISCONNECT) and is forgotten.
@@ -68,7 +73,7 @@
 //! [`MAX_SHUFFLE_NODES`], [`MAX_TTL`]); violations are dropped, counted in
 //! [`Stats`] and reported as [`OutEvent::Misbehaving`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand::Rng;
@@ -85,6 +90,12 @@ pub const MAX_SHUFFLE_NODES: usize = 64;
 pub const MAX_TTL: u8 = 16;
 /// A root not heard of for this many [`Config::root_interval`]s is dropped.
 pub const ROOT_EXPIRY: u32 = 3;
+/// A candidate probed again and again while our label stays the same waits
+/// up to `2^MAX_PROBE_BACKOFF` times [`Config::probe_recheck`] between probes
+/// (30 s, 60, 120, then 240 s by default).
+pub const MAX_PROBE_BACKOFF: u32 = 3;
+/// Peers remembered as having sent us a membership message (not candidates).
+pub const MAX_HEARD: usize = 64;
 /// Most candidates kept (see the module docs).
 pub const MAX_CANDIDATES: usize = 32;
 /// Most ROOT and PROBE messages accepted from one peer per
@@ -140,7 +151,7 @@ impl Default for Config {
             shuffle_active_count: 3,
             shuffle_passive_count: 4,
             shuffle_random_walk_length: 6,
-            neighbor_timeout: Duration::from_millis(500),
+            neighbor_timeout: Duration::from_secs(2),
             ban_duration: Duration::from_secs(600),
             root_interval: Duration::from_secs(10),
             probe_recheck: Duration::from_secs(30),
@@ -326,12 +337,20 @@ pub struct State<R> {
     /// Other neighbours that sent us our current beacon: each reaches the
     /// root without its link to us (see `add_active`).
     echoed: BTreeSet<PeerId>,
+    /// Neighbours linked since our current beacon: each told us our label as
+    /// it linked, which may have come from us, so it proves no other way to
+    /// the root (see `on_root`).
+    fresh: BTreeSet<PeerId>,
     root_scheduled: bool,
     /// How often the root timer fired (the first comes early, the next
     /// [`FAST_ROOT_TICKS`] faster).
     root_ticks: u32,
-    /// Candidates, with when each was last probed.
-    candidates: BTreeMap<PeerId, (PeerData, Option<Duration>)>,
+    /// Candidates (see [`Candidate`]).
+    candidates: BTreeMap<PeerId, Candidate>,
+    /// The last [`MAX_HEARD`] peers that sent us a membership message: they
+    /// know our overlay (or their message merges us), so they are no
+    /// candidates.
+    heard: VecDeque<PeerId>,
     /// ROOT and PROBE messages per peer in the current window (start, count).
     root_budget: BTreeMap<PeerId, (Duration, u32)>,
     /// Peers whose link ended while both ends were alive (an eviction, either
@@ -340,6 +359,27 @@ pub struct State<R> {
     lost: BTreeMap<PeerId, Lost>,
     reprobe_scheduled: bool,
     stats: Stats,
+}
+
+/// A peer that may be in another overlay of the topic (see the module docs).
+#[derive(Debug)]
+struct Candidate {
+    data: PeerData,
+    /// When it was last probed.
+    last: Option<Duration>,
+    /// Probes of it since our label last changed: each one after the first
+    /// doubles the wait before the next (up to [`MAX_PROBE_BACKOFF`] times).
+    probes: u32,
+    /// A contact of our join: kept when it talks to us (a node that joined
+    /// through a contact that then split off with it has no other way back).
+    bootstrap: bool,
+}
+
+impl Candidate {
+    /// How long after its last probe it is probed again.
+    fn recheck(&self, base: Duration) -> Duration {
+        base * (1 << self.probes.saturating_sub(1))
+    }
 }
 
 /// A link that ended while both ends were alive (see [`State`]).
@@ -371,9 +411,11 @@ impl<R: Rng> State<R> {
             own_seq: 0,
             parent: None,
             echoed: BTreeSet::new(),
+            fresh: BTreeSet::new(),
             root_scheduled: false,
             root_ticks: 0,
             candidates: BTreeMap::new(),
+            heard: VecDeque::new(),
             root_budget: BTreeMap::new(),
             lost: BTreeMap::new(),
             reprobe_scheduled: false,
@@ -411,12 +453,12 @@ impl<R: Rng> State<R> {
     pub fn handle(&mut self, now: Duration, event: InEvent, out: &mut Vec<OutEvent>) {
         match event {
             InEvent::Join { contact, others } => {
-                self.add_candidates(others.iter().chain([&contact]));
+                self.add_candidates(others.iter().chain([&contact]), true);
                 self.join(contact, others, out)
             }
             InEvent::Candidates(peers) => {
                 if !peers.is_empty() {
-                    self.add_candidates(peers.iter());
+                    self.add_candidates(peers.iter(), false);
                     self.schedule_root(out);
                 }
             }
@@ -494,6 +536,7 @@ impl<R: Rng> State<R> {
         if from == self.me.id {
             return self.misbehaving(from, out);
         }
+        self.note_heard(from);
         match msg {
             Message::Join { data } => self.on_join(from, data, out),
             Message::ForwardJoin { peer, ttl } => self.on_forward_join(now, from, peer, ttl, out),
@@ -505,7 +548,12 @@ impl<R: Rng> State<R> {
             }
             Message::ShuffleReply { nodes } => self.on_shuffle_reply(now, from, nodes, out),
             Message::Root { root, seq } => {
-                if self.root_budget(now, from, out) {
+                // Only a beacon that changes our label is forwarded (to every
+                // neighbour): that is what a flood would amplify, so only such
+                // beacons count. Honest neighbours repeat one: each new link
+                // is told the label, and while a burst of joins settles, two
+                // nodes may link, part and link again many times a second.
+                if !self.better_root(root, seq) || self.root_budget(now, from, out) {
                     self.on_root(now, from, root, seq, out);
                 }
             }
@@ -518,6 +566,25 @@ impl<R: Rng> State<R> {
                 }
             }
         }
+    }
+
+    /// `from` sent us a membership message: it learnt of us through our
+    /// overlay (a walk, a shuffle, a passive view) or probes us, which merges
+    /// the overlays if they differ. Probing it would tell nothing: a peer
+    /// whose session came up only for the overlay's own traffic (a shuffle
+    /// answer, a refill) is no candidate, or every such session would cost
+    /// another connection for a probe later. Our join's contacts stay.
+    fn note_heard(&mut self, from: PeerId) {
+        if self.candidates.get(&from).is_some_and(|c| !c.bootstrap) {
+            self.candidates.remove(&from);
+        }
+        if self.heard.contains(&from) {
+            return;
+        }
+        if self.heard.len() >= MAX_HEARD {
+            self.heard.pop_front();
+        }
+        self.heard.push_back(from);
     }
 
     /// Counts a ROOT or PROBE from `from`; false (and a strike) past
@@ -563,7 +630,16 @@ impl<R: Rng> State<R> {
             return;
         }
         if !self.better_root(root, seq) {
-            if (root, seq) == (self.root, self.root_seq) && self.parent != Some(from) {
+            // A beacon is never forwarded back to where it came from, so a
+            // neighbour that forwards ours to us reaches the root another
+            // way. One that just linked only told us its label, which may be
+            // ours: counted as an echo, the newest neighbour was the one
+            // evicted next, and two newcomers hanging on the same full nodes
+            // evicted each other with high-priority requests for good.
+            if (root, seq) == (self.root, self.root_seq)
+                && self.parent != Some(from)
+                && !self.fresh.contains(&from)
+            {
                 self.echoed.insert(from);
             }
             return;
@@ -584,9 +660,11 @@ impl<R: Rng> State<R> {
     fn adopt(&mut self, now: Duration, from: PeerId, root: PeerId, seq: u64) {
         if root != self.root {
             self.stats.roots_adopted += 1;
+            self.label_changed();
         }
         self.parent = Some(from);
         self.echoed.clear();
+        self.fresh.clear();
         self.root = root;
         self.root_seq = seq;
         self.root_heard = now;
@@ -640,6 +718,15 @@ impl<R: Rng> State<R> {
         out.push(OutEvent::Dial(peer, data));
         out.push(OutEvent::Send(peer, msg));
         self.release(peer, out);
+    }
+
+    /// Our overlay's root changed (a merge, or the old root went quiet): the
+    /// world around us changed, so every candidate is worth a probe again at
+    /// the usual pace.
+    fn label_changed(&mut self) {
+        for c in self.candidates.values_mut() {
+            c.probes = 0;
+        }
     }
 
     /// Remembers a link that ended while both ends were alive (bounded).
@@ -711,6 +798,7 @@ impl<R: Rng> State<R> {
         if self.root != self.me.id && now.saturating_sub(self.root_heard) > expiry {
             self.stats.roots_expired += 1;
             self.root = self.me.id;
+            self.label_changed();
         }
         if self.root == self.me.id {
             self.own_seq += 1;
@@ -718,6 +806,7 @@ impl<R: Rng> State<R> {
             self.root_heard = now;
             self.parent = None;
             self.echoed.clear();
+            self.fresh.clear();
             let msg = Message::Root {
                 root: self.root,
                 seq: self.root_seq,
@@ -736,37 +825,45 @@ impl<R: Rng> State<R> {
     /// probed longest ago.
     fn probe_candidate(&mut self, now: Duration, out: &mut Vec<OutEvent>) {
         let recheck = self.config.probe_recheck;
-        let eligible = self.candidates.iter().filter(|(p, (_, last))| {
+        let eligible = self.candidates.iter().filter(|(p, c)| {
             !self.active.contains_key(*p)
                 && !self.pending.contains(*p)
-                && last.is_none_or(|t| now.saturating_sub(t) >= recheck)
+                && c.last
+                    .is_none_or(|t| now.saturating_sub(t) >= c.recheck(recheck))
         });
-        let Some(oldest) = eligible.clone().map(|(_, (_, last))| *last).min() else {
+        let Some(oldest) = eligible.clone().map(|(_, c)| c.last).min() else {
             return;
         };
         let Some(peer) = eligible
-            .filter(|(_, (_, last))| *last == oldest)
+            .filter(|(_, c)| c.last == oldest)
             .map(|(p, _)| *p)
             .choose(&mut self.rng)
         else {
             return;
         };
-        let Some((data, last)) = self.candidates.get_mut(&peer) else {
+        let Some(c) = self.candidates.get_mut(&peer) else {
             return;
         };
-        *last = Some(now);
-        let data = data.clone();
+        c.last = Some(now);
+        c.probes = (c.probes + 1).min(MAX_PROBE_BACKOFF + 1);
+        let data = c.data.clone();
         self.stats.probes_sent += 1;
         self.send_probe(peer, data, out);
     }
 
-    fn add_candidates<'a>(&mut self, peers: impl Iterator<Item = &'a PeerInfo>) {
+    /// Adds candidates: a join's contacts (`bootstrap`), or peers the driver
+    /// heard of (sessions that came up, LAN discovery).
+    fn add_candidates<'a>(&mut self, peers: impl Iterator<Item = &'a PeerInfo>, bootstrap: bool) {
         for p in peers {
-            if p.id == self.me.id || p.data.0.len() > MAX_PEER_DATA_LEN {
+            if p.id == self.me.id
+                || p.data.0.len() > MAX_PEER_DATA_LEN
+                || (!bootstrap && self.heard.contains(&p.id))
+            {
                 continue;
             }
-            if let Some((data, _)) = self.candidates.get_mut(&p.id) {
-                *data = p.data.clone();
+            if let Some(c) = self.candidates.get_mut(&p.id) {
+                c.data = p.data.clone();
+                c.bootstrap |= bootstrap;
                 continue;
             }
             if self.candidates.len() >= MAX_CANDIDATES {
@@ -775,7 +872,7 @@ impl<R: Rng> State<R> {
                 let victim = self
                     .candidates
                     .iter()
-                    .filter(|(_, (_, last))| last.is_some())
+                    .filter(|(_, c)| c.last.is_some())
                     .map(|(p, _)| *p)
                     .choose(&mut self.rng)
                     .or_else(|| self.candidates.keys().choose(&mut self.rng).copied());
@@ -783,7 +880,13 @@ impl<R: Rng> State<R> {
                     self.candidates.remove(&v);
                 }
             }
-            self.candidates.insert(p.id, (p.data.clone(), None));
+            let c = Candidate {
+                data: p.data.clone(),
+                last: None,
+                probes: 0,
+                bootstrap,
+            };
+            self.candidates.insert(p.id, c);
         }
     }
 
@@ -1213,6 +1316,7 @@ impl<R: Rng> State<R> {
         self.passive.remove(&peer);
         self.lost.remove(&peer);
         self.active.insert(peer, data.clone());
+        self.fresh.insert(peer);
         out.push(OutEvent::Dial(peer, data));
         out.push(OutEvent::Send(
             peer,
@@ -1234,6 +1338,7 @@ impl<R: Rng> State<R> {
     fn remove_active(&mut self, peer: PeerId, out: &mut Vec<OutEvent>) -> Option<PeerData> {
         let data = self.active.remove(&peer)?;
         self.echoed.remove(&peer);
+        self.fresh.remove(&peer);
         self.release(peer, out);
         out.push(OutEvent::Emit(Event::NeighborDown(peer)));
         Some(data)
@@ -1801,6 +1906,39 @@ mod tests {
     }
 
     #[test]
+    fn candidates_are_probed_less_often_while_the_label_holds_and_not_once_they_spoke() {
+        let mut s = with_active(5, &[2]);
+        let mut out = Vec::new();
+        s.handle(T0, InEvent::Candidates(vec![info(8), info(9)]), &mut out);
+        // 9 answers a shuffle of ours: the overlay's own traffic.
+        let reply = Message::ShuffleReply { nodes: vec![] };
+        s.handle(T0, InEvent::Message(id(9), reply), &mut out);
+        let mut probed: BTreeMap<PeerId, Vec<u64>> = BTreeMap::new();
+        for k in 1..=50 {
+            let now = Duration::from_secs(10 * k);
+            let mut out = Vec::new();
+            if k == 47 {
+                // a smaller root reaches us: our label changed
+                let root = Message::Root {
+                    root: id(1),
+                    seq: 1,
+                };
+                s.handle(now, InEvent::Message(id(2), root), &mut out);
+            }
+            s.handle(now, InEvent::Timer(Timer::Root), &mut out);
+            for (p, m) in sends(&out) {
+                if matches!(m, Message::Probe { .. }) {
+                    probed.entry(p).or_default().push(10 * k);
+                }
+            }
+        }
+        assert!(!probed.contains_key(&id(9)), "a peer that spoke is probed");
+        // 30 s, then twice as long each time up to 240 s; back to 30 s after
+        // the label changed (at 470 s)
+        assert_eq!(probed[&id(8)], [10, 40, 100, 220, 460, 490]);
+    }
+
+    #[test]
     fn a_flood_of_root_messages_is_cut_off_and_reported() {
         let mut s = with_active(200, &[6, 7]);
         let mut forwarded = 0;
@@ -1823,6 +1961,52 @@ mod tests {
         }
         assert_eq!(forwarded, MAX_ROOT_MESSAGES as usize);
         assert_eq!(misbehaving, 1000 - MAX_ROOT_MESSAGES as usize);
+    }
+
+    #[test]
+    fn a_neighbour_that_just_linked_is_no_other_way_to_the_root() {
+        // root 1's beacon came from 2 first
+        let mut s = in_overlay(9, &[2, 3], 1);
+        let beacon = Message::Root {
+            root: id(1),
+            seq: 1,
+        };
+        // 4 links and tells us its label, which is ours
+        let high = Message::Neighbor {
+            priority: Priority::High,
+            data: PeerData(vec![4]),
+        };
+        run(&mut s, InEvent::Message(id(4), high));
+        run(&mut s, InEvent::Message(id(4), beacon.clone()));
+        assert!(
+            !s.echoed.contains(&id(4)),
+            "a new link's label taken for an echo"
+        );
+        // 3, a neighbour since before the beacon, forwards it: another way
+        run(&mut s, InEvent::Message(id(3), beacon));
+        assert!(s.echoed.contains(&id(3)));
+    }
+
+    #[test]
+    fn a_neighbour_repeating_our_label_is_not_taken_for_a_flood() {
+        // Two honest nodes that link, part and link again while a burst of
+        // joins settles tell each other the same label each time (the
+        // simulator saw 60 in 1.5 s); striking them banned honest peers and
+        // split the overlay for good.
+        let mut s = in_overlay(200, &[6, 7], 3);
+        let beacon = Message::Root {
+            root: id(3),
+            seq: 1,
+        };
+        for _ in 0..1000 {
+            let out = run(&mut s, InEvent::Message(id(6), beacon.clone()));
+            assert!(sends(&out).is_empty(), "an old beacon is not forwarded");
+            assert!(
+                !out.iter().any(|o| matches!(o, OutEvent::Misbehaving(_))),
+                "an honest neighbour is struck"
+            );
+        }
+        assert_eq!(s.active_view().count(), 2);
     }
 
     /// [`with_active`], with the overlay's label `root` heard from the first

@@ -280,19 +280,28 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
                         let topic = rooms::topic(ROOM);
                         let v = n.gossip().views(topic).await?;
                         let stats = n.gossip().stats(Some(topic)).await?;
-                        let mut other = String::new();
-                        for p in &v.active {
+                        let mut other = format!(
+                            "; it waited {:.1} s; its sessions: {:?}",
+                            started.elapsed().as_secs_f64(),
+                            n.links()
+                                .connected()
+                                .iter()
+                                .filter_map(|p| nodes.iter().position(|m| m.id() == *p))
+                                .collect::<Vec<_>>()
+                        );
+                        for p in v.active.iter().chain(&n.links().connected()) {
                             let Some(k) = nodes.iter().position(|m| m.id() == *p) else {
                                 continue;
                             };
                             let w = nodes[k].gossip().views(topic).await?;
                             let ks = nodes[k].gossip().stats(Some(topic)).await?;
                             other += &format!(
-                                "; its active peer is node {k}: active {} (us: {}), passive {} \
+                                "; its peer (active or session) node {k}: active {} (us: {}), confirmed {}, passive {} \
                                  (us: {}), sessions {}, connected to us {}; driver {}; \
                                  protocol {}; membership {}",
                                 w.active.len(),
                                 w.active.contains(&n.id()),
+                                w.confirmed.len(),
                                 w.passive.len(),
                                 w.passive.contains(&n.id()),
                                 nodes[k].links().connected().len(),

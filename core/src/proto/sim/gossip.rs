@@ -1434,11 +1434,11 @@ mod tests {
 
     /// Every node joins at the same moment through the one earlier node it
     /// dialed (a random tree of connections, `contacts = 1`): the overlay
-    /// becomes one component and stays one to the end of the run, and the
-    /// last steady broadcast reaches every node. On main at b92f9e9 (before lost
-    /// links were probed again) seeds 1, 2, 3 and 5 stood at 6–10
-    /// components for good. Not yet met: one component before the first
-    /// steady broadcast (seeds 3 and 5 take 22 s and 30 s; see
+    /// becomes one component before the steady phase and every steady
+    /// broadcast reaches every node. On main at b92f9e9 (before lost links
+    /// were probed again) seeds 1, 2, 3 and 5 stood at 6–10 components for
+    /// good; at dd87937 (honest relinks struck as ROOT floods, and banned)
+    /// seeds 3 and 5 took 22 s and 30 s and seed 5 missed broadcasts (see
     /// docs/benchmarks.md, issue 15).
     #[test]
     fn nodes_joining_all_at_once_through_one_contact_each_become_one_overlay() {
@@ -1456,8 +1456,14 @@ mod tests {
                 "seed {seed}: never one component\n{}",
                 r.table()
             );
-            let last = r.broadcasts.last().unwrap();
-            assert_eq!(last.delivered, last.live_nodes, "seed {seed}: {last:?}");
+            for b in r.broadcasts.iter().filter(|b| b.phase == Phase::Steady) {
+                assert_eq!(
+                    b.delivered,
+                    b.live_nodes,
+                    "seed {seed}: {b:?}\n{}",
+                    r.table()
+                );
+            }
         }
     }
 

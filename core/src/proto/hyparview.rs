@@ -130,7 +130,9 @@ pub struct Config {
     pub shuffle_passive_count: usize,
     /// Hops a SHUFFLE walks before it is answered.
     pub shuffle_random_walk_length: u8,
-    /// A NEIGHBOR request unanswered for this long has failed.
+    /// A NEIGHBOR request unanswered for this long has failed. It counts the
+    /// dial (TCP and TLS) too: too short, and a loaded or slow peer's accept
+    /// comes after we gave up and must be undone.
     pub neighbor_timeout: Duration,
     /// How long a banned peer is refused.
     pub ban_duration: Duration,

@@ -250,7 +250,7 @@ struct Session {
     /// Our address of its newest connection (see `proto::roaming`).
     local: Option<IpAddr>,
     mux: MuxSession,
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Box<Message>>,
     last_heard: Instant,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -799,7 +799,7 @@ impl Actor {
                 s.last_heard = Instant::now();
                 match msg {
                     Message::Ping(n) => {
-                        let _ = s.tx.try_send(Message::Pong(n));
+                        let _ = s.tx.try_send(Box::new(Message::Pong(n)));
                     }
                     Message::Pong(n) => self.links.on_pong(n),
                     _ => {}
@@ -1026,7 +1026,7 @@ impl Actor {
             side,
             Some(self.lane_dialer(peer, addr)),
         );
-        let (tx, mut rx) = mpsc::channel::<Message>(PEER_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Box<Message>>(PEER_QUEUE);
         // Published before the session's tasks start: a frame the peer sends
         // the moment its side is up (a queued message) is answered on this
         // session, never dropped for want of a link (an ack was, when the
@@ -1293,7 +1293,7 @@ impl Actor {
                 }
                 let nonce = self.now().as_millis() as u64;
                 for s in self.sessions.values() {
-                    let _ = s.tx.try_send(Message::Ping(nonce));
+                    let _ = s.tx.try_send(Box::new(Message::Ping(nonce)));
                 }
                 self.timers
                     .insert(now + self.config.keepalive, Timer::Keepalive);

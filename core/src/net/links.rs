@@ -32,7 +32,10 @@ pub struct PeerLink {
     /// Changes when the peer reconnects (a new session).
     pub session: u64,
     /// Frames sent here go out on the session's control stream, in order.
-    pub control: mpsc::Sender<Message>,
+    /// Boxed: the queue's first block of 32 slots is allocated with the
+    /// session, and 32 unboxed messages (128 bytes each) are 4 KiB of every
+    /// idle session.
+    pub control: mpsc::Sender<Box<Message>>,
     pub mux: MuxSession,
 }
 
@@ -183,7 +186,7 @@ impl Links {
     /// queue is full (the caller decides whether to drop, retry or wait).
     pub fn try_send(&self, peer: &PeerId, msg: Message) -> Result<(), SendError> {
         let link = self.get(peer).ok_or(SendError::NotConnected(*peer))?;
-        link.control.try_send(msg).map_err(|e| match e {
+        link.control.try_send(Box::new(msg)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SendError::QueueFull(*peer),
             mpsc::error::TrySendError::Closed(_) => SendError::NotConnected(*peer),
         })
@@ -193,7 +196,7 @@ impl Links {
     pub async fn send(&self, peer: &PeerId, msg: Message) -> Result<(), SendError> {
         let link = self.get(peer).ok_or(SendError::NotConnected(*peer))?;
         link.control
-            .send(msg)
+            .send(Box::new(msg))
             .await
             .map_err(|_| SendError::NotConnected(*peer))
     }

@@ -469,7 +469,7 @@ impl Service {
             return None; // the session it was meant for is gone or paused
         }
         let frame = wire::Message::Dm(message);
-        match tokio::time::timeout(SEND_STALL, link.control.send(frame)).await {
+        match tokio::time::timeout(SEND_STALL, link.control.send(Box::new(frame))).await {
             Ok(_) => None, // a closed queue means the session is ending: `Down` follows
             Err(_) => {
                 self.stats.stalled_writes += 1;
@@ -507,7 +507,7 @@ impl Service {
             let ids = owed.iter().map(|(_, id)| *id).collect();
             let frame = wire::Message::Dm(messaging::Message::Read { ids });
             if !matches!(
-                tokio::time::timeout(SEND_STALL, link.control.send(frame)).await,
+                tokio::time::timeout(SEND_STALL, link.control.send(Box::new(frame))).await,
                 Ok(Ok(()))
             ) {
                 return; // still owed; sent on the next session

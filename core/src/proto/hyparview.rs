@@ -1921,11 +1921,7 @@ mod tests {
             let mut out = Vec::new();
             if k == 47 {
                 // a smaller root reaches us: our label changed
-                let root = Message::Root {
-                    root: id(1),
-                    seq: 1,
-                };
-                s.handle(now, InEvent::Message(id(2), root), &mut out);
+                s.handle(now, InEvent::Message(id(2), beacon(1, 1)), &mut out);
             }
             s.handle(now, InEvent::Timer(Timer::Root), &mut out);
             for (p, m) in sends(&out) {
@@ -1969,10 +1965,7 @@ mod tests {
     fn a_neighbour_that_just_linked_is_no_other_way_to_the_root() {
         // root 1's beacon came from 2 first
         let mut s = in_overlay(9, &[2, 3], 1);
-        let beacon = Message::Root {
-            root: id(1),
-            seq: 1,
-        };
+        let beacon = beacon(1, 1);
         // 4 links and tells us its label, which is ours
         let high = Message::Neighbor {
             priority: Priority::High,
@@ -1996,10 +1989,7 @@ mod tests {
         // simulator saw 60 in 1.5 s); striking them banned honest peers and
         // split the overlay for good.
         let mut s = in_overlay(200, &[6, 7], 3);
-        let beacon = Message::Root {
-            root: id(3),
-            seq: 1,
-        };
+        let beacon = beacon(3, 1);
         for _ in 0..1000 {
             let out = run(&mut s, InEvent::Message(id(6), beacon.clone()));
             assert!(sends(&out).is_empty(), "an old beacon is not forwarded");
@@ -2011,15 +2001,19 @@ mod tests {
         assert_eq!(s.active_view().count(), 2);
     }
 
+    /// A ROOT naming `root` with beacon `seq`.
+    fn beacon(root: u8, seq: u64) -> Message {
+        Message::Root {
+            root: id(root),
+            seq,
+        }
+    }
+
     /// [`with_active`], with the overlay's label `root` heard from the first
     /// neighbour.
     fn in_overlay(i: u8, active: &[u8], root: u8) -> State<SimRng> {
         let mut s = with_active(i, active);
-        let beacon = Message::Root {
-            root: id(root),
-            seq: 1,
-        };
-        run(&mut s, InEvent::Message(id(active[0]), beacon));
+        run(&mut s, InEvent::Message(id(active[0]), beacon(root, 1)));
         assert_eq!(s.root(), id(root));
         s
     }

@@ -289,7 +289,14 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
                                 .filter_map(|p| nodes.iter().position(|m| m.id() == *p))
                                 .collect::<Vec<_>>()
                         );
-                        for p in v.active.iter().chain(&n.links().connected()) {
+                        // each peer once: an active one usually has a session too
+                        let peers: std::collections::BTreeSet<_> = v
+                            .active
+                            .iter()
+                            .chain(&n.links().connected())
+                            .copied()
+                            .collect();
+                        for p in &peers {
                             let Some(k) = nodes.iter().position(|m| m.id() == *p) else {
                                 continue;
                             };

@@ -292,7 +292,17 @@ async fn pump(
         if ctl.borrow().paused {
             let _ = ctl.wait_for(|c| !c.paused || c.cancelled).await;
         }
-        let Some(mut item) = items.recv().await else {
+        // A cancel ends the transfer here: nothing the reader queued goes out
+        // after it (the data loop resets the stream, but this task could
+        // otherwise write on before that, and a receiver would get the rest).
+        if ctl.borrow().cancelled {
+            return Ok(());
+        }
+        let item = tokio::select! {
+            item = items.recv() => item,
+            _ = cancelled(&mut ctl) => return Ok(()),
+        };
+        let Some(mut item) = item else {
             return Ok(());
         };
         sent += item
@@ -303,14 +313,23 @@ async fn pump(
         let _ = notes.send(std::mem::take(&mut item.notes));
         // Handed over, not copied: the mux keeps the block until the peer has
         // it, so the reader makes a fresh buffer for the next one.
-        w.write_bytes(bytes::Bytes::from(std::mem::take(&mut item.buf)))
-            .await?;
+        tokio::select! {
+            r = w.write_bytes(bytes::Bytes::from(std::mem::take(&mut item.buf))) => r?,
+            _ = cancelled(&mut ctl) => return Ok(()),
+        }
         if let Some((limit, tx)) = &pause_after
             && sent >= *limit
         {
             tx.send_modify(|c| c.paused = true);
             pause_after = None;
         }
+    }
+}
+
+/// Resolves once the transfer is cancelled (never, if its switches are gone).
+async fn cancelled(ctl: &mut watch::Receiver<Ctl>) {
+    if ctl.wait_for(|c| c.cancelled).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -496,4 +515,78 @@ fn emit_progress(
         file,
         paused,
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    fn block(len: usize) -> Item {
+        Item {
+            buf: vec![7; len],
+            notes: vec![Note::Block(len as u64)],
+        }
+    }
+
+    /// The pump over an in-memory stream of `buffer` bytes, fed `queued`
+    /// blocks; the receiving end and the transfer's switches.
+    fn pump_with(
+        buffer: usize,
+        queued: Vec<Item>,
+        ctl: Ctl,
+    ) -> (
+        tokio::task::JoinHandle<std::io::Result<()>>,
+        SharedStream,
+        watch::Sender<Ctl>,
+    ) {
+        let (w, r) = SharedStream::local_pair(buffer);
+        let (items_tx, items_rx) = mpsc::channel(queued.len().max(1));
+        for item in queued {
+            items_tx.try_send(item).unwrap();
+        }
+        drop(items_tx);
+        let (notes_tx, _) = mpsc::unbounded_channel();
+        let (ctl_tx, ctl_rx) = watch::channel(ctl);
+        let task = tokio::spawn(pump(w, items_rx, notes_tx, ctl_rx, None));
+        (task, r, ctl_tx)
+    }
+
+    async fn read_all(mut r: SharedStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let _ = r.read_to_end(&mut got).await;
+        got
+    }
+
+    #[tokio::test]
+    async fn a_cancel_during_a_pause_sends_nothing_the_reader_queued() {
+        let paused = Ctl {
+            paused: true,
+            cancelled: false,
+        };
+        let (task, r, ctl) = pump_with(1 << 20, vec![block(1000), block(1000)], paused);
+        tokio::task::yield_now().await;
+        ctl.send_modify(|c| c.cancelled = true);
+        task.await.unwrap().unwrap();
+        let got = read_all(r).await;
+        assert!(
+            got.is_empty(),
+            "{} bytes went out after the cancel",
+            got.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancel_ends_a_write_the_receiver_is_not_reading() {
+        let (task, r, ctl) = pump_with(100, vec![block(1000)], Ctl::default());
+        tokio::task::yield_now().await;
+        ctl.send_modify(|c| c.cancelled = true);
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the pump still writes after the cancel")
+            .unwrap()
+            .unwrap();
+        assert!(read_all(r).await.len() <= 100);
+    }
 }

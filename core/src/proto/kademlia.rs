@@ -25,7 +25,7 @@
 //!   newcomers wait in a replacement cache (§2.2, §4.1); buckets with no lookup
 //!   for [`Config::refresh_interval`] are refreshed with a lookup of a random key
 //!   in them, and joining refreshes every bucket beyond our nearest neighbour
-//!   (§2.3).
+//!   that the self-lookup left empty (§2.3 refreshes all of them).
 //! - [`query`]: the iterative lookup fed answers and timeouts; FIND_NODE returns
 //!   the k nearest nodes that answered, FIND_VALUE stops once
 //!   [`Config::value_quorum`] nodes returned matching records.

@@ -82,6 +82,9 @@ struct Report {
     /// RSS growth from listening to dialed (then 0.5 s idle), per session end:
     /// what an idle session costs one of its two nodes.
     idle_session_end_kib: f64,
+    /// DHT messages all nodes sent from the start to the end of the dials
+    /// (plus the 0.5 s after), per node: what each node's DHT join cost.
+    dht_sent_per_node: f64,
     /// All nodes, one after another (or all at once).
     join_s: f64,
     /// One node's join: call to first neighbour that proved membership.
@@ -169,6 +172,16 @@ async fn gossip_frames(nodes: &[Node]) -> u64 {
         .sum()
 }
 
+async fn dht_sent(nodes: &[Node]) -> u64 {
+    let dhts = nodes.iter().filter_map(|n| n.dht());
+    let stats = join_all(dhts.map(|d| d.stats())).await;
+    stats
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|s| s.sent)
+        .sum()
+}
+
 async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(a.nodes >= 2, "--nodes must be at least 2");
     let mut r = Report {
@@ -237,6 +250,7 @@ async fn gossip(a: GossipArgs, json: bool) -> anyhow::Result<ExitCode> {
     r.rss_started_mib = rss_bytes() as f64 / MIB;
     r.idle_session_end_kib =
         (r.rss_started_mib - r.rss_listening_mib) * 1024.0 / (2 * r.sessions.max(1)) as f64;
+    r.dht_sent_per_node = dht_sent(&nodes).await as f64 / nodes.len() as f64;
     if a.start_only {
         r.shutdown_s = shut_down(&nodes, json).await?;
         if json {
@@ -533,6 +547,12 @@ fn print_start(r: &Report) {
         "  idle session, per end            {:>8.1} KiB (RSS {:.1} MiB listening, {:.1} dialed)",
         r.idle_session_end_kib, r.rss_listening_mib, r.rss_started_mib
     );
+    if r.dht {
+        println!(
+            "  DHT messages sent, per node      {:>8.0}",
+            r.dht_sent_per_node
+        );
+    }
 }
 
 fn print_table(r: &Report) {

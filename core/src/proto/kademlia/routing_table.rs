@@ -307,6 +307,11 @@ impl RoutingTable {
             .collect()
     }
 
+    /// True if bucket `b` holds no contact.
+    pub fn bucket_is_empty(&self, b: usize) -> bool {
+        self.buckets.get(&b).is_none_or(|x| x.entries.is_empty())
+    }
+
     /// Checks every invariant listed in the module docs.
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) -> Result<(), String> {

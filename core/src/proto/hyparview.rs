@@ -1937,6 +1937,36 @@ mod tests {
     }
 
     #[test]
+    fn a_joins_other_contacts_are_still_probed_after_they_spoke() {
+        // 5 joins through 2 and was told of 8 as well; 8 answers a shuffle
+        let mut s = node(5);
+        run(
+            &mut s,
+            InEvent::Join {
+                contact: info(2),
+                others: vec![info(8)],
+            },
+        );
+        let reply = Message::ShuffleReply { nodes: vec![] };
+        run(&mut s, InEvent::Message(id(8), reply));
+        let mut probed = false;
+        for k in 1..=5 {
+            let mut out = Vec::new();
+            s.handle(
+                Duration::from_secs(10 * k),
+                InEvent::Timer(Timer::Root),
+                &mut out,
+            );
+            probed |= sends(&out)
+                .iter()
+                .any(|(p, m)| *p == id(8) && matches!(m, Message::Probe { .. }));
+        }
+        // The user's contacts are how two overlays that formed apart find
+        // each other again: hearing from one does not drop it.
+        assert!(probed, "a contact of our join is never probed");
+    }
+
+    #[test]
     fn a_flood_of_root_messages_is_cut_off_and_reported() {
         let mut s = with_active(200, &[6, 7]);
         let mut forwarded = 0;

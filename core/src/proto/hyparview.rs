@@ -46,8 +46,8 @@
 //!   our overlay, or its message merges us): the sessions the overlay's own
 //!   traffic opens would otherwise each lead to a probe (with 2,000 real
 //!   nodes in one process, probes were most of the connections opened). A
-//!   member of another overlay (a different root) answers; whichever side has the larger root sends a high-priority
-//!   NEIGHBOR to the other. That one link merges the overlays: the smaller
+//!   member of another overlay (a different root) answers; whichever side
+//!   has the larger root sends a high-priority NEIGHBOR to the other. That one link merges the overlays: the smaller
 //!   root floods across it and the later probes find one label. A candidate
 //!   that is not in the topic says so (DISCONNECT) and is forgotten.
 //! - **Lost links probed again.** An eviction can cut the overlay in two,
@@ -665,8 +665,7 @@ impl<R: Rng> State<R> {
             self.label_changed();
         }
         self.parent = Some(from);
-        self.echoed.clear();
-        self.fresh.clear();
+        self.new_beacon();
         self.root = root;
         self.root_seq = seq;
         self.root_heard = now;
@@ -720,6 +719,13 @@ impl<R: Rng> State<R> {
         out.push(OutEvent::Dial(peer, data));
         out.push(OutEvent::Send(peer, msg));
         self.release(peer, out);
+    }
+
+    /// Our beacon is a new one (adopted, or ours as root): no neighbour has
+    /// echoed it yet, and none has linked since.
+    fn new_beacon(&mut self) {
+        self.echoed.clear();
+        self.fresh.clear();
     }
 
     /// Our overlay's root changed (a merge, or the old root went quiet): the
@@ -807,8 +813,7 @@ impl<R: Rng> State<R> {
             self.root_seq = self.own_seq;
             self.root_heard = now;
             self.parent = None;
-            self.echoed.clear();
-            self.fresh.clear();
+            self.new_beacon();
             let msg = Message::Root {
                 root: self.root,
                 seq: self.root_seq,
@@ -1441,9 +1446,30 @@ mod tests {
     }
 
     fn run(s: &mut State<SimRng>, ev: InEvent) -> Vec<OutEvent> {
+        run_at(s, T0, ev)
+    }
+
+    fn run_at(s: &mut State<SimRng>, now: Duration, ev: InEvent) -> Vec<OutEvent> {
         let mut out = Vec::new();
-        s.handle(T0, ev, &mut out);
+        s.handle(now, ev, &mut out);
         out
+    }
+
+    /// A join through `contact` that was told of `others` too.
+    fn join_through(contact: u8, others: &[u8]) -> InEvent {
+        InEvent::Join {
+            contact: info(contact),
+            others: others.iter().map(|&o| info(o)).collect(),
+        }
+    }
+
+    /// The peers `out` probes.
+    fn probed(out: &[OutEvent]) -> Vec<PeerId> {
+        sends(out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, Message::Probe { .. }))
+            .map(|(p, _)| p)
+            .collect()
     }
 
     fn sends(out: &[OutEvent]) -> Vec<(PeerId, Message)> {
@@ -1492,13 +1518,7 @@ mod tests {
     #[test]
     fn join_makes_newcomer_and_contact_neighbours() {
         let mut a = node(1);
-        let out = run(
-            &mut a,
-            InEvent::Join {
-                contact: info(2),
-                others: vec![info(3)],
-            },
-        );
+        let out = run(&mut a, join_through(2, &[3]));
         assert!(out.contains(&OutEvent::Dial(id(2), PeerData(vec![2]))));
         assert!(out.contains(&OutEvent::Emit(Event::NeighborUp(id(2)))));
         assert_eq!(a.passive_view().copied().collect::<Vec<_>>(), [id(3)]);
@@ -1608,13 +1628,7 @@ mod tests {
             let mut queue = VecDeque::new();
             if i > 1 {
                 let contact = rng.random_range(1..i);
-                let out = run(
-                    &mut s,
-                    InEvent::Join {
-                        contact: info(contact),
-                        others: vec![],
-                    },
-                );
+                let out = run(&mut s, join_through(contact, &[]));
                 queue.extend(sends(&out).into_iter().map(|(p, m)| (id(i), p, m)));
             }
             nodes.insert(id(i), s);
@@ -1662,13 +1676,7 @@ mod tests {
     #[test]
     fn failed_neighbour_is_replaced_from_passive_view() {
         let mut s = with_active(1, &[2]);
-        run(
-            &mut s,
-            InEvent::Join {
-                contact: info(2),
-                others: vec![info(3), info(4)],
-            },
-        );
+        run(&mut s, join_through(2, &[3, 4]));
         let out = run(&mut s, InEvent::ConnectionLost(id(2)));
         assert!(out.contains(&OutEvent::Emit(Event::NeighborDown(id(2)))));
         let requests: Vec<_> = sends(&out)
@@ -1706,13 +1714,7 @@ mod tests {
         // active {2, 5, 6}, passive {3, 4}: room for two more, so the shuffle
         // tick asks both, with low priority
         let mut s = with_active(1, &[2, 5, 6]);
-        run(
-            &mut s,
-            InEvent::Join {
-                contact: info(2),
-                others: vec![info(3), info(4)],
-            },
-        );
+        run(&mut s, join_through(2, &[3, 4]));
         let asked = |out: &[OutEvent]| -> Vec<PeerId> {
             sends(out)
                 .into_iter()
@@ -1752,13 +1754,7 @@ mod tests {
     #[test]
     fn neighbor_request_without_answer_times_out_and_drops_the_candidate() {
         let mut s = node(1);
-        run(
-            &mut s,
-            InEvent::Join {
-                contact: info(2),
-                others: vec![info(3)],
-            },
-        );
+        run(&mut s, join_through(2, &[3]));
         run(&mut s, InEvent::ConnectionLost(id(2)));
         let out = run(&mut s, InEvent::Timer(Timer::NeighborTimeout(id(3))));
         assert!(out.contains(&OutEvent::Disconnect(id(3))));
@@ -1894,8 +1890,7 @@ mod tests {
         // nothing from the root for ROOT_EXPIRY intervals: we are our own root
         // again and say so
         let late = s.config.root_interval * (ROOT_EXPIRY + 1);
-        let mut out = Vec::new();
-        s.handle(late, InEvent::Timer(Timer::Root), &mut out);
+        let out = run_at(&mut s, late, InEvent::Timer(Timer::Root));
         assert_eq!(s.root(), id(5));
         assert_eq!(s.stats().roots_expired, 1);
         assert_eq!(
@@ -1910,60 +1905,45 @@ mod tests {
     #[test]
     fn candidates_are_probed_less_often_while_the_label_holds_and_not_once_they_spoke() {
         let mut s = with_active(5, &[2]);
-        let mut out = Vec::new();
-        s.handle(T0, InEvent::Candidates(vec![info(8), info(9)]), &mut out);
+        run(&mut s, InEvent::Candidates(vec![info(8), info(9)]));
         // 9 answers a shuffle of ours: the overlay's own traffic.
         let reply = Message::ShuffleReply { nodes: vec![] };
-        s.handle(T0, InEvent::Message(id(9), reply), &mut out);
-        let mut probed: BTreeMap<PeerId, Vec<u64>> = BTreeMap::new();
+        run(&mut s, InEvent::Message(id(9), reply));
+        let mut at: BTreeMap<PeerId, Vec<u64>> = BTreeMap::new();
         for k in 1..=50 {
             let now = Duration::from_secs(10 * k);
-            let mut out = Vec::new();
             if k == 47 {
                 // a smaller root reaches us: our label changed
-                s.handle(now, InEvent::Message(id(2), beacon(1, 1)), &mut out);
+                run_at(&mut s, now, InEvent::Message(id(2), beacon(1, 1)));
             }
-            s.handle(now, InEvent::Timer(Timer::Root), &mut out);
-            for (p, m) in sends(&out) {
-                if matches!(m, Message::Probe { .. }) {
-                    probed.entry(p).or_default().push(10 * k);
-                }
+            for p in probed(&run_at(&mut s, now, InEvent::Timer(Timer::Root))) {
+                at.entry(p).or_default().push(10 * k);
             }
         }
-        assert!(!probed.contains_key(&id(9)), "a peer that spoke is probed");
+        assert!(!at.contains_key(&id(9)), "a peer that spoke is probed");
         // 30 s, then twice as long each time up to 240 s; back to 30 s after
         // the label changed (at 470 s)
-        assert_eq!(probed[&id(8)], [10, 40, 100, 220, 460, 490]);
+        assert_eq!(at[&id(8)], [10, 40, 100, 220, 460, 490]);
     }
 
     #[test]
     fn a_joins_other_contacts_are_still_probed_after_they_spoke() {
         // 5 joins through 2 and was told of 8 as well; 8 answers a shuffle
         let mut s = node(5);
-        run(
-            &mut s,
-            InEvent::Join {
-                contact: info(2),
-                others: vec![info(8)],
-            },
-        );
+        run(&mut s, join_through(2, &[8]));
         let reply = Message::ShuffleReply { nodes: vec![] };
         run(&mut s, InEvent::Message(id(8), reply));
-        let mut probed = false;
-        for k in 1..=5 {
-            let mut out = Vec::new();
-            s.handle(
+        let was_probed = (1..=5).any(|k| {
+            let tick = run_at(
+                &mut s,
                 Duration::from_secs(10 * k),
                 InEvent::Timer(Timer::Root),
-                &mut out,
             );
-            probed |= sends(&out)
-                .iter()
-                .any(|(p, m)| *p == id(8) && matches!(m, Message::Probe { .. }));
-        }
+            probed(&tick).contains(&id(8))
+        });
         // The user's contacts are how two overlays that formed apart find
         // each other again: hearing from one does not drop it.
-        assert!(probed, "a contact of our join is never probed");
+        assert!(was_probed, "a contact of our join is never probed");
     }
 
     #[test]

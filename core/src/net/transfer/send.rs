@@ -295,12 +295,11 @@ async fn pump(
         // A cancel ends the transfer here: nothing the reader queued goes out
         // after it (the data loop resets the stream, but this task could
         // otherwise write on before that, and a receiver would get the rest).
-        if ctl.borrow().cancelled {
-            return Ok(());
-        }
+        // Biased: a cancel already made wins over a block already queued.
         let item = tokio::select! {
-            item = items.recv() => item,
+            biased;
             _ = cancelled(&mut ctl) => return Ok(()),
+            item = items.recv() => item,
         };
         let Some(mut item) = item else {
             return Ok(());
@@ -314,8 +313,9 @@ async fn pump(
         // Handed over, not copied: the mux keeps the block until the peer has
         // it, so the reader makes a fresh buffer for the next one.
         tokio::select! {
-            r = w.write_bytes(bytes::Bytes::from(std::mem::take(&mut item.buf))) => r?,
+            biased;
             _ = cancelled(&mut ctl) => return Ok(()),
+            r = w.write_bytes(bytes::Bytes::from(std::mem::take(&mut item.buf))) => r?,
         }
         if let Some((limit, tx)) = &pause_after
             && sent >= *limit
